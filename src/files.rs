@@ -1,0 +1,439 @@
+//! The files a `.dsc` or `.changes` lists (`Files`, `Checksums-Sha1`, `Checksums-Sha256`):
+//! parsing, cross-checking, safe names, and verification against the files on disk.
+//!
+//! File names come from uploads and are never trusted as paths: [`safe_file_name`] admits only
+//! plain names made of the characters Debian uses in file names, so joining one to a directory
+//! can never leave it.
+
+use crate::checksums::Digests;
+use crate::control::{ControlError, Paragraph};
+use crate::openpgp::{self, Keyring, OpenPgpError};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// An error in a `.dsc` or `.changes` (Policy's "control files"), naming the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {problem}", path.display())]
+pub struct ControlFileError {
+    pub path: PathBuf,
+    pub problem: Problem,
+}
+
+/// What is wrong with a `.dsc` or `.changes`.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("not UTF-8 text")]
+    NotText,
+    #[error("signature: {0}")]
+    Signature(#[from] OpenPgpError),
+    #[error("{0}")]
+    Syntax(#[from] ControlError),
+    #[error("missing field '{0}'")]
+    MissingField(&'static str),
+    #[error("field '{field}': {reason}")]
+    InvalidField { field: &'static str, reason: String },
+    #[error("{0}")]
+    File(#[from] FileError),
+}
+
+impl ControlFileError {
+    pub fn new(path: &Path, problem: impl Into<Problem>) -> Self {
+        ControlFileError {
+            path: path.to_path_buf(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// How to treat the OpenPGP signature of a control file.
+#[derive(Debug, Clone, Copy)]
+pub enum Trust<'a> {
+    /// Strip a signature without checking it (the admin import trusts its caller).
+    Unchecked,
+    /// The signature must verify against this keyring; only the signed text is used.
+    Keyring(&'a Keyring),
+}
+
+/// A control file's paragraph, with the fingerprint of its signer when it was verified.
+pub(crate) fn read_paragraph(
+    data: &[u8],
+    path: &Path,
+    trust: Trust<'_>,
+) -> Result<(Paragraph, Option<String>), ControlFileError> {
+    let err = |p: Problem| ControlFileError::new(path, p);
+    let (text, signer) = match trust {
+        Trust::Unchecked => {
+            let text = std::str::from_utf8(data).map_err(|_| err(Problem::NotText))?;
+            (openpgp::cleartext_body(text).map_err(|e| err(e.into()))?, None)
+        }
+        Trust::Keyring(k) => {
+            let v = k.verify_cleartext(data).map_err(|e| err(e.into()))?;
+            let text = String::from_utf8(v.body).map_err(|_| err(Problem::NotText))?;
+            (text, Some(v.fingerprint))
+        }
+    };
+    let paragraph = Paragraph::parse(&text).map_err(|e| err(e.into()))?;
+    Ok((paragraph, signer))
+}
+
+/// A required, non-empty field.
+pub(crate) fn required<'p>(
+    p: &'p Paragraph,
+    field: &'static str,
+    path: &Path,
+) -> Result<&'p str, ControlFileError> {
+    p.get(field)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ControlFileError::new(path, Problem::MissingField(field)))
+}
+
+/// Something wrong with one listed file, or with the lists themselves.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    #[error("unsafe file name '{name}': {reason}")]
+    UnsafeName { name: String, reason: &'static str },
+    #[error("field '{field}': malformed entry '{line}'")]
+    MalformedEntry { field: &'static str, line: String },
+    #[error("{name}: listed in '{field}' but not in 'Files'")]
+    NotInFiles { name: String, field: &'static str },
+    #[error("{name}: listed twice in '{field}'")]
+    Duplicate { name: String, field: &'static str },
+    #[error("{name}: size {size} in '{field}' disagrees with size {files_size} in 'Files'")]
+    SizeDisagrees {
+        name: String,
+        field: &'static str,
+        size: u64,
+        files_size: u64,
+    },
+    #[error("{name}: file is missing")]
+    Missing { name: String },
+    #[error("{name}: cannot read: {reason}")]
+    Unreadable { name: String, reason: String },
+    #[error("{name}: size is {actual}, expected {expected}")]
+    WrongSize {
+        name: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{name}: {algorithm} checksum mismatch (expected {expected}, got {actual})")]
+    WrongChecksum {
+        name: String,
+        algorithm: &'static str,
+        expected: String,
+        actual: String,
+    },
+}
+
+/// One listed file. `section` and `priority` are set only for `.changes` entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    pub name: String,
+    pub size: u64,
+    pub md5: String,
+    pub sha1: Option<String>,
+    pub sha256: Option<String>,
+    pub section: Option<String>,
+    pub priority: Option<String>,
+}
+
+/// Refuses anything that is not a plain Debian file name: path separators, `..`, a leading
+/// `.` or `-`, control characters, characters outside `[A-Za-z0-9.+~_-]` (and `:` for no
+/// one: epochs never appear in file names), and over-long names.
+pub fn safe_file_name(name: &str) -> Result<&str, FileError> {
+    let bad = |reason| FileError::UnsafeName {
+        name: name.escape_debug().to_string(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(bad("empty"));
+    }
+    if name.len() > 255 {
+        return Err(bad("longer than 255 bytes"));
+    }
+    if name.contains('/') || name.contains('\\') {
+        return Err(bad("contains a path separator"));
+    }
+    if name.contains("..") {
+        return Err(bad("contains '..'"));
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Err(bad("contains a control character"));
+    }
+    if name.starts_with('.') {
+        return Err(bad("starts with '.'"));
+    }
+    if name.starts_with('-') {
+        return Err(bad("starts with '-'"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b".+~_-".contains(&b))
+    {
+        return Err(bad("contains a character outside [A-Za-z0-9.+~_-]"));
+    }
+    Ok(name)
+}
+
+/// The merged file lists of a `.dsc` or `.changes`, in `Files` order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileList {
+    pub entries: Vec<FileEntry>,
+}
+
+impl FileList {
+    /// Reads `Files` (required) and `Checksums-Sha1`/`Checksums-Sha256` (optional; when
+    /// present they must list exactly the same files with the same sizes).
+    /// `with_section` is true for `.changes` (`md5 size section priority name`).
+    pub fn from_paragraph(p: &Paragraph, with_section: bool) -> Result<FileList, FileError> {
+        let mut entries: Vec<FileEntry> = Vec::new();
+        let mut index = BTreeMap::new();
+        if let Some(field) = p.field("Files") {
+            for line in field.continuation_lines().filter(|l| !l.is_empty()) {
+                let parts: Vec<&str> = line.split_whitespace().collect();
+                let malformed = || FileError::MalformedEntry {
+                    field: "Files",
+                    line: line.to_string(),
+                };
+                let (md5, size, section, priority, name) = match (with_section, parts.as_slice()) {
+                    (false, [md5, size, name]) => (md5, size, None, None, name),
+                    (true, [md5, size, sec, pri, name]) => {
+                        (md5, size, Some(sec.to_string()), Some(pri.to_string()), name)
+                    }
+                    _ => return Err(malformed()),
+                };
+                let size = size.parse::<u64>().map_err(|_| malformed())?;
+                if !is_hex(md5, 32) {
+                    return Err(malformed());
+                }
+                let name = safe_file_name(name)?.to_string();
+                if index.insert(name.clone(), entries.len()).is_some() {
+                    return Err(FileError::Duplicate {
+                        name,
+                        field: "Files",
+                    });
+                }
+                entries.push(FileEntry {
+                    name,
+                    size,
+                    md5: md5.to_ascii_lowercase(),
+                    sha1: None,
+                    sha256: None,
+                    section,
+                    priority,
+                });
+            }
+        }
+        for (field, hex_len) in [("Checksums-Sha1", 40), ("Checksums-Sha256", 64)] {
+            let Some(f) = p.field(field) else { continue };
+            let mut seen = 0;
+            for line in f.continuation_lines().filter(|l| !l.is_empty()) {
+                let malformed = || FileError::MalformedEntry {
+                    field,
+                    line: line.to_string(),
+                };
+                let [hash, size, name] = line.split_whitespace().collect::<Vec<_>>()[..] else {
+                    return Err(malformed());
+                };
+                let size = size.parse::<u64>().map_err(|_| malformed())?;
+                if !is_hex(hash, hex_len) {
+                    return Err(malformed());
+                }
+                let name = safe_file_name(name)?;
+                let Some(&i) = index.get(name) else {
+                    return Err(FileError::NotInFiles {
+                        name: name.to_string(),
+                        field,
+                    });
+                };
+                let e = &mut entries[i];
+                if e.size != size {
+                    return Err(FileError::SizeDisagrees {
+                        name: name.to_string(),
+                        field,
+                        size,
+                        files_size: e.size,
+                    });
+                }
+                let slot = if hex_len == 40 {
+                    &mut e.sha1
+                } else {
+                    &mut e.sha256
+                };
+                if slot.replace(hash.to_ascii_lowercase()).is_some() {
+                    return Err(FileError::Duplicate {
+                        name: name.to_string(),
+                        field,
+                    });
+                }
+                seen += 1;
+            }
+            if seen != entries.len()
+                && let Some(e) = entries.iter().find(|e| {
+                    if hex_len == 40 {
+                        e.sha1.is_none()
+                    } else {
+                        e.sha256.is_none()
+                    }
+                })
+            {
+                return Err(FileError::Missing {
+                    name: format!("{} (not listed in '{field}')", e.name),
+                });
+            }
+        }
+        Ok(FileList { entries })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&FileEntry> {
+        self.entries.iter().find(|e| e.name == name)
+    }
+
+    /// Checks every listed file in `dir`: present, same size, same checksums. Returns the
+    /// digests of each file, in list order.
+    pub fn verify_in(&self, dir: &Path) -> Result<Vec<Digests>, FileError> {
+        self.entries.iter().map(|e| e.verify_in(dir)).collect()
+    }
+}
+
+impl FileEntry {
+    /// Checks this file in `dir` and returns its digests.
+    pub fn verify_in(&self, dir: &Path) -> Result<Digests, FileError> {
+        let name = safe_file_name(&self.name)?;
+        let path = dir.join(name);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(FileError::Missing {
+                    name: self.name.clone(),
+                });
+            }
+            Err(e) => {
+                return Err(FileError::Unreadable {
+                    name: self.name.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let d = Digests::of_reader(file).map_err(|e| FileError::Unreadable {
+            name: self.name.clone(),
+            reason: e.to_string(),
+        })?;
+        self.check(&d)?;
+        Ok(d)
+    }
+
+    /// Compares the listed size and checksums with computed digests.
+    pub fn check(&self, d: &Digests) -> Result<(), FileError> {
+        if d.size != self.size {
+            return Err(FileError::WrongSize {
+                name: self.name.clone(),
+                expected: self.size,
+                actual: d.size,
+            });
+        }
+        let pairs = [
+            ("SHA256", self.sha256.as_deref(), &d.sha256),
+            ("SHA1", self.sha1.as_deref(), &d.sha1),
+            ("MD5", Some(self.md5.as_str()), &d.md5),
+        ];
+        for (algorithm, expected, actual) in pairs {
+            if let Some(expected) = expected
+                && expected != actual
+            {
+                return Err(FileError::WrongChecksum {
+                    name: self.name.clone(),
+                    algorithm,
+                    expected: expected.to_string(),
+                    actual: actual.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_names_are_refused_with_a_reason() {
+        for (name, reason) in [
+            ("../etc/passwd", "contains a path separator"),
+            ("a/b", "contains a path separator"),
+            ("a..b", "contains '..'"),
+            (".hidden", "starts with '.'"),
+            ("-rf", "starts with '-'"),
+            ("a\nb", "contains a control character"),
+            ("a b", "contains a character outside [A-Za-z0-9.+~_-]"),
+            ("a:1.0", "contains a character outside [A-Za-z0-9.+~_-]"),
+            ("", "empty"),
+        ] {
+            match safe_file_name(name) {
+                Err(FileError::UnsafeName { reason: r, .. }) => assert_eq!(r, reason, "{name:?}"),
+                other => panic!("{name:?}: {other:?}"),
+            }
+        }
+        assert!(safe_file_name("hello_1.0~rc1+dfsg-1_amd64.deb").is_ok());
+    }
+
+    fn para(files: &str, sha256: &str) -> Paragraph {
+        Paragraph::parse(&format!("Files:\n{files}\nChecksums-Sha256:\n{sha256}\n")).unwrap()
+    }
+
+    const MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
+    const SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn lists_must_agree() {
+        let ok = para(&format!(" {MD5} 0 a.txt"), &format!(" {SHA256} 0 a.txt"));
+        let list = FileList::from_paragraph(&ok, false).unwrap();
+        assert_eq!(list.entries[0].sha256.as_deref(), Some(SHA256));
+
+        let other = para(&format!(" {MD5} 0 a.txt"), &format!(" {SHA256} 0 b.txt"));
+        assert!(matches!(
+            FileList::from_paragraph(&other, false),
+            Err(FileError::NotInFiles { .. })
+        ));
+        let size = para(&format!(" {MD5} 0 a.txt"), &format!(" {SHA256} 1 a.txt"));
+        assert!(matches!(
+            FileList::from_paragraph(&size, false),
+            Err(FileError::SizeDisagrees { .. })
+        ));
+        let short = para(
+            &format!(" {MD5} 0 a.txt\n {MD5} 0 b.txt"),
+            &format!(" {SHA256} 0 a.txt"),
+        );
+        assert!(matches!(
+            FileList::from_paragraph(&short, false),
+            Err(FileError::Missing { .. })
+        ));
+    }
+
+    #[test]
+    fn verify_against_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), b"").unwrap();
+        let p = para(&format!(" {MD5} 0 a.txt"), &format!(" {SHA256} 0 a.txt"));
+        let list = FileList::from_paragraph(&p, false).unwrap();
+        assert_eq!(list.verify_in(dir.path()).unwrap()[0].sha256, SHA256);
+        std::fs::write(dir.path().join("a.txt"), b"x").unwrap();
+        assert!(matches!(
+            list.verify_in(dir.path()),
+            Err(FileError::WrongSize { .. })
+        ));
+        std::fs::remove_file(dir.path().join("a.txt")).unwrap();
+        assert!(matches!(
+            list.verify_in(dir.path()),
+            Err(FileError::Missing { .. })
+        ));
+    }
+}

@@ -1,0 +1,15 @@
+//! mbd: a Debian build daemon and APT repository engine.
+//!
+//! The Debian formats live in modules named after Debian nouns: [`version`], [`control`]
+//! (deb822), [`deb`] (binary packages), [`dsc`], [`changes`], [`files`] (the file lists both
+//! carry), [`changelog`], plus [`checksums`] and [`openpgp`]. See `docs/ARCHITECTURE.md`.
+
+pub mod changelog;
+pub mod changes;
+pub mod checksums;
+pub mod control;
+pub mod deb;
+pub mod dsc;
+pub mod files;
+pub mod openpgp;
+pub mod version;
