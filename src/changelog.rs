@@ -57,7 +57,10 @@ pub fn parse_top_entry(text: &str, path: &Path) -> Result<ChangelogEntry, Change
         line,
         reason,
     };
-    let mut lines = text.lines().enumerate().skip_while(|(_, l)| l.trim().is_empty());
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .skip_while(|(_, l)| l.trim().is_empty());
     let (hn, header) = lines
         .next()
         .ok_or_else(|| err(1, "empty changelog".into()))?;
@@ -82,7 +85,8 @@ pub fn parse_top_entry(text: &str, path: &Path) -> Result<ChangelogEntry, Change
         }
         body.push(line);
     }
-    let (tn, t) = trailer.ok_or_else(|| err(hn + 1, "entry has no ' -- maintainer  date' line".into()))?;
+    let (tn, t) =
+        trailer.ok_or_else(|| err(hn + 1, "entry has no ' -- maintainer  date' line".into()))?;
     let (maintainer, date) = t
         .split_once(">  ")
         .map(|(m, d)| (format!("{m}>"), d.trim().to_string()))
@@ -190,11 +194,18 @@ impl OptionKey {
     ];
 
     pub fn name(self) -> &'static str {
-        OptionKey::ALL.iter().find(|(_, k)| *k == self).map(|(n, _)| *n).unwrap_or("")
+        OptionKey::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("")
     }
 
     fn from_name(name: &str) -> Option<OptionKey> {
-        OptionKey::ALL.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
+        OptionKey::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, k)| *k)
     }
 }
 
@@ -287,7 +298,11 @@ impl UploadOptions {
                 .find(|o| o.key == key && o.arch.as_deref() == Some(a))
         });
         exact
-            .or_else(|| self.options.iter().find(|o| o.key == key && o.arch.is_none()))
+            .or_else(|| {
+                self.options
+                    .iter()
+                    .find(|o| o.key == key && o.arch.is_none())
+            })
             .map(|o| &o.value)
     }
 
@@ -317,7 +332,9 @@ fn parse_option(s: &str) -> Result<Vec<UploadOption>, OptionError> {
         Some((n, a)) => {
             let a = a
                 .strip_suffix(']')
-                .filter(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+                .filter(|a| {
+                    !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
                 .ok_or_else(|| OptionError::Malformed(s.to_string()))?;
             (n.trim(), Some(a.to_string()))
         }
@@ -331,11 +348,19 @@ fn parse_option(s: &str) -> Result<Vec<UploadOption>, OptionError> {
     // Deprecated spellings, converted as mini-buildd does.
     match name {
         "ignore-lintian" => {
-            let m = if parse_bool(name, value)? { QaMode::Ignore } else { QaMode::ErrFail };
+            let m = if parse_bool(name, value)? {
+                QaMode::Ignore
+            } else {
+                QaMode::ErrFail
+            };
             return Ok(vec![mode(OptionKey::LintianMode, m)]);
         }
         "run-lintian" => {
-            let m = if parse_bool(name, value)? { QaMode::ErrFail } else { QaMode::Disabled };
+            let m = if parse_bool(name, value)? {
+                QaMode::ErrFail
+            } else {
+                QaMode::Disabled
+            };
             return Ok(vec![mode(OptionKey::LintianMode, m)]);
         }
         _ => {}
@@ -351,7 +376,10 @@ fn parse_option(s: &str) -> Result<Vec<UploadOption>, OptionError> {
     }
     let value = match key {
         OptionKey::LintianMode | OptionKey::PiupartsMode | OptionKey::AutopkgtestMode => {
-            OptionValue::Mode(QaMode::parse(value).ok_or_else(|| invalid("expected disabled, ignore, errfail or warnfail"))?)
+            OptionValue::Mode(
+                QaMode::parse(value)
+                    .ok_or_else(|| invalid("expected disabled, ignore, errfail or warnfail"))?,
+            )
         }
         OptionKey::InternalAptPriority => {
             if arch.is_some() {
@@ -419,15 +447,24 @@ mini-buildd (1.0.24~test11+1) bullseye-test-unstable; urgency=low
         assert!(e.text.starts_with("* New upstream.\n"));
         let o = &e.options;
         assert_eq!(o.options.len(), 5);
-        assert_eq!(o.get(OptionKey::LintianMode, Some("armel")), Some(&OptionValue::Mode(QaMode::Disabled)));
-        assert_eq!(o.get(OptionKey::LintianMode, Some("amd64")), Some(&OptionValue::Mode(QaMode::Ignore)));
+        assert_eq!(
+            o.get(OptionKey::LintianMode, Some("armel")),
+            Some(&OptionValue::Mode(QaMode::Disabled))
+        );
+        assert_eq!(
+            o.get(OptionKey::LintianMode, Some("amd64")),
+            Some(&OptionValue::Mode(QaMode::Ignore))
+        );
         assert_eq!(
             o.get(OptionKey::DebBuildOptions, None),
             Some(&OptionValue::Text("nocheck parallel=4".into()))
         );
         assert_eq!(
             o.get(OptionKey::AutoPorts, None),
-            Some(&OptionValue::List(vec!["buster-test-unstable".into(), "bookworm-test-unstable".into()]))
+            Some(&OptionValue::List(vec![
+                "buster-test-unstable".into(),
+                "bookworm-test-unstable".into()
+            ]))
         );
         assert_eq!(
             o.get(OptionKey::AddDepends, None),
@@ -440,8 +477,14 @@ mini-buildd (1.0.24~test11+1) bullseye-test-unstable; urgency=low
         let changes = "\n mini-buildd (1.0.25~test11+1) bullseye-test-unstable; urgency=medium\n .\n   * MINI_BUILDD_OPTION: run-lintian=false\n .\n mini-buildd (1.0.24) bullseye-test-unstable; urgency=low\n .\n   * MINI_BUILDD_OPTION: lintian-mode=warnfail\n";
         let o = UploadOptions::from_changes_text(changes).unwrap();
         assert_eq!(o.options.len(), 1);
-        assert_eq!(o.get(OptionKey::LintianMode, None), Some(&OptionValue::Mode(QaMode::Disabled)));
-        let ancient = UploadOptions::from_changes_text("  * MINI_BUILDD: AUTO_BACKPORTS: a-b-c\n  * MINI_BUILDD: BACKPORT_MODE").unwrap();
+        assert_eq!(
+            o.get(OptionKey::LintianMode, None),
+            Some(&OptionValue::Mode(QaMode::Disabled))
+        );
+        let ancient = UploadOptions::from_changes_text(
+            "  * MINI_BUILDD: AUTO_BACKPORTS: a-b-c\n  * MINI_BUILDD: BACKPORT_MODE",
+        )
+        .unwrap();
         assert_eq!(ancient.options.len(), 2);
     }
 
@@ -453,11 +496,18 @@ mini-buildd (1.0.24~test11+1) bullseye-test-unstable; urgency=low
         };
         let e = bad("  * MINI_BUILDD_OPTION: colour=blue");
         assert_eq!(e.line, 3);
-        assert!(e.to_string().starts_with("debian/changelog: line 3: unknown upload option 'colour'"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("debian/changelog: line 3: unknown upload option 'colour'"),
+            "{e}"
+        );
         let e = bad("  * MINI_BUILDD_OPTION: lintian-mode=sometimes");
         assert!(e.reason.contains("invalid value 'sometimes'"), "{e}");
         let e = bad("  * MINI_BUILDD_OPTION: lintian-mode=errfail");
-        assert!(e.reason.contains("duplicate upload option 'lintian-mode'"), "{e}");
+        assert!(
+            e.reason.contains("duplicate upload option 'lintian-mode'"),
+            "{e}"
+        );
         let e = bad("  * MINI_BUILDD_OPTION: internal-apt-priority=high");
         assert!(e.reason.contains("expected an integer"), "{e}");
     }
@@ -466,9 +516,14 @@ mini-buildd (1.0.24~test11+1) bullseye-test-unstable; urgency=low
     fn malformed_entries() {
         let e = parse_top_entry("hello 1.0 unstable\n", Path::new("c")).unwrap_err();
         assert_eq!(e.line, 1);
-        let e = parse_top_entry("hello (1.0) unstable; urgency=low\n\n  * x\n", Path::new("c")).unwrap_err();
+        let e = parse_top_entry(
+            "hello (1.0) unstable; urgency=low\n\n  * x\n",
+            Path::new("c"),
+        )
+        .unwrap_err();
         assert!(e.reason.contains("no ' -- maintainer"), "{e}");
-        let e = parse_top_entry("hello (x1.0) unstable; urgency=low\n", Path::new("c")).unwrap_err();
+        let e =
+            parse_top_entry("hello (x1.0) unstable; urgency=low\n", Path::new("c")).unwrap_err();
         assert!(e.reason.contains("does not start with a digit"), "{e}");
     }
 }

@@ -3,7 +3,9 @@
 use crate::checksums::Digests;
 use crate::control::Paragraph;
 use crate::deb::parse_source_field;
-use crate::files::{ControlFileError, FileEntry, FileList, Problem, Trust, read_paragraph, required};
+use crate::files::{
+    ControlFileError, FileEntry, FileList, Problem, Trust, read_paragraph, required,
+};
 use crate::version::Version;
 use std::path::{Path, PathBuf};
 
@@ -38,8 +40,12 @@ impl Changes {
             required(&paragraph, field, path)?;
         }
         let source_field = required(&paragraph, "Source", path)?;
-        let (source, _) = parse_source_field(source_field)
-            .ok_or_else(|| invalid("Source", format!("'{source_field}' is not a valid source name")))?;
+        let (source, _) = parse_source_field(source_field).ok_or_else(|| {
+            invalid(
+                "Source",
+                format!("'{source_field}' is not a valid source name"),
+            )
+        })?;
         let source = source.to_string();
         let version = Version::parse(required(&paragraph, "Version", path)?)
             .map_err(|e| invalid("Version", e.to_string()))?;

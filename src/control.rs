@@ -212,7 +212,10 @@ pub fn parse_paragraphs(text: &str) -> Result<Vec<Paragraph>, ControlError> {
         {
             return Err(ControlError {
                 line: line_no,
-                reason: format!("invalid character {bad:?} in field name '{}'", shorten(name)),
+                reason: format!(
+                    "invalid character {bad:?} in field name '{}'",
+                    shorten(name)
+                ),
             });
         }
         if current.field(name).is_some() {
@@ -262,7 +265,10 @@ mod tests {
         assert_eq!(files.first_line(), "");
         assert_eq!(
             files.continuation_lines().collect::<Vec<_>>(),
-            ["0123 10 hello_1.0.orig.tar.gz", "4567 20 hello_1.0-1.debian.tar.xz"]
+            [
+                "0123 10 hello_1.0.orig.tar.gz",
+                "4567 20 hello_1.0-1.debian.tar.xz"
+            ]
         );
         let d = p.field("Description").unwrap();
         assert_eq!(d.first_line(), "short");
@@ -285,7 +291,10 @@ mod tests {
         assert_eq!(e.line, 2);
         assert!(e.reason.contains("expected 'Field: value'"), "{e}");
         let e = parse_paragraphs(" x\n").unwrap_err();
-        assert_eq!((e.line, e.reason.as_str()), (1, "continuation line without a field"));
+        assert_eq!(
+            (e.line, e.reason.as_str()),
+            (1, "continuation line without a field")
+        );
         let e = parse_paragraphs("A: 1\na: 2\n").unwrap_err();
         assert_eq!(e.line, 2);
         assert!(e.reason.contains("duplicate"));

@@ -40,7 +40,9 @@ pub enum DebError {
 }
 
 /// `deb` or `udeb`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PackageType {
     Deb,
@@ -81,7 +83,12 @@ pub fn read(path: &Path, with_contents: bool) -> Result<BinaryPackage, DebError>
         source,
     })?;
     let udeb = path.extension().is_some_and(|e| e == "udeb");
-    read_from(BufReader::with_capacity(128 * 1024, file), path, udeb, with_contents)
+    read_from(
+        BufReader::with_capacity(128 * 1024, file),
+        path,
+        udeb,
+        with_contents,
+    )
 }
 
 /// Reads a package from a stream; `path` names it in errors.
@@ -129,14 +136,16 @@ pub fn read_from(
             (1, n) if n.starts_with("control.tar") => {
                 let decoder = decompressor(CountedEntry::new(&mut entry, size, &name), n)
                     .ok_or_else(|| unknown_compression(path, n))?;
-                control_text = Some(control_from_tar(decoder).map_err(|e| corrupt(format!("{name}: {e}")))?);
+                control_text =
+                    Some(control_from_tar(decoder).map_err(|e| corrupt(format!("{name}: {e}")))?);
                 stage = 2;
             }
             (2, n) if n.starts_with("data.tar") => {
                 let decoder = decompressor(CountedEntry::new(&mut entry, size, &name), n)
                     .ok_or_else(|| unknown_compression(path, n))?;
                 if with_contents {
-                    contents = Some(list_tar(decoder).map_err(|e| corrupt(format!("{name}: {e}")))?);
+                    contents =
+                        Some(list_tar(decoder).map_err(|e| corrupt(format!("{name}: {e}")))?);
                 }
                 stage = 3;
             }
@@ -167,13 +176,17 @@ pub fn read_from(
         } else {
             format!("before member '{next}'")
         };
-        return Err(corrupt(format!("archive ends after {} bytes, {place}", digests.size)));
+        return Err(corrupt(format!(
+            "archive ends after {} bytes, {place}",
+            digests.size
+        )));
     }
     let text = control_text.flatten().ok_or_else(|| DebError::Corrupt {
         path: p(),
         reason: "control member has no 'control' file".into(),
     })?;
-    let control = Paragraph::parse(&text).map_err(|source| DebError::Control { path: p(), source })?;
+    let control =
+        Paragraph::parse(&text).map_err(|source| DebError::Control { path: p(), source })?;
     from_control(control, path, udeb_name, digests, contents)
 }
 
@@ -199,21 +212,29 @@ fn from_control(
     };
     let name = need("Package")?;
     if !valid_package_name(&name) {
-        return Err(invalid("Package", format!("'{name}' is not a valid package name")));
+        return Err(invalid(
+            "Package",
+            format!("'{name}' is not a valid package name"),
+        ));
     }
-    let version = Version::parse(&need("Version")?).map_err(|e| invalid("Version", e.to_string()))?;
+    let version =
+        Version::parse(&need("Version")?).map_err(|e| invalid("Version", e.to_string()))?;
     let architecture = need("Architecture")?;
     if !architecture
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     {
-        return Err(invalid("Architecture", format!("'{architecture}' is not one architecture")));
+        return Err(invalid(
+            "Architecture",
+            format!("'{architecture}' is not one architecture"),
+        ));
     }
     let (source, source_version) = match control.get("Source") {
         None => (name.clone(), version.clone()),
         Some(s) => {
-            let (src, ver) = parse_source_field(s)
-                .ok_or_else(|| invalid("Source", format!("'{s}' is not 'name' or 'name (version)'")))?;
+            let (src, ver) = parse_source_field(s).ok_or_else(|| {
+                invalid("Source", format!("'{s}' is not 'name' or 'name (version)'"))
+            })?;
             let ver = match ver {
                 Some(v) => Version::parse(v).map_err(|e| invalid("Source", e.to_string()))?,
                 None => version.clone(),
@@ -307,7 +328,10 @@ fn control_from_tar(r: impl Read) -> io::Result<Option<String>> {
         let path = entry.path()?.into_owned();
         if path == Path::new("./control") || path == Path::new("control") {
             if entry.size() > LIMIT {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "control file over 4 MiB"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "control file over 4 MiB",
+                ));
             }
             let mut text = String::new();
             entry.read_to_string(&mut text)?;
@@ -397,8 +421,13 @@ mod tests {
 
     #[test]
     fn garbage_is_not_a_deb() {
-        let e = read_from(&b"hello world, not an archive"[..], Path::new("x.deb"), false, false)
-            .unwrap_err();
+        let e = read_from(
+            &b"hello world, not an archive"[..],
+            Path::new("x.deb"),
+            false,
+            false,
+        )
+        .unwrap_err();
         assert!(matches!(e, DebError::NotDeb { .. }), "{e}");
         assert!(e.to_string().starts_with("x.deb: "));
     }

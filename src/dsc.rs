@@ -35,7 +35,10 @@ impl Dsc {
         let invalid = |field, reason: String| err(Problem::InvalidField { field, reason });
         let source = required(&paragraph, "Source", path)?.to_string();
         if !valid_package_name(&source) {
-            return Err(invalid("Source", format!("'{source}' is not a valid package name")));
+            return Err(invalid(
+                "Source",
+                format!("'{source}' is not a valid package name"),
+            ));
         }
         let version = Version::parse(required(&paragraph, "Version", path)?)
             .map_err(|e| invalid("Version", e.to_string()))?;

@@ -67,7 +67,10 @@ pub(crate) fn read_paragraph(
     let (text, signer) = match trust {
         Trust::Unchecked => {
             let text = std::str::from_utf8(data).map_err(|_| err(Problem::NotText))?;
-            (openpgp::cleartext_body(text).map_err(|e| err(e.into()))?, None)
+            (
+                openpgp::cleartext_body(text).map_err(|e| err(e.into()))?,
+                None,
+            )
         }
         Trust::Keyring(k) => {
             let v = k.verify_cleartext(data).map_err(|e| err(e.into()))?;
@@ -200,9 +203,13 @@ impl FileList {
                 };
                 let (md5, size, section, priority, name) = match (with_section, parts.as_slice()) {
                     (false, [md5, size, name]) => (md5, size, None, None, name),
-                    (true, [md5, size, sec, pri, name]) => {
-                        (md5, size, Some(sec.to_string()), Some(pri.to_string()), name)
-                    }
+                    (true, [md5, size, sec, pri, name]) => (
+                        md5,
+                        size,
+                        Some(sec.to_string()),
+                        Some(pri.to_string()),
+                        name,
+                    ),
                     _ => return Err(malformed()),
                 };
                 let size = size.parse::<u64>().map_err(|_| malformed())?;

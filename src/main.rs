@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "mbd", version, about = "Debian build daemon and APT repository engine")]
+#[command(
+    name = "mbd",
+    version,
+    about = "Debian build daemon and APT repository engine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -6,19 +6,19 @@
 //! known, currently alive (not expired) and not revoked, whatever the key's state was when the
 //! signature was made.
 
-use sequoia_openpgp as pgp;
 use pgp::armor;
 use pgp::cert::prelude::*;
-use pgp::parse::stream::{
-    DetachedVerifierBuilder, MessageLayer, MessageStructure, VerificationError,
-    VerificationHelper, VerifierBuilder,
-};
 use pgp::parse::Parse;
+use pgp::parse::stream::{
+    DetachedVerifierBuilder, MessageLayer, MessageStructure, VerificationError, VerificationHelper,
+    VerifierBuilder,
+};
 use pgp::policy::StandardPolicy;
-use pgp::serialize::stream::{Armorer, Message, Signer};
 use pgp::serialize::SerializeInto;
+use pgp::serialize::stream::{Armorer, Message, Signer};
 use pgp::types::RevocationStatus;
 use pgp::{Cert, KeyHandle};
+use sequoia_openpgp as pgp;
 use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -133,7 +133,12 @@ impl ArchiveKey {
             path: path.to_path_buf(),
             reason: e.to_string(),
         };
-        let data = self.cert.as_tsk().armored().to_vec().map_err(|e| werr(&e))?;
+        let data = self
+            .cert
+            .as_tsk()
+            .armored()
+            .to_vec()
+            .map_err(|e| werr(&e))?;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| werr(&e))?;
         }
@@ -181,7 +186,9 @@ impl ArchiveKey {
 
     /// The public key, binary (what gpgv wants as `--keyring`).
     pub fn public_binary(&self) -> Vec<u8> {
-        self.cert.to_vec().expect("serializing a public cert to memory")
+        self.cert
+            .to_vec()
+            .expect("serializing a public cert to memory")
     }
 
     /// The public key, ASCII armored (what apt's `signed-by` and users want).
@@ -326,7 +333,10 @@ impl Keyring {
 
     /// Fingerprints of the certificates, in keyring order.
     pub fn fingerprints(&self) -> Vec<String> {
-        self.certs.iter().map(|c| c.fingerprint().to_hex()).collect()
+        self.certs
+            .iter()
+            .map(|c| c.fingerprint().to_hex())
+            .collect()
     }
 
     /// Verifies a clear-signed document and returns its signer and the signed text.
@@ -438,7 +448,9 @@ impl<'a> Helper<'a> {
 
     /// Whether the key that made a good signature is usable now: the certificate and the
     /// signing key must both be alive and unrevoked at this moment.
-    fn check_now(ka: &ValidErasedKeyAmalgamation<'_, pgp::packet::key::PublicParts>) -> Result<(), OpenPgpError> {
+    fn check_now(
+        ka: &ValidErasedKeyAmalgamation<'_, pgp::packet::key::PublicParts>,
+    ) -> Result<(), OpenPgpError> {
         let key_id = ka.key().keyid().to_hex();
         let cert = ka.cert();
         let vc = match cert.with_policy(&POLICY, None) {
@@ -611,12 +623,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys/archive.key");
         let (k1, created) =
-            ArchiveKey::load_or_generate(&path, "x <x@mbd.invalid>", KeyAlgorithm::Ed25519).unwrap();
+            ArchiveKey::load_or_generate(&path, "x <x@mbd.invalid>", KeyAlgorithm::Ed25519)
+                .unwrap();
         assert!(created);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let (k2, created) =
-            ArchiveKey::load_or_generate(&path, "x <x@mbd.invalid>", KeyAlgorithm::Ed25519).unwrap();
+            ArchiveKey::load_or_generate(&path, "x <x@mbd.invalid>", KeyAlgorithm::Ed25519)
+                .unwrap();
         assert!(!created);
         assert_eq!(k1.fingerprint(), k2.fingerprint());
         assert!(ArchiveKey::from_bytes(&k1.public_armored()).is_err());

@@ -1,1 +1,10 @@
+//! mbd's integration tests: one binary, one module per area.
 
+/// Every fixture parses and verifies; every broken twin fails naming its file and reason.
+mod fixtures;
+/// The real gpgv accepts what mbd signs; uploads signed outside the keyring are refused.
+mod signatures;
+/// Helpers: fixture paths, running external tools.
+mod util;
+/// Version ordering against `dpkg --compare-versions`.
+mod version_oracle;

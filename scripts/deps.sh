@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages mbd needs to build and to run its tests (Debian 12 or later).
+# Idempotent; uses sudo when not run as root.
+set -euo pipefail
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+PACKAGES=(
+    # build: sequoia-openpgp's nettle backend (bindgen needs libclang)
+    build-essential pkg-config nettle-dev libclang-dev clang
+    # tests: dpkg (version oracle), gpgv (signature checks)
+    dpkg-dev gpgv
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
