@@ -12,4 +12,5 @@ pub mod deb;
 pub mod dsc;
 pub mod files;
 pub mod openpgp;
+pub mod repo;
 pub mod version;

@@ -5,7 +5,9 @@ use clap::{Parser, Subcommand};
 use mbd::changes::Changes;
 use mbd::dsc::Dsc;
 use mbd::files::Trust;
-use mbd::openpgp::Keyring;
+use mbd::openpgp::{KeyAlgorithm, Keyring};
+use mbd::repo::{Engine, SetupOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -16,6 +18,9 @@ use std::process::ExitCode;
     about = "Debian build daemon and APT repository engine"
 )]
 struct Cli {
+    /// The instance's home directory (store, keys, published repositories).
+    #[arg(long, global = true, env = "MBD_HOME", default_value = "mbd-home")]
+    home: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,6 +39,70 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Create or extend the setup: archive key, distributions, repositories; then publish.
+    Setup {
+        /// Names the archive (Origin) and its key; defaults to the host name.
+        #[arg(long)]
+        identity: Option<String>,
+        /// Distributions as <codename>:<arch>[+<arch>...], e.g. bookworm:amd64+i386.
+        #[arg(long, value_delimiter = ',')]
+        distributions: Vec<String>,
+        /// Repositories as <id>:<layout>:<codename>[+<codename>...], e.g. test:Default:bookworm.
+        #[arg(long, value_delimiter = ',')]
+        repositories: Vec<String>,
+        /// Generate an RSA-4096 archive key instead of Ed25519 (for very old clients).
+        #[arg(long)]
+        rsa: bool,
+    },
+    /// Work on the repositories.
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// Print the archive's public key (what apt's signed-by needs).
+    PubKey {
+        /// Binary instead of ASCII armored.
+        #[arg(long)]
+        binary: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RepoCommand {
+    /// Import .changes, .dsc, .deb or .udeb files into a distribution (no upload policy, full
+    /// integrity checks). An older or equal version is an error.
+    Include {
+        distribution: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Copy a source and its binaries to the suite its suite migrates to; from a rollback
+    /// distribution, restore it.
+    Migrate {
+        source: String,
+        distribution: String,
+        /// Follow the migration chain to its end.
+        #[arg(long)]
+        full: bool,
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Remove a source and its binaries from a distribution.
+    Remove {
+        source: String,
+        distribution: String,
+        /// Do not keep the removed version in rollback0.
+        #[arg(long)]
+        without_rollback: bool,
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Versions of a source per distribution and rollback.
+    Ls {
+        source: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish distributions again (all when none is named).
+    Publish { distributions: Vec<String> },
 }
 
 fn main() -> ExitCode {
@@ -54,7 +123,52 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    let home = cli.home;
     match cli.command {
+        Command::Setup {
+            identity,
+            distributions,
+            repositories,
+            rsa,
+        } => {
+            let opts = SetupOptions {
+                identity,
+                distributions,
+                repositories,
+                key_algorithm: if rsa {
+                    KeyAlgorithm::Rsa4096
+                } else {
+                    KeyAlgorithm::Ed25519
+                },
+            };
+            let engine = Engine::setup(&home, &opts)?;
+            println!(
+                "{}: archive '{}', key {}",
+                home.display(),
+                engine.instance().identity,
+                engine.key().fingerprint()
+            );
+            for r in engine.repositories()? {
+                println!(
+                    "repository {} ({}): {}",
+                    r.identity,
+                    r.layout,
+                    r.codenames.join(" ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::PubKey { binary } => {
+            let engine = Engine::open(&home)?;
+            let key = if binary {
+                engine.key().public_binary()
+            } else {
+                engine.key().public_armored()
+            };
+            std::io::stdout().write_all(&key)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Repo(cmd) => repo_command(&home, cmd),
         Command::Check { keyring, files } => {
             let keyring = keyring.as_deref().map(Keyring::from_file).transpose()?;
             let mut failed = 0;
@@ -74,6 +188,71 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
     }
+}
+
+fn repo_command(home: &Path, cmd: RepoCommand) -> Result<ExitCode> {
+    let engine = Engine::open(home)?;
+    match cmd {
+        RepoCommand::Include {
+            distribution,
+            files,
+        } => {
+            for line in engine.include(&distribution, &files)? {
+                println!("included {line}");
+            }
+        }
+        RepoCommand::Migrate {
+            source,
+            distribution,
+            full,
+            version,
+        } => {
+            for target in engine.migrate(&source, &distribution, full, version.as_deref())? {
+                println!("migrated {source} to {target}");
+            }
+        }
+        RepoCommand::Remove {
+            source,
+            distribution,
+            without_rollback,
+            version,
+        } => {
+            engine.remove(&source, &distribution, without_rollback, version.as_deref())?;
+            println!("removed {source} from {distribution}");
+        }
+        RepoCommand::Ls { source, json } => {
+            let ls = engine.ls(&source)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&ls)?);
+            } else {
+                for (repo, dists) in &ls {
+                    for (dist, e) in dists {
+                        if let Some(v) = &e.version {
+                            println!(
+                                "{repo} | {source} | {v} | {dist} | {}",
+                                e.component.as_deref().unwrap_or("")
+                            );
+                        }
+                        for (rb, r) in &e.rollbacks {
+                            println!("{repo} | {source} | {} | {rb} | {}", r.version, r.component);
+                        }
+                    }
+                }
+            }
+        }
+        RepoCommand::Publish { distributions } => {
+            if distributions.is_empty() {
+                engine.publish_all()?;
+            } else {
+                let names = distributions
+                    .iter()
+                    .map(|d| engine.resolve(d).map(|r| r.name))
+                    .collect::<Result<Vec<_>, _>>()?;
+                engine.publish(&names)?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check_file(path: &Path, keyring: Option<&Keyring>) -> Result<String> {

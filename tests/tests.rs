@@ -2,9 +2,11 @@
 
 /// Every fixture parses and verifies; every broken twin fails naming its file and reason.
 mod fixtures;
+/// The repository engine: apt against published suites, rollbacks, migrations, refusals.
+mod repo;
 /// The real gpgv accepts what mbd signs; uploads signed outside the keyring are refused.
 mod signatures;
-/// Helpers: fixture paths, running external tools.
+/// Helpers: fixture paths, running external tools, an HTTP server, an isolated apt.
 mod util;
 /// Version ordering against `dpkg --compare-versions`.
 mod version_oracle;

@@ -42,3 +42,217 @@ pub fn run(cmd: &mut Command) -> (bool, String) {
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
+
+/// A static file server on 127.0.0.1:0 for apt: GET and HEAD of files below `root`, one
+/// request per connection. It stops when dropped.
+pub struct HttpServer {
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HttpServer {
+    pub fn start(root: &Path) -> HttpServer {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let root = root.to_path_buf();
+        let handle = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    continue;
+                };
+                stream.set_nonblocking(false).unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    continue;
+                }
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+                        break;
+                    }
+                }
+                let mut words = request.split_whitespace();
+                let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or("/"));
+                let path = percent_decode(target.split('?').next().unwrap_or("/"));
+                let file = root.join(path.trim_start_matches('/'));
+                let mut out = stream;
+                let safe = !path.split('/').any(|c| c == "..");
+                match std::fs::read(&file) {
+                    Ok(body) if safe && file.is_file() => {
+                        let _ = write!(
+                            out,
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        if method != "HEAD" {
+                            let _ = out.write_all(&body);
+                        }
+                    }
+                    _ => {
+                        let _ = write!(
+                            out,
+                            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        );
+                    }
+                }
+            }
+        });
+        HttpServer {
+            port,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}/{}",
+            self.port,
+            path.trim_start_matches('/')
+        )
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An isolated apt: its own configuration, lists, cache and dpkg database in a temporary
+/// directory; nothing of the host's apt state is read or changed.
+pub struct Apt {
+    pub dir: tempfile::TempDir,
+}
+
+impl Apt {
+    /// `sources` is the content of a deb822 `.sources` file.
+    pub fn new(sources: &str) -> Apt {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        for d in [
+            "etc/apt/apt.conf.d",
+            "etc/apt/preferences.d",
+            "etc/apt/sources.list.d",
+            "etc/apt/trusted.gpg.d",
+            "var/lib/apt/lists/partial",
+            "var/cache/apt/archives/partial",
+            "var/lib/dpkg/info",
+            "var/lib/dpkg/updates",
+            "var/log/apt",
+            "download",
+        ] {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+        }
+        std::fs::write(r.join("var/lib/dpkg/status"), "").unwrap();
+        std::fs::write(r.join("etc/apt/sources.list"), "").unwrap();
+        std::fs::write(r.join("etc/apt/sources.list.d/mbd.sources"), sources).unwrap();
+        let rd = r.display();
+        std::fs::write(
+            r.join("apt.conf"),
+            format!(
+                "Dir \"{rd}/\"; Dir::State \"{rd}/var/lib/apt/\"; Dir::State::status \"{rd}/var/lib/dpkg/status\";\n\
+                 Dir::Cache \"{rd}/var/cache/apt/\"; Dir::Etc \"{rd}/etc/apt/\"; Dir::Log \"{rd}/var/log/apt/\";\n\
+                 APT::Architecture \"amd64\"; APT::Architectures {{ \"amd64\"; }}; Acquire::Languages \"none\";\n\
+                 Debug::NoLocking \"true\"; APT::Sandbox::User \"root\";\n\
+                 DPkg::Options {{ \"--root={rd}\"; \"--admindir={rd}/var/lib/dpkg\"; \"--force-script-chrootless\"; \"--force-not-root\"; }};\n\
+                 DPkg::Use-Pty \"0\";\n"
+            ),
+        )
+        .unwrap();
+        Apt { dir }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs apt-get with this configuration; `--error-on=any` makes every warning fatal.
+    pub fn get(&self, args: &[&str]) -> (bool, String) {
+        run(Command::new("apt-get")
+            .env("APT_CONFIG", self.root().join("apt.conf"))
+            .current_dir(self.root().join("download"))
+            .args(args))
+    }
+
+    pub fn update(&self) {
+        let (ok, out) = self.get(&["--error-on=any", "update"]);
+        assert!(ok, "apt-get update failed:\n{out}");
+    }
+
+    pub fn downloaded(&self, name: &str) -> PathBuf {
+        self.root().join("download").join(name)
+    }
+}
+
+/// Runs the real `mbd` binary.
+pub fn mbd(home: &Path, args: &[&str]) -> (bool, String) {
+    run(Command::new(env!("CARGO_BIN_EXE_mbd"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("SOURCE_DATE_EPOCH", "1763856000"))
+}
+
+/// Like [`mbd`], failing the test with the output when the command fails.
+pub fn mbd_ok(home: &Path, args: &[&str]) -> String {
+    let (ok, out) = mbd(home, args);
+    assert!(ok, "mbd {args:?} failed:\n{out}");
+    out
+}
+
+/// Builds a tiny `Architecture: all` package (no dependencies) with dpkg-deb.
+pub fn make_deb(dir: &Path, name: &str, version: &str) -> PathBuf {
+    make_deb_with(dir, name, version, "test package")
+}
+
+/// Like [`make_deb`], with a chosen description (so two builds can differ).
+pub fn make_deb_with(dir: &Path, name: &str, version: &str, description: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let root = dir.join(format!("build-{name}-{version}"));
+    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(root.join(format!("usr/share/{name}"))).unwrap();
+    std::fs::write(root.join(format!("usr/share/{name}/version")), version).unwrap();
+    std::fs::write(
+        root.join("DEBIAN/control"),
+        format!("Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: mbd tests <tests@mbd.invalid>\nSection: misc\nPriority: optional\nDescription: {description} {name}\n"),
+    )
+    .unwrap();
+    let out = dir.join(format!("{name}_{version}_all.deb"));
+    let (ok, text) = run(Command::new("dpkg-deb")
+        .args(["-Znone", "--root-owner-group", "--build"])
+        .arg(&root)
+        .arg(&out));
+    assert!(ok, "{text}");
+    std::fs::remove_dir_all(&root).unwrap();
+    out
+}

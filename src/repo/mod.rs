@@ -1,0 +1,1228 @@
+//! The repository engine: repositories with layouts and distributions, packages kept per
+//! distribution and rollback slot in the store, files in the pool, and signed indices
+//! published for apt.
+//!
+//! Every operation runs in one store transaction; the distributions it touched are published
+//! right after it commits. See `docs/ARCHITECTURE.md` for the invariants.
+
+pub mod distribution;
+pub mod index;
+pub mod layout;
+pub mod pool;
+pub mod publish;
+pub mod release;
+pub mod store;
+
+use crate::changes::Changes;
+use crate::checksums::Digests;
+use crate::deb::{self, BinaryPackage, DebError};
+use crate::dsc::Dsc;
+use crate::files::{ControlFileError, FileEntry, Trust};
+use crate::openpgp::{ArchiveKey, KeyAlgorithm, OpenPgpError};
+use crate::version::Version;
+use distribution::{DistName, Distribution};
+use layout::{Layout, LayoutError, SuiteOptions};
+use publish::{Compression, DistSpec, PublishError};
+use release::ReleaseInfo;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use store::{Binary, BinaryRecord, Group, PoolFile, SourceRecord, Store, StoreError, Txn};
+
+/// How long superseded by-hash files stay (seconds).
+pub const BY_HASH_GRACE: i64 = 3600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Key(#[from] OpenPgpError),
+    #[error(transparent)]
+    ControlFile(#[from] ControlFileError),
+    #[error(transparent)]
+    Deb(#[from] DebError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{home}: no mbd setup here (run 'mbd --home {home} setup ...' first)")]
+    NotSetUp { home: PathBuf },
+    #[error("invalid setup: {0}")]
+    Setup(String),
+    #[error("{0}")]
+    Malformed(String),
+    #[error("No such repository '{0}'")]
+    NoSuchRepository(String),
+    #[error("No distribution for codename '{codename}' in repository '{repository}'")]
+    NoSuchCodename {
+        repository: String,
+        codename: String,
+    },
+    #[error("No distribution for suite '{suite}' in layout '{layout}'")]
+    NoSuchSuite { suite: String, layout: String },
+    #[error("No rollback distribution '{dist}': suite '{suite}' keeps {count} rollbacks")]
+    NoSuchRollback {
+        dist: String,
+        suite: String,
+        count: u32,
+    },
+    #[error("{file}: component '{component}' is not one of {dist}'s components ({components})")]
+    Component {
+        file: PathBuf,
+        component: String,
+        dist: String,
+        components: String,
+    },
+    #[error("{file}: {package} {version} is not newer than {existing} in {dist}")]
+    NotNewer {
+        file: PathBuf,
+        package: String,
+        version: String,
+        existing: String,
+        dist: String,
+    },
+    #[error("{file}: {path} is already in the pool with different content")]
+    PoolConflict { file: PathBuf, path: String },
+    #[error("{file}: {reason}")]
+    Refused { file: PathBuf, reason: String },
+    #[error("No such source '{source_name}' in {dist}{}", version.as_ref().map(|v| format!(" (version {v})")).unwrap_or_default())]
+    NoSuchSource {
+        source_name: String,
+        dist: String,
+        version: Option<String>,
+    },
+    #[error("You can't migrate from '{0}': its suite migrates nowhere")]
+    CannotMigrate(String),
+    #[error("Version '{version}' already migrated to '{target}'")]
+    AlreadyMigrated { version: String, target: String },
+    #[error("Remove '{source_name}' from '{target}' first to restore it from rollback")]
+    RestoreOccupied { source_name: String, target: String },
+    #[error("Ambiguous meta-distribution '{meta}': {first} and {second}")]
+    AmbiguousMeta {
+        meta: String,
+        first: String,
+        second: String,
+    },
+}
+
+impl RepoError {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RepoError + '_ {
+        move |source| RepoError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The mbd instance: its identity names the archive (Origin) and its key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Instance {
+    pub identity: String,
+}
+
+impl Instance {
+    pub fn origin(&self) -> String {
+        format!("mbd archive {}", self.identity)
+    }
+}
+
+/// A repository: an identity, a layout, the codenames it carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Repository {
+    pub identity: String,
+    pub layout: String,
+    pub codenames: Vec<String>,
+    pub allow_unauthenticated_uploads: bool,
+}
+
+/// What `setup` is asked to create.
+#[derive(Debug, Clone, Default)]
+pub struct SetupOptions {
+    pub identity: Option<String>,
+    /// `codename:arch+arch`
+    pub distributions: Vec<String>,
+    /// `id:layout:codename+codename`
+    pub repositories: Vec<String>,
+    pub key_algorithm: KeyAlgorithm,
+}
+
+/// A distribution name resolved against the configuration.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub name: DistName,
+    pub repository: Repository,
+    pub layout: Layout,
+    pub suite: SuiteOptions,
+    pub distribution: Distribution,
+}
+
+impl Resolved {
+    pub fn is_rollback(&self) -> bool {
+        self.name.rollback.is_some()
+    }
+
+    fn rollback_names(&self) -> Vec<String> {
+        (0..self.suite.rollback)
+            .map(|n| self.name.with_rollback(Some(n)).to_string())
+            .collect()
+    }
+}
+
+/// Versions of one source, per distribution (shaped like mini-buildd's `ls`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LsEntry {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    pub rollbacks: BTreeMap<String, LsRollback>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LsRollback {
+    pub version: String,
+    pub component: String,
+    pub architecture: String,
+}
+
+/// repository → main distribution → entry
+pub type Ls = BTreeMap<String, BTreeMap<String, LsEntry>>;
+
+/// The repository engine on one home directory.
+pub struct Engine {
+    home: PathBuf,
+    store: Store,
+    key: ArchiveKey,
+    instance: Instance,
+    compression: Compression,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Engine({})", self.home.display())
+    }
+}
+
+pub fn store_path(home: &Path) -> PathBuf {
+    home.join("mbd.redb")
+}
+
+pub fn key_path(home: &Path) -> PathBuf {
+    home.join("keys/archive.key")
+}
+
+/// The publish Date: `SOURCE_DATE_EPOCH` when set (reproducible builds' convention), else now.
+pub fn publish_time() -> i64 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0)
+        })
+}
+
+fn short_hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .and_then(|h| h.split('.').next().map(|s| s.trim().to_string()))
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .unwrap_or_else(|| "mbd".to_string())
+}
+
+impl Engine {
+    /// Creates (or extends) the setup on `home`: the archive key if missing, layouts,
+    /// distributions and repositories; then publishes every distribution.
+    pub fn setup(home: &Path, opts: &SetupOptions) -> Result<Engine, RepoError> {
+        std::fs::create_dir_all(home).map_err(RepoError::io(home))?;
+        let store = Store::open(&store_path(home))?;
+        let instance = match (store.config::<Instance>("instance")?, &opts.identity) {
+            (_, Some(id)) => Instance {
+                identity: id.clone(),
+            },
+            (Some(existing), None) => existing,
+            (None, None) => Instance {
+                identity: short_hostname(),
+            },
+        };
+        if instance.identity.is_empty()
+            || !instance
+                .identity
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(RepoError::Setup(format!(
+                "identity '{}' must match [a-zA-Z0-9-]+",
+                instance.identity
+            )));
+        }
+        let user_id = format!(
+            "mbd archive {} <mbd@{}>",
+            instance.identity, instance.identity
+        );
+        let (key, _) = ArchiveKey::load_or_generate(&key_path(home), &user_id, opts.key_algorithm)?;
+        let layouts = layout::builtin();
+        let mut distributions = Vec::new();
+        for spec in &opts.distributions {
+            distributions.push(Distribution::parse_spec(spec).map_err(RepoError::Setup)?);
+        }
+        let known_codenames: BTreeSet<String> = distributions
+            .iter()
+            .map(|d| d.codename.clone())
+            .chain(
+                store
+                    .configs::<Distribution>("distribution/")?
+                    .into_iter()
+                    .map(|(_, d)| d.codename),
+            )
+            .collect();
+        let mut repositories = Vec::new();
+        for spec in &opts.repositories {
+            let parts: Vec<&str> = spec.split(':').collect();
+            let (id, layout_name, codenames) = match parts.as_slice() {
+                [id, layout, codenames] => (*id, *layout, *codenames),
+                _ => {
+                    return Err(RepoError::Setup(format!(
+                        "'{spec}' is not '<id>:<layout>:<codename>[+<codename>...]'"
+                    )));
+                }
+            };
+            if !distribution::valid_word(id) {
+                return Err(RepoError::Setup(format!(
+                    "repository identity '{id}' must match [a-z0-9]+"
+                )));
+            }
+            if !layouts.iter().any(|l| l.name == layout_name) {
+                let names: Vec<&str> = layouts.iter().map(|l| l.name.as_str()).collect();
+                return Err(RepoError::Setup(format!(
+                    "unknown layout '{layout_name}' (known: {})",
+                    names.join(", ")
+                )));
+            }
+            let codenames: Vec<String> = codenames.split('+').map(str::to_string).collect();
+            for c in &codenames {
+                if !known_codenames.contains(c) {
+                    return Err(RepoError::Setup(format!(
+                        "repository '{id}': no distribution for codename '{c}' (add --distributions {c}:<arch>)"
+                    )));
+                }
+            }
+            repositories.push(Repository {
+                identity: id.to_string(),
+                layout: layout_name.to_string(),
+                codenames,
+                allow_unauthenticated_uploads: id == "test",
+            });
+        }
+        let mut tx = store.write()?;
+        tx.put_config("instance", &instance)?;
+        for l in &layouts {
+            tx.put_config(&format!("layout/{}", l.name), l)?;
+        }
+        for d in &distributions {
+            tx.put_config(&format!("distribution/{}", d.codename), d)?;
+        }
+        for r in &repositories {
+            tx.put_config(&format!("repository/{}", r.identity), r)?;
+        }
+        tx.commit()?;
+        let engine = Engine {
+            home: home.to_path_buf(),
+            store,
+            key,
+            instance,
+            compression: Compression::default(),
+        };
+        engine.check_meta_distributions()?;
+        engine.publish_all()?;
+        Ok(engine)
+    }
+
+    /// Opens an existing setup. Finishes what a crash interrupted: removes pool files placed
+    /// by an uncommitted operation and republishes distributions whose publish did not end.
+    pub fn open(home: &Path) -> Result<Engine, RepoError> {
+        if !store_path(home).exists() || !key_path(home).exists() {
+            return Err(RepoError::NotSetUp {
+                home: home.to_path_buf(),
+            });
+        }
+        let store = Store::open(&store_path(home))?;
+        let key = ArchiveKey::load(&key_path(home))?;
+        let instance =
+            store
+                .config::<Instance>("instance")?
+                .ok_or_else(|| RepoError::NotSetUp {
+                    home: home.to_path_buf(),
+                })?;
+        let engine = Engine {
+            home: home.to_path_buf(),
+            store,
+            key,
+            instance,
+            compression: Compression::default(),
+        };
+        engine.recover()?;
+        Ok(engine)
+    }
+
+    fn recover(&self) -> Result<(), RepoError> {
+        let journal = self.journal();
+        let leftovers = journal.leftovers().map_err(RepoError::io(&self.home))?;
+        if !leftovers.is_empty() {
+            for repo in self.repositories()? {
+                let referenced: BTreeSet<String> = self
+                    .store
+                    .pool_refs(&repo.identity)?
+                    .into_iter()
+                    .map(|(p, _)| p)
+                    .collect();
+                for line in &leftovers {
+                    if let Some(rel) = line.strip_prefix(&format!("{}/", repo.identity))
+                        && !referenced.contains(rel)
+                    {
+                        pool::remove(&self.repo_dir(&repo.identity), rel)
+                            .map_err(RepoError::io(&self.home))?;
+                    }
+                }
+            }
+        }
+        journal.end().map_err(RepoError::io(&self.home))?;
+        let unfinished = self.store.unfinished_publishes()?;
+        let mut names = Vec::new();
+        for (_, dist) in unfinished {
+            if let Ok(n) = DistName::parse(&dist) {
+                names.push(n);
+            }
+        }
+        self.publish(&names)
+    }
+
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    pub fn instance(&self) -> &Instance {
+        &self.instance
+    }
+
+    pub fn key(&self) -> &ArchiveKey {
+        &self.key
+    }
+
+    pub fn set_compression(&mut self, c: Compression) {
+        self.compression = c;
+    }
+
+    fn journal(&self) -> pool::Journal {
+        pool::Journal::new(self.home.join("var/pool-journal"))
+    }
+
+    pub fn repo_dir(&self, id: &str) -> PathBuf {
+        self.home.join("repositories").join(id)
+    }
+
+    pub fn repositories(&self) -> Result<Vec<Repository>, RepoError> {
+        Ok(self
+            .store
+            .configs::<Repository>("repository/")?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect())
+    }
+
+    fn layout(&self, name: &str) -> Result<Layout, RepoError> {
+        self.store
+            .config::<Layout>(&format!("layout/{name}"))?
+            .ok_or_else(|| RepoError::Setup(format!("layout '{name}' is missing from the store")))
+    }
+
+    /// Resolves `<codename>-<repo>-<suite>[-rollback<N>]` against the configuration.
+    pub fn resolve(&self, name: &str) -> Result<Resolved, RepoError> {
+        let name = DistName::parse(name).map_err(RepoError::Malformed)?;
+        let repository: Repository = self
+            .store
+            .config(&format!("repository/{}", name.repository))?
+            .ok_or_else(|| RepoError::NoSuchRepository(name.repository.clone()))?;
+        if !repository.codenames.contains(&name.codename) {
+            return Err(RepoError::NoSuchCodename {
+                repository: repository.identity,
+                codename: name.codename,
+            });
+        }
+        let distribution: Distribution = self
+            .store
+            .config(&format!("distribution/{}", name.codename))?
+            .ok_or_else(|| RepoError::NoSuchCodename {
+                repository: repository.identity.clone(),
+                codename: name.codename.clone(),
+            })?;
+        let layout = self.layout(&repository.layout)?;
+        let suite = layout
+            .suite(&name.suite)
+            .cloned()
+            .ok_or_else(|| RepoError::NoSuchSuite {
+                suite: name.suite.clone(),
+                layout: layout.name.clone(),
+            })?;
+        if let Some(n) = name.rollback
+            && n >= suite.rollback
+        {
+            return Err(RepoError::NoSuchRollback {
+                dist: name.to_string(),
+                suite: suite.name,
+                count: suite.rollback,
+            });
+        }
+        Ok(Resolved {
+            name,
+            repository,
+            layout,
+            suite,
+            distribution,
+        })
+    }
+
+    /// Every distribution name (main and rollback) of every repository, in layout order.
+    pub fn all_dists(&self) -> Result<Vec<DistName>, RepoError> {
+        let mut out = Vec::new();
+        for repo in self.repositories()? {
+            let layout = self.layout(&repo.layout)?;
+            for codename in &repo.codenames {
+                for suite in &layout.suites {
+                    let main = DistName::new(codename, &repo.identity, &suite.name);
+                    out.push(main.clone());
+                    for n in 0..suite.rollback {
+                        out.push(main.with_rollback(Some(n)));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The global map meta-distribution → distribution; a meta claimed twice is an error.
+    pub fn meta_distributions(&self) -> Result<BTreeMap<String, String>, RepoError> {
+        let mut map: BTreeMap<String, String> = BTreeMap::new();
+        for repo in self.repositories()? {
+            let layout = self.layout(&repo.layout)?;
+            for (meta, target) in &layout.meta_distributions {
+                let Some((codename, suite)) = target.split_once('-') else {
+                    continue;
+                };
+                if !repo.codenames.iter().any(|c| c == codename) {
+                    continue;
+                }
+                let full = format!("{codename}-{}-{suite}", repo.identity);
+                if let Some(first) = map.get(meta) {
+                    return Err(RepoError::AmbiguousMeta {
+                        meta: meta.clone(),
+                        first: first.clone(),
+                        second: full,
+                    });
+                }
+                map.insert(meta.clone(), full);
+            }
+        }
+        Ok(map)
+    }
+
+    fn check_meta_distributions(&self) -> Result<(), RepoError> {
+        self.meta_distributions().map(|_| ())
+    }
+
+    fn release_info(&self, r: &Resolved) -> ReleaseInfo {
+        let name = r.name.to_string();
+        let rollback = r.is_rollback();
+        ReleaseInfo {
+            origin: self.instance.origin(),
+            label: name.clone(),
+            suite: name.clone(),
+            codename: name.clone(),
+            date: publish_time(),
+            valid_until: None,
+            architectures: r.distribution.architectures.clone(),
+            components: r.distribution.components.clone(),
+            description: name,
+            not_automatic: rollback || r.suite.not_automatic,
+            but_automatic_upgrades: !rollback && r.suite.but_automatic_upgrades,
+        }
+    }
+
+    /// Publishes every distribution of every repository.
+    pub fn publish_all(&self) -> Result<(), RepoError> {
+        let all = self.all_dists()?;
+        self.publish(&all)
+    }
+
+    /// Publishes the given distributions.
+    pub fn publish(&self, dists: &[DistName]) -> Result<(), RepoError> {
+        let now = publish_time();
+        for name in dists {
+            let r = self.resolve(&name.to_string())?;
+            let repo = &r.repository.identity;
+            let dist = name.to_string();
+            let mut state = self.store.publish_state(repo, &dist)?;
+            state.in_progress = true;
+            let mut tx = self.store.write()?;
+            tx.set_publish_state(repo, &dist, &state)?;
+            tx.commit()?;
+            let contents = self.store.dist_contents(repo, &dist)?;
+            let spec = DistSpec {
+                dir: dist.clone(),
+                info: self.release_info(&r),
+            };
+            let files = publish::render(&spec, &contents, self.compression);
+            let dists_root = self.repo_dir(repo).join("dists");
+            let new_state = publish::write(
+                &dists_root,
+                &spec,
+                &files,
+                &self.key,
+                &state,
+                now,
+                BY_HASH_GRACE,
+            )?;
+            let mut tx = self.store.write()?;
+            tx.set_publish_state(repo, &dist, &new_state)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Imports packages into a distribution (the admin import: no signature or version-rule
+    /// checks, but every integrity check). `files` may be `.changes`, `.dsc`, `.deb`, `.udeb`.
+    /// Replacing a version shifts the rollbacks; an older or equal version is an error.
+    pub fn include(&self, dist: &str, files: &[PathBuf]) -> Result<Vec<String>, RepoError> {
+        let r = self.resolve(dist)?;
+        if r.is_rollback() {
+            return Err(RepoError::Refused {
+                file: files.first().cloned().unwrap_or_default(),
+                reason: format!("cannot include into rollback distribution {dist}"),
+            });
+        }
+        let repo = r.repository.identity.clone();
+        let mut items = Vec::new();
+        for f in files {
+            self.collect(f, &r, &mut items)?;
+        }
+        // Group by source name; within a group the first file names errors.
+        let mut groups: BTreeMap<String, Vec<Item>> = BTreeMap::new();
+        for item in items {
+            groups
+                .entry(item.source_name().to_string())
+                .or_default()
+                .push(item);
+        }
+        let repo_dir = self.repo_dir(&repo);
+        let mut tx = self.store.write()?;
+        // Pool placement: refuse conflicts before copying anything.
+        let mut to_place: Vec<(PathBuf, String)> = Vec::new();
+        for items in groups.values() {
+            for item in items {
+                for (from, rel, sha256) in item.pool_files() {
+                    match tx.pool_sha256(&repo, &rel)? {
+                        Some(existing) if existing != sha256 => {
+                            return Err(RepoError::PoolConflict {
+                                file: from.clone(),
+                                path: rel,
+                            });
+                        }
+                        Some(_) => {}
+                        None if !to_place.iter().any(|(_, p)| *p == rel) => {
+                            to_place.push((from.clone(), rel))
+                        }
+                        None => {}
+                    }
+                }
+            }
+        }
+        let mut touched = BTreeSet::new();
+        let mut summary = Vec::new();
+        for (source, items) in &groups {
+            self.apply_include(&mut tx, &r, source, items, &mut touched, &mut summary)?;
+        }
+        let journal = self.journal();
+        let rels: Vec<String> = to_place
+            .iter()
+            .map(|(_, rel)| format!("{repo}/{rel}"))
+            .collect();
+        journal.begin(&rels).map_err(RepoError::io(&self.home))?;
+        for (from, rel) in &to_place {
+            pool::place(from, &repo_dir, rel).map_err(RepoError::io(from))?;
+        }
+        let freed = tx.commit()?;
+        journal.end().map_err(RepoError::io(&self.home))?;
+        self.delete_freed(&freed)?;
+        self.publish_touched(&touched)?;
+        Ok(summary)
+    }
+
+    fn delete_freed(&self, freed: &[(String, String)]) -> Result<(), RepoError> {
+        for (repo, rel) in freed {
+            let dir = self.repo_dir(repo);
+            pool::remove(&dir, rel).map_err(RepoError::io(&dir.join(rel)))?;
+        }
+        Ok(())
+    }
+
+    fn publish_touched(&self, touched: &BTreeSet<String>) -> Result<(), RepoError> {
+        let names: Vec<DistName> = touched
+            .iter()
+            .filter_map(|d| DistName::parse(d).ok())
+            .collect();
+        self.publish(&names)
+    }
+
+    /// Reads one file given to `include` into items.
+    fn collect(&self, path: &Path, r: &Resolved, items: &mut Vec<Item>) -> Result<(), RepoError> {
+        let name = path.to_string_lossy();
+        if name.ends_with(".changes") {
+            let c = Changes::read(path, Trust::Unchecked)?;
+            c.verify_files()?;
+            let dir = c.dir().to_path_buf();
+            for entry in &c.files.entries {
+                let file = dir.join(&entry.name);
+                if entry.name.ends_with(".dsc") {
+                    let section = entry.section.clone().unwrap_or_else(|| "misc".into());
+                    let priority = entry.priority.clone().unwrap_or_else(|| "optional".into());
+                    items.push(self.source_item(&file, r, Some((section, priority)))?);
+                } else if entry.name.ends_with(".deb") || entry.name.ends_with(".udeb") {
+                    let pkg = deb::read(&file, true)?;
+                    entry_matches(entry, &pkg.digests, &file)?;
+                    if pkg.source != c.source {
+                        return Err(RepoError::Refused {
+                            file,
+                            reason: format!(
+                                "belongs to source '{}', not '{}'",
+                                pkg.source, c.source
+                            ),
+                        });
+                    }
+                    items.push(binary_item(pkg, file, r, entry.section.clone())?);
+                }
+            }
+            Ok(())
+        } else if name.ends_with(".dsc") {
+            items.push(self.source_item(path, r, None)?);
+            Ok(())
+        } else if name.ends_with(".deb") || name.ends_with(".udeb") {
+            let pkg = deb::read(path, true)?;
+            items.push(binary_item(pkg, path.to_path_buf(), r, None)?);
+            Ok(())
+        } else {
+            Err(RepoError::Refused {
+                file: path.to_path_buf(),
+                reason: "unknown file type (expected .changes, .dsc, .deb or .udeb)".into(),
+            })
+        }
+    }
+
+    /// A source item: the `.dsc` and its files, each from the `.dsc`'s directory or, when
+    /// absent there, from the pool (an upload built with `-sd` carries no orig tarball).
+    fn source_item(
+        &self,
+        path: &Path,
+        r: &Resolved,
+        section: Option<(String, String)>,
+    ) -> Result<Item, RepoError> {
+        let dsc = Dsc::read(path, Trust::Unchecked)?;
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let (section, priority) = section.unwrap_or_else(|| package_list_section(&dsc));
+        let component = index::component_of_section(&section).to_string();
+        check_component(&component, r, path)?;
+        let directory = pool::directory(&component, &dsc.source);
+        let dsc_bytes = std::fs::read(path).map_err(RepoError::io(path))?;
+        let mut files = vec![(path.to_path_buf(), dsc.file_name(), Digests::of(&dsc_bytes))];
+        for entry in &dsc.files.entries {
+            let local = dir.join(&entry.name);
+            let from = if local.exists() {
+                local
+            } else {
+                self.repo_dir(&r.repository.identity)
+                    .join(&directory)
+                    .join(&entry.name)
+            };
+            let d = entry
+                .verify_in(from.parent().unwrap())
+                .map_err(|e| ControlFileError::new(path, e))?;
+            files.push((from, entry.name.clone(), d));
+        }
+        Ok(Item::Source {
+            dsc,
+            path: path.to_path_buf(),
+            files,
+            component,
+            directory,
+            section,
+            priority,
+        })
+    }
+
+    /// Applies one source group of an include inside the transaction.
+    fn apply_include(
+        &self,
+        tx: &mut Txn<'_>,
+        r: &Resolved,
+        source: &str,
+        items: &[Item],
+        touched: &mut BTreeSet<String>,
+        summary: &mut Vec<String>,
+    ) -> Result<(), RepoError> {
+        let repo = r.repository.identity.as_str();
+        let dist = r.name.to_string();
+        let existing = tx.group(repo, &dist, source)?;
+        let mut new_group = Group::default();
+        let source_item = items.iter().find(|i| matches!(i, Item::Source { .. }));
+        match source_item {
+            Some(Item::Source { dsc, path, .. }) => {
+                if let Some(ev) = existing.version()
+                    && ev >= dsc.version
+                {
+                    return Err(RepoError::NotNewer {
+                        file: path.clone(),
+                        package: source.to_string(),
+                        version: dsc.version.to_string(),
+                        existing: ev.to_string(),
+                        dist,
+                    });
+                }
+            }
+            _ => new_group = existing.clone(),
+        }
+        for item in items {
+            match item {
+                Item::Source {
+                    dsc,
+                    files,
+                    component,
+                    directory,
+                    section,
+                    priority,
+                    ..
+                } => {
+                    let listed: Vec<index::SourceFile<'_>> = files
+                        .iter()
+                        .map(|(_, name, d)| index::SourceFile { name, digests: d })
+                        .collect();
+                    new_group.source = Some(SourceRecord {
+                        version: dsc.version.to_string(),
+                        component: component.clone(),
+                        directory: directory.clone(),
+                        files: files
+                            .iter()
+                            .map(|(_, name, d)| PoolFile {
+                                name: name.clone(),
+                                size: d.size,
+                                sha256: d.sha256.clone(),
+                            })
+                            .collect(),
+                        stanza: index::sources_stanza(dsc, &listed, directory, section, priority),
+                    });
+                    summary.push(format!("{source} {} (source) → {dist}", dsc.version));
+                }
+                Item::Binary { pkg, path, record } => {
+                    if let Some(old) = new_group
+                        .binaries
+                        .iter()
+                        .find(|b| b.package == pkg.name && b.architecture == pkg.architecture)
+                        && source_item.is_none()
+                        && Version::parse(&old.record.version).is_ok_and(|v| v >= pkg.version)
+                    {
+                        return Err(RepoError::NotNewer {
+                            file: path.clone(),
+                            package: pkg.name.clone(),
+                            version: pkg.version.to_string(),
+                            existing: old.record.version.clone(),
+                            dist,
+                        });
+                    }
+                    new_group
+                        .binaries
+                        .retain(|b| !(b.package == pkg.name && b.architecture == pkg.architecture));
+                    new_group.binaries.push(Binary {
+                        package: pkg.name.clone(),
+                        architecture: pkg.architecture.clone(),
+                        record: record.clone(),
+                    });
+                    if let Some(files) = &pkg.contents {
+                        tx.put_contents(repo, &record.filename, &files.join("\n"))?;
+                    }
+                    summary.push(format!(
+                        "{} {} ({}) → {dist}",
+                        pkg.name, pkg.version, pkg.architecture
+                    ));
+                }
+            }
+        }
+        if !existing.is_empty() {
+            self.shift_rollbacks(tx, r, source, touched)?;
+            let old = tx.take_group(repo, &dist, source)?;
+            tx.reference(repo, &old, -1);
+        }
+        new_group
+            .binaries
+            .sort_by(|a, b| (&a.package, &a.architecture).cmp(&(&b.package, &b.architecture)));
+        tx.place_group(repo, &dist, source, &new_group)?;
+        tx.reference(repo, &new_group, 1);
+        touched.insert(dist);
+        Ok(())
+    }
+
+    /// Before the group of `source` in a main distribution is replaced or removed, keeps a copy
+    /// in `-rollback0` and moves older rollbacks one slot up (the oldest is dropped). Nothing
+    /// happens if that version is already in a rollback slot.
+    fn shift_rollbacks(
+        &self,
+        tx: &mut Txn<'_>,
+        r: &Resolved,
+        source: &str,
+        touched: &mut BTreeSet<String>,
+    ) -> Result<(), RepoError> {
+        let count = r.suite.rollback;
+        let repo = r.repository.identity.as_str();
+        let dist = r.name.main().to_string();
+        let current = tx.group(repo, &dist, source)?;
+        if count == 0 || current.is_empty() {
+            return Ok(());
+        }
+        let slots = r.rollback_names();
+        let version = current.version();
+        for slot in &slots {
+            if tx.group(repo, slot, source)?.version() == version {
+                return Ok(());
+            }
+        }
+        let dropped = tx.take_group(repo, &slots[count as usize - 1], source)?;
+        tx.reference(repo, &dropped, -1);
+        if !dropped.is_empty() {
+            touched.insert(slots[count as usize - 1].clone());
+        }
+        for n in (1..count as usize).rev() {
+            let g = tx.take_group(repo, &slots[n - 1], source)?;
+            if !g.is_empty() {
+                tx.place_group(repo, &slots[n], source, &g)?;
+                touched.insert(slots[n - 1].clone());
+                touched.insert(slots[n].clone());
+            }
+        }
+        tx.place_group(repo, &slots[0], source, &current)?;
+        tx.reference(repo, &current, 1);
+        touched.insert(slots[0].clone());
+        Ok(())
+    }
+
+    /// Copies a source (with its binaries) to the suite it migrates to; `full` follows the
+    /// chain. From a rollback distribution, restores into the (empty) main distribution.
+    /// Returns the distributions the source arrived in.
+    pub fn migrate(
+        &self,
+        source: &str,
+        dist: &str,
+        full: bool,
+        version: Option<&str>,
+    ) -> Result<Vec<String>, RepoError> {
+        let mut r = self.resolve(dist)?;
+        let repo = r.repository.identity.clone();
+        let mut tx = self.store.write()?;
+        let mut touched = BTreeSet::new();
+        let mut arrived = Vec::new();
+        let mut version = version.map(str::to_string);
+        loop {
+            let from = r.name.to_string();
+            let group = tx.group(&repo, &from, source)?;
+            let gv = group.version().map(|v| v.to_string());
+            if group.is_empty() || (version.is_some() && gv != version) {
+                return Err(RepoError::NoSuchSource {
+                    source_name: source.to_string(),
+                    dist: from,
+                    version,
+                });
+            }
+            let target = if r.is_rollback() {
+                let main = r.name.main().to_string();
+                if !tx.group(&repo, &main, source)?.is_empty() {
+                    return Err(RepoError::RestoreOccupied {
+                        source_name: source.to_string(),
+                        target: main,
+                    });
+                }
+                self.resolve(&main)?
+            } else {
+                let to = r
+                    .suite
+                    .migrates_to
+                    .clone()
+                    .ok_or_else(|| RepoError::CannotMigrate(from.clone()))?;
+                self.resolve(&r.name.with_suite(&to).to_string())?
+            };
+            let target_name = target.name.to_string();
+            let existing = tx.group(&repo, &target_name, source)?;
+            if existing.version().map(|v| v.to_string()) == gv {
+                return Err(RepoError::AlreadyMigrated {
+                    version: gv.unwrap_or_default(),
+                    target: target_name,
+                });
+            }
+            if !existing.is_empty() {
+                self.shift_rollbacks(&mut tx, &target, source, &mut touched)?;
+                let old = tx.take_group(&repo, &target_name, source)?;
+                tx.reference(&repo, &old, -1);
+            }
+            tx.place_group(&repo, &target_name, source, &group)?;
+            tx.reference(&repo, &group, 1);
+            touched.insert(target_name.clone());
+            arrived.push(target_name);
+            if !full || target.suite.migrates_to.is_none() || r.is_rollback() {
+                break;
+            }
+            version = gv;
+            r = target;
+        }
+        let freed = tx.commit()?;
+        self.delete_freed(&freed)?;
+        self.publish_touched(&touched)?;
+        Ok(arrived)
+    }
+
+    /// Removes a source (with its binaries) from a distribution. From a main distribution the
+    /// removed version goes to `-rollback0` unless `without_rollback`; from a rollback slot the
+    /// older slots move down to close the gap.
+    pub fn remove(
+        &self,
+        source: &str,
+        dist: &str,
+        without_rollback: bool,
+        version: Option<&str>,
+    ) -> Result<(), RepoError> {
+        let r = self.resolve(dist)?;
+        let repo = r.repository.identity.clone();
+        let name = r.name.to_string();
+        let mut tx = self.store.write()?;
+        let group = tx.group(&repo, &name, source)?;
+        if group.is_empty()
+            || (version.is_some() && group.version().map(|v| v.to_string()).as_deref() != version)
+        {
+            return Err(RepoError::NoSuchSource {
+                source_name: source.to_string(),
+                dist: name,
+                version: version.map(str::to_string),
+            });
+        }
+        let mut touched = BTreeSet::new();
+        match r.name.rollback {
+            None => {
+                if !without_rollback {
+                    self.shift_rollbacks(&mut tx, &r, source, &mut touched)?;
+                }
+                let old = tx.take_group(&repo, &name, source)?;
+                tx.reference(&repo, &old, -1);
+            }
+            Some(n) => {
+                let old = tx.take_group(&repo, &name, source)?;
+                tx.reference(&repo, &old, -1);
+                let slots = r.main().rollback_names();
+                for m in (n as usize + 1)..slots.len() {
+                    let g = tx.take_group(&repo, &slots[m], source)?;
+                    if !g.is_empty() {
+                        tx.place_group(&repo, &slots[m - 1], source, &g)?;
+                        touched.insert(slots[m].clone());
+                    }
+                }
+            }
+        }
+        touched.insert(name);
+        let freed = tx.commit()?;
+        self.delete_freed(&freed)?;
+        self.publish_touched(&touched)
+    }
+
+    /// Where a source is: versions per distribution and rollback, per repository.
+    pub fn ls(&self, source: &str) -> Result<Ls, RepoError> {
+        let mut out: Ls = BTreeMap::new();
+        for repo in self.repositories()? {
+            let found = self.store.source_everywhere(&repo.identity, source)?;
+            let mut per_dist: BTreeMap<String, LsEntry> = BTreeMap::new();
+            for (dist, group) in found {
+                let Ok(name) = DistName::parse(&dist) else {
+                    continue;
+                };
+                let version = group.version().map(|v| v.to_string()).unwrap_or_default();
+                let component = group
+                    .source
+                    .as_ref()
+                    .map(|s| s.component.clone())
+                    .or_else(|| group.binaries.first().map(|b| b.record.component.clone()))
+                    .unwrap_or_default();
+                let architecture = if group.source.is_some() {
+                    "source".to_string()
+                } else {
+                    "binary".to_string()
+                };
+                let entry = per_dist.entry(name.main().to_string()).or_default();
+                if name.rollback.is_some() {
+                    entry.rollbacks.insert(
+                        dist,
+                        LsRollback {
+                            version,
+                            component,
+                            architecture,
+                        },
+                    );
+                } else {
+                    entry.version = Some(version);
+                    entry.component = Some(component);
+                    entry.architecture = Some(architecture);
+                }
+            }
+            if !per_dist.is_empty() {
+                out.insert(repo.identity.clone(), per_dist);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Resolved {
+    fn main(&self) -> Resolved {
+        Resolved {
+            name: self.name.main(),
+            ..self.clone()
+        }
+    }
+}
+
+/// One package file given to `include`, checked and ready for the pool.
+enum Item {
+    Source {
+        dsc: Dsc,
+        path: PathBuf,
+        /// (where it is now, file name, digests): the `.dsc` first.
+        files: Vec<(PathBuf, String, Digests)>,
+        component: String,
+        directory: String,
+        section: String,
+        priority: String,
+    },
+    Binary {
+        pkg: BinaryPackage,
+        path: PathBuf,
+        record: BinaryRecord,
+    },
+}
+
+impl Item {
+    fn source_name(&self) -> &str {
+        match self {
+            Item::Source { dsc, .. } => &dsc.source,
+            Item::Binary { pkg, .. } => &pkg.source,
+        }
+    }
+
+    /// (from, pool path, sha256) of every file this item puts in the pool.
+    fn pool_files(&self) -> Vec<(&PathBuf, String, String)> {
+        match self {
+            Item::Source {
+                files, directory, ..
+            } => files
+                .iter()
+                .map(|(from, name, d)| (from, format!("{directory}/{name}"), d.sha256.clone()))
+                .collect(),
+            Item::Binary { path, record, .. } => {
+                vec![(path, record.filename.clone(), record.sha256.clone())]
+            }
+        }
+    }
+}
+
+fn binary_item(
+    pkg: BinaryPackage,
+    path: PathBuf,
+    r: &Resolved,
+    section: Option<String>,
+) -> Result<Item, RepoError> {
+    let section = section
+        .filter(|s| !s.is_empty() && s != "-")
+        .or_else(|| pkg.control.get("Section").map(str::to_string))
+        .unwrap_or_else(|| "misc".into());
+    let component = index::component_of_section(&section).to_string();
+    check_component(&component, r, &path)?;
+    let arch_ok =
+        pkg.architecture == "all" || r.distribution.architectures.contains(&pkg.architecture);
+    if !arch_ok {
+        return Err(RepoError::Refused {
+            file: path,
+            reason: format!(
+                "architecture '{}' is not one of {}'s ({})",
+                pkg.architecture,
+                r.name,
+                r.distribution.architectures.join(" ")
+            ),
+        });
+    }
+    let filename = format!(
+        "{}/{}_{}_{}.{}",
+        pool::directory(&component, &pkg.source),
+        pkg.name,
+        pkg.version.without_epoch(),
+        pkg.architecture,
+        pkg.package_type.extension()
+    );
+    let record = BinaryRecord {
+        version: pkg.version.to_string(),
+        source_version: pkg.source_version.to_string(),
+        component,
+        package_type: pkg.package_type,
+        section,
+        filename: filename.clone(),
+        sha256: pkg.digests.sha256.clone(),
+        stanza: index::packages_stanza(&pkg, &filename),
+    };
+    Ok(Item::Binary { pkg, path, record })
+}
+
+fn check_component(component: &str, r: &Resolved, file: &Path) -> Result<(), RepoError> {
+    if r.distribution.components.iter().any(|c| c == component) {
+        Ok(())
+    } else {
+        Err(RepoError::Component {
+            file: file.to_path_buf(),
+            component: component.to_string(),
+            dist: r.name.to_string(),
+            components: r.distribution.components.join(" "),
+        })
+    }
+}
+
+/// A `.changes` entry and the package file it names must agree.
+fn entry_matches(entry: &FileEntry, d: &Digests, file: &Path) -> Result<(), RepoError> {
+    entry.check(d).map_err(|e| RepoError::Refused {
+        file: file.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Section and priority of a source from its first `Package-List` line, else misc/optional.
+fn package_list_section(dsc: &Dsc) -> (String, String) {
+    dsc.paragraph
+        .field("Package-List")
+        .and_then(|f| {
+            f.continuation_lines()
+                .find(|l| !l.is_empty())
+                .map(str::to_string)
+        })
+        .and_then(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.len() >= 4).then(|| (w[2].to_string(), w[3].to_string()))
+        })
+        .unwrap_or_else(|| ("misc".into(), "optional".into()))
+}

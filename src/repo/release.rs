@@ -1,0 +1,160 @@
+//! `Release` files: the top one of a distribution (which apt verifies and trusts for every
+//! index hash) and the small per-component ones.
+
+use crate::checksums::Digests;
+use std::fmt::Write as _;
+
+/// What a top-level Release says about its distribution.
+#[derive(Debug, Clone)]
+pub struct ReleaseInfo {
+    pub origin: String,
+    pub label: String,
+    pub suite: String,
+    pub codename: String,
+    /// Seconds since the epoch.
+    pub date: i64,
+    pub valid_until: Option<i64>,
+    pub architectures: Vec<String>,
+    pub components: Vec<String>,
+    pub description: String,
+    pub not_automatic: bool,
+    pub but_automatic_upgrades: bool,
+}
+
+/// An index file listed in a Release, by path relative to the distribution directory.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub path: String,
+    pub digests: Digests,
+}
+
+/// Picks one digest out of a [`Digests`].
+type DigestField = fn(&Digests) -> &str;
+
+/// Renders a top-level Release. Files are listed in the order given, under every hash.
+pub fn render(info: &ReleaseInfo, files: &[Listed]) -> String {
+    let mut s = String::new();
+    let mut field = |name: &str, value: &str| {
+        let _ = writeln!(s, "{name}: {value}");
+    };
+    field("Origin", &info.origin);
+    field("Label", &info.label);
+    field("Suite", &info.suite);
+    field("Codename", &info.codename);
+    field("Date", &rfc2822(info.date));
+    if let Some(v) = info.valid_until {
+        field("Valid-Until", &rfc2822(v));
+    }
+    field("Architectures", &info.architectures.join(" "));
+    field("Components", &info.components.join(" "));
+    field("Description", &info.description);
+    if info.not_automatic {
+        field("NotAutomatic", "yes");
+    }
+    if info.but_automatic_upgrades {
+        field("ButAutomaticUpgrades", "yes");
+    }
+    field("Acquire-By-Hash", "yes");
+    let hashes: [(&str, DigestField); 4] = [
+        ("MD5Sum", |d| &d.md5),
+        ("SHA1", |d| &d.sha1),
+        ("SHA256", |d| &d.sha256),
+        ("SHA512", |d| &d.sha512),
+    ];
+    for (name, pick) in hashes {
+        let _ = writeln!(s, "{name}:");
+        for f in files {
+            let _ = writeln!(s, " {} {:>16} {}", pick(&f.digests), f.digests.size, f.path);
+        }
+    }
+    s
+}
+
+/// The per-component Release in `<component>/binary-<arch>/` or `<component>/source/`.
+pub fn render_component(info: &ReleaseInfo, component: &str, architecture: &str) -> String {
+    let mut s = format!(
+        "Archive: {}\nOrigin: {}\nLabel: {}\nComponent: {component}\nArchitecture: {architecture}\n",
+        info.suite, info.origin, info.label
+    );
+    if info.not_automatic {
+        s.push_str("NotAutomatic: yes\n");
+    }
+    if info.but_automatic_upgrades {
+        s.push_str("ButAutomaticUpgrades: yes\n");
+    }
+    let _ = writeln!(s, "Description: {}", info.description);
+    s
+}
+
+/// `Sun, 23 Nov 2025 00:00:00 UTC`, the date form apt expects in Release files.
+pub fn rfc2822(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} UTC",
+        WEEKDAYS[days.rem_euclid(7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc2822(0), "Thu, 01 Jan 1970 00:00:00 UTC");
+        assert_eq!(rfc2822(1_763_856_000), "Sun, 23 Nov 2025 00:00:00 UTC");
+        assert_eq!(rfc2822(951_782_400), "Tue, 29 Feb 2000 00:00:00 UTC");
+        assert_eq!(rfc2822(1_795_469_726), "Mon, 23 Nov 2026 21:35:26 UTC");
+    }
+
+    #[test]
+    fn release_lists_every_file_under_every_hash() {
+        let info = ReleaseInfo {
+            origin: "o".into(),
+            label: "l".into(),
+            suite: "s".into(),
+            codename: "s".into(),
+            date: 0,
+            valid_until: None,
+            architectures: vec!["amd64".into()],
+            components: vec!["main".into()],
+            description: "d".into(),
+            not_automatic: true,
+            but_automatic_upgrades: false,
+        };
+        let files = vec![Listed {
+            path: "main/binary-amd64/Packages".into(),
+            digests: Digests::of(b""),
+        }];
+        let r = render(&info, &files);
+        assert!(r.contains("NotAutomatic: yes\n"));
+        assert!(!r.contains("ButAutomaticUpgrades"));
+        assert_eq!(r.matches("main/binary-amd64/Packages").count(), 4);
+        assert!(r.contains(" e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855                0 main/binary-amd64/Packages\n"));
+        assert!(
+            !r.lines().any(|l| l.ends_with(' ')),
+            "no trailing white space in Release"
+        );
+    }
+}

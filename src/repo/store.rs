@@ -1,0 +1,612 @@
+//! The store: one redb file holding the configuration, every distribution's packages (main
+//! and rollback slots), pool reference counts, Contents file lists and what was published.
+//!
+//! Packages are kept as *groups*: a source package and the binaries built from it, in one
+//! distribution. Rollbacks, migrations and removals move whole groups.
+
+use crate::deb::PackageType;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Bumped whenever the meaning of stored data changes incompatibly.
+pub const SCHEMA_VERSION: &str = "1";
+
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+const CONFIG: TableDefinition<&str, &[u8]> = TableDefinition::new("config");
+/// (repository, distribution, source) → SourceRecord
+const SOURCES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("sources");
+/// (repository, distribution, source, package, architecture) → BinaryRecord
+const BINARIES: TableDefinition<(&str, &str, &str, &str, &str), &[u8]> =
+    TableDefinition::new("binaries");
+/// (repository, pool path) → (references, sha256)
+const POOL: TableDefinition<(&str, &str), (u64, &str)> = TableDefinition::new("pool");
+/// (repository, pool path of a binary) → its files, one per line
+const CONTENTS: TableDefinition<(&str, &str), &str> = TableDefinition::new("contents");
+/// (repository, distribution) → PublishState
+const PUBLISHED: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("published");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: store error: {reason}")]
+    Db { path: PathBuf, reason: String },
+    #[error(
+        "{path}: store schema version {found}, this mbd needs {expected}; refusing to touch it"
+    )]
+    Schema {
+        path: PathBuf,
+        found: String,
+        expected: &'static str,
+    },
+    #[error("{path}: corrupt record {key}: {reason}")]
+    Record {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+}
+
+/// One file of a source package, in the pool directory of its source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolFile {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    pub version: String,
+    pub component: String,
+    /// `pool/<component>/<prefix>/<source>`
+    pub directory: String,
+    /// The `.dsc` first, then the files it lists.
+    pub files: Vec<PoolFile>,
+    /// The rendered `Sources` stanza.
+    pub stanza: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinaryRecord {
+    pub version: String,
+    pub source_version: String,
+    pub component: String,
+    pub package_type: PackageType,
+    pub section: String,
+    /// Pool path of the package file.
+    pub filename: String,
+    pub sha256: String,
+    /// The rendered `Packages` stanza.
+    pub stanza: String,
+}
+
+/// A binary of a group: package name, architecture, record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binary {
+    pub package: String,
+    pub architecture: String,
+    pub record: BinaryRecord,
+}
+
+/// A source package and its binaries in one distribution.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Group {
+    pub source: Option<SourceRecord>,
+    pub binaries: Vec<Binary>,
+}
+
+impl Group {
+    pub fn is_empty(&self) -> bool {
+        self.source.is_none() && self.binaries.is_empty()
+    }
+
+    /// The group's version: the source's, else the newest binary's source version.
+    pub fn version(&self) -> Option<crate::version::Version> {
+        if let Some(s) = &self.source {
+            return crate::version::Version::parse(&s.version).ok();
+        }
+        self.binaries
+            .iter()
+            .filter_map(|b| crate::version::Version::parse(&b.record.source_version).ok())
+            .max()
+    }
+
+    /// Every pool path the group refers to, with the sha256 of its content.
+    pub fn pool_paths(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(s) = &self.source {
+            for f in &s.files {
+                out.push((format!("{}/{}", s.directory, f.name), f.sha256.clone()));
+            }
+        }
+        for b in &self.binaries {
+            out.push((b.record.filename.clone(), b.record.sha256.clone()));
+        }
+        out
+    }
+}
+
+/// What was published for one distribution: by-hash files and when they were superseded.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PublishState {
+    /// by-hash path (relative to the repository) → unix time it stopped being current.
+    pub by_hash: std::collections::BTreeMap<String, Option<i64>>,
+    /// Set while a publish of this distribution is under way; a crash leaves it set and the
+    /// next open publishes the distribution again.
+    pub in_progress: bool,
+}
+
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the store. A store written by an incompatible mbd is refused.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let dberr = |e: &dyn std::fmt::Display| StoreError::Db {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| dberr(&e))?;
+        }
+        let db = Database::create(path).map_err(|e| dberr(&e))?;
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+        };
+        let tx = store.db.begin_write().map_err(|e| dberr(&e))?;
+        {
+            let mut meta = tx.open_table(META).map_err(|e| dberr(&e))?;
+            let found = meta
+                .get("schema")
+                .map_err(|e| dberr(&e))?
+                .map(|v| v.value().to_string());
+            match found {
+                None => {
+                    meta.insert("schema", SCHEMA_VERSION)
+                        .map_err(|e| dberr(&e))?;
+                }
+                Some(v) if v == SCHEMA_VERSION => {}
+                Some(found) => {
+                    return Err(StoreError::Schema {
+                        path: path.to_path_buf(),
+                        found,
+                        expected: SCHEMA_VERSION,
+                    });
+                }
+            }
+            tx.open_table(SOURCES).map_err(|e| dberr(&e))?;
+            tx.open_table(CONFIG).map_err(|e| dberr(&e))?;
+            tx.open_table(BINARIES).map_err(|e| dberr(&e))?;
+            tx.open_table(POOL).map_err(|e| dberr(&e))?;
+            tx.open_table(CONTENTS).map_err(|e| dberr(&e))?;
+            tx.open_table(PUBLISHED).map_err(|e| dberr(&e))?;
+        }
+        tx.commit().map_err(|e| dberr(&e))?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn write(&self) -> Result<Txn<'_>, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        Ok(Txn {
+            tx,
+            store: self,
+            pending: Default::default(),
+        })
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Db {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Reads a configuration object.
+    pub fn config<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(CONFIG).map_err(|e| self.err(e))?;
+        let v = t.get(key).map_err(|e| self.err(e))?;
+        v.map(|v| decode(&self.path, key, v.value())).transpose()
+    }
+
+    /// Configuration objects whose key starts with `prefix`.
+    pub fn configs<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(CONFIG).map_err(|e| self.err(e))?;
+        let end = format!("{prefix}\u{10FFFF}");
+        let mut out = Vec::new();
+        for row in t.range(prefix..end.as_str()).map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            out.push((
+                k.value().to_string(),
+                decode(&self.path, k.value(), v.value())?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// All groups of a distribution, sorted by source name (read-only snapshot).
+    pub fn dist_contents(&self, repo: &str, dist: &str) -> Result<DistContents, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let sources_t = tx.open_table(SOURCES).map_err(|e| self.err(e))?;
+        let binaries_t = tx.open_table(BINARIES).map_err(|e| self.err(e))?;
+        let contents_t = tx.open_table(CONTENTS).map_err(|e| self.err(e))?;
+        let mut out = DistContents::default();
+        for row in sources_t
+            .range((repo, dist, "")..(repo, dist, "\u{10FFFF}"))
+            .map_err(|e| self.err(e))?
+        {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            let (_, _, name) = k.value();
+            out.sources
+                .push((name.to_string(), decode(&self.path, name, v.value())?));
+        }
+        for row in binaries_t
+            .range((repo, dist, "", "", "")..(repo, dist, "\u{10FFFF}", "", ""))
+            .map_err(|e| self.err(e))?
+        {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            let (_, _, _, package, arch) = k.value();
+            let record: BinaryRecord = decode(&self.path, package, v.value())?;
+            let files = contents_t
+                .get((repo, record.filename.as_str()))
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value().to_string());
+            out.binaries.push((
+                Binary {
+                    package: package.to_string(),
+                    architecture: arch.to_string(),
+                    record,
+                },
+                files,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The names of distributions of a repository that hold anything.
+    pub fn dist_names(&self, repo: &str) -> Result<Vec<String>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let mut names = std::collections::BTreeSet::new();
+        let s = tx.open_table(SOURCES).map_err(|e| self.err(e))?;
+        for row in s
+            .range((repo, "", "")..(repo, "\u{10FFFF}", ""))
+            .map_err(|e| self.err(e))?
+        {
+            names.insert(row.map_err(|e| self.err(e))?.0.value().1.to_string());
+        }
+        let b = tx.open_table(BINARIES).map_err(|e| self.err(e))?;
+        for row in b
+            .range((repo, "", "", "", "")..(repo, "\u{10FFFF}", "", "", ""))
+            .map_err(|e| self.err(e))?
+        {
+            names.insert(row.map_err(|e| self.err(e))?.0.value().1.to_string());
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    /// Every (distribution, group) of `source` in a repository, in distribution order.
+    pub fn source_everywhere(
+        &self,
+        repo: &str,
+        source: &str,
+    ) -> Result<Vec<(String, Group)>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let st = tx.open_table(SOURCES).map_err(|e| self.err(e))?;
+        let bt = tx.open_table(BINARIES).map_err(|e| self.err(e))?;
+        let mut dists = std::collections::BTreeSet::new();
+        for row in st
+            .range((repo, "", "")..(repo, "\u{10FFFF}", ""))
+            .map_err(|e| self.err(e))?
+        {
+            let (k, _) = row.map_err(|e| self.err(e))?;
+            let (_, dist, name) = k.value();
+            if name == source {
+                dists.insert(dist.to_string());
+            }
+        }
+        for row in bt
+            .range((repo, "", "", "", "")..(repo, "\u{10FFFF}", "", "", ""))
+            .map_err(|e| self.err(e))?
+        {
+            let (k, _) = row.map_err(|e| self.err(e))?;
+            let (_, dist, name, _, _) = k.value();
+            if name == source {
+                dists.insert(dist.to_string());
+            }
+        }
+        dists
+            .into_iter()
+            .map(|d| read_group(self, &st, &bt, repo, &d, source).map(|g| (d, g)))
+            .collect()
+    }
+
+    pub fn publish_state(&self, repo: &str, dist: &str) -> Result<PublishState, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(PUBLISHED).map_err(|e| self.err(e))?;
+        let v = t.get((repo, dist)).map_err(|e| self.err(e))?;
+        Ok(match v {
+            Some(v) => decode(&self.path, dist, v.value())?,
+            None => PublishState::default(),
+        })
+    }
+
+    /// Distributions whose last publish did not finish.
+    pub fn unfinished_publishes(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(PUBLISHED).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            let (repo, dist) = k.value();
+            let state: PublishState = decode(&self.path, dist, v.value())?;
+            if state.in_progress {
+                out.push((repo.to_string(), dist.to_string()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every pool path of a repository with its reference count.
+    pub fn pool_refs(&self, repo: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(POOL).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in t
+            .range((repo, "")..(repo, "\u{10FFFF}"))
+            .map_err(|e| self.err(e))?
+        {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            out.push((k.value().1.to_string(), v.value().0));
+        }
+        Ok(out)
+    }
+}
+
+/// Reads the group of `source` in `dist` from the sources and binaries tables of any
+/// transaction.
+fn read_group(
+    store: &Store,
+    st: &impl ReadableTable<(&'static str, &'static str, &'static str), &'static [u8]>,
+    bt: &impl ReadableTable<
+        (
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static str,
+        ),
+        &'static [u8],
+    >,
+    repo: &str,
+    dist: &str,
+    source: &str,
+) -> Result<Group, StoreError> {
+    let path = &store.path;
+    let source_rec = st
+        .get((repo, dist, source))
+        .map_err(|e| store.err(e))?
+        .map(|v| decode(path, source, v.value()))
+        .transpose()?;
+    let mut binaries = Vec::new();
+    for row in bt
+        .range((repo, dist, source, "", "")..(repo, dist, source, "\u{10FFFF}", ""))
+        .map_err(|e| store.err(e))?
+    {
+        let (k, v) = row.map_err(|e| store.err(e))?;
+        let (_, _, _, package, arch) = k.value();
+        binaries.push(Binary {
+            package: package.to_string(),
+            architecture: arch.to_string(),
+            record: decode(path, package, v.value())?,
+        });
+    }
+    Ok(Group {
+        source: source_rec,
+        binaries,
+    })
+}
+
+/// What a distribution holds: sources and binaries (with Contents file lists).
+#[derive(Debug, Default)]
+pub struct DistContents {
+    pub sources: Vec<(String, SourceRecord)>,
+    pub binaries: Vec<(Binary, Option<String>)>,
+}
+
+fn decode<T: DeserializeOwned>(path: &Path, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Record {
+        path: path.to_path_buf(),
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("records serialize")
+}
+
+/// A write transaction. Nothing is visible to readers until [`Txn::commit`].
+pub struct Txn<'s> {
+    tx: WriteTransaction,
+    store: &'s Store,
+    /// Reference count changes per (repository, pool path), applied at commit so that a file
+    /// dropped by one group and kept by another in the same transaction is never freed.
+    pending: std::collections::BTreeMap<(String, String), (i64, String)>,
+}
+
+impl Txn<'_> {
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        self.store.err(e)
+    }
+
+    /// Applies the pending reference changes and commits. Returns the (repository, pool path)
+    /// pairs nothing refers to any more: their files may be deleted now.
+    pub fn commit(self) -> Result<Vec<(String, String)>, StoreError> {
+        let s = self.store;
+        let mut freed = Vec::new();
+        {
+            let mut pool = self.tx.open_table(POOL).map_err(|e| s.err(e))?;
+            let mut contents = self.tx.open_table(CONTENTS).map_err(|e| s.err(e))?;
+            for ((repo, path), (delta, sha256)) in &self.pending {
+                if *delta == 0 {
+                    continue;
+                }
+                let key = (repo.as_str(), path.as_str());
+                let current = pool
+                    .get(key)
+                    .map_err(|e| s.err(e))?
+                    .map(|v| v.value().0)
+                    .unwrap_or(0);
+                let next = current as i64 + delta;
+                if next <= 0 {
+                    pool.remove(key).map_err(|e| s.err(e))?;
+                    contents.remove(key).map_err(|e| s.err(e))?;
+                    freed.push((repo.clone(), path.clone()));
+                } else {
+                    pool.insert(key, (next as u64, sha256.as_str()))
+                        .map_err(|e| s.err(e))?;
+                }
+            }
+        }
+        self.tx.commit().map_err(|e| s.err(e))?;
+        Ok(freed)
+    }
+
+    pub fn put_config<T: Serialize>(&mut self, key: &str, value: &T) -> Result<(), StoreError> {
+        let mut t = self.tx.open_table(CONFIG).map_err(|e| self.store.err(e))?;
+        t.insert(key, encode(value).as_slice())
+            .map_err(|e| self.store.err(e))?;
+        Ok(())
+    }
+
+    /// The group of `source` in `dist`.
+    pub fn group(&self, repo: &str, dist: &str, source: &str) -> Result<Group, StoreError> {
+        let st = self.tx.open_table(SOURCES).map_err(|e| self.err(e))?;
+        let bt = self.tx.open_table(BINARIES).map_err(|e| self.err(e))?;
+        read_group(self.store, &st, &bt, repo, dist, source)
+    }
+
+    /// Removes a group from a distribution without touching pool references (a move).
+    pub fn take_group(
+        &mut self,
+        repo: &str,
+        dist: &str,
+        source: &str,
+    ) -> Result<Group, StoreError> {
+        let group = self.group(repo, dist, source)?;
+        let mut st = self.tx.open_table(SOURCES).map_err(|e| self.store.err(e))?;
+        st.remove((repo, dist, source))
+            .map_err(|e| self.store.err(e))?;
+        let mut bt = self
+            .tx
+            .open_table(BINARIES)
+            .map_err(|e| self.store.err(e))?;
+        for b in &group.binaries {
+            bt.remove((
+                repo,
+                dist,
+                source,
+                b.package.as_str(),
+                b.architecture.as_str(),
+            ))
+            .map_err(|e| self.store.err(e))?;
+        }
+        Ok(group)
+    }
+
+    /// Puts a group into a distribution without touching pool references (a move).
+    pub fn place_group(
+        &mut self,
+        repo: &str,
+        dist: &str,
+        source: &str,
+        group: &Group,
+    ) -> Result<(), StoreError> {
+        let mut st = self.tx.open_table(SOURCES).map_err(|e| self.store.err(e))?;
+        if let Some(s) = &group.source {
+            st.insert((repo, dist, source), encode(s).as_slice())
+                .map_err(|e| self.store.err(e))?;
+        }
+        let mut bt = self
+            .tx
+            .open_table(BINARIES)
+            .map_err(|e| self.store.err(e))?;
+        for b in &group.binaries {
+            bt.insert(
+                (
+                    repo,
+                    dist,
+                    source,
+                    b.package.as_str(),
+                    b.architecture.as_str(),
+                ),
+                encode(&b.record).as_slice(),
+            )
+            .map_err(|e| self.store.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Adds `delta` (+1 or -1) to the reference count of every pool file of a group; applied
+    /// at commit.
+    pub fn reference(&mut self, repo: &str, group: &Group, delta: i64) {
+        for (path, sha256) in group.pool_paths() {
+            let e = self
+                .pending
+                .entry((repo.to_string(), path))
+                .or_insert((0, sha256.clone()));
+            e.0 += delta;
+            e.1 = sha256;
+        }
+    }
+
+    /// The sha256 recorded for a pool path, if anything refers to it.
+    pub fn pool_sha256(&self, repo: &str, path: &str) -> Result<Option<String>, StoreError> {
+        let t = self.tx.open_table(POOL).map_err(|e| self.err(e))?;
+        Ok(t.get((repo, path))
+            .map_err(|e| self.err(e))?
+            .map(|v| v.value().1.to_string()))
+    }
+
+    pub fn put_contents(
+        &mut self,
+        repo: &str,
+        pool_path: &str,
+        files: &str,
+    ) -> Result<(), StoreError> {
+        let mut t = self
+            .tx
+            .open_table(CONTENTS)
+            .map_err(|e| self.store.err(e))?;
+        t.insert((repo, pool_path), files)
+            .map_err(|e| self.store.err(e))?;
+        Ok(())
+    }
+
+    pub fn set_publish_state(
+        &mut self,
+        repo: &str,
+        dist: &str,
+        state: &PublishState,
+    ) -> Result<(), StoreError> {
+        let mut t = self
+            .tx
+            .open_table(PUBLISHED)
+            .map_err(|e| self.store.err(e))?;
+        t.insert((repo, dist), encode(state).as_slice())
+            .map_err(|e| self.store.err(e))?;
+        Ok(())
+    }
+}
