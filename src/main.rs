@@ -102,7 +102,12 @@ enum RepoCommand {
         json: bool,
     },
     /// Publish distributions again (all when none is named).
-    Publish { distributions: Vec<String> },
+    Publish {
+        distributions: Vec<String>,
+        /// Recompress every index instead of reusing cached compressed segments.
+        #[arg(long)]
+        cold: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -240,7 +245,12 @@ fn repo_command(home: &Path, cmd: RepoCommand) -> Result<ExitCode> {
                 }
             }
         }
-        RepoCommand::Publish { distributions } => {
+        RepoCommand::Publish {
+            distributions,
+            cold,
+        } => {
+            let mut engine = engine;
+            engine.set_cold(cold);
             if distributions.is_empty() {
                 engine.publish_all()?;
             } else {

@@ -5,6 +5,7 @@
 //! Every operation runs in one store transaction; the distributions it touched are published
 //! right after it commits. See `docs/ARCHITECTURE.md` for the invariants.
 
+pub mod compression;
 pub mod distribution;
 pub mod index;
 pub mod layout;
@@ -20,9 +21,10 @@ use crate::dsc::Dsc;
 use crate::files::{ControlFileError, FileEntry, Trust};
 use crate::openpgp::{ArchiveKey, KeyAlgorithm, OpenPgpError};
 use crate::version::Version;
+use compression::Levels;
 use distribution::{DistName, Distribution};
 use layout::{Layout, LayoutError, SuiteOptions};
-use publish::{Compression, DistSpec, PublishError};
+use publish::{DistSpec, PublishError};
 use release::ReleaseInfo;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -202,7 +204,9 @@ pub struct Engine {
     store: Store,
     key: ArchiveKey,
     instance: Instance,
-    compression: Compression,
+    compression: Levels,
+    /// Ignore cached compressed segments (a cold publish).
+    cold: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -341,7 +345,8 @@ impl Engine {
             store,
             key,
             instance,
-            compression: Compression::default(),
+            compression: Levels::default(),
+            cold: false,
         };
         engine.check_meta_distributions()?;
         engine.publish_all()?;
@@ -369,7 +374,8 @@ impl Engine {
             store,
             key,
             instance,
-            compression: Compression::default(),
+            compression: Levels::default(),
+            cold: false,
         };
         engine.recover()?;
         Ok(engine)
@@ -397,6 +403,10 @@ impl Engine {
             }
         }
         journal.end().map_err(RepoError::io(&self.home))?;
+        for repo in self.repositories()? {
+            let dir = self.repo_dir(&repo.identity);
+            pool::Staging::clear(&dir).map_err(RepoError::io(&dir))?;
+        }
         let unfinished = self.store.unfinished_publishes()?;
         let mut names = Vec::new();
         for (_, dist) in unfinished {
@@ -419,7 +429,12 @@ impl Engine {
         &self.key
     }
 
-    pub fn set_compression(&mut self, c: Compression) {
+    /// Makes publishes recompress everything instead of reusing cached segments.
+    pub fn set_cold(&mut self, cold: bool) {
+        self.cold = cold;
+    }
+
+    pub fn set_compression(&mut self, c: Levels) {
         self.compression = c;
     }
 
@@ -576,23 +591,37 @@ impl Engine {
             let mut tx = self.store.write()?;
             tx.set_publish_state(repo, &dist, &state)?;
             tx.commit()?;
+            let started = std::time::Instant::now();
             let contents = self.store.dist_contents(repo, &dist)?;
+            tracing::debug!(%dist, elapsed = ?started.elapsed(), "loaded");
             let spec = DistSpec {
                 dir: dist.clone(),
                 info: self.release_info(&r),
             };
-            let files = publish::render(&spec, &contents, self.compression);
+            let cache = |keys: &[String]| {
+                if self.cold {
+                    return vec![None; keys.len()];
+                }
+                self.store
+                    .segments(keys)
+                    .unwrap_or_else(|_| vec![None; keys.len()])
+            };
+            let rendered = publish::render(&spec, &contents, self.compression, &cache);
+            tracing::debug!(%dist, new_segments = rendered.new_segments.len(), elapsed = ?started.elapsed(), "rendered");
             let dists_root = self.repo_dir(repo).join("dists");
-            let new_state = publish::write(
+            let mut new_state = publish::write(
                 &dists_root,
                 &spec,
-                &files,
+                &rendered.files,
                 &self.key,
                 &state,
                 now,
                 BY_HASH_GRACE,
             )?;
+            new_state.segments = rendered.segments;
+            tracing::debug!(%dist, elapsed = ?started.elapsed(), "written");
             let mut tx = self.store.write()?;
+            tx.use_segments(&state.segments, &new_state.segments, &rendered.new_segments)?;
             tx.set_publish_state(repo, &dist, &new_state)?;
             tx.commit()?;
         }
@@ -600,7 +629,8 @@ impl Engine {
     }
 
     /// Imports packages into a distribution (the admin import: no signature or version-rule
-    /// checks, but every integrity check). `files` may be `.changes`, `.dsc`, `.deb`, `.udeb`.
+    /// checks, but every integrity check). `files` may be `.changes`, `.dsc`, `.deb`, `.udeb`,
+    /// or directories (their package files are taken, sorted by name).
     /// Replacing a version shifts the rollbacks; an older or equal version is an error.
     pub fn include(&self, dist: &str, files: &[PathBuf]) -> Result<Vec<String>, RepoError> {
         let r = self.resolve(dist)?;
@@ -611,11 +641,13 @@ impl Engine {
             });
         }
         let repo = r.repository.identity.clone();
-        let mut items = Vec::new();
-        for f in files {
-            self.collect(f, &r, &mut items)?;
-        }
-        // Group by source name; within a group the first file names errors.
+        let repo_dir = self.repo_dir(&repo);
+        let files = expand(files)?;
+        let staging = pool::Staging::new(&repo_dir).map_err(RepoError::io(&repo_dir))?;
+        let mut staged = StagedFiles::default();
+        let started = std::time::Instant::now();
+        let items = self.collect_all(&files, &r, &staging, &mut staged)?;
+        tracing::debug!(files = files.len(), elapsed = ?started.elapsed(), "read");
         let mut groups: BTreeMap<String, Vec<Item>> = BTreeMap::new();
         for item in items {
             groups
@@ -623,23 +655,23 @@ impl Engine {
                 .or_default()
                 .push(item);
         }
-        let repo_dir = self.repo_dir(&repo);
         let mut tx = self.store.write()?;
-        // Pool placement: refuse conflicts before copying anything.
-        let mut to_place: Vec<(PathBuf, String)> = Vec::new();
+        // Pool placement: refuse conflicts before anything enters the pool.
+        let mut to_place: Vec<(PathBuf, String, bool)> = Vec::new();
+        let mut seen = BTreeSet::new();
         for items in groups.values() {
             for item in items {
-                for (from, rel, sha256) in item.pool_files() {
+                for (from, rel, sha256, is_staged) in item.pool_files() {
                     match tx.pool_sha256(&repo, &rel)? {
                         Some(existing) if existing != sha256 => {
                             return Err(RepoError::PoolConflict {
-                                file: from.clone(),
+                                file: item.path().to_path_buf(),
                                 path: rel,
                             });
                         }
                         Some(_) => {}
-                        None if !to_place.iter().any(|(_, p)| *p == rel) => {
-                            to_place.push((from.clone(), rel))
+                        None if seen.insert(rel.clone()) => {
+                            to_place.push((from.clone(), rel, is_staged))
                         }
                         None => {}
                     }
@@ -654,14 +686,23 @@ impl Engine {
         let journal = self.journal();
         let rels: Vec<String> = to_place
             .iter()
-            .map(|(_, rel)| format!("{repo}/{rel}"))
+            .map(|(_, rel, _)| format!("{repo}/{rel}"))
             .collect();
         journal.begin(&rels).map_err(RepoError::io(&self.home))?;
-        for (from, rel) in &to_place {
-            pool::place(from, &repo_dir, rel).map_err(RepoError::io(from))?;
+        for (from, rel, is_staged) in &to_place {
+            let placed = if *is_staged {
+                pool::place_staged(from, &repo_dir, rel)
+            } else {
+                pool::place(from, &repo_dir, rel)
+            };
+            placed.map_err(RepoError::io(from))?;
         }
+        tracing::debug!(elapsed = ?started.elapsed(), "placed");
+        pool::sync(&repo_dir).map_err(RepoError::io(&repo_dir))?;
         let freed = tx.commit()?;
+        tracing::debug!(elapsed = ?started.elapsed(), "committed");
         journal.end().map_err(RepoError::io(&self.home))?;
+        drop(staged);
         self.delete_freed(&freed)?;
         self.publish_touched(&touched)?;
         Ok(summary)
@@ -683,32 +724,108 @@ impl Engine {
         self.publish(&names)
     }
 
+    /// Reads every file into items, on all cores; results keep the order of `files`.
+    fn collect_all(
+        &self,
+        files: &[PathBuf],
+        r: &Resolved,
+        staging: &pool::Staging,
+        staged: &mut StagedFiles,
+    ) -> Result<Vec<Item>, RepoError> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(files.len().max(1));
+        let next = AtomicUsize::new(0);
+        let mut results: Vec<(usize, Result<Vec<Item>, RepoError>)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(f) = files.get(i) else { break };
+                            let mut items = Vec::new();
+                            let result = self.collect(f, r, staging, &mut items).map(|()| items);
+                            if result.is_err() {
+                                next.store(files.len(), Ordering::Relaxed);
+                            }
+                            done.push((i, result));
+                        }
+                        done
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("reader thread panicked"))
+                .collect()
+        });
+        results.sort_by_key(|(i, _)| *i);
+        let mut items = Vec::new();
+        let mut first_error = None;
+        for (_, result) in results {
+            match result {
+                Ok(found) => {
+                    for item in &found {
+                        if let Item::Binary {
+                            staged: Some(p), ..
+                        } = item
+                        {
+                            staged.0.push(p.clone());
+                        }
+                    }
+                    items.extend(found);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(items),
+        }
+    }
+
     /// Reads one file given to `include` into items.
-    fn collect(&self, path: &Path, r: &Resolved, items: &mut Vec<Item>) -> Result<(), RepoError> {
+    fn collect(
+        &self,
+        path: &Path,
+        r: &Resolved,
+        staging: &pool::Staging,
+        items: &mut Vec<Item>,
+    ) -> Result<(), RepoError> {
         let name = path.to_string_lossy();
         if name.ends_with(".changes") {
             let c = Changes::read(path, Trust::Unchecked)?;
-            c.verify_files()?;
             let dir = c.dir().to_path_buf();
             for entry in &c.files.entries {
                 let file = dir.join(&entry.name);
+                if entry.name.ends_with(".deb") || entry.name.ends_with(".udeb") {
+                    let item = binary_item(&file, r, staging, entry.section.clone())?;
+                    if let Item::Binary { pkg, .. } = &item {
+                        entry_matches(entry, &pkg.digests, &file)?;
+                        if pkg.source != c.source {
+                            return Err(RepoError::Refused {
+                                file,
+                                reason: format!(
+                                    "belongs to source '{}', not '{}'",
+                                    pkg.source, c.source
+                                ),
+                            });
+                        }
+                    }
+                    items.push(item);
+                    continue;
+                }
+                entry
+                    .verify_in(&dir)
+                    .map_err(|e| ControlFileError::new(path, e))?;
                 if entry.name.ends_with(".dsc") {
                     let section = entry.section.clone().unwrap_or_else(|| "misc".into());
                     let priority = entry.priority.clone().unwrap_or_else(|| "optional".into());
                     items.push(self.source_item(&file, r, Some((section, priority)))?);
-                } else if entry.name.ends_with(".deb") || entry.name.ends_with(".udeb") {
-                    let pkg = deb::read(&file, true)?;
-                    entry_matches(entry, &pkg.digests, &file)?;
-                    if pkg.source != c.source {
-                        return Err(RepoError::Refused {
-                            file,
-                            reason: format!(
-                                "belongs to source '{}', not '{}'",
-                                pkg.source, c.source
-                            ),
-                        });
-                    }
-                    items.push(binary_item(pkg, file, r, entry.section.clone())?);
                 }
             }
             Ok(())
@@ -716,8 +833,7 @@ impl Engine {
             items.push(self.source_item(path, r, None)?);
             Ok(())
         } else if name.ends_with(".deb") || name.ends_with(".udeb") {
-            let pkg = deb::read(path, true)?;
-            items.push(binary_item(pkg, path.to_path_buf(), r, None)?);
+            items.push(binary_item(path, r, staging, None)?);
             Ok(())
         } else {
             Err(RepoError::Refused {
@@ -830,7 +946,9 @@ impl Engine {
                     });
                     summary.push(format!("{source} {} (source) → {dist}", dsc.version));
                 }
-                Item::Binary { pkg, path, record } => {
+                Item::Binary {
+                    pkg, path, record, ..
+                } => {
                     if let Some(old) = new_group
                         .binaries
                         .iter()
@@ -1116,6 +1234,8 @@ enum Item {
     Binary {
         pkg: BinaryPackage,
         path: PathBuf,
+        /// The copy made while reading, to be moved into the pool.
+        staged: Option<PathBuf>,
         record: BinaryRecord,
     },
 }
@@ -1128,27 +1248,124 @@ impl Item {
         }
     }
 
-    /// (from, pool path, sha256) of every file this item puts in the pool.
-    fn pool_files(&self) -> Vec<(&PathBuf, String, String)> {
+    fn path(&self) -> &Path {
+        match self {
+            Item::Source { path, .. } | Item::Binary { path, .. } => path,
+        }
+    }
+
+    /// (from, pool path, sha256, staged) of every file this item puts in the pool.
+    fn pool_files(&self) -> Vec<(&PathBuf, String, String, bool)> {
         match self {
             Item::Source {
                 files, directory, ..
             } => files
                 .iter()
-                .map(|(from, name, d)| (from, format!("{directory}/{name}"), d.sha256.clone()))
+                .map(|(from, name, d)| {
+                    (from, format!("{directory}/{name}"), d.sha256.clone(), false)
+                })
                 .collect(),
-            Item::Binary { path, record, .. } => {
-                vec![(path, record.filename.clone(), record.sha256.clone())]
-            }
+            Item::Binary {
+                path,
+                staged,
+                record,
+                ..
+            } => match staged {
+                Some(s) => vec![(s, record.filename.clone(), record.sha256.clone(), true)],
+                None => vec![(path, record.filename.clone(), record.sha256.clone(), false)],
+            },
         }
     }
 }
 
+/// Staged copies, deleted when dropped unless they were moved into the pool.
+#[derive(Default)]
+struct StagedFiles(Vec<PathBuf>);
+
+impl Drop for StagedFiles {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Directories given to `include` stand for the package files in them.
+fn expand(files: &[PathBuf]) -> Result<Vec<PathBuf>, RepoError> {
+    let mut out = Vec::new();
+    for f in files {
+        if f.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(f)
+                .map_err(RepoError::io(f))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    let n = p.to_string_lossy();
+                    [".deb", ".udeb", ".dsc", ".changes"]
+                        .iter()
+                        .any(|x| n.ends_with(x))
+                })
+                .collect();
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(f.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a binary package once: hashing, parsing and copying into the staging area together.
+fn read_staged(
+    path: &Path,
+    staging: &pool::Staging,
+) -> Result<(BinaryPackage, PathBuf), RepoError> {
+    use std::io::Write;
+    let src = std::fs::File::open(path).map_err(RepoError::io(path))?;
+    let (tmp, out) = staging.create().map_err(RepoError::io(path))?;
+    let mut reader = std::io::BufReader::with_capacity(
+        128 * 1024,
+        pool::Tee {
+            reader: src,
+            writer: std::io::BufWriter::with_capacity(128 * 1024, out),
+        },
+    );
+    let udeb = path.extension().is_some_and(|e| e == "udeb");
+    let result = deb::read_from(&mut reader, path, udeb, true)
+        .map_err(RepoError::from)
+        .and_then(|pkg| {
+            reader
+                .into_inner()
+                .writer
+                .flush()
+                .map(|()| pkg)
+                .map_err(RepoError::io(&tmp))
+        });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map(|pkg| (pkg, tmp))
+}
+
 fn binary_item(
+    path: &Path,
+    r: &Resolved,
+    staging: &pool::Staging,
+    section: Option<String>,
+) -> Result<Item, RepoError> {
+    let (pkg, staged) = read_staged(path, staging)?;
+    let item = binary_item_from(pkg, path.to_path_buf(), r, section, staged.clone());
+    if item.is_err() {
+        let _ = std::fs::remove_file(&staged);
+    }
+    item
+}
+
+fn binary_item_from(
     pkg: BinaryPackage,
     path: PathBuf,
     r: &Resolved,
     section: Option<String>,
+    staged: PathBuf,
 ) -> Result<Item, RepoError> {
     let section = section
         .filter(|s| !s.is_empty() && s != "-")
@@ -1187,7 +1404,12 @@ fn binary_item(
         sha256: pkg.digests.sha256.clone(),
         stanza: index::packages_stanza(&pkg, &filename),
     };
-    Ok(Item::Binary { pkg, path, record })
+    Ok(Item::Binary {
+        pkg,
+        path,
+        staged: Some(staged),
+        record,
+    })
 }
 
 fn check_component(component: &str, r: &Resolved, file: &Path) -> Result<(), RepoError> {

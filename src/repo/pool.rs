@@ -19,7 +19,8 @@ pub fn directory(component: &str, source: &str) -> String {
     format!("pool/{component}/{prefix}/{source}")
 }
 
-/// Copies `from` to `root/rel` atomically (temporary file, fsync, rename).
+/// Copies `from` to `root/rel` through a temporary name and a rename. Not synced: call
+/// [`sync`] once after a batch, before the store records the files.
 pub fn place(from: &Path, root: &Path, rel: &str) -> io::Result<()> {
     let to = root.join(rel);
     let dir = to.parent().expect("pool paths have a directory");
@@ -28,14 +29,95 @@ pub fn place(from: &Path, root: &Path, rel: &str) -> io::Result<()> {
         ".{}.tmp",
         to.file_name().unwrap().to_string_lossy()
     ));
-    {
-        let mut src = File::open(from)?;
-        let mut dst = File::create(&tmp)?;
-        io::copy(&mut src, &mut dst)?;
-        dst.flush()?;
-        dst.sync_all()?;
-    }
+    fs::copy(from, &tmp)?;
     fs::rename(&tmp, &to)
+}
+
+/// Moves a staged file (see [`Staging`]) to `root/rel`.
+pub fn place_staged(staged: &Path, root: &Path, rel: &str) -> io::Result<()> {
+    let to = root.join(rel);
+    fs::create_dir_all(to.parent().expect("pool paths have a directory"))?;
+    fs::rename(staged, &to)
+}
+
+/// Flushes everything written to the file system holding `path` (one `syncfs` instead of an
+/// fsync per file).
+pub fn sync(path: &Path) -> io::Result<()> {
+    let dir = File::open(path)?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: syncfs only reads the descriptor, which `dir` keeps open for the call.
+    let rc = unsafe { libc::syncfs(dir.as_raw_fd()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A directory inside the pool where package files are copied while they are read, so each
+/// file is read once for hashing, parsing and copying. Staged files either move into the pool
+/// or are deleted; whatever a crash leaves here is deleted at the next open.
+pub struct Staging {
+    dir: PathBuf,
+    counter: std::sync::atomic::AtomicU64,
+}
+
+impl Staging {
+    pub fn new(repo_root: &Path) -> io::Result<Staging> {
+        let dir = repo_root.join("pool/.staging");
+        fs::create_dir_all(&dir)?;
+        Ok(Staging {
+            dir,
+            counter: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Removes everything left in a repository's staging directory.
+    pub fn clear(repo_root: &Path) -> io::Result<()> {
+        match fs::remove_dir_all(repo_root.join("pool/.staging")) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// A fresh file to copy into. Each thread gets its own subdirectory, so parallel readers
+    /// do not contend for one directory's lock.
+    pub fn create(&self) -> io::Result<(PathBuf, File)> {
+        thread_local! {
+            static SLOT: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+        }
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let slot = SLOT.with(|s| match s.get() {
+            Some(v) => v,
+            None => {
+                s.set(Some(n));
+                n
+            }
+        });
+        let dir = self.dir.join(format!("{}-{slot}", std::process::id()));
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir)?;
+        }
+        let path = dir.join(n.to_string());
+        let file = File::create(&path)?;
+        Ok((path, file))
+    }
+}
+
+/// A reader that copies everything read through it into a writer.
+pub struct Tee<R, W> {
+    pub reader: R,
+    pub writer: W,
+}
+
+impl<R: io::Read, W: Write> io::Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.reader.read(buf)?;
+        self.writer.write_all(&buf[..n])?;
+        Ok(n)
+    }
 }
 
 /// Removes a pool file and the directories it leaves empty (up to `pool/`).

@@ -12,6 +12,7 @@
 //! publish is running or after one was killed. Superseded by-hash files stay for a grace
 //! period, so a client holding an older `InRelease` still finds its files.
 
+use super::compression::{self, Kind, Levels};
 use super::release::{self, Listed, ReleaseInfo};
 use super::store::{DistContents, PublishState};
 use crate::checksums::Digests;
@@ -19,7 +20,7 @@ use crate::deb::PackageType;
 use crate::openpgp::{ArchiveKey, OpenPgpError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,41 +39,68 @@ pub struct DistSpec {
     pub info: ReleaseInfo,
 }
 
-/// Compression settings for the indices.
-#[derive(Debug, Clone, Copy)]
-pub struct Compression {
-    pub gzip_level: u32,
-    pub xz_preset: u32,
+/// The rendered files of a distribution and the compressed segments used for them.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    /// Path relative to the distribution directory → content, in listing order.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Cache keys of every compressed segment the files are made of.
+    pub segments: BTreeSet<String>,
+    /// Segments compressed now (not found in the cache).
+    pub new_segments: Vec<(String, Vec<u8>)>,
 }
 
-impl Default for Compression {
-    fn default() -> Self {
-        Compression {
-            gzip_level: 6,
-            xz_preset: 6,
+/// An index before compression: its text and where its records end (with their key hashes).
+struct Text {
+    path: String,
+    data: Vec<u8>,
+    records: Vec<(usize, u64)>,
+    kinds: &'static [Kind],
+    spacing: u64,
+}
+
+impl Text {
+    fn new(path: String, kinds: &'static [Kind], spacing: u64) -> Text {
+        Text {
+            path,
+            data: Vec::new(),
+            records: Vec::new(),
+            kinds,
+            spacing,
         }
+    }
+
+    /// Appends a stanza (separated from the previous one by a blank line).
+    fn stanza(&mut self, key: &str, stanza: &str) {
+        if !self.data.is_empty() {
+            self.data.push(b'\n');
+        }
+        self.data.extend_from_slice(stanza.as_bytes());
+        self.records
+            .push((self.data.len(), compression::key_hash(key.as_bytes())));
     }
 }
 
-/// The rendered files of a distribution, by path relative to its directory, in listing order.
+/// Looks up compressed segments by key; `None` where the cache has none.
+pub type SegmentCache<'a> = &'a dyn Fn(&[String]) -> Vec<Option<Vec<u8>>>;
+
+/// How one compressed file is made: (text index, format, (segment key, byte range) list).
+type Plan = (usize, Kind, Vec<(String, (usize, usize))>);
+
+const BOTH: &[Kind] = &[Kind::Xz, Kind::Gzip];
+const GZIP: &[Kind] = &[Kind::Gzip];
+
+/// Renders a distribution: indices from the stored stanzas, compressed from cached segments
+/// where possible. `cache` returns, for each key, the cached segment if there is one.
 pub fn render(
     spec: &DistSpec,
     contents: &DistContents,
-    compression: Compression,
-) -> Vec<(String, Vec<u8>)> {
+    levels: Levels,
+    cache: SegmentCache<'_>,
+) -> Rendered {
     let info = &spec.info;
-    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    let with_compressed =
-        |files: &mut Vec<(String, Vec<u8>)>, path: String, data: Vec<u8>, xz: bool| {
-            files.push((format!("{path}.gz"), gzip(&data, compression.gzip_level)));
-            if xz {
-                files.push((
-                    format!("{path}.xz"),
-                    xz_compress(&data, compression.xz_preset),
-                ));
-            }
-            files.push((path, data));
-        };
+    let mut texts: Vec<Text> = Vec::new();
+    let mut small: Vec<(String, Vec<u8>)> = Vec::new();
     for component in &info.components {
         for arch in &info.architectures {
             for (kind, dir) in [
@@ -99,16 +127,18 @@ pub fn render(
                         )
                     })
                     .collect();
-                stanzas.sort();
-                let text = join_stanzas(stanzas.iter().map(|s| s.2));
-                with_compressed(
-                    &mut files,
+                stanzas.sort_unstable();
+                let mut t = Text::new(
                     format!("{dir}/Packages"),
-                    text.into_bytes(),
-                    kind == PackageType::Deb,
+                    if kind == PackageType::Deb { BOTH } else { GZIP },
+                    256,
                 );
+                for (package, _, stanza) in stanzas {
+                    t.stanza(package, stanza);
+                }
+                texts.push(t);
                 if kind == PackageType::Deb {
-                    files.push((
+                    small.push((
                         format!("{dir}/Release"),
                         release::render_component(info, component, arch).into_bytes(),
                     ));
@@ -129,11 +159,15 @@ pub fn render(
                     ));
                 }
             }
-            let text = super::index::contents(entries);
-            files.push((
-                format!("{component}/Contents-{arch}.gz"),
-                gzip(text.as_bytes(), compression.gzip_level),
-            ));
+            let mut t = Text::new(format!("{component}/Contents-{arch}"), GZIP, 2048);
+            for line in super::index::contents(entries).lines() {
+                t.data.extend_from_slice(line.as_bytes());
+                t.data.push(b'\n');
+                let path = line.split_whitespace().next().unwrap_or("");
+                t.records
+                    .push((t.data.len(), compression::key_hash(path.as_bytes())));
+            }
+            texts.push(t);
         }
         let mut sources: Vec<(&str, &str)> = contents
             .sources
@@ -141,50 +175,137 @@ pub fn render(
             .filter(|(_, s)| &s.component == component)
             .map(|(n, s)| (n.as_str(), s.stanza.as_str()))
             .collect();
-        sources.sort();
-        let text = join_stanzas(sources.iter().map(|s| s.1));
-        with_compressed(
-            &mut files,
-            format!("{component}/source/Sources"),
-            text.into_bytes(),
-            true,
-        );
-        files.push((
+        sources.sort_unstable();
+        let mut t = Text::new(format!("{component}/source/Sources"), BOTH, 256);
+        for (name, stanza) in sources {
+            t.stanza(name, stanza);
+        }
+        texts.push(t);
+        small.push((
             format!("{component}/source/Release"),
             release::render_component(info, component, "source").into_bytes(),
         ));
     }
-    files
+    compress_all(texts, small, levels, cache)
 }
 
-fn join_stanzas<'a>(stanzas: impl Iterator<Item = &'a str>) -> String {
-    let mut out = String::new();
-    for s in stanzas {
-        if !out.is_empty() {
-            out.push('\n');
+/// Compresses every text from cached or freshly compressed segments (on all cores).
+fn compress_all(
+    texts: Vec<Text>,
+    small: Vec<(String, Vec<u8>)>,
+    levels: Levels,
+    cache: SegmentCache<'_>,
+) -> Rendered {
+    // (text index, kind) → list of (key, segment range)
+    let mut plan: Vec<Plan> = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        let segments = compression::split(t.data.len(), &t.records, t.spacing, 4 << 20);
+        let digests: Vec<String> = segments
+            .iter()
+            .map(|&(a, b)| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&t.data[a..b])))
+            .collect();
+        for &kind in t.kinds {
+            let level = levels.of(kind);
+            let tag = match kind {
+                Kind::Gzip => "gz",
+                Kind::Xz => "xz",
+            };
+            let keyed = segments
+                .iter()
+                .zip(&digests)
+                .map(|(&range, d)| (format!("{tag}{level}-{d}"), range))
+                .collect();
+            plan.push((i, kind, keyed));
         }
-        out.push_str(s);
     }
-    out
+    let mut keys: Vec<String> = plan
+        .iter()
+        .flat_map(|(_, _, k)| k.iter().map(|(key, _)| key.clone()))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let found = cache(&keys);
+    let mut segments: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for (key, value) in keys.iter().zip(found) {
+        if let Some(v) = value {
+            segments.insert(key.clone(), v);
+        }
+    }
+    // Compress what the cache lacks, largest first, on all cores.
+    let mut missing: Vec<(String, Kind, &[u8])> = Vec::new();
+    let mut queued = BTreeSet::new();
+    for (i, kind, keyed) in &plan {
+        for (key, (a, b)) in keyed {
+            if !segments.contains_key(key) && queued.insert(key.clone()) {
+                missing.push((key.clone(), *kind, &texts[*i].data[*a..*b]));
+            }
+        }
+    }
+    missing.sort_by_key(|(_, _, d)| std::cmp::Reverse(d.len()));
+    let fresh = parallel_compress(&missing, levels);
+    let mut new_segments = Vec::with_capacity(fresh.len());
+    for (key, bytes) in fresh {
+        segments.insert(key.clone(), bytes.clone());
+        new_segments.push((key, bytes));
+    }
+    let mut files = Vec::new();
+    for (i, kind, keyed) in &plan {
+        let parts: Vec<(&[u8], usize)> = keyed
+            .iter()
+            .map(|(key, (a, b))| (segments[key].as_slice(), b - a))
+            .collect();
+        files.push((
+            format!("{}{}", texts[*i].path, kind.extension()),
+            compression::assemble(*kind, &parts),
+        ));
+    }
+    let used = plan
+        .iter()
+        .flat_map(|(_, _, k)| k.iter().map(|(key, _)| key.clone()))
+        .collect();
+    for t in texts {
+        files.push((t.path, t.data));
+    }
+    files.extend(small);
+    Rendered {
+        files,
+        segments: used,
+        new_segments,
+    }
 }
 
-pub fn gzip(data: &[u8], level: u32) -> Vec<u8> {
-    let mut e = flate2::GzBuilder::new().mtime(0).write(
-        Vec::with_capacity(data.len() / 4 + 64),
-        flate2::Compression::new(level),
-    );
-    e.write_all(data).expect("writing to memory");
-    e.finish().expect("writing to memory")
-}
-
-pub fn xz_compress(data: &[u8], preset: u32) -> Vec<u8> {
-    let mut e = liblzma::write::XzEncoder::new(Vec::with_capacity(data.len() / 5 + 64), preset);
-    e.write_all(data).expect("writing to memory");
-    e.finish().expect("writing to memory")
+fn parallel_compress(work: &[(String, Kind, &[u8])], levels: Levels) -> Vec<(String, Vec<u8>)> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(work.len().max(1));
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    while let Some((key, kind, data)) =
+                        work.get(next.fetch_add(1, Ordering::Relaxed))
+                    {
+                        out.push((
+                            key.clone(),
+                            compression::compress_segment(*kind, levels.of(*kind), data),
+                        ));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("compression thread panicked"))
+            .collect()
+    })
 }
 
 /// Writes a distribution. `dists_root` is the repository's `dists` directory. Returns the new
-/// by-hash bookkeeping.
+/// by-hash bookkeeping (segments are left to the caller).
 pub fn write(
     dists_root: &Path,
     spec: &DistSpec,
@@ -197,32 +318,49 @@ pub fn write(
     let dist_dir = dists_root.join(&spec.dir);
     let mut listed = Vec::with_capacity(files.len());
     let mut current = BTreeSet::new();
-    // 1. by-hash copies
+    // 1. by-hash copies: SHA256 written, SHA512 a hard link to it.
+    let mut by_hash_paths = Vec::with_capacity(files.len());
     for (rel, data) in files {
         let d = Digests::of(data);
         let parent = Path::new(rel)
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let by256 = parent.join("by-hash/SHA256").join(&d.sha256);
-        let by512 = parent.join("by-hash/SHA512").join(&d.sha512);
-        for by in [&by256, &by512] {
-            let full = dist_dir.join(by);
-            if !full.exists() {
-                write_atomic(&full, data)?;
-            }
-            current.insert(format!("{}/{}", spec.dir, by.display()));
+        let by256 = dist_dir
+            .join(&parent)
+            .join("by-hash/SHA256")
+            .join(&d.sha256);
+        let by512 = dist_dir
+            .join(&parent)
+            .join("by-hash/SHA512")
+            .join(&d.sha512);
+        if !by256.exists() {
+            write_new(&by256, data)?;
         }
+        if !by512.exists() {
+            link_new(&by256, &by512)?;
+        }
+        for by in [&by256, &by512] {
+            let rel_to_root = by
+                .strip_prefix(dists_root)
+                .expect("inside dists")
+                .to_string_lossy()
+                .into_owned();
+            current.insert(rel_to_root);
+        }
+        by_hash_paths.push(by256);
         listed.push(Listed {
             path: rel.clone(),
             digests: d,
         });
     }
-    // 2. plain names
-    for (rel, data) in files {
-        write_atomic(&dist_dir.join(rel), data)?;
+    // 2. plain names: hard links to the by-hash files, swapped in by rename.
+    for ((rel, _), by256) in files.iter().zip(&by_hash_paths) {
+        link_new(by256, &dist_dir.join(rel))?;
     }
-    // 3. Release files, InRelease last
+    // Everything the Release will name is on disk before the Release is.
+    sync(&dist_dir)?;
+    // 3. Release files, InRelease last.
     let text = release::render(&spec.info, &listed);
     let sign_err = |source| PublishError::Sign {
         dist: spec.dir.clone(),
@@ -230,9 +368,10 @@ pub fn write(
     };
     let detached = key.detached_sign(text.as_bytes()).map_err(sign_err)?;
     let inline = key.clearsign(text.as_bytes()).map_err(sign_err)?;
-    write_atomic(&dist_dir.join("Release"), text.as_bytes())?;
-    write_atomic(&dist_dir.join("Release.gpg"), &detached)?;
-    write_atomic(&dist_dir.join("InRelease"), &inline)?;
+    write_new(&dist_dir.join("Release"), text.as_bytes())?;
+    write_new(&dist_dir.join("Release.gpg"), &detached)?;
+    write_new(&dist_dir.join("InRelease"), &inline)?;
+    sync(&dist_dir)?;
 
     // Keep superseded by-hash files for the grace period, then remove them.
     let mut by_hash: BTreeMap<String, Option<i64>> =
@@ -259,26 +398,60 @@ pub fn write(
     Ok(PublishState {
         by_hash,
         in_progress: false,
+        segments: previous.segments.clone(),
     })
 }
 
-/// Writes a file through a temporary name and a rename, with its data synced first, so the
-/// name never shows partial content.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), PublishError> {
+fn tmp_name(path: &Path) -> PathBuf {
+    let dir = path.parent().expect("published files live in a directory");
+    dir.join(format!(
+        ".{}.tmp",
+        path.file_name().unwrap().to_string_lossy()
+    ))
+}
+
+/// Writes a file through a temporary name and a rename, so the name never shows partial
+/// content. Not synced: the caller syncs before publishing a Release that names it.
+fn write_new(path: &Path, data: &[u8]) -> Result<(), PublishError> {
     let io_err = |source| PublishError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let dir = path.parent().expect("published files live in a directory");
-    fs::create_dir_all(dir).map_err(io_err)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().unwrap().to_string_lossy()
-    ));
-    {
-        let mut f = fs::File::create(&tmp).map_err(io_err)?;
-        f.write_all(data).map_err(io_err)?;
-        f.sync_data().map_err(io_err)?;
-    }
+    fs::create_dir_all(path.parent().expect("published files live in a directory"))
+        .map_err(io_err)?;
+    let tmp = tmp_name(path);
+    fs::write(&tmp, data).map_err(io_err)?;
     fs::rename(&tmp, path).map_err(io_err)
+}
+
+/// Makes `path` another name of `existing`, atomically replacing whatever `path` was.
+fn link_new(existing: &Path, path: &Path) -> Result<(), PublishError> {
+    let io_err = |source| PublishError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    fs::create_dir_all(path.parent().expect("published files live in a directory"))
+        .map_err(io_err)?;
+    // rename() between two names of one file does nothing (and would leave the temporary
+    // name behind): a name that already is this file is done.
+    if let (Ok(a), Ok(b)) = (fs::metadata(existing), fs::metadata(path)) {
+        use std::os::unix::fs::MetadataExt;
+        if (a.dev(), a.ino()) == (b.dev(), b.ino()) {
+            return Ok(());
+        }
+    }
+    let tmp = tmp_name(path);
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(e)),
+        _ => {}
+    }
+    fs::hard_link(existing, &tmp).map_err(io_err)?;
+    fs::rename(&tmp, path).map_err(io_err)
+}
+
+fn sync(path: &Path) -> Result<(), PublishError> {
+    super::pool::sync(path).map_err(|source| PublishError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }

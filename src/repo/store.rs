@@ -26,6 +26,10 @@ const POOL: TableDefinition<(&str, &str), (u64, &str)> = TableDefinition::new("p
 const CONTENTS: TableDefinition<(&str, &str), &str> = TableDefinition::new("contents");
 /// (repository, distribution) → PublishState
 const PUBLISHED: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("published");
+/// segment key → compressed segment (see `compression`)
+const SEGMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("segments");
+/// segment key → number of published distributions using it
+const SEGMENT_REFS: TableDefinition<&str, u64> = TableDefinition::new("segment_refs");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -135,6 +139,9 @@ pub struct PublishState {
     /// Set while a publish of this distribution is under way; a crash leaves it set and the
     /// next open publishes the distribution again.
     pub in_progress: bool,
+    /// Keys of the compressed segments its indices are made of.
+    #[serde(default)]
+    pub segments: std::collections::BTreeSet<String>,
 }
 
 pub struct Store {
@@ -184,6 +191,8 @@ impl Store {
             tx.open_table(POOL).map_err(|e| dberr(&e))?;
             tx.open_table(CONTENTS).map_err(|e| dberr(&e))?;
             tx.open_table(PUBLISHED).map_err(|e| dberr(&e))?;
+            tx.open_table(SEGMENTS).map_err(|e| dberr(&e))?;
+            tx.open_table(SEGMENT_REFS).map_err(|e| dberr(&e))?;
         }
         tx.commit().map_err(|e| dberr(&e))?;
         Ok(store)
@@ -340,6 +349,19 @@ impl Store {
             Some(v) => decode(&self.path, dist, v.value())?,
             None => PublishState::default(),
         })
+    }
+
+    /// Cached compressed segments, in the order of `keys`.
+    pub fn segments(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(SEGMENTS).map_err(|e| self.err(e))?;
+        keys.iter()
+            .map(|k| {
+                Ok(t.get(k.as_str())
+                    .map_err(|e| self.err(e))?
+                    .map(|v| v.value().to_vec()))
+            })
+            .collect()
     }
 
     /// Distributions whose last publish did not finish.
@@ -592,6 +614,52 @@ impl Txn<'_> {
             .map_err(|e| self.store.err(e))?;
         t.insert((repo, pool_path), files)
             .map_err(|e| self.store.err(e))?;
+        Ok(())
+    }
+
+    /// Records the segments a distribution now uses: stores the new ones, counts references,
+    /// and drops segments no distribution uses any more.
+    pub fn use_segments(
+        &mut self,
+        previous: &std::collections::BTreeSet<String>,
+        now: &std::collections::BTreeSet<String>,
+        new: &[(String, Vec<u8>)],
+    ) -> Result<(), StoreError> {
+        let s = self.store;
+        let mut segments = self.tx.open_table(SEGMENTS).map_err(|e| s.err(e))?;
+        let mut refs = self.tx.open_table(SEGMENT_REFS).map_err(|e| s.err(e))?;
+        for (key, bytes) in new {
+            segments
+                .insert(key.as_str(), bytes.as_slice())
+                .map_err(|e| s.err(e))?;
+        }
+        for key in now.difference(previous) {
+            let n = refs
+                .get(key.as_str())
+                .map_err(|e| s.err(e))?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            refs.insert(key.as_str(), n + 1).map_err(|e| s.err(e))?;
+        }
+        for key in previous.difference(now) {
+            let n = refs
+                .get(key.as_str())
+                .map_err(|e| s.err(e))?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            if n <= 1 {
+                refs.remove(key.as_str()).map_err(|e| s.err(e))?;
+                segments.remove(key.as_str()).map_err(|e| s.err(e))?;
+            } else {
+                refs.insert(key.as_str(), n - 1).map_err(|e| s.err(e))?;
+            }
+        }
+        // Segments compressed now but used by no distribution are not kept.
+        for (key, _) in new {
+            if !now.contains(key) && refs.get(key.as_str()).map_err(|e| s.err(e))?.is_none() {
+                segments.remove(key.as_str()).map_err(|e| s.err(e))?;
+            }
+        }
         Ok(())
     }
 

@@ -1,0 +1,303 @@
+//! Index compression in independent segments, so that a change recompresses only the segments
+//! it touched and the rest come from a cache.
+//!
+//! An index (Packages, Sources, Contents) is cut at record boundaries chosen by the record's
+//! content (a hash of its package name or path), so inserting or removing one record changes
+//! one segment only. Each segment is compressed on its own:
+//! - gzip: one gzip member per segment; the file is the members back to back, which every
+//!   gzip reader (zlib's `gzread`, used by apt) reads as one stream;
+//! - xz: one *block* per segment inside a single xz stream (header, blocks, index, footer
+//!   written here). apt decodes xz without `LZMA_CONCATENATED`, so concatenated streams would
+//!   be cut short; blocks of one stream are read by every xz decoder.
+
+use liblzma::stream::{Action, Filters, LzmaOptions, Status, Stream};
+use std::io::Write;
+
+/// A compression format of index files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Gzip,
+    Xz,
+}
+
+impl Kind {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Kind::Gzip => ".gz",
+            Kind::Xz => ".xz",
+        }
+    }
+}
+
+/// Compression levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Levels {
+    pub gzip: u32,
+    pub xz: u32,
+}
+
+impl Default for Levels {
+    fn default() -> Self {
+        Levels { gzip: 6, xz: 6 }
+    }
+}
+
+impl Levels {
+    pub fn of(self, kind: Kind) -> u32 {
+        match kind {
+            Kind::Gzip => self.gzip,
+            Kind::Xz => self.xz,
+        }
+    }
+}
+
+/// Segment ends, as byte offsets into `text`: after each record whose `key_hash` falls on the
+/// boundary (`key_hash % spacing == 0`), or when a segment would pass `max_len`. `records`
+/// holds each record's end offset and key hash, in order.
+pub fn split(
+    text_len: usize,
+    records: &[(usize, u64)],
+    spacing: u64,
+    max_len: usize,
+) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for &(end, hash) in records {
+        if hash % spacing == 0 || end - start >= max_len {
+            out.push((start, end));
+            start = end;
+        }
+    }
+    if start < text_len || out.is_empty() {
+        out.push((start, text_len));
+    }
+    out
+}
+
+/// FNV-1a, a small stable hash for segment boundaries.
+pub fn key_hash(key: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Compresses one segment. The result is what [`assemble`] concatenates: a whole gzip member,
+/// or an xz block prefixed by its 8-byte little-endian unpadded size.
+pub fn compress_segment(kind: Kind, level: u32, data: &[u8]) -> Vec<u8> {
+    match kind {
+        Kind::Gzip => {
+            let mut e = flate2::GzBuilder::new().mtime(0).write(
+                Vec::with_capacity(data.len() / 4 + 64),
+                flate2::Compression::new(level),
+            );
+            e.write_all(data).expect("writing to memory");
+            e.finish().expect("writing to memory")
+        }
+        Kind::Xz => xz_block(level, data),
+    }
+}
+
+/// Joins compressed segments into one file. `segments` pairs each compressed segment with
+/// the length of its uncompressed data.
+pub fn assemble(kind: Kind, segments: &[(&[u8], usize)]) -> Vec<u8> {
+    match kind {
+        Kind::Gzip => {
+            let mut out = Vec::with_capacity(segments.iter().map(|(s, _)| s.len()).sum());
+            for (s, _) in segments {
+                out.extend_from_slice(s);
+            }
+            out
+        }
+        Kind::Xz => xz_stream(segments),
+    }
+}
+
+const XZ_MAGIC: [u8; 6] = [0xFD, b'7', b'z', b'X', b'Z', 0x00];
+/// Stream flags: check type CRC32.
+const XZ_FLAGS: [u8; 2] = [0x00, 0x01];
+
+/// LZMA2 dictionary size property: the smallest encodable size ≥ `want`.
+fn dict_property(want: u32) -> (u8, u32) {
+    for p in 0u8..40 {
+        let size = (2 | u32::from(p & 1)) << (p / 2 + 11);
+        if size >= want {
+            return (p, size);
+        }
+    }
+    (40, u32::MAX)
+}
+
+fn xz_block(level: u32, data: &[u8]) -> Vec<u8> {
+    let mut opts = LzmaOptions::new_preset(level).expect("valid xz preset");
+    // A dictionary larger than the segment only costs memory.
+    let preset_dict = dict_property(1 << 23).1.min(match level {
+        0 => 256 << 10,
+        1 => 1 << 20,
+        2..=4 => 4 << 20,
+        _ => 8 << 20,
+    });
+    let (prop, dict) = dict_property((data.len() as u32).clamp(4096, preset_dict));
+    opts.dict_size(dict);
+    let mut filters = Filters::new();
+    filters.lzma2(&opts);
+    let mut stream = Stream::new_raw_encoder(&filters).expect("raw LZMA2 encoder");
+    let mut compressed = Vec::with_capacity(data.len() / 4 + 64);
+    let mut input = data;
+    loop {
+        let before = stream.total_in();
+        if compressed.len() == compressed.capacity() {
+            compressed.reserve(64 * 1024);
+        }
+        let status = stream
+            .process_vec(input, &mut compressed, Action::Finish)
+            .expect("LZMA2 encoding in memory");
+        input = &input[(stream.total_in() - before) as usize..];
+        if status == Status::StreamEnd {
+            break;
+        }
+    }
+    // Block header: size, flags (one filter, no optional sizes), LZMA2 filter flags, padding.
+    let mut header = vec![0x02, 0x00, 0x21, 0x01, prop, 0, 0, 0];
+    let crc = crc32(&header);
+    header.extend_from_slice(&crc.to_le_bytes());
+    let unpadded = header.len() + compressed.len() + 4;
+    let mut block = Vec::with_capacity(8 + unpadded + 3);
+    block.extend_from_slice(&(unpadded as u64).to_le_bytes());
+    block.extend_from_slice(&header);
+    block.extend_from_slice(&compressed);
+    while (block.len() - 8) % 4 != 0 {
+        block.push(0);
+    }
+    block.extend_from_slice(&crc32(data).to_le_bytes());
+    block
+}
+
+fn xz_stream(blocks: &[(&[u8], usize)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(blocks.iter().map(|(b, _)| b.len()).sum::<usize>() + 64);
+    out.extend_from_slice(&XZ_MAGIC);
+    out.extend_from_slice(&XZ_FLAGS);
+    out.extend_from_slice(&crc32(&XZ_FLAGS).to_le_bytes());
+    let mut index = vec![0x00];
+    varint(
+        &mut index,
+        blocks.iter().filter(|(_, len)| *len > 0).count() as u64,
+    );
+    for (block, len) in blocks {
+        if *len == 0 {
+            continue; // an empty segment has no block
+        }
+        let unpadded = u64::from_le_bytes(block[..8].try_into().expect("8-byte prefix"));
+        out.extend_from_slice(&block[8..]);
+        varint(&mut index, unpadded);
+        varint(&mut index, *len as u64);
+    }
+    while index.len() % 4 != 0 {
+        index.push(0);
+    }
+    let crc = crc32(&index);
+    index.extend_from_slice(&crc.to_le_bytes());
+    let backward = (index.len() / 4 - 1) as u32;
+    out.extend_from_slice(&index);
+    let mut footer = Vec::with_capacity(12);
+    footer.extend_from_slice(&backward.to_le_bytes());
+    footer.extend_from_slice(&XZ_FLAGS);
+    let crc = crc32(&footer);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&footer);
+    out.extend_from_slice(b"YZ");
+    out
+}
+
+fn varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(data);
+    h.finalize()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn text(n: usize) -> (String, Vec<(usize, u64)>) {
+        let mut s = String::new();
+        let mut records = Vec::new();
+        for i in 0..n {
+            s.push_str(&format!(
+                "Package: pkg-{i:05}\nVersion: 1.0-{}\nDescription: test {i}\n\n",
+                i % 7
+            ));
+            records.push((s.len(), key_hash(format!("pkg-{i:05}").as_bytes())));
+        }
+        (s, records)
+    }
+
+    fn whole(kind: Kind, text: &str, records: &[(usize, u64)]) -> Vec<u8> {
+        let segs = split(text.len(), records, 16, 1 << 20);
+        let compressed: Vec<(Vec<u8>, usize)> = segs
+            .iter()
+            .map(|&(a, b)| (compress_segment(kind, 6, &text.as_bytes()[a..b]), b - a))
+            .collect();
+        let refs: Vec<(&[u8], usize)> =
+            compressed.iter().map(|(c, l)| (c.as_slice(), *l)).collect();
+        assemble(kind, &refs)
+    }
+
+    #[test]
+    fn segments_cover_the_text_and_are_stable_under_insertion() {
+        let (t, r) = text(1000);
+        let segs = split(t.len(), &r, 16, 1 << 20);
+        assert_eq!(segs.first().unwrap().0, 0);
+        assert_eq!(segs.last().unwrap().1, t.len());
+        assert!(segs.windows(2).all(|w| w[0].1 == w[1].0));
+        assert!(segs.len() > 20 && segs.len() < 200, "{}", segs.len());
+        assert_eq!(split(0, &[], 16, 10), [(0, 0)]);
+    }
+
+    #[test]
+    fn multi_block_xz_decodes_with_a_single_stream_decoder() {
+        let (t, r) = text(3000);
+        let xz = whole(Kind::Xz, &t, &r);
+        // Like apt: one stream, no LZMA_CONCATENATED.
+        let mut out = String::new();
+        liblzma::read::XzDecoder::new(&xz[..])
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, t);
+        let empty = assemble(Kind::Xz, &[(&compress_segment(Kind::Xz, 6, b"")[..], 0)]);
+        let mut out = Vec::new();
+        liblzma::read::XzDecoder::new(&empty[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn multi_member_gzip_decodes_whole() {
+        let (t, r) = text(3000);
+        let gz = whole(Kind::Gzip, &t, &r);
+        let mut out = String::new();
+        flate2::read::MultiGzDecoder::new(&gz[..])
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, t);
+    }
+
+    #[test]
+    fn dictionary_properties() {
+        assert_eq!(dict_property(4096), (0, 4096));
+        assert_eq!(dict_property(4097), (1, 6144));
+        assert_eq!(dict_property(8 << 20), (22, 8 << 20));
+    }
+}
