@@ -70,6 +70,64 @@ impl Digests {
     }
 }
 
+/// The digests of many buffers, computed on all cores: each (buffer, algorithm) pair is a
+/// separate task, so one large buffer does not leave the other cores idle.
+pub fn digests_parallel(buffers: &[&[u8]]) -> Vec<Digests> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut tasks: Vec<(usize, usize)> = (0..buffers.len())
+        .flat_map(|i| (0..4).map(move |a| (i, a)))
+        .collect();
+    tasks.sort_by_key(|&(i, a)| (std::cmp::Reverse(buffers[i].len()), a));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(tasks.len().max(1));
+    let next = AtomicUsize::new(0);
+    let results: Vec<(usize, usize, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    while let Some(&(i, a)) = tasks.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let data = buffers[i];
+                        let hex = match a {
+                            0 => hex::encode(Md5::digest(data)),
+                            1 => hex::encode(Sha1::digest(data)),
+                            2 => hex::encode(Sha256::digest(data)),
+                            _ => hex::encode(Sha512::digest(data)),
+                        };
+                        out.push((i, a, hex));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("digest thread panicked"))
+            .collect()
+    });
+    let mut out: Vec<Digests> = buffers
+        .iter()
+        .map(|b| Digests {
+            size: b.len() as u64,
+            md5: String::new(),
+            sha1: String::new(),
+            sha256: String::new(),
+            sha512: String::new(),
+        })
+        .collect();
+    for (i, a, hex) in results {
+        let d = &mut out[i];
+        match a {
+            0 => d.md5 = hex,
+            1 => d.sha1 = hex,
+            2 => d.sha256 = hex,
+            _ => d.sha512 = hex,
+        }
+    }
+    out
+}
+
 /// A reader that hashes what passes through it, so a file can be parsed and hashed in the
 /// same single read.
 pub struct HashingReader<R> {
@@ -115,6 +173,17 @@ mod tests {
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         assert!(d.sha512.starts_with("cf83e1357eefb8bd"));
+    }
+
+    #[test]
+    fn parallel_digests_agree_with_serial_ones() {
+        let a: Vec<u8> = (0..100_000u32).map(|i| (i % 13) as u8).collect();
+        let b = b"small".to_vec();
+        let got = digests_parallel(&[&a, &b, b""]);
+        assert_eq!(
+            got,
+            vec![Digests::of(&a), Digests::of(&b), Digests::of(b"")]
+        );
     }
 
     #[test]

@@ -1404,6 +1404,12 @@ fn binary_item_from(
         sha256: pkg.digests.sha256.clone(),
         stanza: index::packages_stanza(&pkg, &filename),
     };
+    // The stanza now carries the control fields; keeping every paragraph of a large import
+    // in memory until commit would only cost RAM.
+    let pkg = BinaryPackage {
+        control: crate::control::Paragraph::new(),
+        ..pkg
+    };
     Ok(Item::Binary {
         pkg,
         path,

@@ -243,11 +243,8 @@ fn compress_all(
     }
     missing.sort_by_key(|(_, _, d)| std::cmp::Reverse(d.len()));
     let fresh = parallel_compress(&missing, levels);
-    let mut new_segments = Vec::with_capacity(fresh.len());
-    for (key, bytes) in fresh {
-        segments.insert(key.clone(), bytes.clone());
-        new_segments.push((key, bytes));
-    }
+    let fresh_keys: Vec<String> = fresh.iter().map(|(k, _)| k.clone()).collect();
+    segments.extend(fresh);
     let mut files = Vec::new();
     for (i, kind, keyed) in &plan {
         let parts: Vec<(&[u8], usize)> = keyed
@@ -267,6 +264,10 @@ fn compress_all(
         files.push((t.path, t.data));
     }
     files.extend(small);
+    let new_segments = fresh_keys
+        .into_iter()
+        .filter_map(|k| segments.remove_entry(&k))
+        .collect();
     Rendered {
         files,
         segments: used,
@@ -320,8 +321,7 @@ pub fn write(
     let mut current = BTreeSet::new();
     // 1. by-hash copies: SHA256 written, SHA512 a hard link to it.
     let mut by_hash_paths = Vec::with_capacity(files.len());
-    for (rel, data) in files {
-        let d = Digests::of(data);
+    for ((rel, data), d) in files.iter().zip(parallel_digests(files)) {
         let parent = Path::new(rel)
             .parent()
             .map(Path::to_path_buf)
@@ -400,6 +400,12 @@ pub fn write(
         in_progress: false,
         segments: previous.segments.clone(),
     })
+}
+
+/// The digests of every file, computed on all cores.
+fn parallel_digests(files: &[(String, Vec<u8>)]) -> Vec<Digests> {
+    let buffers: Vec<&[u8]> = files.iter().map(|(_, d)| d.as_slice()).collect();
+    crate::checksums::digests_parallel(&buffers)
 }
 
 fn tmp_name(path: &Path) -> PathBuf {

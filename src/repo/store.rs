@@ -81,7 +81,9 @@ pub struct BinaryRecord {
     /// Pool path of the package file.
     pub filename: String,
     pub sha256: String,
-    /// The rendered `Packages` stanza.
+    /// The rendered `Packages` stanza; stored raw after the JSON of the other fields (see
+    /// [`encode_binary`]) so publishing copies it without decoding.
+    #[serde(skip)]
     pub stanza: String,
 }
 
@@ -267,7 +269,7 @@ impl Store {
         {
             let (k, v) = row.map_err(|e| self.err(e))?;
             let (_, _, _, package, arch) = k.value();
-            let record: BinaryRecord = decode(&self.path, package, v.value())?;
+            let record = decode_binary(&self.path, package, v.value())?;
             let files = contents_t
                 .get((repo, record.filename.as_str()))
                 .map_err(|e| self.err(e))?
@@ -431,7 +433,7 @@ fn read_group(
         binaries.push(Binary {
             package: package.to_string(),
             architecture: arch.to_string(),
-            record: decode(path, package, v.value())?,
+            record: decode_binary(path, package, v.value())?,
         });
     }
     Ok(Group {
@@ -453,6 +455,37 @@ fn decode<T: DeserializeOwned>(path: &Path, key: &str, bytes: &[u8]) -> Result<T
         key: key.to_string(),
         reason: e.to_string(),
     })
+}
+
+/// A binary record: 4-byte little-endian length of the JSON of its fields, that JSON, then
+/// the stanza text as is.
+fn encode_binary(r: &BinaryRecord) -> Vec<u8> {
+    let json = serde_json::to_vec(r).expect("records serialize");
+    let mut out = Vec::with_capacity(4 + json.len() + r.stanza.len());
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(r.stanza.as_bytes());
+    out
+}
+
+fn decode_binary(path: &Path, key: &str, bytes: &[u8]) -> Result<BinaryRecord, StoreError> {
+    let corrupt = |reason: &str| StoreError::Record {
+        path: path.to_path_buf(),
+        key: key.to_string(),
+        reason: reason.to_string(),
+    };
+    let len = bytes
+        .get(..4)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+        .ok_or_else(|| corrupt("record too short"))?;
+    let json = bytes
+        .get(4..4 + len)
+        .ok_or_else(|| corrupt("record too short"))?;
+    let mut record: BinaryRecord = decode(path, key, json)?;
+    record.stanza = std::str::from_utf8(&bytes[4 + len..])
+        .map_err(|_| corrupt("stanza is not UTF-8"))?
+        .to_string();
+    Ok(record)
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -574,7 +607,7 @@ impl Txn<'_> {
                     b.package.as_str(),
                     b.architecture.as_str(),
                 ),
-                encode(&b.record).as_slice(),
+                encode_binary(&b.record).as_slice(),
             )
             .map_err(|e| self.store.err(e))?;
         }
