@@ -66,6 +66,16 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Freeze the current content of a distribution under a name.
+    Create { distribution: String, name: String },
+    /// List a distribution's snapshots.
+    Ls { distribution: String },
+    /// Delete a snapshot.
+    Delete { distribution: String, name: String },
+}
+
+#[derive(Subcommand)]
 enum RepoCommand {
     /// Import .changes, .dsc, .deb or .udeb files into a distribution (no upload policy, full
     /// integrity checks). An older or equal version is an error.
@@ -101,6 +111,9 @@ enum RepoCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Snapshots of a distribution, published under dists/<dist>/snapshots/<name>/.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Publish distributions again (all when none is named).
     Publish {
         distributions: Vec<String>,
@@ -244,6 +257,19 @@ fn repo_command(home: &Path, cmd: RepoCommand) -> Result<ExitCode> {
                     }
                 }
             }
+        }
+        RepoCommand::Snapshot(SnapshotCommand::Create { distribution, name }) => {
+            engine.snapshot_create(&distribution, &name)?;
+            println!("created snapshot {name} of {distribution}");
+        }
+        RepoCommand::Snapshot(SnapshotCommand::Ls { distribution }) => {
+            for name in engine.snapshot_ls(&distribution)? {
+                println!("{name}");
+            }
+        }
+        RepoCommand::Snapshot(SnapshotCommand::Delete { distribution, name }) => {
+            engine.snapshot_delete(&distribution, &name)?;
+            println!("deleted snapshot {name} of {distribution}");
         }
         RepoCommand::Publish {
             distributions,

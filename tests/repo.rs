@@ -466,3 +466,70 @@ fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     out.sort();
     out
 }
+
+#[test]
+fn snapshots_freeze_a_distribution_for_apt_and_delete_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let e = engine(&home);
+    e.include(
+        "bookworm-test-stable",
+        &[make_deb(dir.path(), "snap", "1.0")],
+    )
+    .unwrap();
+    e.snapshot_create("bookworm-test-stable", "WEEKLY_2026-11-23T02:37")
+        .unwrap();
+    e.include(
+        "bookworm-test-stable",
+        &[make_deb(dir.path(), "snap", "2.0")],
+    )
+    .unwrap();
+    assert_eq!(
+        e.snapshot_ls("bookworm-test-stable").unwrap(),
+        ["WEEKLY_2026-11-23T02:37"]
+    );
+    let err = e
+        .snapshot_create("bookworm-test-stable", "WEEKLY_2026-11-23T02:37")
+        .unwrap_err();
+    assert!(matches!(err, RepoError::SnapshotExists { .. }), "{err}");
+    let err = e
+        .snapshot_create("bookworm-test-stable", "../escape")
+        .unwrap_err();
+    assert!(matches!(err, RepoError::SnapshotName { .. }), "{err}");
+
+    std::fs::write(home.join("archive.pgp"), e.key().public_binary()).unwrap();
+    let server = HttpServer::start(&home.join("repositories"));
+    let apt = Apt::new(&sources(
+        &server,
+        &home.join("archive.pgp"),
+        "bookworm-test-stable/snapshots/WEEKLY_2026-11-23T02:37",
+    ));
+    apt.update();
+    let (ok, out) = apt.get(&["download", "snap"]);
+    assert!(ok, "{out}");
+    assert!(
+        apt.downloaded("snap_1.0_all.deb").exists(),
+        "the snapshot serves the frozen version"
+    );
+
+    e.snapshot_delete("bookworm-test-stable", "WEEKLY_2026-11-23T02:37")
+        .unwrap();
+    assert!(e.snapshot_ls("bookworm-test-stable").unwrap().is_empty());
+    assert!(
+        !e.repo_dir("test")
+            .join("dists/bookworm-test-stable/snapshots/WEEKLY_2026-11-23T02:37")
+            .exists()
+    );
+    let err = e
+        .snapshot_delete("bookworm-test-stable", "WEEKLY_2026-11-23T02:37")
+        .unwrap_err();
+    assert!(matches!(err, RepoError::NoSuchSnapshot { .. }), "{err}");
+    // 1.0 stays in the pool only because stable's rollback0 still holds it.
+    assert_eq!(
+        versions(&e, "snap"),
+        pairs(&[
+            ("bookworm-test-stable", "2.0"),
+            ("bookworm-test-stable-rollback0", "1.0")
+        ])
+    );
+}

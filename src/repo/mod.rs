@@ -105,6 +105,12 @@ pub enum RepoError {
     AlreadyMigrated { version: String, target: String },
     #[error("Remove '{source_name}' from '{target}' first to restore it from rollback")]
     RestoreOccupied { source_name: String, target: String },
+    #[error("Snapshot '{name}' of {dist} already exists")]
+    SnapshotExists { dist: String, name: String },
+    #[error("No snapshot '{name}' of {dist}")]
+    NoSuchSnapshot { dist: String, name: String },
+    #[error("Invalid snapshot name '{name}': {reason}")]
+    SnapshotName { name: String, reason: &'static str },
     #[error("Ambiguous meta-distribution '{meta}': {first} and {second}")]
     AmbiguousMeta {
         meta: String,
@@ -407,14 +413,15 @@ impl Engine {
             let dir = self.repo_dir(&repo.identity);
             pool::Staging::clear(&dir).map_err(RepoError::io(&dir))?;
         }
-        let unfinished = self.store.unfinished_publishes()?;
-        let mut names = Vec::new();
-        for (_, dist) in unfinished {
-            if let Ok(n) = DistName::parse(&dist) {
-                names.push(n);
-            }
+        let now = publish_time();
+        for (_, dist) in self.store.unfinished_publishes()? {
+            let base = dist
+                .split_once("/snapshots/")
+                .map_or(dist.as_str(), |(b, _)| b);
+            let r = self.resolve(base)?;
+            self.publish_one(&r, &dist, now)?;
         }
-        self.publish(&names)
+        Ok(())
     }
 
     pub fn home(&self) -> &Path {
@@ -555,19 +562,20 @@ impl Engine {
         self.meta_distributions().map(|_| ())
     }
 
-    fn release_info(&self, r: &Resolved) -> ReleaseInfo {
-        let name = r.name.to_string();
+    /// The Release fields of a distribution; `name` is its directory below `dists/` (the
+    /// distribution name, or `<dist>/snapshots/<name>` for a snapshot).
+    fn release_info(&self, r: &Resolved, name: &str) -> ReleaseInfo {
         let rollback = r.is_rollback();
         ReleaseInfo {
             origin: self.instance.origin(),
-            label: name.clone(),
-            suite: name.clone(),
-            codename: name.clone(),
+            label: name.to_string(),
+            suite: name.to_string(),
+            codename: name.to_string(),
             date: publish_time(),
             valid_until: None,
             architectures: r.distribution.architectures.clone(),
             components: r.distribution.components.clone(),
-            description: name,
+            description: name.to_string(),
             not_automatic: rollback || r.suite.not_automatic,
             but_automatic_upgrades: !rollback && r.suite.but_automatic_upgrades,
         }
@@ -584,48 +592,128 @@ impl Engine {
         let now = publish_time();
         for name in dists {
             let r = self.resolve(&name.to_string())?;
-            let repo = &r.repository.identity;
-            let dist = name.to_string();
-            let mut state = self.store.publish_state(repo, &dist)?;
-            state.in_progress = true;
-            let mut tx = self.store.write()?;
-            tx.set_publish_state(repo, &dist, &state)?;
-            tx.commit()?;
-            let started = std::time::Instant::now();
-            let contents = self.store.dist_contents(repo, &dist)?;
-            tracing::debug!(%dist, elapsed = ?started.elapsed(), "loaded");
-            let spec = DistSpec {
-                dir: dist.clone(),
-                info: self.release_info(&r),
-            };
-            let cache = |keys: &[String]| {
-                if self.cold {
-                    return vec![None; keys.len()];
-                }
-                self.store
-                    .segments(keys)
-                    .unwrap_or_else(|_| vec![None; keys.len()])
-            };
-            let rendered = publish::render(&spec, &contents, self.compression, &cache);
-            tracing::debug!(%dist, new_segments = rendered.new_segments.len(), elapsed = ?started.elapsed(), "rendered");
-            let dists_root = self.repo_dir(repo).join("dists");
-            let mut new_state = publish::write(
-                &dists_root,
-                &spec,
-                &rendered.files,
-                &self.key,
-                &state,
-                now,
-                BY_HASH_GRACE,
-            )?;
-            new_state.segments = rendered.segments;
-            tracing::debug!(%dist, elapsed = ?started.elapsed(), "written");
-            let mut tx = self.store.write()?;
-            tx.use_segments(&state.segments, &new_state.segments, &rendered.new_segments)?;
-            tx.set_publish_state(repo, &dist, &new_state)?;
-            tx.commit()?;
+            self.publish_one(&r, &name.to_string(), now)?;
         }
         Ok(())
+    }
+
+    /// Publishes one distribution directory: `dist` is both its store name and its path
+    /// below `dists/` (a distribution, or a snapshot of one).
+    fn publish_one(&self, r: &Resolved, dist: &str, now: i64) -> Result<(), RepoError> {
+        let repo = &r.repository.identity;
+        let mut state = self.store.publish_state(repo, dist)?;
+        state.in_progress = true;
+        let mut tx = self.store.write()?;
+        tx.set_publish_state(repo, dist, &state)?;
+        tx.commit()?;
+        let started = std::time::Instant::now();
+        let contents = self.store.dist_contents(repo, dist)?;
+        tracing::debug!(%dist, elapsed = ?started.elapsed(), "loaded");
+        let spec = DistSpec {
+            dir: dist.to_string(),
+            info: self.release_info(r, dist),
+        };
+        let cache = |keys: &[String]| {
+            if self.cold {
+                return vec![None; keys.len()];
+            }
+            self.store.segments(keys).unwrap_or_else(|e| {
+                tracing::warn!("segment cache unreadable, compressing anew: {e}");
+                vec![None; keys.len()]
+            })
+        };
+        let rendered = publish::render(&spec, &contents, self.compression, &cache);
+        tracing::debug!(%dist, new_segments = rendered.new_segments.len(), elapsed = ?started.elapsed(), "rendered");
+        let dists_root = self.repo_dir(repo).join("dists");
+        let mut new_state = publish::write(
+            &dists_root,
+            &spec,
+            &rendered.files,
+            &self.key,
+            &state,
+            now,
+            BY_HASH_GRACE,
+        )?;
+        new_state.segments = rendered.segments;
+        tracing::debug!(%dist, elapsed = ?started.elapsed(), "written");
+        let mut tx = self.store.write()?;
+        tx.use_segments(&state.segments, &new_state.segments, &rendered.new_segments)?;
+        tx.set_publish_state(repo, dist, &new_state)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Freezes the current content of a distribution as `dists/<dist>/snapshots/<name>/`.
+    pub fn snapshot_create(&self, dist: &str, name: &str) -> Result<(), RepoError> {
+        let r = self.resolve(dist)?;
+        check_snapshot_name(name)?;
+        let repo = r.repository.identity.clone();
+        let dist = r.name.to_string();
+        let key = format!("{dist}/snapshots/{name}");
+        if self
+            .store
+            .published_with_prefix(&repo, &key)?
+            .iter()
+            .any(|k| *k == key)
+        {
+            return Err(RepoError::SnapshotExists {
+                dist,
+                name: name.to_string(),
+            });
+        }
+        let mut tx = self.store.write()?;
+        for source in tx.source_names(&repo, &dist)? {
+            let group = tx.group(&repo, &dist, &source)?;
+            tx.place_group(&repo, &key, &source, &group)?;
+            tx.reference(&repo, &group, 1);
+        }
+        tx.commit()?;
+        self.publish_one(&r, &key, publish_time())
+    }
+
+    /// The snapshots of a distribution, by name.
+    pub fn snapshot_ls(&self, dist: &str) -> Result<Vec<String>, RepoError> {
+        let r = self.resolve(dist)?;
+        let prefix = format!("{}/snapshots/", r.name);
+        Ok(self
+            .store
+            .published_with_prefix(&r.repository.identity, &prefix)?
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+            .collect())
+    }
+
+    /// Deletes a snapshot: its published directory and its references to pool files.
+    pub fn snapshot_delete(&self, dist: &str, name: &str) -> Result<(), RepoError> {
+        let r = self.resolve(dist)?;
+        let repo = r.repository.identity.clone();
+        if !self.snapshot_ls(dist)?.iter().any(|n| n == name) {
+            return Err(RepoError::NoSuchSnapshot {
+                dist: r.name.to_string(),
+                name: name.to_string(),
+            });
+        }
+        let key = format!("{}/snapshots/{name}", r.name);
+        let state = self.store.publish_state(&repo, &key)?;
+        let mut tx = self.store.write()?;
+        for source in tx.source_names(&repo, &key)? {
+            let group = tx.take_group(&repo, &key, &source)?;
+            tx.reference(&repo, &group, -1);
+        }
+        tx.use_segments(&state.segments, &Default::default(), &[])?;
+        tx.remove_publish_state(&repo, &key)?;
+        let freed = tx.commit()?;
+        let dir = self.repo_dir(&repo).join("dists").join(&key);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(RepoError::Io {
+                    path: dir,
+                    source: e,
+                });
+            }
+            _ => {}
+        }
+        self.delete_freed(&freed)
     }
 
     /// Imports packages into a distribution (the admin import: no signature or version-rule
@@ -1437,6 +1525,31 @@ fn entry_matches(entry: &FileEntry, d: &Digests, file: &Path) -> Result<(), Repo
         file: file.to_path_buf(),
         reason: e.to_string(),
     })
+}
+
+/// Snapshot names: letters, digits and `_.:+~-`, starting with a letter or digit (so they are
+/// safe as one path component and in URLs).
+fn check_snapshot_name(name: &str) -> Result<(), RepoError> {
+    let bad = |reason| RepoError::SnapshotName {
+        name: name.to_string(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(bad("empty"));
+    }
+    if name.len() > 100 {
+        return Err(bad("longer than 100 characters"));
+    }
+    if !name.as_bytes()[0].is_ascii_alphanumeric() {
+        return Err(bad("must start with a letter or digit"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.:+~-".contains(&b))
+    {
+        return Err(bad("only letters, digits and _.:+~- are allowed"));
+    }
+    Ok(())
 }
 
 /// Section and priority of a source from its first `Package-List` line, else misc/optional.

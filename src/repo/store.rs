@@ -366,6 +366,25 @@ impl Store {
             .collect()
     }
 
+    /// Published distributions of a repository whose name starts with `prefix`.
+    pub fn published_with_prefix(
+        &self,
+        repo: &str,
+        prefix: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(PUBLISHED).map_err(|e| self.err(e))?;
+        let end = format!("{prefix}\u{10FFFF}");
+        let mut out = Vec::new();
+        for row in t
+            .range((repo, prefix)..(repo, end.as_str()))
+            .map_err(|e| self.err(e))?
+        {
+            out.push(row.map_err(|e| self.err(e))?.0.value().1.to_string());
+        }
+        Ok(out)
+    }
+
     /// Distributions whose last publish did not finish.
     pub fn unfinished_publishes(&self) -> Result<Vec<(String, String)>, StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
@@ -693,6 +712,39 @@ impl Txn<'_> {
                 segments.remove(key.as_str()).map_err(|e| s.err(e))?;
             }
         }
+        Ok(())
+    }
+
+    /// Names of the sources that have anything in `dist`.
+    pub fn source_names(
+        &self,
+        repo: &str,
+        dist: &str,
+    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        let mut names = std::collections::BTreeSet::new();
+        let st = self.tx.open_table(SOURCES).map_err(|e| self.err(e))?;
+        for row in st
+            .range((repo, dist, "")..(repo, dist, "\u{10FFFF}"))
+            .map_err(|e| self.err(e))?
+        {
+            names.insert(row.map_err(|e| self.err(e))?.0.value().2.to_string());
+        }
+        let bt = self.tx.open_table(BINARIES).map_err(|e| self.err(e))?;
+        for row in bt
+            .range((repo, dist, "", "", "")..(repo, dist, "\u{10FFFF}", "", ""))
+            .map_err(|e| self.err(e))?
+        {
+            names.insert(row.map_err(|e| self.err(e))?.0.value().2.to_string());
+        }
+        Ok(names)
+    }
+
+    pub fn remove_publish_state(&mut self, repo: &str, dist: &str) -> Result<(), StoreError> {
+        let mut t = self
+            .tx
+            .open_table(PUBLISHED)
+            .map_err(|e| self.store.err(e))?;
+        t.remove((repo, dist)).map_err(|e| self.store.err(e))?;
         Ok(())
     }
 
