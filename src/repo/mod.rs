@@ -653,8 +653,7 @@ impl Engine {
         if self
             .store
             .published_with_prefix(&repo, &key)?
-            .iter()
-            .any(|k| *k == key)
+            .contains(&key)
         {
             return Err(RepoError::SnapshotExists {
                 dist,
