@@ -7,8 +7,8 @@ SUDO=""
 PACKAGES=(
     # build: sequoia-openpgp's nettle backend (bindgen needs libclang)
     build-essential pkg-config nettle-dev libclang-dev clang
-    # tests: dpkg (version oracle), gpgv (signature checks)
-    dpkg-dev gpgv
+    # tests: dpkg (version oracle), gpgv (signature checks), apt-ftparchive (Packages oracle)
+    dpkg-dev gpgv apt-utils
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -161,7 +161,12 @@ impl Store {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| dberr(&e))?;
         }
-        let db = Database::create(path).map_err(|e| dberr(&e))?;
+        // redb's default page cache is 1 GiB; publishing streams through every record of a
+        // distribution once, so a large cache only inflates the resident set.
+        let db = Database::builder()
+            .set_cache_size(32 << 20)
+            .create(path)
+            .map_err(|e| dberr(&e))?;
         let store = Store {
             db,
             path: path.to_path_buf(),
