@@ -1,5 +1,7 @@
 //! mbd's integration tests: one binary, one module per area.
 
+/// Packages stanzas of real Debian packages against `apt-ftparchive packages`.
+mod differential;
 /// Every fixture parses and verifies; every broken twin fails naming its file and reason.
 mod fixtures;
 /// The repository engine: apt against published suites, rollbacks, migrations, refusals.

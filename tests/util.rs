@@ -256,3 +256,58 @@ pub fn make_deb_with(dir: &Path, name: &str, version: &str, description: &str) -
     std::fs::remove_dir_all(&root).unwrap();
     out
 }
+
+/// Real Debian packages from the host's apt sources (`apt-get download`; needs `apt-get update`
+/// to have run), cached in `target/real-debs/` so that later runs do not download again: a
+/// name counts as cached when a `<name>_*.deb` file is there. Returns the cached file of each
+/// name that could be had, and for each other name why not.
+pub fn real_debs(names: &[&str]) -> (Vec<PathBuf>, Vec<String>) {
+    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/real-debs");
+    std::fs::create_dir_all(&cache).unwrap();
+    let cached = |name: &str| -> Option<PathBuf> {
+        let prefix = format!("{name}_");
+        files_ending(&cache, ".deb").into_iter().find(|p| {
+            p.file_name()
+                .is_some_and(|f| f.to_string_lossy().starts_with(&prefix))
+        })
+    };
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| cached(n).is_none())
+        .collect();
+    let mut failures = Vec::new();
+    if !missing.is_empty() {
+        // Download next to the cache and move complete files in, so an interrupted run never
+        // leaves a partial file that looks cached.
+        let tmp = tempfile::tempdir_in(&cache).unwrap();
+        let download = |names: &[&str]| {
+            run(Command::new("apt-get")
+                .args(["download", "-q"])
+                .args(names)
+                .current_dir(tmp.path()))
+        };
+        if !download(&missing).0 {
+            // One unavailable name fails the whole batch: take the others one by one.
+            for name in &missing {
+                let (ok, out) = download(&[name]);
+                if !ok {
+                    failures.push(format!("{name}: apt-get download failed: {}", out.trim()));
+                }
+            }
+        }
+        for deb in files_ending(tmp.path(), ".deb") {
+            std::fs::rename(&deb, cache.join(deb.file_name().unwrap())).unwrap();
+        }
+    }
+    let mut found = Vec::new();
+    for name in names {
+        match cached(name) {
+            Some(p) => found.push(p),
+            None if failures.iter().any(|f| f.starts_with(&format!("{name}:"))) => {}
+            None => failures.push(format!("{name}: not downloaded")),
+        }
+    }
+    (found, failures)
+}
+

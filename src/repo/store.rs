@@ -171,27 +171,31 @@ impl Store {
             db,
             path: path.to_path_buf(),
         };
+        // Check the schema before writing anything.
+        {
+            let rx = store.db.begin_read().map_err(|e| dberr(&e))?;
+            let found = match rx.open_table(META) {
+                Ok(meta) => meta
+                    .get("schema")
+                    .map_err(|e| dberr(&e))?
+                    .map(|v| v.value().to_string()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(dberr(&e)),
+            };
+            if let Some(found) = found
+                && found != SCHEMA_VERSION
+            {
+                return Err(StoreError::Schema {
+                    path: path.to_path_buf(),
+                    found,
+                    expected: SCHEMA_VERSION,
+                });
+            }
+        }
         let tx = store.db.begin_write().map_err(|e| dberr(&e))?;
         {
             let mut meta = tx.open_table(META).map_err(|e| dberr(&e))?;
-            let found = meta
-                .get("schema")
-                .map_err(|e| dberr(&e))?
-                .map(|v| v.value().to_string());
-            match found {
-                None => {
-                    meta.insert("schema", SCHEMA_VERSION)
-                        .map_err(|e| dberr(&e))?;
-                }
-                Some(v) if v == SCHEMA_VERSION => {}
-                Some(found) => {
-                    return Err(StoreError::Schema {
-                        path: path.to_path_buf(),
-                        found,
-                        expected: SCHEMA_VERSION,
-                    });
-                }
-            }
+            meta.insert("schema", SCHEMA_VERSION).map_err(|e| dberr(&e))?;
             tx.open_table(SOURCES).map_err(|e| dberr(&e))?;
             tx.open_table(CONFIG).map_err(|e| dberr(&e))?;
             tx.open_table(BINARIES).map_err(|e| dberr(&e))?;
@@ -766,5 +770,53 @@ impl Txn<'_> {
         t.insert((repo, dist), encode(state).as_slice())
             .map_err(|e| self.store.err(e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_of_another_schema_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mbd.redb");
+        drop(Store::open(&path).unwrap());
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META).unwrap().insert("schema", "999").unwrap();
+            tx.commit().unwrap();
+        }
+        match Store::open(&path) {
+            Err(e @ StoreError::Schema { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("store schema version 999, this mbd needs 1"), "{msg}");
+            }
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("opened a store of another schema"),
+        }
+        // Nothing of ours was written: the schema mark is still the foreign one.
+        let db = Database::create(&path).unwrap();
+        let rx = db.begin_read().unwrap();
+        assert_eq!(rx.open_table(META).unwrap().get("schema").unwrap().unwrap().value(), "999");
+    }
+
+    #[test]
+    fn binary_records_keep_their_stanza_raw() {
+        let r = BinaryRecord {
+            version: "1.0".into(),
+            source_version: "1.0".into(),
+            component: "main".into(),
+            package_type: PackageType::Deb,
+            section: "misc".into(),
+            filename: "pool/main/x/x/x_1.0_all.deb".into(),
+            sha256: "00".into(),
+            stanza: "Package: x\nDescription: a \"quoted\" line\n".into(),
+        };
+        let bytes = encode_binary(&r);
+        assert!(bytes.ends_with(r.stanza.as_bytes()));
+        assert_eq!(decode_binary(Path::new("db"), "x", &bytes).unwrap(), r);
+        assert!(decode_binary(Path::new("db"), "x", &bytes[..3]).is_err());
     }
 }
