@@ -195,7 +195,8 @@ impl Store {
         let tx = store.db.begin_write().map_err(|e| dberr(&e))?;
         {
             let mut meta = tx.open_table(META).map_err(|e| dberr(&e))?;
-            meta.insert("schema", SCHEMA_VERSION).map_err(|e| dberr(&e))?;
+            meta.insert("schema", SCHEMA_VERSION)
+                .map_err(|e| dberr(&e))?;
             tx.open_table(SOURCES).map_err(|e| dberr(&e))?;
             tx.open_table(CONFIG).map_err(|e| dberr(&e))?;
             tx.open_table(BINARIES).map_err(|e| dberr(&e))?;
@@ -785,13 +786,19 @@ mod tests {
         {
             let db = Database::create(&path).unwrap();
             let tx = db.begin_write().unwrap();
-            tx.open_table(META).unwrap().insert("schema", "999").unwrap();
+            tx.open_table(META)
+                .unwrap()
+                .insert("schema", "999")
+                .unwrap();
             tx.commit().unwrap();
         }
         match Store::open(&path) {
             Err(e @ StoreError::Schema { .. }) => {
                 let msg = e.to_string();
-                assert!(msg.contains("store schema version 999, this mbd needs 1"), "{msg}");
+                assert!(
+                    msg.contains("store schema version 999, this mbd needs 1"),
+                    "{msg}"
+                );
             }
             Err(e) => panic!("wrong error: {e}"),
             Ok(_) => panic!("opened a store of another schema"),
@@ -799,7 +806,15 @@ mod tests {
         // Nothing of ours was written: the schema mark is still the foreign one.
         let db = Database::create(&path).unwrap();
         let rx = db.begin_read().unwrap();
-        assert_eq!(rx.open_table(META).unwrap().get("schema").unwrap().unwrap().value(), "999");
+        assert_eq!(
+            rx.open_table(META)
+                .unwrap()
+                .get("schema")
+                .unwrap()
+                .unwrap()
+                .value(),
+            "999"
+        );
     }
 
     #[test]
