@@ -89,25 +89,33 @@ pub fn component_of_section(section: &str) -> &str {
     }
 }
 
-/// Renders a Contents file from (path, "section/package") pairs: one line per path, packages
-/// joined by commas, sorted by path.
-pub fn contents(mut entries: Vec<(String, String)>) -> String {
-    entries.sort();
+/// Renders a Contents file from (path, owner) pairs, where an owner is `section/package`: one
+/// line per path, owners joined by commas, sorted by path. Calls `line` with each line's path
+/// and text (newline included).
+pub fn contents<'a>(mut entries: Vec<(&'a str, &'a str)>, mut line: impl FnMut(&str, &str)) {
+    entries.sort_unstable();
     entries.dedup();
-    let mut out = String::new();
+    let mut text = String::new();
     let mut i = 0;
     while i < entries.len() {
-        let path = &entries[i].0;
-        let mut owners = vec![entries[i].1.as_str()];
+        let path = entries[i].0;
+        text.clear();
+        text.push_str(path);
+        for _ in path.chars().count()..59 {
+            text.push(' ');
+        }
+        text.push(' ');
+        text.push_str(entries[i].1);
         let mut j = i + 1;
-        while j < entries.len() && &entries[j].0 == path {
-            owners.push(&entries[j].1);
+        while j < entries.len() && entries[j].0 == path {
+            text.push(',');
+            text.push_str(entries[j].1);
             j += 1;
         }
-        out.push_str(&format!("{path:<59} {}\n", owners.join(",")));
+        text.push('\n');
+        line(path, &text);
         i = j;
     }
-    out
 }
 
 #[cfg(test)]
@@ -122,16 +130,29 @@ mod tests {
 
     #[test]
     fn contents_merges_owners() {
-        let c = contents(vec![
-            ("usr/bin/b".into(), "misc/y".into()),
-            ("usr/bin/a".into(), "misc/x".into()),
-            ("usr/bin/b".into(), "misc/x".into()),
-        ]);
-        let lines: Vec<&str> = c
-            .lines()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-            .map(|s| Box::leak(s.into_boxed_str()) as &str)
-            .collect();
-        assert_eq!(lines, ["usr/bin/a misc/x", "usr/bin/b misc/x,misc/y"]);
+        let mut lines = Vec::new();
+        contents(
+            vec![
+                ("usr/bin/b", "misc/y"),
+                ("usr/bin/a", "misc/x"),
+                ("usr/bin/b", "misc/x"),
+            ],
+            |path, line| {
+                lines.push((
+                    path.to_string(),
+                    line.split_whitespace().collect::<Vec<_>>().join(" "),
+                ))
+            },
+        );
+        assert_eq!(
+            lines,
+            [
+                ("usr/bin/a".to_string(), "usr/bin/a misc/x".to_string()),
+                (
+                    "usr/bin/b".to_string(),
+                    "usr/bin/b misc/x,misc/y".to_string()
+                )
+            ]
+        );
     }
 }

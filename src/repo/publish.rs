@@ -144,7 +144,8 @@ pub fn render(
                     ));
                 }
             }
-            let mut entries = Vec::new();
+            let mut owners: Vec<String> = Vec::new();
+            let mut lists: Vec<&str> = Vec::new();
             for (b, list) in &contents.binaries {
                 if b.record.package_type != PackageType::Deb
                     || &b.record.component != component
@@ -152,21 +153,21 @@ pub fn render(
                 {
                     continue;
                 }
-                for path in list.iter().flat_map(|l| l.lines()) {
-                    entries.push((
-                        path.to_string(),
-                        format!("{}/{}", b.record.section, b.package),
-                    ));
+                if let Some(list) = list {
+                    owners.push(format!("{}/{}", b.record.section, b.package));
+                    lists.push(list);
                 }
             }
+            let mut entries = Vec::new();
+            for (owner, list) in owners.iter().zip(&lists) {
+                entries.extend(list.lines().map(|path| (path, owner.as_str())));
+            }
             let mut t = Text::new(format!("{component}/Contents-{arch}"), GZIP, 2048);
-            for line in super::index::contents(entries).lines() {
+            super::index::contents(entries, |path, line| {
                 t.data.extend_from_slice(line.as_bytes());
-                t.data.push(b'\n');
-                let path = line.split_whitespace().next().unwrap_or("");
                 t.records
                     .push((t.data.len(), compression::key_hash(path.as_bytes())));
-            }
+            });
             texts.push(t);
         }
         let mut sources: Vec<(&str, &str)> = contents
