@@ -114,6 +114,12 @@ enum RepoCommand {
     /// Snapshots of a distribution, published under dists/<dist>/snapshots/<name>/.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Like ls, with .dsc paths and migration state per distribution.
+    Show {
+        source: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Publish distributions again (all when none is named).
     Publish {
         distributions: Vec<String>,
@@ -124,6 +130,12 @@ enum RepoCommand {
 }
 
 fn main() -> ExitCode {
+    // Like other Unix tools, end quietly when the reader of our output goes away
+    // (`mbd repo ls x | head`) instead of failing on the broken pipe.
+    // SAFETY: called first thing, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MBD_LOG")
@@ -270,6 +282,30 @@ fn repo_command(home: &Path, cmd: RepoCommand) -> Result<ExitCode> {
         RepoCommand::Snapshot(SnapshotCommand::Delete { distribution, name }) => {
             engine.snapshot_delete(&distribution, &name)?;
             println!("deleted snapshot {name} of {distribution}");
+        }
+        RepoCommand::Show { source, json } => {
+            let show = engine.show(&source)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&show)?);
+            } else {
+                for (repo, dists) in &show {
+                    for (dist, e) in dists {
+                        if let Some(v) = &e.version {
+                            let migrated = match &e.migrates_to {
+                                Some(t) if e.is_migrated => format!(" (migrated to {t})"),
+                                Some(t) => format!(" (not yet in {t})"),
+                                None => String::new(),
+                            };
+                            let dsc = e.dsc_path.as_deref().unwrap_or("-");
+                            println!("{repo} | {source} | {v} | {dist} | {dsc}{migrated}");
+                        }
+                        for (rb, r) in &e.rollbacks {
+                            let dsc = r.dsc_path.as_deref().unwrap_or("-");
+                            println!("{repo} | {source} | {} | {rb} | {dsc}", r.version);
+                        }
+                    }
+                }
+            }
         }
         RepoCommand::Publish {
             distributions,

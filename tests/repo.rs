@@ -114,6 +114,21 @@ fn apt_gets_packages_from_a_suite_a_rollback_and_after_a_migration() {
         h,
         &["repo", "migrate", "mbd-hello", "bookworm-test-unstable"],
     );
+    let show: serde_json::Value =
+        serde_json::from_str(&mbd_ok(h, &["repo", "show", "mbd-hello", "--json"])).unwrap();
+    let unstable = &show["test"]["bookworm-test-unstable"];
+    assert_eq!(unstable["migrates_to"], "bookworm-test-testing");
+    assert_eq!(unstable["is_migrated"], true);
+    assert_eq!(unstable["uploadable"], true);
+    assert_eq!(
+        unstable["dsc_path"],
+        "test/pool/main/m/mbd-hello/mbd-hello_1.0-2~test12+1.dsc"
+    );
+    assert_eq!(
+        unstable["rollbacks"]["bookworm-test-unstable-rollback0"]["dsc_path"],
+        "test/pool/main/m/mbd-hello/mbd-hello_1.0-1~test12+1.dsc"
+    );
+    assert_eq!(show["test"]["bookworm-test-testing"]["is_migrated"], false);
     apt.update();
     let (ok, out) = apt.get(&["download", "mbd-hello/bookworm-test-testing"]);
     assert!(ok, "{out}");

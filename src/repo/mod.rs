@@ -204,6 +204,37 @@ pub struct LsRollback {
 /// repository → main distribution → entry
 pub type Ls = BTreeMap<String, BTreeMap<String, LsEntry>>;
 
+/// `ls` plus what the reference `show` adds: the `.dsc` path (relative to the repositories
+/// directory) and the suite's migration state.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ShowEntry {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    pub dsc_path: Option<String>,
+    /// Upload `.changes` of this version (filled once uploads are recorded).
+    pub changes_paths: Vec<String>,
+    pub uploadable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migrates_to: Option<String>,
+    pub is_migrated: bool,
+    pub rollbacks: BTreeMap<String, ShowRollback>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShowRollback {
+    pub version: String,
+    pub component: String,
+    pub architecture: String,
+    pub dsc_path: Option<String>,
+}
+
+/// repository → main distribution → entry
+pub type Show = BTreeMap<String, BTreeMap<String, ShowEntry>>;
+
 /// The repository engine on one home directory.
 pub struct Engine {
     home: PathBuf,
@@ -1253,12 +1284,51 @@ impl Engine {
 
     /// Where a source is: versions per distribution and rollback, per repository.
     pub fn ls(&self, source: &str) -> Result<Ls, RepoError> {
-        let mut out: Ls = BTreeMap::new();
+        Ok(self
+            .show(source)?
+            .into_iter()
+            .map(|(repo, dists)| {
+                let dists = dists
+                    .into_iter()
+                    .map(|(dist, e)| {
+                        let rollbacks = e
+                            .rollbacks
+                            .into_iter()
+                            .map(|(rb, r)| {
+                                let entry = LsRollback {
+                                    version: r.version,
+                                    component: r.component,
+                                    architecture: r.architecture,
+                                };
+                                (rb, entry)
+                            })
+                            .collect();
+                        let entry = LsEntry {
+                            version: e.version,
+                            component: e.component,
+                            architecture: e.architecture,
+                            rollbacks,
+                        };
+                        (dist, entry)
+                    })
+                    .collect();
+                (repo, dists)
+            })
+            .collect())
+    }
+
+    /// Like [`Engine::ls`], with `.dsc` paths and migration state per distribution.
+    pub fn show(&self, source: &str) -> Result<Show, RepoError> {
+        let mut out: Show = BTreeMap::new();
         for repo in self.repositories()? {
             let found = self.store.source_everywhere(&repo.identity, source)?;
-            let mut per_dist: BTreeMap<String, LsEntry> = BTreeMap::new();
-            for (dist, group) in found {
-                let Ok(name) = DistName::parse(&dist) else {
+            let versions: BTreeMap<String, Option<String>> = found
+                .iter()
+                .map(|(d, g)| (d.clone(), g.version().map(|v| v.to_string())))
+                .collect();
+            let mut per_dist: BTreeMap<String, ShowEntry> = BTreeMap::new();
+            for (dist, group) in &found {
+                let Ok(name) = DistName::parse(dist) else {
                     continue;
                 };
                 let version = group.version().map(|v| v.to_string()).unwrap_or_default();
@@ -1269,24 +1339,51 @@ impl Engine {
                     .or_else(|| group.binaries.first().map(|b| b.record.component.clone()))
                     .unwrap_or_default();
                 let architecture = if group.source.is_some() {
-                    "source".to_string()
+                    "source"
                 } else {
-                    "binary".to_string()
+                    "binary"
+                }
+                .to_string();
+                let dsc_path = group.source.as_ref().and_then(|s| {
+                    s.files
+                        .first()
+                        .map(|f| format!("{}/{}/{}", repo.identity, s.directory, f.name))
+                });
+                let main = name.main().to_string();
+                let entry = match per_dist.get_mut(&main) {
+                    Some(e) => e,
+                    None => {
+                        let r = self.resolve(&main)?;
+                        let migrates_to = r
+                            .suite
+                            .migrates_to
+                            .as_ref()
+                            .map(|t| name.with_suite(t).to_string());
+                        per_dist.entry(main.clone()).or_insert(ShowEntry {
+                            uploadable: r.suite.uploadable,
+                            migrates_to,
+                            ..Default::default()
+                        })
+                    }
                 };
-                let entry = per_dist.entry(name.main().to_string()).or_default();
                 if name.rollback.is_some() {
-                    entry.rollbacks.insert(
-                        dist,
-                        LsRollback {
-                            version,
-                            component,
-                            architecture,
-                        },
-                    );
+                    let rb = ShowRollback {
+                        version,
+                        component,
+                        architecture,
+                        dsc_path,
+                    };
+                    entry.rollbacks.insert(dist.clone(), rb);
                 } else {
+                    entry.is_migrated = entry
+                        .migrates_to
+                        .as_ref()
+                        .and_then(|t| versions.get(t))
+                        .is_some_and(|v| v.as_deref() == Some(version.as_str()));
                     entry.version = Some(version);
                     entry.component = Some(component);
                     entry.architecture = Some(architecture);
+                    entry.dsc_path = dsc_path;
                 }
             }
             if !per_dist.is_empty() {
