@@ -821,6 +821,9 @@ impl Engine {
         tracing::debug!(elapsed = ?started.elapsed(), "committed");
         journal.end().map_err(RepoError::io(&self.home))?;
         drop(staged);
+        // The parsed packages are in the store now; do not hold them through the publish.
+        drop(groups);
+        drop(to_place);
         self.delete_freed(&freed)?;
         self.publish_touched(&touched)?;
         Ok(summary)
