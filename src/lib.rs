@@ -4,6 +4,7 @@
 //! (deb822), [`deb`] (binary packages), [`dsc`], [`changes`], [`files`] (the file lists both
 //! carry), [`changelog`], plus [`checksums`] and [`openpgp`]. See `docs/ARCHITECTURE.md`.
 
+pub mod build;
 pub mod changelog;
 pub mod changes;
 pub mod checksums;
