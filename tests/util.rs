@@ -310,4 +310,3 @@ pub fn real_debs(names: &[&str]) -> (Vec<PathBuf>, Vec<String>) {
     }
     (found, failures)
 }
-
