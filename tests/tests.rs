@@ -1,5 +1,7 @@
 //! mbd's integration tests: one binary, one module per area.
 
+/// Publishing stays atomic for apt when mbd is killed at any moment.
+mod atomic;
 /// Packages stanzas of real Debian packages against `apt-ftparchive packages`.
 mod differential;
 /// Every fixture parses and verifies; every broken twin fails naming its file and reason.

@@ -310,3 +310,14 @@ pub fn real_debs(names: &[&str]) -> (Vec<PathBuf>, Vec<String>) {
     }
     (found, failures)
 }
+
+/// The real `mbd` binary as [`mbd`] runs it (same home and `SOURCE_DATE_EPOCH`), not started:
+/// for tests that spawn it and kill it.
+pub fn mbd_command(home: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mbd"));
+    cmd.arg("--home")
+        .arg(home)
+        .args(args)
+        .env("SOURCE_DATE_EPOCH", "1763856000");
+    cmd
+}

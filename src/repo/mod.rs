@@ -452,7 +452,7 @@ impl Engine {
             let r = self.resolve(base)?;
             self.publish_one(&r, &dist, now)?;
         }
-        Ok(())
+        self.collect_garbage()
     }
 
     pub fn home(&self) -> &Path {
@@ -697,6 +697,7 @@ impl Engine {
             tx.place_group(&repo, &key, &source, &group)?;
             tx.reference(&repo, &group, 1);
         }
+        tx.mark_unpublished(&repo, &key)?;
         tx.commit()?;
         self.publish_one(&r, &key, publish_time())
     }
@@ -732,7 +733,7 @@ impl Engine {
         }
         tx.use_segments(&state.segments, &Default::default(), &[])?;
         tx.remove_publish_state(&repo, &key)?;
-        let freed = tx.commit()?;
+        // Unpublish first: once the directory is gone no index names the snapshot's files.
         let dir = self.repo_dir(&repo).join("dists").join(&key);
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -743,7 +744,8 @@ impl Engine {
             }
             _ => {}
         }
-        self.delete_freed(&freed)
+        tx.commit()?;
+        self.collect_garbage()
     }
 
     /// Imports packages into a distribution (the admin import: no signature or version-rule
@@ -806,6 +808,9 @@ impl Engine {
             .iter()
             .map(|(_, rel, _)| format!("{repo}/{rel}"))
             .collect();
+        for dist in &touched {
+            tx.mark_unpublished(&repo, dist)?;
+        }
         journal.begin(&rels).map_err(RepoError::io(&self.home))?;
         for (from, rel, is_staged) in &to_place {
             let placed = if *is_staged {
@@ -817,23 +822,35 @@ impl Engine {
         }
         tracing::debug!(elapsed = ?started.elapsed(), "placed");
         pool::sync(&repo_dir).map_err(RepoError::io(&repo_dir))?;
-        let freed = tx.commit()?;
+        tx.commit()?;
         tracing::debug!(elapsed = ?started.elapsed(), "committed");
         journal.end().map_err(RepoError::io(&self.home))?;
         drop(staged);
         // The parsed packages are in the store now; do not hold them through the publish.
         drop(groups);
         drop(to_place);
-        self.delete_freed(&freed)?;
         self.publish_touched(&touched)?;
+        self.collect_garbage()?;
         Ok(summary)
     }
 
-    fn delete_freed(&self, freed: &[(String, String)]) -> Result<(), RepoError> {
-        for (repo, rel) in freed {
-            let dir = self.repo_dir(repo);
-            pool::remove(&dir, rel).map_err(RepoError::io(&dir.join(rel)))?;
+    /// Deletes the pool files nothing refers to any more. Runs after the distributions that
+    /// named them were published again, so no published index ever names a missing file; a
+    /// crash in between leaves the record, and the next open finishes the job.
+    fn collect_garbage(&self) -> Result<(), RepoError> {
+        let freed = self.store.freed()?;
+        if freed.is_empty() {
+            return Ok(());
         }
+        let mut done = Vec::with_capacity(freed.len());
+        for (repo, rel, referenced) in freed {
+            if !referenced {
+                let dir = self.repo_dir(&repo);
+                pool::remove(&dir, &rel).map_err(RepoError::io(&dir.join(&rel)))?;
+            }
+            done.push((repo, rel));
+        }
+        self.store.forget_freed(&done)?;
         Ok(())
     }
 
@@ -1227,9 +1244,12 @@ impl Engine {
             version = gv;
             r = target;
         }
-        let freed = tx.commit()?;
-        self.delete_freed(&freed)?;
+        for dist in &touched {
+            tx.mark_unpublished(&repo, dist)?;
+        }
+        tx.commit()?;
         self.publish_touched(&touched)?;
+        self.collect_garbage()?;
         Ok(arrived)
     }
 
@@ -1280,9 +1300,12 @@ impl Engine {
             }
         }
         touched.insert(name);
-        let freed = tx.commit()?;
-        self.delete_freed(&freed)?;
-        self.publish_touched(&touched)
+        for dist in &touched {
+            tx.mark_unpublished(&repo, dist)?;
+        }
+        tx.commit()?;
+        self.publish_touched(&touched)?;
+        self.collect_garbage()
     }
 
     /// Where a source is: versions per distribution and rollback, per repository.

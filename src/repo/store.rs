@@ -26,6 +26,9 @@ const POOL: TableDefinition<(&str, &str), (u64, &str)> = TableDefinition::new("p
 const CONTENTS: TableDefinition<(&str, &str), &str> = TableDefinition::new("contents");
 /// (repository, distribution) → PublishState
 const PUBLISHED: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("published");
+/// (repository, pool path) → unix time its last reference went: deleted once the
+/// distributions that named it are published again
+const POOL_FREED: TableDefinition<(&str, &str), i64> = TableDefinition::new("pool_freed");
 /// segment key → compressed segment (see `compression`)
 const SEGMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("segments");
 /// segment key → number of published distributions using it
@@ -205,6 +208,7 @@ impl Store {
             tx.open_table(PUBLISHED).map_err(|e| dberr(&e))?;
             tx.open_table(SEGMENTS).map_err(|e| dberr(&e))?;
             tx.open_table(SEGMENT_REFS).map_err(|e| dberr(&e))?;
+            tx.open_table(POOL_FREED).map_err(|e| dberr(&e))?;
         }
         tx.commit().map_err(|e| dberr(&e))?;
         Ok(store)
@@ -376,6 +380,34 @@ impl Store {
             .collect()
     }
 
+    /// Pool paths whose last reference went, with whether something refers to them again.
+    pub fn freed(&self) -> Result<Vec<(String, String, bool)>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let freed = tx.open_table(POOL_FREED).map_err(|e| self.err(e))?;
+        let pool = tx.open_table(POOL).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in freed.iter().map_err(|e| self.err(e))? {
+            let (k, _) = row.map_err(|e| self.err(e))?;
+            let (repo, path) = k.value();
+            let referenced = pool.get((repo, path)).map_err(|e| self.err(e))?.is_some();
+            out.push((repo.to_string(), path.to_string(), referenced));
+        }
+        Ok(out)
+    }
+
+    /// Forgets freed pool paths (their files are gone, or referenced again).
+    pub fn forget_freed(&self, paths: &[(String, String)]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = tx.open_table(POOL_FREED).map_err(|e| self.err(e))?;
+            for (repo, path) in paths {
+                t.remove((repo.as_str(), path.as_str()))
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
     /// Published distributions of a repository whose name starts with `prefix`.
     pub fn published_with_prefix(
         &self,
@@ -535,14 +567,19 @@ impl Txn<'_> {
         self.store.err(e)
     }
 
-    /// Applies the pending reference changes and commits. Returns the (repository, pool path)
-    /// pairs nothing refers to any more: their files may be deleted now.
+    /// Applies the pending reference changes and commits. Pool paths nothing refers to any
+    /// more are recorded as freed (see [`Store::freed`]); their files must stay until the
+    /// distributions that named them are published again.
     pub fn commit(self) -> Result<Vec<(String, String)>, StoreError> {
         let s = self.store;
         let mut freed = Vec::new();
         {
             let mut pool = self.tx.open_table(POOL).map_err(|e| s.err(e))?;
             let mut contents = self.tx.open_table(CONTENTS).map_err(|e| s.err(e))?;
+            let mut freed_t = self.tx.open_table(POOL_FREED).map_err(|e| s.err(e))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
             for ((repo, path), (delta, sha256)) in &self.pending {
                 if *delta == 0 {
                     continue;
@@ -557,6 +594,7 @@ impl Txn<'_> {
                 if next <= 0 {
                     pool.remove(key).map_err(|e| s.err(e))?;
                     contents.remove(key).map_err(|e| s.err(e))?;
+                    freed_t.insert(key, now).map_err(|e| s.err(e))?;
                     freed.push((repo.clone(), path.clone()));
                 } else {
                     pool.insert(key, (next as u64, sha256.as_str()))
@@ -747,6 +785,21 @@ impl Txn<'_> {
             names.insert(row.map_err(|e| self.err(e))?.0.value().2.to_string());
         }
         Ok(names)
+    }
+
+    /// Marks a distribution as needing a publish, in the same transaction as the change that
+    /// needs it: if the process dies before publishing, the next open publishes it.
+    pub fn mark_unpublished(&mut self, repo: &str, dist: &str) -> Result<(), StoreError> {
+        let s = self.store;
+        let mut t = self.tx.open_table(PUBLISHED).map_err(|e| s.err(e))?;
+        let mut state: PublishState = match t.get((repo, dist)).map_err(|e| s.err(e))? {
+            Some(v) => decode(&s.path, dist, v.value())?,
+            None => PublishState::default(),
+        };
+        state.in_progress = true;
+        t.insert((repo, dist), encode(&state).as_slice())
+            .map_err(|e| s.err(e))?;
+        Ok(())
     }
 
     pub fn remove_publish_state(&mut self, repo: &str, dist: &str) -> Result<(), StoreError> {
