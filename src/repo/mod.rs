@@ -260,6 +260,13 @@ pub fn key_path(home: &Path) -> PathBuf {
     home.join("keys/archive.key")
 }
 
+/// The wall clock (seconds since the epoch): how long superseded by-hash files have been kept.
+fn wall_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// The publish Date: `SOURCE_DATE_EPOCH` when set (reproducible builds' convention), else now.
 pub fn publish_time() -> i64 {
     std::env::var("SOURCE_DATE_EPOCH")
@@ -444,7 +451,7 @@ impl Engine {
             let dir = self.repo_dir(&repo.identity);
             pool::Staging::clear(&dir).map_err(RepoError::io(&dir))?;
         }
-        let now = publish_time();
+        let now = wall_clock();
         for (_, dist) in self.store.unfinished_publishes()? {
             let base = dist
                 .split_once("/snapshots/")
@@ -620,7 +627,7 @@ impl Engine {
 
     /// Publishes the given distributions.
     pub fn publish(&self, dists: &[DistName]) -> Result<(), RepoError> {
-        let now = publish_time();
+        let now = wall_clock();
         for name in dists {
             let r = self.resolve(&name.to_string())?;
             self.publish_one(&r, &name.to_string(), now)?;
@@ -630,6 +637,7 @@ impl Engine {
 
     /// Publishes one distribution directory: `dist` is both its store name and its path
     /// below `dists/` (a distribution, or a snapshot of one).
+    /// `now` is the wall clock, for the by-hash grace period (the Release Date is separate).
     fn publish_one(&self, r: &Resolved, dist: &str, now: i64) -> Result<(), RepoError> {
         let repo = &r.repository.identity;
         let mut state = self.store.publish_state(repo, dist)?;
@@ -699,7 +707,7 @@ impl Engine {
         }
         tx.mark_unpublished(&repo, &key)?;
         tx.commit()?;
-        self.publish_one(&r, &key, publish_time())
+        self.publish_one(&r, &key, wall_clock())
     }
 
     /// The snapshots of a distribution, by name.

@@ -462,3 +462,67 @@ fn sync(path: &Path) -> Result<(), PublishError> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openpgp::KeyAlgorithm;
+
+    fn spec() -> DistSpec {
+        DistSpec {
+            dir: "d".into(),
+            info: ReleaseInfo {
+                origin: "o".into(),
+                label: "d".into(),
+                suite: "d".into(),
+                codename: "d".into(),
+                date: 0,
+                valid_until: None,
+                architectures: vec!["amd64".into()],
+                components: vec!["main".into()],
+                description: "d".into(),
+                not_automatic: false,
+                but_automatic_upgrades: false,
+            },
+        }
+    }
+
+    #[test]
+    fn superseded_by_hash_files_stay_for_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ArchiveKey::generate("t <t@mbd.invalid>", KeyAlgorithm::Ed25519).unwrap();
+        let files = |text: &str| {
+            vec![(
+                "main/binary-amd64/Packages".to_string(),
+                text.as_bytes().to_vec(),
+            )]
+        };
+        let by_hash = |text: &str| {
+            dir.path()
+                .join("d/main/binary-amd64/by-hash/SHA256")
+                .join(Digests::of(text.as_bytes()).sha256)
+        };
+        let s1 = write(
+            dir.path(),
+            &spec(),
+            &files("one\n"),
+            &key,
+            &PublishState::default(),
+            1000,
+            60,
+        )
+        .unwrap();
+        let s2 = write(dir.path(), &spec(), &files("two\n"), &key, &s1, 1010, 60).unwrap();
+        assert!(by_hash("one\n").exists(), "kept within the grace period");
+        let s3 = write(dir.path(), &spec(), &files("two\n"), &key, &s2, 1069, 60).unwrap();
+        assert!(by_hash("one\n").exists(), "59 s after it was superseded");
+        write(dir.path(), &spec(), &files("two\n"), &key, &s3, 1070, 60).unwrap();
+        assert!(
+            !by_hash("one\n").exists(),
+            "removed once the grace period is over"
+        );
+        assert!(by_hash("two\n").exists());
+        let plain = std::fs::read(dir.path().join("d/main/binary-amd64/Packages")).unwrap();
+        assert_eq!(plain, b"two\n");
+    }
+}
