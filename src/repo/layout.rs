@@ -118,12 +118,19 @@ impl Layout {
         identity: &str,
         codeversion: &str,
     ) -> String {
-        let template = if suite.experimental {
-            &self.experimental_mandatory_version_regex
-        } else {
-            &self.mandatory_version_regex
-        };
-        substitute(template, identity, codeversion)
+        let (normal, experimental) = (
+            &self.mandatory_version_regex,
+            &self.experimental_mandatory_version_regex,
+        );
+        substitute(
+            if suite.experimental {
+                experimental
+            } else {
+                normal
+            },
+            identity,
+            codeversion,
+        )
     }
 
     /// The version appendix used for ports into a suite.
@@ -133,12 +140,16 @@ impl Layout {
         identity: &str,
         codeversion: &str,
     ) -> String {
-        let template = if suite.experimental {
-            &self.experimental_default_version
-        } else {
-            &self.default_version
-        };
-        substitute(template, identity, codeversion)
+        let (normal, experimental) = (&self.default_version, &self.experimental_default_version);
+        substitute(
+            if suite.experimental {
+                experimental
+            } else {
+                normal
+            },
+            identity,
+            codeversion,
+        )
     }
 }
 

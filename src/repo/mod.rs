@@ -946,6 +946,11 @@ impl Engine {
         if name.ends_with(".changes") {
             let c = Changes::read(path, Trust::Unchecked)?;
             let dir = c.dir().to_path_buf();
+            let first = items.len();
+            // Every listed file is read once: binaries while they are parsed and staged, the
+            // others here; the source item reuses these digests.
+            let mut verified: BTreeMap<String, Digests> = BTreeMap::new();
+            let mut dsc_entry = None;
             for entry in &c.files.entries {
                 let file = dir.join(&entry.name);
                 if entry.name.ends_with(".deb") || entry.name.ends_with(".udeb") {
@@ -965,18 +970,24 @@ impl Engine {
                     items.push(item);
                     continue;
                 }
-                entry
+                let d = entry
                     .verify_in(&dir)
                     .map_err(|e| ControlFileError::new(path, e))?;
+                verified.insert(entry.name.clone(), d);
                 if entry.name.ends_with(".dsc") {
-                    let section = entry.section.clone().unwrap_or_else(|| "misc".into());
-                    let priority = entry.priority.clone().unwrap_or_else(|| "optional".into());
-                    items.push(self.source_item(&file, r, Some((section, priority)))?);
+                    dsc_entry = Some(entry);
                 }
+            }
+            if let Some(entry) = dsc_entry {
+                let section = entry.section.clone().unwrap_or_else(|| "misc".into());
+                let priority = entry.priority.clone().unwrap_or_else(|| "optional".into());
+                let file = dir.join(&entry.name);
+                let item = self.source_item(&file, r, Some((section, priority)), &verified)?;
+                items.insert(first, item);
             }
             Ok(())
         } else if name.ends_with(".dsc") {
-            items.push(self.source_item(path, r, None)?);
+            items.push(self.source_item(path, r, None, &BTreeMap::new())?);
             Ok(())
         } else if name.ends_with(".deb") || name.ends_with(".udeb") {
             items.push(binary_item(path, r, staging, None)?);
@@ -996,27 +1007,38 @@ impl Engine {
         path: &Path,
         r: &Resolved,
         section: Option<(String, String)>,
+        verified: &BTreeMap<String, Digests>,
     ) -> Result<Item, RepoError> {
-        let dsc = Dsc::read(path, Trust::Unchecked)?;
+        let bytes = std::fs::read(path).map_err(RepoError::io(path))?;
+        let dsc = Dsc::parse(&bytes, path, Trust::Unchecked)?;
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let (section, priority) = section.unwrap_or_else(|| package_list_section(&dsc));
         let component = index::component_of_section(&section).to_string();
         check_component(&component, r, path)?;
         let directory = pool::directory(&component, &dsc.source);
-        let dsc_bytes = std::fs::read(path).map_err(RepoError::io(path))?;
-        let mut files = vec![(path.to_path_buf(), dsc.file_name(), Digests::of(&dsc_bytes))];
+        let mut files = vec![(path.to_path_buf(), dsc.file_name(), Digests::of(&bytes))];
         for entry in &dsc.files.entries {
             let local = dir.join(&entry.name);
-            let from = if local.exists() {
-                local
-            } else {
-                self.repo_dir(&r.repository.identity)
-                    .join(&directory)
-                    .join(&entry.name)
+            let (from, d) = match verified.get(&entry.name) {
+                // Already read for the .changes: compare, do not read again.
+                Some(d) => {
+                    entry.check(d).map_err(|e| ControlFileError::new(path, e))?;
+                    (local, d.clone())
+                }
+                None => {
+                    let from = if local.exists() {
+                        local
+                    } else {
+                        self.repo_dir(&r.repository.identity)
+                            .join(&directory)
+                            .join(&entry.name)
+                    };
+                    let d = entry
+                        .verify_in(from.parent().unwrap())
+                        .map_err(|e| ControlFileError::new(path, e))?;
+                    (from, d)
+                }
             };
-            let d = entry
-                .verify_in(from.parent().unwrap())
-                .map_err(|e| ControlFileError::new(path, e))?;
             files.push((from, entry.name.clone(), d));
         }
         Ok(Item::Source {
