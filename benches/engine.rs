@@ -2,6 +2,7 @@
 //! aptly is `benches/compare.sh`; see docs/PERFORMANCE.md.
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use mbd::checksums::{Mark, Resumable, digests_resumed};
 use mbd::deb::PackageType;
 use mbd::repo::compression::Levels;
 use mbd::repo::publish::{self, DistSpec};
@@ -113,8 +114,11 @@ fn render(c: &mut Criterion) {
     });
     // A cache holding every segment of the current state.
     let cache: Mutex<HashMap<String, Vec<u8>>> = Mutex::new(HashMap::new());
-    let first = publish::render(&spec, &contents, Levels::default(), &empty);
-    cache.lock().unwrap().extend(first.new_segments);
+    let Ok(mut first) = publish::render(&spec, &contents, Levels::default(), &empty);
+    cache
+        .lock()
+        .unwrap()
+        .extend(std::mem::take(&mut first.new_segments));
     let lookup = |keys: &[String]| {
         let c = cache.lock().unwrap();
         keys.iter().map(|k| c.get(k).cloned()).collect()
@@ -137,6 +141,38 @@ fn render(c: &mut Criterion) {
         .push_str("Homepage: https://example.org/changed\n");
     group.bench_function("incremental (one package changed)", |b| {
         b.iter(|| black_box(publish::render(&spec, &changed, Levels::default(), &lookup)))
+    });
+    group.finish();
+
+    // Release digests of every file, from scratch and resumed after a one-package change.
+    let mut group = c.benchmark_group("publish/digests 10k packages");
+    group.sample_size(10);
+    let resumable = |r: &publish::Rendered, marks: &publish::Marks| -> Vec<(String, Mark)> {
+        let files: Vec<Resumable<'_>> = r
+            .files
+            .iter()
+            .map(|f| Resumable {
+                data: &f.data,
+                parts: &f.parts,
+                previous: marks.get(&f.path).map_or(&[], Vec::as_slice),
+            })
+            .collect();
+        digests_resumed(&files)
+            .into_iter()
+            .zip(&r.files)
+            .flat_map(|((_, m), f)| m.into_iter().map(|m| (f.path.clone(), m)))
+            .collect()
+    };
+    let mut marks = publish::Marks::new();
+    for (path, m) in resumable(&first, &marks) {
+        marks.entry(path).or_default().push(m);
+    }
+    let Ok(second) = publish::render(&spec, &changed, Levels::default(), &lookup);
+    group.bench_function("fresh", |b| {
+        b.iter(|| black_box(resumable(&second, &publish::Marks::new())))
+    });
+    group.bench_function("resumed after one change", |b| {
+        b.iter(|| black_box(resumable(&second, &marks)))
     });
     group.finish();
 }

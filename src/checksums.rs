@@ -128,6 +128,457 @@ pub fn digests_parallel(buffers: &[&[u8]]) -> Vec<Digests> {
     out
 }
 
+/// A hash function of Debian's indices, for resumable hashing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Md5,
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+/// The internal state of one hash function after a prefix whose length is a multiple of
+/// [`Midstate::UNIT`] bytes. Saved at the end of an index segment, it lets the next publish
+/// hash only what follows the first changed segment instead of the whole file (the four
+/// functions are Merkle–Damgård constructions: the state after a prefix is all they carry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Midstate {
+    /// Bytes absorbed (a multiple of `UNIT`).
+    pub len: u64,
+    /// The chaining words; 32-bit functions use the low halves of the first 4, 5 or 8.
+    pub words: [u64; 8],
+}
+
+impl Midstate {
+    /// Every state is taken at a multiple of this (the largest block size, SHA-512's).
+    pub const UNIT: usize = 128;
+
+    pub fn initial(alg: Algorithm) -> Midstate {
+        let mut words = [0u64; 8];
+        match alg {
+            Algorithm::Md5 => {
+                for (w, v) in words.iter_mut().zip(MD5_INIT) {
+                    *w = v.into();
+                }
+            }
+            Algorithm::Sha1 => {
+                for (w, v) in words.iter_mut().zip(SHA1_INIT) {
+                    *w = v.into();
+                }
+            }
+            Algorithm::Sha256 => {
+                for (w, v) in words.iter_mut().zip(SHA256_INIT) {
+                    *w = v.into();
+                }
+            }
+            Algorithm::Sha512 => words = SHA512_INIT,
+        }
+        Midstate { len: 0, words }
+    }
+
+    /// Absorbs whole units; `data.len()` must be a multiple of [`Midstate::UNIT`].
+    pub fn absorb(&mut self, alg: Algorithm, data: &[u8]) {
+        assert_eq!(data.len() % Self::UNIT, 0, "midstates absorb whole units");
+        self.len += data.len() as u64;
+        match alg {
+            Algorithm::Md5 => {
+                let mut st = self.low::<4>();
+                for block in data.chunks_exact(64) {
+                    md5_block(&mut st, block.try_into().expect("64-byte chunk"));
+                }
+                self.set_low(&st);
+            }
+            Algorithm::Sha1 => {
+                let mut st = self.low::<5>();
+                for_blocks64(data, |blocks| sha1::compress(&mut st, blocks));
+                self.set_low(&st);
+            }
+            Algorithm::Sha256 => {
+                let mut st = self.low::<8>();
+                for_blocks64(data, |blocks| sha2::compress256(&mut st, blocks));
+                self.set_low(&st);
+            }
+            Algorithm::Sha512 => {
+                let mut buf = [sha2::digest::generic_array::GenericArray::default(); 16];
+                for chunk in data.chunks(Self::UNIT * buf.len()) {
+                    let n = chunk.len() / Self::UNIT;
+                    for (b, c) in buf.iter_mut().zip(chunk.chunks_exact(Self::UNIT)) {
+                        b.copy_from_slice(c);
+                    }
+                    sha2::compress512(&mut self.words, &buf[..n]);
+                }
+            }
+        }
+    }
+
+    /// The digest of the absorbed prefix followed by `tail`.
+    pub fn finish(mut self, alg: Algorithm, tail: &[u8]) -> Vec<u8> {
+        let whole = tail.len() - tail.len() % Self::UNIT;
+        self.absorb(alg, &tail[..whole]);
+        let rest = &tail[whole..];
+        let total_bits = (self.len + rest.len() as u64).wrapping_mul(8);
+        // Padding: 0x80, zeros, then the length: 8 bytes (little-endian for MD5), or 16
+        // big-endian bytes for SHA-512; the padded tail is one or two units long.
+        let mut last = Vec::with_capacity(2 * Self::UNIT);
+        last.extend_from_slice(rest);
+        last.push(0x80);
+        let (block, len_bytes) = if alg == Algorithm::Sha512 {
+            (128, 16)
+        } else {
+            (64, 8)
+        };
+        while (last.len() + len_bytes) % block != 0 {
+            last.push(0);
+        }
+        match alg {
+            Algorithm::Md5 => last.extend_from_slice(&total_bits.to_le_bytes()),
+            Algorithm::Sha512 => last.extend_from_slice(&u128::from(total_bits).to_be_bytes()),
+            _ => last.extend_from_slice(&total_bits.to_be_bytes()),
+        }
+        // Absorb the padded blocks without the whole-unit rule (they end the message).
+        match alg {
+            Algorithm::Md5 => {
+                let mut st = self.low::<4>();
+                for block in last.chunks_exact(64) {
+                    md5_block(&mut st, block.try_into().expect("64-byte chunk"));
+                }
+                st.iter().flat_map(|w| w.to_le_bytes()).collect()
+            }
+            Algorithm::Sha1 => {
+                let mut st = self.low::<5>();
+                for_blocks64(&last, |blocks| sha1::compress(&mut st, blocks));
+                st.iter().flat_map(|w| w.to_be_bytes()).collect()
+            }
+            Algorithm::Sha256 => {
+                let mut st = self.low::<8>();
+                for_blocks64(&last, |blocks| sha2::compress256(&mut st, blocks));
+                st.iter().flat_map(|w| w.to_be_bytes()).collect()
+            }
+            Algorithm::Sha512 => {
+                let mut st = self.words;
+                for block in last.chunks_exact(128) {
+                    let b = sha2::digest::generic_array::GenericArray::clone_from_slice(block);
+                    sha2::compress512(&mut st, &[b]);
+                }
+                st.iter().flat_map(|w| w.to_be_bytes()).collect()
+            }
+        }
+    }
+
+    fn low<const N: usize>(&self) -> [u32; N] {
+        std::array::from_fn(|i| self.words[i] as u32)
+    }
+
+    fn set_low(&mut self, st: &[u32]) {
+        for (w, v) in self.words.iter_mut().zip(st) {
+            *w = (*v).into();
+        }
+    }
+}
+
+const ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::Md5,
+    Algorithm::Sha1,
+    Algorithm::Sha256,
+    Algorithm::Sha512,
+];
+
+/// A saved point of a file's digests: the state of each function after the part `key`
+/// ending at byte `end` (each state taken at `end` rounded down to a unit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    /// Identifies the part's content (its SHA-256).
+    pub key: [u8; 32],
+    pub end: u64,
+    /// MD5, SHA1, SHA256, SHA512.
+    pub states: [Midstate; 4],
+}
+
+impl Mark {
+    /// Bytes of one encoded mark.
+    pub const ENCODED_LEN: usize = 32 + 8 + 4 * (8 + 8 * 8);
+
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.key);
+        out.extend_from_slice(&self.end.to_le_bytes());
+        for st in &self.states {
+            out.extend_from_slice(&st.len.to_le_bytes());
+            for w in st.words {
+                out.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+    }
+
+    /// Decodes one mark from the first [`Mark::ENCODED_LEN`] bytes; `None` if too short.
+    pub fn decode(b: &[u8]) -> Option<Mark> {
+        let b = b.get(..Self::ENCODED_LEN)?;
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        let states = std::array::from_fn(|a| {
+            let base = 40 + a * 72;
+            Midstate {
+                len: u64_at(base),
+                words: std::array::from_fn(|w| u64_at(base + 8 + 8 * w)),
+            }
+        });
+        Some(Mark {
+            key: b[..32].try_into().expect("32 bytes"),
+            end: u64_at(32),
+            states,
+        })
+    }
+}
+
+/// A file to digest, made of parts; `previous` holds the marks of an earlier version of it.
+pub struct Resumable<'a> {
+    pub data: &'a [u8],
+    /// (content key, end offset) of each part, in order, covering `data`.
+    pub parts: &'a [([u8; 32], usize)],
+    pub previous: &'a [Mark],
+}
+
+/// The digests of many files, on all cores, hashing each file only from the end of the
+/// longest run of leading parts it shares with its previous version. Returns the digests and
+/// the marks to keep for next time.
+pub fn digests_resumed(files: &[Resumable<'_>]) -> Vec<(Digests, Vec<Mark>)> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // How many leading parts are unchanged, per file.
+    let kept: Vec<usize> = files
+        .iter()
+        .map(|f| {
+            f.parts
+                .iter()
+                .zip(f.previous)
+                .take_while(|((key, end), m)| *key == m.key && *end as u64 == m.end)
+                .count()
+        })
+        .collect();
+    let start = |i: usize, a: usize| -> Midstate {
+        match kept[i] {
+            0 => Midstate::initial(ALGORITHMS[a]),
+            k => files[i].previous[k - 1].states[a],
+        }
+    };
+    let mut tasks: Vec<(usize, usize)> = (0..files.len())
+        .flat_map(|i| (0..4).map(move |a| (i, a)))
+        .collect();
+    tasks.sort_by_key(|&(i, a)| {
+        let todo = files[i].data.len() as u64 - start(i, a).len;
+        (std::cmp::Reverse(todo), i, a)
+    });
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(tasks.len().max(1));
+    let next = AtomicUsize::new(0);
+    let results: Vec<(usize, usize, Vec<u8>, Vec<Midstate>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    while let Some(&(i, a)) = tasks.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let alg = ALGORITHMS[a];
+                        let f = &files[i];
+                        let mut st = start(i, a);
+                        let mut states = Vec::with_capacity(f.parts.len() - kept[i]);
+                        for &(_, end) in &f.parts[kept[i]..] {
+                            let aligned = end - end % Midstate::UNIT;
+                            if aligned as u64 > st.len {
+                                st.absorb(alg, &f.data[st.len as usize..aligned]);
+                            }
+                            states.push(st);
+                        }
+                        let digest = st.finish(alg, &f.data[st.len as usize..]);
+                        out.push((i, a, digest, states));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("digest thread panicked"))
+            .collect()
+    });
+    let mut out: Vec<(Digests, Vec<Mark>)> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let mut marks = f.previous[..kept[i]].to_vec();
+            marks.extend(f.parts[kept[i]..].iter().map(|&(key, end)| Mark {
+                key,
+                end: end as u64,
+                states: [Midstate::initial(Algorithm::Md5); 4],
+            }));
+            let d = Digests {
+                size: f.data.len() as u64,
+                md5: String::new(),
+                sha1: String::new(),
+                sha256: String::new(),
+                sha512: String::new(),
+            };
+            (d, marks)
+        })
+        .collect();
+    for (i, a, digest, states) in results {
+        let (d, marks) = &mut out[i];
+        let hex = hex::encode(digest);
+        match a {
+            0 => d.md5 = hex,
+            1 => d.sha1 = hex,
+            2 => d.sha256 = hex,
+            _ => d.sha512 = hex,
+        }
+        for (m, st) in marks[kept[i]..].iter_mut().zip(states) {
+            m.states[a] = st;
+        }
+    }
+    out
+}
+
+type Block64 = sha2::digest::generic_array::GenericArray<u8, sha2::digest::consts::U64>;
+
+/// Calls `f` with runs of 64-byte blocks copied from `data` (whose length is a multiple of
+/// 64): the compression functions take the digest crates' block type, not byte slices.
+fn for_blocks64(data: &[u8], mut f: impl FnMut(&[Block64])) {
+    let mut buf = [Block64::default(); 32];
+    for chunk in data.chunks(64 * buf.len()) {
+        let n = chunk.len() / 64;
+        for (b, c) in buf.iter_mut().zip(chunk.chunks_exact(64)) {
+            b.copy_from_slice(c);
+        }
+        f(&buf[..n]);
+    }
+}
+
+const MD5_INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
+const SHA1_INIT: [u32; 5] = [
+    0x6745_2301,
+    0xefcd_ab89,
+    0x98ba_dcfe,
+    0x1032_5476,
+    0xc3d2_e1f0,
+];
+const SHA256_INIT: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+const SHA512_INIT: [u64; 8] = [
+    0x6a09_e667_f3bc_c908,
+    0xbb67_ae85_84ca_a73b,
+    0x3c6e_f372_fe94_f82b,
+    0xa54f_f53a_5f1d_36f1,
+    0x510e_527f_ade6_82d1,
+    0x9b05_688c_2b3e_6c1f,
+    0x1f83_d9ab_fb41_bd6b,
+    0x5be0_cd19_137e_2179,
+];
+
+/// MD5's per-round shift amounts and additive constants (RFC 1321, §3.4).
+const MD5_SHIFT: [u32; 16] = [7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21];
+const MD5_K: [u32; 64] = {
+    // floor(abs(sin(i + 1)) * 2^32), precomputed.
+    [
+        0xd76a_a478,
+        0xe8c7_b756,
+        0x2420_70db,
+        0xc1bd_ceee,
+        0xf57c_0faf,
+        0x4787_c62a,
+        0xa830_4613,
+        0xfd46_9501,
+        0x6980_98d8,
+        0x8b44_f7af,
+        0xffff_5bb1,
+        0x895c_d7be,
+        0x6b90_1122,
+        0xfd98_7193,
+        0xa679_438e,
+        0x49b4_0821,
+        0xf61e_2562,
+        0xc040_b340,
+        0x265e_5a51,
+        0xe9b6_c7aa,
+        0xd62f_105d,
+        0x0244_1453,
+        0xd8a1_e681,
+        0xe7d3_fbc8,
+        0x21e1_cde6,
+        0xc337_07d6,
+        0xf4d5_0d87,
+        0x455a_14ed,
+        0xa9e3_e905,
+        0xfcef_a3f8,
+        0x676f_02d9,
+        0x8d2a_4c8a,
+        0xfffa_3942,
+        0x8771_f681,
+        0x6d9d_6122,
+        0xfde5_380c,
+        0xa4be_ea44,
+        0x4bde_cfa9,
+        0xf6bb_4b60,
+        0xbebf_bc70,
+        0x289b_7ec6,
+        0xeaa1_27fa,
+        0xd4ef_3085,
+        0x0488_1d05,
+        0xd9d4_d039,
+        0xe6db_99e5,
+        0x1fa2_7cf8,
+        0xc4ac_5665,
+        0xf429_2244,
+        0x432a_ff97,
+        0xab94_23a7,
+        0xfc93_a039,
+        0x655b_59c3,
+        0x8f0c_cc92,
+        0xffef_f47d,
+        0x8584_5dd1,
+        0x6fa8_7e4f,
+        0xfe2c_e6e0,
+        0xa301_4314,
+        0x4e08_11a1,
+        0xf753_7e82,
+        0xbd3a_f235,
+        0x2ad7_d2bb,
+        0xeb86_d391,
+    ]
+};
+
+/// One MD5 block (RFC 1321): md-5 does not expose its compression function.
+fn md5_block(state: &mut [u32; 4], block: &[u8; 64]) {
+    let m: [u32; 16] =
+        std::array::from_fn(|i| u32::from_le_bytes(block[4 * i..4 * i + 4].try_into().unwrap()));
+    let [mut a, mut b, mut c, mut d] = *state;
+    for i in 0..64 {
+        let (f, g) = match i / 16 {
+            0 => ((b & c) | (!b & d), i),
+            1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
+            2 => (b ^ c ^ d, (3 * i + 5) % 16),
+            _ => (c ^ (b | !d), (7 * i) % 16),
+        };
+        let shift = MD5_SHIFT[(i / 16) * 4 + i % 4];
+        let t = a
+            .wrapping_add(f)
+            .wrapping_add(MD5_K[i])
+            .wrapping_add(m[g])
+            .rotate_left(shift);
+        a = d;
+        d = c;
+        c = b;
+        b = b.wrapping_add(t);
+    }
+    state[0] = state[0].wrapping_add(a);
+    state[1] = state[1].wrapping_add(b);
+    state[2] = state[2].wrapping_add(c);
+    state[3] = state[3].wrapping_add(d);
+}
+
 /// A reader that hashes what passes through it, so a file can be parsed and hashed in the
 /// same single read.
 pub struct HashingReader<R> {
@@ -191,5 +642,95 @@ mod tests {
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         let r = HashingReader::new(&data[..]);
         assert_eq!(r.finish().unwrap(), Digests::of(&data));
+    }
+
+    #[test]
+    fn midstates_resume_to_the_same_digests() {
+        let data: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for len in [
+            0, 1, 55, 56, 63, 64, 111, 112, 127, 128, 129, 255, 256, 1000, 5000,
+        ] {
+            let data = &data[..len];
+            let want = Digests::of(data);
+            for cut in [0, 128, 256, 384, 1024, 4992] {
+                if cut > len {
+                    continue;
+                }
+                let got: Vec<String> = [
+                    Algorithm::Md5,
+                    Algorithm::Sha1,
+                    Algorithm::Sha256,
+                    Algorithm::Sha512,
+                ]
+                .into_iter()
+                .map(|alg| {
+                    let mut st = Midstate::initial(alg);
+                    st.absorb(alg, &data[..cut]);
+                    hex::encode(st.finish(alg, &data[cut..]))
+                })
+                .collect();
+                assert_eq!(
+                    got,
+                    [
+                        want.md5.clone(),
+                        want.sha1.clone(),
+                        want.sha256.clone(),
+                        want.sha512.clone()
+                    ],
+                    "length {len}, state taken at {cut}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn resumed_digests_match_fresh_ones_after_any_change() {
+        let mut data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let parts_of = |d: &[u8]| -> Vec<([u8; 32], usize)> {
+            let ends = [1000, 1000, 3333, 8192, 15000, d.len()];
+            let mut start = 0;
+            ends.iter()
+                .map(|&e| {
+                    let key = Sha256::digest(&d[start..e]).into();
+                    start = e;
+                    (key, e)
+                })
+                .collect()
+        };
+        let parts = parts_of(&data);
+        let first = digests_resumed(&[Resumable {
+            data: &data,
+            parts: &parts,
+            previous: &[],
+        }]);
+        assert_eq!(first[0].0, Digests::of(&data));
+        let marks = first[0].1.clone();
+        assert_eq!(marks.len(), parts.len());
+        // Unchanged, changed in the middle, changed in the first part, shortened.
+        for change in [None, Some(9000), Some(10), Some(19_990)] {
+            if let Some(at) = change {
+                data[at] ^= 0xff;
+            }
+            let parts = parts_of(&data);
+            let got = digests_resumed(&[Resumable {
+                data: &data,
+                parts: &parts,
+                previous: &marks,
+            }]);
+            assert_eq!(got[0].0, Digests::of(&data), "change at {change:?}");
+            let fresh = digests_resumed(&[Resumable {
+                data: &data,
+                parts: &parts,
+                previous: &[],
+            }]);
+            assert_eq!(got[0].1, fresh[0].1, "marks after a change at {change:?}");
+            let m = &got[0].1[2];
+            let mut buf = Vec::new();
+            m.encode(&mut buf);
+            assert_eq!(buf.len(), Mark::ENCODED_LEN);
+            assert_eq!(Mark::decode(&buf).as_ref(), Some(m));
+        }
     }
 }

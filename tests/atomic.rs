@@ -19,6 +19,7 @@ use crate::util::{make_deb, mbd_command, mbd_ok, pkg, run};
 use mbd::openpgp::Keyring;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -423,6 +424,34 @@ fn check_tree(dists_root: &Path, keyring: &Keyring, mode: Mode<'_>, hashed: &mut
             report.listed += 1;
             let plain = join(dist, path);
             let dir = split_last(&plain).0;
+            // Uncompressed Contents is listed but not published (as reprepro does): like apt,
+            // check it through the listed `.gz`, which must decompress to exactly it.
+            if split_last(path).1.starts_with("Contents-") && !path.ends_with(".gz") {
+                let gz = format!("{path}.gz");
+                match listed
+                    .get(&gz)
+                    .map(|g| format!("{dir}/by-hash/SHA256/{}", g.sha256))
+                {
+                    None => report
+                        .problems
+                        .push(format!("{plain}: listed without {gz} in {dist}/InRelease")),
+                    Some(by) if by_hash.contains_key(&by) => {
+                        let mut data = Vec::new();
+                        let f = std::fs::File::open(dists_root.join(&by)).unwrap();
+                        match flate2::read::MultiGzDecoder::new(f).read_to_end(&mut data) {
+                            Ok(_) if Sums::of(&data) == *want => {}
+                            Ok(_) => report.problems.push(format!(
+                                "{by}: decompresses to {}; {dist}/InRelease lists {path} with {want}",
+                                Sums::of(&data)
+                            )),
+                            Err(e) => report.problems.push(format!("{by}: not gzip: {e}")),
+                        }
+                    }
+                    // The missing .gz by-hash file is reported with the .gz entry.
+                    Some(_) => {}
+                }
+                continue;
+            }
             for (alg, hash) in [("SHA256", &want.sha256), ("SHA512", &want.sha512)] {
                 let by = format!("{dir}/by-hash/{alg}/{hash}");
                 match by_hash.get(&by) {

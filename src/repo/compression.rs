@@ -101,15 +101,17 @@ pub fn compress_segment(kind: Kind, level: u32, data: &[u8]) -> Vec<u8> {
 }
 
 /// Joins compressed segments into one file. `segments` pairs each compressed segment with
-/// the length of its uncompressed data.
-pub fn assemble(kind: Kind, segments: &[(&[u8], usize)]) -> Vec<u8> {
+/// the length of its uncompressed data. Also returns where each segment ends in the file.
+pub fn assemble(kind: Kind, segments: &[(&[u8], usize)]) -> (Vec<u8>, Vec<usize>) {
     match kind {
         Kind::Gzip => {
             let mut out = Vec::with_capacity(segments.iter().map(|(s, _)| s.len()).sum());
+            let mut ends = Vec::with_capacity(segments.len());
             for (s, _) in segments {
                 out.extend_from_slice(s);
+                ends.push(out.len());
             }
-            out
+            (out, ends)
         }
         Kind::Xz => xz_stream(segments),
     }
@@ -175,8 +177,9 @@ fn xz_block(level: u32, data: &[u8]) -> Vec<u8> {
     block
 }
 
-fn xz_stream(blocks: &[(&[u8], usize)]) -> Vec<u8> {
+fn xz_stream(blocks: &[(&[u8], usize)]) -> (Vec<u8>, Vec<usize>) {
     let mut out = Vec::with_capacity(blocks.iter().map(|(b, _)| b.len()).sum::<usize>() + 64);
+    let mut ends = Vec::with_capacity(blocks.len());
     out.extend_from_slice(&XZ_MAGIC);
     out.extend_from_slice(&XZ_FLAGS);
     out.extend_from_slice(&crc32(&XZ_FLAGS).to_le_bytes());
@@ -187,10 +190,12 @@ fn xz_stream(blocks: &[(&[u8], usize)]) -> Vec<u8> {
     );
     for (block, len) in blocks {
         if *len == 0 {
+            ends.push(out.len());
             continue; // an empty segment has no block
         }
         let unpadded = u64::from_le_bytes(block[..8].try_into().expect("8-byte prefix"));
         out.extend_from_slice(&block[8..]);
+        ends.push(out.len());
         varint(&mut index, unpadded);
         varint(&mut index, *len as u64);
     }
@@ -208,7 +213,7 @@ fn xz_stream(blocks: &[(&[u8], usize)]) -> Vec<u8> {
     out.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(&footer);
     out.extend_from_slice(b"YZ");
-    out
+    (out, ends)
 }
 
 fn varint(out: &mut Vec<u8>, mut n: u64) {
@@ -251,7 +256,7 @@ mod tests {
             .collect();
         let refs: Vec<(&[u8], usize)> =
             compressed.iter().map(|(c, l)| (c.as_slice(), *l)).collect();
-        assemble(kind, &refs)
+        assemble(kind, &refs).0
     }
 
     #[test]
@@ -275,7 +280,7 @@ mod tests {
             .read_to_string(&mut out)
             .unwrap();
         assert_eq!(out, t);
-        let empty = assemble(Kind::Xz, &[(&compress_segment(Kind::Xz, 6, b"")[..], 0)]);
+        let empty = assemble(Kind::Xz, &[(&compress_segment(Kind::Xz, 6, b"")[..], 0)]).0;
         let mut out = Vec::new();
         liblzma::read::XzDecoder::new(&empty[..])
             .read_to_end(&mut out)

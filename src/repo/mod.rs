@@ -646,8 +646,6 @@ impl Engine {
         tx.set_publish_state(repo, dist, &state)?;
         tx.commit()?;
         let started = std::time::Instant::now();
-        let contents = self.store.dist_contents(repo, dist)?;
-        tracing::debug!(%dist, elapsed = ?started.elapsed(), "loaded");
         let spec = DistSpec {
             dir: dist.to_string(),
             info: self.release_info(r, dist),
@@ -661,13 +659,20 @@ impl Engine {
                 vec![None; keys.len()]
             })
         };
-        let rendered = publish::render(&spec, &contents, self.compression, &cache);
+        let records = self.store.records(repo, dist);
+        let rendered = publish::render(&spec, &records, self.compression, &cache)?;
         tracing::debug!(%dist, new_segments = rendered.new_segments.len(), elapsed = ?started.elapsed(), "rendered");
+        let marks = if self.cold {
+            publish::Marks::new()
+        } else {
+            self.store.digest_marks(repo, dist)?
+        };
         let dists_root = self.repo_dir(repo).join("dists");
-        let mut new_state = publish::write(
+        let (mut new_state, new_marks) = publish::write(
             &dists_root,
             &spec,
             &rendered.files,
+            &marks,
             &self.key,
             &state,
             now,
@@ -678,7 +683,9 @@ impl Engine {
         let mut tx = self.store.write()?;
         tx.use_segments(&state.segments, &new_state.segments, &rendered.new_segments)?;
         tx.set_publish_state(repo, dist, &new_state)?;
+        tx.set_digest_marks(repo, dist, &new_marks)?;
         tx.commit()?;
+        tracing::debug!(%dist, elapsed = ?started.elapsed(), "committed");
         Ok(())
     }
 

@@ -14,8 +14,8 @@
 
 use super::compression::{self, Kind, Levels};
 use super::release::{self, Listed, ReleaseInfo};
-use super::store::{DistContents, PublishState};
-use crate::checksums::Digests;
+use super::store::PublishState;
+use crate::checksums::{Mark, Resumable, digests_resumed};
 use crate::deb::PackageType;
 use crate::openpgp::{ArchiveKey, OpenPgpError};
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,15 +39,58 @@ pub struct DistSpec {
     pub info: ReleaseInfo,
 }
 
+/// One file of a published distribution.
+#[derive(Debug, Default)]
+pub struct File {
+    /// Path relative to the distribution directory.
+    pub path: String,
+    pub data: Vec<u8>,
+    /// The (content key, end offset) of the parts the file is made of, so its digests can
+    /// resume after the parts it shares with its previous version; empty for small files.
+    pub parts: Vec<([u8; 32], usize)>,
+    /// Listed in `Release` but not written: uncompressed `Contents`, as reprepro does.
+    pub listed_only: bool,
+}
+
 /// The rendered files of a distribution and the compressed segments used for them.
 #[derive(Debug, Default)]
 pub struct Rendered {
-    /// Path relative to the distribution directory → content, in listing order.
-    pub files: Vec<(String, Vec<u8>)>,
+    /// In listing order.
+    pub files: Vec<File>,
     /// Cache keys of every compressed segment the files are made of.
     pub segments: BTreeSet<String>,
     /// Segments compressed now (not found in the cache).
     pub new_segments: Vec<(String, Vec<u8>)>,
+}
+
+/// A binary package as publishing needs it, borrowed from the store.
+pub struct BinaryRow<'a> {
+    pub package: &'a str,
+    pub architecture: &'a str,
+    pub component: &'a str,
+    pub package_type: PackageType,
+    pub section: &'a str,
+    /// The `Packages` stanza (UTF-8 checked when it was stored).
+    pub stanza: &'a [u8],
+    /// The package's files, one per line (for `Contents`), if known.
+    pub contents: Option<&'a str>,
+}
+
+/// A source package as publishing needs it, borrowed from the store.
+pub struct SourceRow<'a> {
+    pub name: &'a str,
+    pub component: &'a str,
+    /// The `Sources` stanza.
+    pub stanza: &'a str,
+}
+
+/// The packages of one distribution, visited in a stable order (the store's key order:
+/// source, package, architecture). Publishing streams them into the indices without holding
+/// them.
+pub trait Records {
+    type Error;
+    fn binaries(&self, f: &mut dyn FnMut(BinaryRow<'_>)) -> Result<(), Self::Error>;
+    fn sources(&self, f: &mut dyn FnMut(SourceRow<'_>)) -> Result<(), Self::Error>;
 }
 
 /// An index before compression: its text and where its records end (with their key hashes).
@@ -57,6 +100,7 @@ struct Text {
     records: Vec<(usize, u64)>,
     kinds: &'static [Kind],
     spacing: u64,
+    listed_only: bool,
 }
 
 impl Text {
@@ -67,18 +111,30 @@ impl Text {
             records: Vec::new(),
             kinds,
             spacing,
+            listed_only: false,
         }
     }
 
     /// Appends a stanza (separated from the previous one by a blank line).
-    fn stanza(&mut self, key: &str, stanza: &str) {
+    fn stanza(&mut self, key: &str, stanza: &[u8]) {
         if !self.data.is_empty() {
             self.data.push(b'\n');
         }
-        self.data.extend_from_slice(stanza.as_bytes());
+        self.data.extend_from_slice(stanza);
         self.records
             .push((self.data.len(), compression::key_hash(key.as_bytes())));
     }
+}
+
+/// The file lists of one component's binaries, gathered for its `Contents-<arch>` files.
+#[derive(Default)]
+struct ContentsLists {
+    /// Every list, concatenated.
+    arena: String,
+    /// `<section>/<package>` of each list.
+    owners: Vec<String>,
+    /// Per architecture: (list start, list end, owner) of each list it includes.
+    per_arch: Vec<Vec<(usize, usize, usize)>>,
 }
 
 /// Looks up compressed segments by key; `None` where the cache has none.
@@ -90,79 +146,100 @@ type Plan = (usize, Kind, Vec<(String, (usize, usize))>);
 const BOTH: &[Kind] = &[Kind::Xz, Kind::Gzip];
 const GZIP: &[Kind] = &[Kind::Gzip];
 
-/// Renders a distribution: indices from the stored stanzas, compressed from cached segments
-/// where possible. `cache` returns, for each key, the cached segment if there is one.
-pub fn render(
+/// Renders a distribution: indices streamed from the stored stanzas, compressed from cached
+/// segments where possible. `cache` returns, for each key, the cached segment if there is
+/// one.
+pub fn render<R: Records>(
     spec: &DistSpec,
-    contents: &DistContents,
+    records: &R,
     levels: Levels,
     cache: SegmentCache<'_>,
-) -> Rendered {
+) -> Result<Rendered, R::Error> {
     let info = &spec.info;
-    let mut texts: Vec<Text> = Vec::new();
-    let mut small: Vec<(String, Vec<u8>)> = Vec::new();
+    let started = std::time::Instant::now();
+    let archs = info.architectures.len();
+    // Packages texts, indexed ((component * archs) + arch) * 2 + (0 deb | 1 udeb).
+    let mut packages: Vec<Text> = Vec::new();
     for component in &info.components {
         for arch in &info.architectures {
-            for (kind, dir) in [
-                (PackageType::Deb, format!("{component}/binary-{arch}")),
-                (
-                    PackageType::Udeb,
-                    format!("{component}/debian-installer/binary-{arch}"),
-                ),
-            ] {
-                let mut stanzas: Vec<(&str, &str, &str)> = contents
-                    .binaries
-                    .iter()
-                    .map(|(b, _)| b)
-                    .filter(|b| {
-                        b.record.package_type == kind
-                            && &b.record.component == component
-                            && (&b.architecture == arch || b.architecture == "all")
-                    })
-                    .map(|b| {
-                        (
-                            b.package.as_str(),
-                            b.architecture.as_str(),
-                            b.record.stanza.as_str(),
-                        )
-                    })
-                    .collect();
-                stanzas.sort_unstable();
-                let mut t = Text::new(
-                    format!("{dir}/Packages"),
-                    if kind == PackageType::Deb { BOTH } else { GZIP },
-                    256,
-                );
-                for (package, _, stanza) in stanzas {
-                    t.stanza(package, stanza);
-                }
-                texts.push(t);
-                if kind == PackageType::Deb {
-                    small.push((
-                        format!("{dir}/Release"),
-                        release::render_component(info, component, arch).into_bytes(),
-                    ));
-                }
+            packages.push(Text::new(
+                format!("{component}/binary-{arch}/Packages"),
+                BOTH,
+                256,
+            ));
+            packages.push(Text::new(
+                format!("{component}/debian-installer/binary-{arch}/Packages"),
+                GZIP,
+                256,
+            ));
+        }
+    }
+    let mut lists: Vec<ContentsLists> = info
+        .components
+        .iter()
+        .map(|_| ContentsLists {
+            per_arch: vec![Vec::new(); archs],
+            ..ContentsLists::default()
+        })
+        .collect();
+    records.binaries(&mut |b| {
+        let Some(c) = info.components.iter().position(|x| x == b.component) else {
+            return;
+        };
+        let targets = if b.architecture == "all" {
+            0..archs
+        } else if let Some(a) = info.architectures.iter().position(|x| x == b.architecture) {
+            a..a + 1
+        } else {
+            return;
+        };
+        let udeb = usize::from(b.package_type == PackageType::Udeb);
+        for a in targets.clone() {
+            packages[(c * archs + a) * 2 + udeb].stanza(b.package, b.stanza);
+        }
+        if let (PackageType::Deb, Some(list)) = (b.package_type, b.contents) {
+            let l = &mut lists[c];
+            let start = l.arena.len();
+            l.arena.push_str(list);
+            let owner = l.owners.len();
+            l.owners.push(format!("{}/{}", b.section, b.package));
+            for a in targets {
+                l.per_arch[a].push((start, l.arena.len(), owner));
             }
-            let mut owners: Vec<String> = Vec::new();
-            let mut lists: Vec<&str> = Vec::new();
-            for (b, list) in &contents.binaries {
-                if b.record.package_type != PackageType::Deb
-                    || &b.record.component != component
-                    || !(&b.architecture == arch || b.architecture == "all")
-                {
-                    continue;
-                }
-                if let Some(list) = list {
-                    owners.push(format!("{}/{}", b.record.section, b.package));
-                    lists.push(list);
-                }
-            }
+        }
+    })?;
+    let mut sources: Vec<Text> = info
+        .components
+        .iter()
+        .map(|c| Text::new(format!("{c}/source/Sources"), BOTH, 256))
+        .collect();
+    records.sources(&mut |s| {
+        if let Some(c) = info.components.iter().position(|x| x == s.component) {
+            sources[c].stanza(s.name, s.stanza.as_bytes());
+        }
+    })?;
+
+    tracing::debug!(dir = %spec.dir, elapsed = ?started.elapsed(), "records read");
+    let mut texts: Vec<Text> = Vec::new();
+    let mut small: Vec<File> = Vec::new();
+    let mut packages = packages.into_iter();
+    let mut sources = sources.into_iter();
+    for (component, l) in info.components.iter().zip(&lists) {
+        for (a, arch) in info.architectures.iter().enumerate() {
+            texts.push(packages.next().expect("a deb text per architecture"));
+            texts.push(packages.next().expect("a udeb text per architecture"));
+            small.push(File {
+                path: format!("{component}/binary-{arch}/Release"),
+                data: release::render_component(info, component, arch).into_bytes(),
+                ..File::default()
+            });
             let mut entries = Vec::new();
-            for (owner, list) in owners.iter().zip(&lists) {
-                entries.extend(list.lines().map(|path| (path, owner.as_str())));
+            for &(start, end, owner) in &l.per_arch[a] {
+                let owner = l.owners[owner].as_str();
+                entries.extend(l.arena[start..end].lines().map(|path| (path, owner)));
             }
             let mut t = Text::new(format!("{component}/Contents-{arch}"), GZIP, 2048);
+            t.listed_only = true;
             super::index::contents(entries, |path, line| {
                 t.data.extend_from_slice(line.as_bytes());
                 t.records
@@ -170,41 +247,62 @@ pub fn render(
             });
             texts.push(t);
         }
-        let mut sources: Vec<(&str, &str)> = contents
-            .sources
-            .iter()
-            .filter(|(_, s)| &s.component == component)
-            .map(|(n, s)| (n.as_str(), s.stanza.as_str()))
-            .collect();
-        sources.sort_unstable();
-        let mut t = Text::new(format!("{component}/source/Sources"), BOTH, 256);
-        for (name, stanza) in sources {
-            t.stanza(name, stanza);
-        }
-        texts.push(t);
-        small.push((
-            format!("{component}/source/Release"),
-            release::render_component(info, component, "source").into_bytes(),
-        ));
+        texts.push(sources.next().expect("a sources text per component"));
+        small.push(File {
+            path: format!("{component}/source/Release"),
+            data: release::render_component(info, component, "source").into_bytes(),
+            ..File::default()
+        });
     }
-    compress_all(texts, small, levels, cache)
+    drop(lists);
+    tracing::debug!(dir = %spec.dir, elapsed = ?started.elapsed(), "contents sorted");
+    Ok(compress_all(texts, small, levels, cache))
+}
+
+/// The SHA-256 of each piece, on all cores.
+fn parallel_sha256(pieces: &[&[u8]]) -> Vec<[u8; 32]> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = pieces.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = pieces
+            .chunks(per)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|p| <sha2::Sha256 as sha2::Digest>::digest(p).into())
+                        .collect::<Vec<[u8; 32]>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("digest thread panicked"))
+            .collect()
+    })
 }
 
 /// Compresses every text from cached or freshly compressed segments (on all cores).
 fn compress_all(
     texts: Vec<Text>,
-    small: Vec<(String, Vec<u8>)>,
+    small: Vec<File>,
     levels: Levels,
     cache: SegmentCache<'_>,
 ) -> Rendered {
     // (text index, kind) → list of (key, segment range)
     let mut plan: Vec<Plan> = Vec::new();
+    let mut text_parts: Vec<Vec<([u8; 32], usize)>> = Vec::new();
     for (i, t) in texts.iter().enumerate() {
         let segments = compression::split(t.data.len(), &t.records, t.spacing, 4 << 20);
-        let digests: Vec<String> = segments
-            .iter()
-            .map(|&(a, b)| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&t.data[a..b])))
-            .collect();
+        let pieces: Vec<&[u8]> = segments.iter().map(|&(a, b)| &t.data[a..b]).collect();
+        let digests = parallel_sha256(&pieces);
+        text_parts.push(
+            digests
+                .iter()
+                .zip(&segments)
+                .map(|(d, &(_, end))| (*d, end))
+                .collect(),
+        );
         for &kind in t.kinds {
             let level = levels.of(kind);
             let tag = match kind {
@@ -214,7 +312,7 @@ fn compress_all(
             let keyed = segments
                 .iter()
                 .zip(&digests)
-                .map(|(&range, d)| (format!("{tag}{level}-{d}"), range))
+                .map(|(&range, d)| (format!("{tag}{level}-{}", hex::encode(d)), range))
                 .collect();
             plan.push((i, kind, keyed));
         }
@@ -246,23 +344,44 @@ fn compress_all(
     let fresh = parallel_compress(&missing, levels);
     let fresh_keys: Vec<String> = fresh.iter().map(|(k, _)| k.clone()).collect();
     segments.extend(fresh);
+    // A compressed part's key is the digest of its own bytes, never the cache key: the
+    // saved digest states must follow the bytes even if a compressor's output changes.
+    let compressed: Vec<&[u8]> = segments.values().map(Vec::as_slice).collect();
+    let part_keys: BTreeMap<&str, [u8; 32]> = segments
+        .keys()
+        .map(String::as_str)
+        .zip(parallel_sha256(&compressed))
+        .collect();
     let mut files = Vec::new();
     for (i, kind, keyed) in &plan {
-        let parts: Vec<(&[u8], usize)> = keyed
+        let pieces: Vec<(&[u8], usize)> = keyed
             .iter()
             .map(|(key, (a, b))| (segments[key].as_slice(), b - a))
             .collect();
-        files.push((
-            format!("{}{}", texts[*i].path, kind.extension()),
-            compression::assemble(*kind, &parts),
-        ));
+        let (data, ends) = compression::assemble(*kind, &pieces);
+        let parts = keyed
+            .iter()
+            .zip(ends)
+            .map(|((key, _), end)| (part_keys[key.as_str()], end))
+            .collect();
+        files.push(File {
+            path: format!("{}{}", texts[*i].path, kind.extension()),
+            data,
+            parts,
+            listed_only: false,
+        });
     }
     let used = plan
         .iter()
         .flat_map(|(_, _, k)| k.iter().map(|(key, _)| key.clone()))
         .collect();
-    for t in texts {
-        files.push((t.path, t.data));
+    for (t, parts) in texts.into_iter().zip(text_parts) {
+        files.push(File {
+            path: t.path,
+            data: t.data,
+            parts,
+            listed_only: t.listed_only,
+        });
     }
     files.extend(small);
     let new_segments = fresh_keys
@@ -306,24 +425,52 @@ fn parallel_compress(work: &[(String, Kind, &[u8])], levels: Levels) -> Vec<(Str
     })
 }
 
-/// Writes a distribution. `dists_root` is the repository's `dists` directory. Returns the new
-/// by-hash bookkeeping (segments are left to the caller).
+/// Saved digest states of a distribution's files (by path), for the next publish.
+pub type Marks = BTreeMap<String, Vec<Mark>>;
+
+/// Writes a distribution. `dists_root` is the repository's `dists` directory; `marks` are the
+/// digest states saved by the previous publish. Returns the new by-hash bookkeeping (segments
+/// are left to the caller) and the digest states to save.
+#[allow(clippy::too_many_arguments)]
 pub fn write(
     dists_root: &Path,
     spec: &DistSpec,
-    files: &[(String, Vec<u8>)],
+    files: &[File],
+    marks: &Marks,
     key: &ArchiveKey,
     previous: &PublishState,
     now: i64,
     grace_seconds: i64,
-) -> Result<PublishState, PublishError> {
+) -> Result<(PublishState, Marks), PublishError> {
     let dist_dir = dists_root.join(&spec.dir);
     let mut listed = Vec::with_capacity(files.len());
     let mut current = BTreeSet::new();
+    let resumable: Vec<Resumable<'_>> = files
+        .iter()
+        .map(|f| Resumable {
+            data: &f.data,
+            parts: &f.parts,
+            previous: marks.get(&f.path).map_or(&[], Vec::as_slice),
+        })
+        .collect();
+    let mut new_marks = Marks::new();
+    let digests = digests_resumed(&resumable);
+    tracing::debug!(dir = %spec.dir, "digests computed");
     // 1. by-hash copies: SHA256 written, SHA512 a hard link to it.
     let mut by_hash_paths = Vec::with_capacity(files.len());
-    for ((rel, data), d) in files.iter().zip(parallel_digests(files)) {
-        let parent = Path::new(rel)
+    for (f, (d, m)) in files.iter().zip(digests) {
+        if !m.is_empty() {
+            new_marks.insert(f.path.clone(), m);
+        }
+        listed.push(Listed {
+            path: f.path.clone(),
+            digests: d,
+        });
+        if f.listed_only {
+            continue;
+        }
+        let d = &listed.last().expect("just pushed").digests;
+        let parent = Path::new(&f.path)
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
@@ -336,7 +483,7 @@ pub fn write(
             .join("by-hash/SHA512")
             .join(&d.sha512);
         if !by256.exists() {
-            write_new(&by256, data)?;
+            write_new(&by256, &f.data)?;
         }
         if !by512.exists() {
             link_new(&by256, &by512)?;
@@ -349,18 +496,16 @@ pub fn write(
                 .into_owned();
             current.insert(rel_to_root);
         }
-        by_hash_paths.push(by256);
-        listed.push(Listed {
-            path: rel.clone(),
-            digests: d,
-        });
+        by_hash_paths.push((f.path.as_str(), by256));
     }
     // 2. plain names: hard links to the by-hash files, swapped in by rename.
-    for ((rel, _), by256) in files.iter().zip(&by_hash_paths) {
+    for (rel, by256) in &by_hash_paths {
         link_new(by256, &dist_dir.join(rel))?;
     }
+    tracing::debug!(dir = %spec.dir, "indices written");
     // Everything the Release will name is on disk before the Release is.
     sync(&dist_dir)?;
+    tracing::debug!(dir = %spec.dir, "indices synced");
     // 3. Release files, InRelease last.
     let text = release::render(&spec.info, &listed);
     let sign_err = |source| PublishError::Sign {
@@ -396,17 +541,14 @@ pub fn write(
             by_hash.insert(path.clone(), Some(since));
         }
     }
-    Ok(PublishState {
-        by_hash,
-        in_progress: false,
-        segments: previous.segments.clone(),
-    })
-}
-
-/// The digests of every file, computed on all cores.
-fn parallel_digests(files: &[(String, Vec<u8>)]) -> Vec<Digests> {
-    let buffers: Vec<&[u8]> = files.iter().map(|(_, d)| d.as_slice()).collect();
-    crate::checksums::digests_parallel(&buffers)
+    Ok((
+        PublishState {
+            by_hash,
+            in_progress: false,
+            segments: previous.segments.clone(),
+        },
+        new_marks,
+    ))
 }
 
 fn tmp_name(path: &Path) -> PathBuf {
@@ -466,6 +608,7 @@ fn sync(path: &Path) -> Result<(), PublishError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checksums::Digests;
     use crate::openpgp::KeyAlgorithm;
 
     fn spec() -> DistSpec {
@@ -492,31 +635,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = ArchiveKey::generate("t <t@mbd.invalid>", KeyAlgorithm::Ed25519).unwrap();
         let files = |text: &str| {
-            vec![(
-                "main/binary-amd64/Packages".to_string(),
-                text.as_bytes().to_vec(),
-            )]
+            vec![File {
+                path: "main/binary-amd64/Packages".to_string(),
+                data: text.as_bytes().to_vec(),
+                ..File::default()
+            }]
         };
         let by_hash = |text: &str| {
             dir.path()
                 .join("d/main/binary-amd64/by-hash/SHA256")
                 .join(Digests::of(text.as_bytes()).sha256)
         };
-        let s1 = write(
-            dir.path(),
-            &spec(),
-            &files("one\n"),
-            &key,
-            &PublishState::default(),
-            1000,
-            60,
-        )
-        .unwrap();
-        let s2 = write(dir.path(), &spec(), &files("two\n"), &key, &s1, 1010, 60).unwrap();
+        let publish = |text: &str, previous: &PublishState, now: i64| {
+            let (state, _) = write(
+                dir.path(),
+                &spec(),
+                &files(text),
+                &Marks::new(),
+                &key,
+                previous,
+                now,
+                60,
+            )
+            .unwrap();
+            state
+        };
+        let s1 = publish("one\n", &PublishState::default(), 1000);
+        let s2 = publish("two\n", &s1, 1010);
         assert!(by_hash("one\n").exists(), "kept within the grace period");
-        let s3 = write(dir.path(), &spec(), &files("two\n"), &key, &s2, 1069, 60).unwrap();
+        let s3 = publish("two\n", &s2, 1069);
         assert!(by_hash("one\n").exists(), "59 s after it was superseded");
-        write(dir.path(), &spec(), &files("two\n"), &key, &s3, 1070, 60).unwrap();
+        publish("two\n", &s3, 1070);
         assert!(
             !by_hash("one\n").exists(),
             "removed once the grace period is over"

@@ -4,10 +4,13 @@
 //! Packages are kept as *groups*: a source package and the binaries built from it, in one
 //! distribution. Rollbacks, migrations and removals move whole groups.
 
+use super::publish::{BinaryRow, Marks, Records, SourceRow};
+use crate::checksums::Mark;
 use crate::deb::PackageType;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// Bumped whenever the meaning of stored data changes incompatibly.
@@ -33,6 +36,9 @@ const POOL_FREED: TableDefinition<(&str, &str), i64> = TableDefinition::new("poo
 const SEGMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("segments");
 /// segment key → number of published distributions using it
 const SEGMENT_REFS: TableDefinition<&str, u64> = TableDefinition::new("segment_refs");
+/// (repository, distribution) → saved digest states of its published files (a cache: keyed
+/// by content, so a missing or old entry only costs time)
+const DIGEST_MARKS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("digest_marks");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -209,6 +215,7 @@ impl Store {
             tx.open_table(SEGMENTS).map_err(|e| dberr(&e))?;
             tx.open_table(SEGMENT_REFS).map_err(|e| dberr(&e))?;
             tx.open_table(POOL_FREED).map_err(|e| dberr(&e))?;
+            tx.open_table(DIGEST_MARKS).map_err(|e| dberr(&e))?;
         }
         tx.commit().map_err(|e| dberr(&e))?;
         Ok(store)
@@ -355,6 +362,24 @@ impl Store {
             .into_iter()
             .map(|d| read_group(self, &st, &bt, repo, &d, source).map(|g| (d, g)))
             .collect()
+    }
+
+    /// The packages of one distribution, for streaming into its indices.
+    pub fn records<'a>(&'a self, repo: &'a str, dist: &'a str) -> DistRecords<'a> {
+        DistRecords {
+            store: self,
+            repo,
+            dist,
+        }
+    }
+
+    /// The digest states saved by the last publish of a distribution (empty if none or
+    /// unreadable: they are only a cache).
+    pub fn digest_marks(&self, repo: &str, dist: &str) -> Result<Marks, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(DIGEST_MARKS).map_err(|e| self.err(e))?;
+        let v = t.get((repo, dist)).map_err(|e| self.err(e))?;
+        Ok(v.map(|v| decode_marks(v.value())).unwrap_or_default())
     }
 
     pub fn publish_state(&self, repo: &str, dist: &str) -> Result<PublishState, StoreError> {
@@ -510,6 +535,37 @@ pub struct DistContents {
     pub binaries: Vec<(Binary, Option<String>)>,
 }
 
+/// Records held in memory (benchmarks and tests render from these without a store).
+impl Records for DistContents {
+    type Error = std::convert::Infallible;
+
+    fn binaries(&self, f: &mut dyn FnMut(BinaryRow<'_>)) -> Result<(), Self::Error> {
+        for (b, list) in &self.binaries {
+            f(BinaryRow {
+                package: &b.package,
+                architecture: &b.architecture,
+                component: &b.record.component,
+                package_type: b.record.package_type,
+                section: &b.record.section,
+                stanza: b.record.stanza.as_bytes(),
+                contents: list.as_deref(),
+            });
+        }
+        Ok(())
+    }
+
+    fn sources(&self, f: &mut dyn FnMut(SourceRow<'_>)) -> Result<(), Self::Error> {
+        for (name, s) in &self.sources {
+            f(SourceRow {
+                name,
+                component: &s.component,
+                stanza: &s.stanza,
+            });
+        }
+        Ok(())
+    }
+}
+
 fn decode<T: DeserializeOwned>(path: &Path, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Record {
         path: path.to_path_buf(),
@@ -547,6 +603,142 @@ fn decode_binary(path: &Path, key: &str, bytes: &[u8]) -> Result<BinaryRecord, S
         .map_err(|_| corrupt("stanza is not UTF-8"))?
         .to_string();
     Ok(record)
+}
+
+/// Marks: per file, the path's length (u32 LE), the path, the number of marks (u32 LE), then
+/// the marks.
+fn encode_marks(marks: &Marks) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (path, list) in marks {
+        out.extend_from_slice(&(path.len() as u32).to_le_bytes());
+        out.extend_from_slice(path.as_bytes());
+        out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+        for m in list {
+            m.encode(&mut out);
+        }
+    }
+    out
+}
+
+fn decode_marks(mut b: &[u8]) -> Marks {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = b.split_at_checked(n)?;
+        *b = rest;
+        Some(head)
+    }
+    fn u32_of(b: &mut &[u8]) -> Option<usize> {
+        Some(u32::from_le_bytes(take(b, 4)?.try_into().ok()?) as usize)
+    }
+    let mut out = Marks::new();
+    let mut one = |b: &mut &[u8]| -> Option<()> {
+        let n = u32_of(b)?;
+        let path = std::str::from_utf8(take(b, n)?).ok()?.to_string();
+        let count = u32_of(b)?;
+        let mut list = Vec::with_capacity(count.min(1 << 16));
+        for _ in 0..count {
+            list.push(Mark::decode(take(b, Mark::ENCODED_LEN)?)?);
+        }
+        out.insert(path, list);
+        Some(())
+    };
+    while !b.is_empty() {
+        if one(&mut b).is_none() {
+            tracing::warn!("saved digest states are unreadable; hashing anew");
+            return Marks::new();
+        }
+    }
+    out
+}
+
+/// The fields of a stored binary record that publishing needs, borrowed where possible.
+#[derive(Deserialize)]
+struct BinaryHeader<'a> {
+    #[serde(borrow)]
+    component: Cow<'a, str>,
+    package_type: PackageType,
+    #[serde(borrow)]
+    section: Cow<'a, str>,
+    #[serde(borrow)]
+    filename: Cow<'a, str>,
+}
+
+/// The packages of one distribution (see [`Store::records`]).
+pub struct DistRecords<'a> {
+    store: &'a Store,
+    repo: &'a str,
+    dist: &'a str,
+}
+
+impl Records for DistRecords<'_> {
+    type Error = StoreError;
+
+    fn binaries(&self, f: &mut dyn FnMut(BinaryRow<'_>)) -> Result<(), StoreError> {
+        let s = self.store;
+        let (repo, dist) = (self.repo, self.dist);
+        let tx = s.db.begin_read().map_err(|e| s.err(e))?;
+        let binaries_t = tx.open_table(BINARIES).map_err(|e| s.err(e))?;
+        let contents_t = tx.open_table(CONTENTS).map_err(|e| s.err(e))?;
+        for row in binaries_t
+            .range((repo, dist, "", "", "")..(repo, dist, "\u{10FFFF}", "", ""))
+            .map_err(|e| s.err(e))?
+        {
+            let (k, v) = row.map_err(|e| s.err(e))?;
+            let (_, _, _, package, architecture) = k.value();
+            let bytes = v.value();
+            let corrupt = |reason: String| StoreError::Record {
+                path: s.path.clone(),
+                key: package.to_string(),
+                reason,
+            };
+            let len = bytes
+                .get(..4)
+                .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+                .ok_or_else(|| corrupt("record too short".into()))?;
+            let json = bytes
+                .get(4..4 + len)
+                .ok_or_else(|| corrupt("record too short".into()))?;
+            let header: BinaryHeader<'_> =
+                serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))?;
+            let stanza = &bytes[4 + len..];
+            let list = match header.package_type {
+                PackageType::Deb => contents_t
+                    .get((repo, header.filename.as_ref()))
+                    .map_err(|e| s.err(e))?,
+                PackageType::Udeb => None,
+            };
+            f(BinaryRow {
+                package,
+                architecture,
+                component: &header.component,
+                package_type: header.package_type,
+                section: &header.section,
+                stanza,
+                contents: list.as_ref().map(|l| l.value()),
+            });
+        }
+        Ok(())
+    }
+
+    fn sources(&self, f: &mut dyn FnMut(SourceRow<'_>)) -> Result<(), StoreError> {
+        let s = self.store;
+        let (repo, dist) = (self.repo, self.dist);
+        let tx = s.db.begin_read().map_err(|e| s.err(e))?;
+        let sources_t = tx.open_table(SOURCES).map_err(|e| s.err(e))?;
+        for row in sources_t
+            .range((repo, dist, "")..(repo, dist, "\u{10FFFF}"))
+            .map_err(|e| s.err(e))?
+        {
+            let (k, v) = row.map_err(|e| s.err(e))?;
+            let (_, _, name) = k.value();
+            let record: SourceRecord = decode(&s.path, name, v.value())?;
+            f(SourceRow {
+                name,
+                component: &record.component,
+                stanza: &record.stanza,
+            });
+        }
+        Ok(())
+    }
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -803,11 +995,24 @@ impl Txn<'_> {
     }
 
     pub fn remove_publish_state(&mut self, repo: &str, dist: &str) -> Result<(), StoreError> {
-        let mut t = self
-            .tx
-            .open_table(PUBLISHED)
-            .map_err(|e| self.store.err(e))?;
-        t.remove((repo, dist)).map_err(|e| self.store.err(e))?;
+        let s = self.store;
+        let mut t = self.tx.open_table(PUBLISHED).map_err(|e| s.err(e))?;
+        t.remove((repo, dist)).map_err(|e| s.err(e))?;
+        let mut t = self.tx.open_table(DIGEST_MARKS).map_err(|e| s.err(e))?;
+        t.remove((repo, dist)).map_err(|e| s.err(e))?;
+        Ok(())
+    }
+
+    pub fn set_digest_marks(
+        &mut self,
+        repo: &str,
+        dist: &str,
+        marks: &Marks,
+    ) -> Result<(), StoreError> {
+        let s = self.store;
+        let mut t = self.tx.open_table(DIGEST_MARKS).map_err(|e| s.err(e))?;
+        t.insert((repo, dist), encode_marks(marks).as_slice())
+            .map_err(|e| s.err(e))?;
         Ok(())
     }
 
