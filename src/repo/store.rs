@@ -268,45 +268,6 @@ impl Store {
         Ok(out)
     }
 
-    /// All groups of a distribution, sorted by source name (read-only snapshot).
-    pub fn dist_contents(&self, repo: &str, dist: &str) -> Result<DistContents, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let sources_t = tx.open_table(SOURCES).map_err(|e| self.err(e))?;
-        let binaries_t = tx.open_table(BINARIES).map_err(|e| self.err(e))?;
-        let contents_t = tx.open_table(CONTENTS).map_err(|e| self.err(e))?;
-        let mut out = DistContents::default();
-        for row in sources_t
-            .range((repo, dist, "")..(repo, dist, "\u{10FFFF}"))
-            .map_err(|e| self.err(e))?
-        {
-            let (k, v) = row.map_err(|e| self.err(e))?;
-            let (_, _, name) = k.value();
-            out.sources
-                .push((name.to_string(), decode(&self.path, name, v.value())?));
-        }
-        for row in binaries_t
-            .range((repo, dist, "", "", "")..(repo, dist, "\u{10FFFF}", "", ""))
-            .map_err(|e| self.err(e))?
-        {
-            let (k, v) = row.map_err(|e| self.err(e))?;
-            let (_, _, _, package, arch) = k.value();
-            let record = decode_binary(&self.path, package, v.value())?;
-            let files = contents_t
-                .get((repo, record.filename.as_str()))
-                .map_err(|e| self.err(e))?
-                .map(|v| v.value().to_string());
-            out.binaries.push((
-                Binary {
-                    package: package.to_string(),
-                    architecture: arch.to_string(),
-                    record,
-                },
-                files,
-            ));
-        }
-        Ok(out)
-    }
-
     /// The names of distributions of a repository that hold anything.
     pub fn dist_names(&self, repo: &str) -> Result<Vec<String>, StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
