@@ -4,11 +4,13 @@
 //! (deb822), [`deb`] (binary packages), [`dsc`], [`changes`], [`files`] (the file lists both
 //! carry), [`changelog`], plus [`checksums`] and [`openpgp`]. See `docs/ARCHITECTURE.md`.
 
+pub mod api;
 pub mod build;
 pub mod changelog;
 pub mod changes;
 pub mod checksums;
 pub mod control;
+pub mod daemon;
 pub mod deb;
 pub mod dsc;
 pub mod files;

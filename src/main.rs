@@ -1,7 +1,7 @@
 //! The `mbd` command.
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use mbd::changes::Changes;
 use mbd::dsc::Dsc;
 use mbd::files::Trust;
@@ -57,6 +57,22 @@ enum Command {
     /// Work on the repositories.
     #[command(subcommand)]
     Repo(RepoCommand),
+    /// Run the daemon: serve the repositories to apt and the API (first start on an empty
+    /// home creates a default setup: repository 'test' for this host's codename).
+    Daemon {
+        /// Address to serve HTTP on (repeatable; default from <home>/etc/mbd.toml, 0.0.0.0:8066).
+        #[arg(long = "http-endpoint")]
+        http_endpoints: Vec<String>,
+        /// Host name for the URLs given to clients.
+        #[arg(long)]
+        hostname: Option<String>,
+        /// Log level (error, warn, info, debug, trace).
+        #[arg(long)]
+        log_level: Option<String>,
+        /// The administrator's password at first start (else generated and printed once).
+        #[arg(long, env = "MBD_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: Option<String>,
+    },
     /// Print the archive's public key (what apt's signed-by needs).
     PubKey {
         /// Binary instead of ASCII armored.
@@ -136,14 +152,37 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MBD_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()) {
+    // `mbd api <call>` is generated from the API's call registry, not derived.
+    let matches = Cli::command()
+        .subcommand(mbd::api::client::command())
+        .get_matches();
+    if let Some(("api", m)) = matches.subcommand() {
+        let home = matches
+            .get_one::<PathBuf>("home")
+            .cloned()
+            .unwrap_or_default();
+        return match mbd::api::client::run(m, &home) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mbd api: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    if !matches!(cli.command, Command::Daemon { .. }) {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("MBD_LOG")
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("mbd: {e:#}");
@@ -198,7 +237,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
             std::io::stdout().write_all(&key)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Repo(cmd) => repo_command(&home, cmd),
+        Command::Repo(cmd) => {
+            if mbd::daemon::HomeLock::is_held(&home) {
+                anyhow::bail!(
+                    "{}: a daemon runs on this home and owns its store; use 'mbd api' (e.g. 'mbd --home {} api migrate ...')",
+                    home.display(),
+                    home.display()
+                );
+            }
+            repo_command(&home, cmd)
+        }
+        Command::Daemon {
+            http_endpoints,
+            hostname,
+            log_level,
+            admin_password,
+        } => {
+            mbd::daemon::run(mbd::daemon::Options {
+                home,
+                http_endpoints,
+                hostname,
+                log_level,
+                admin_password,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { keyring, files } => {
             let keyring = keyring.as_deref().map(Keyring::from_file).transpose()?;
             let mut failed = 0;

@@ -2,6 +2,8 @@
 
 /// Publishing stays atomic for apt when mbd is killed at any moment.
 mod atomic;
+/// The daemon: apt over its HTTP, every API call through `mbd api`, auth, bad input, restarts.
+mod daemon;
 /// Packages stanzas of real Debian packages against `apt-ftparchive packages`.
 mod differential;
 /// Every fixture parses and verifies; every broken twin fails naming its file and reason.

@@ -500,7 +500,47 @@ impl Engine {
             .collect())
     }
 
-    fn layout(&self, name: &str) -> Result<Layout, RepoError> {
+    /// Runtime objects of other parts of mbd (accounts, tokens, subscriptions), kept in the
+    /// store under their own key prefix (`user/`, `token/`, ...).
+    pub fn object<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, RepoError> {
+        Ok(self.store.config(key)?)
+    }
+
+    /// Every object whose key starts with `prefix`.
+    pub fn objects<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, RepoError> {
+        Ok(self.store.configs(prefix)?)
+    }
+
+    /// Saves an object (one transaction).
+    pub fn put_object<T: Serialize>(&self, key: &str, value: &T) -> Result<(), RepoError> {
+        let mut tx = self.store.write()?;
+        tx.put_config(key, value)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes an object; false if there was none.
+    pub fn delete_object(&self, key: &str) -> Result<bool, RepoError> {
+        let mut tx = self.store.write()?;
+        let existed = tx.delete_config(key)?;
+        tx.commit()?;
+        Ok(existed)
+    }
+
+    /// The distribution (base codename) configuration.
+    pub fn distribution(&self, codename: &str) -> Result<Distribution, RepoError> {
+        self.store
+            .config(&format!("distribution/{codename}"))?
+            .ok_or_else(|| RepoError::Malformed(format!("No distribution '{codename}'")))
+    }
+
+    pub fn layout(&self, name: &str) -> Result<Layout, RepoError> {
         self.store
             .config::<Layout>(&format!("layout/{name}"))?
             .ok_or_else(|| RepoError::Setup(format!("layout '{name}' is missing from the store")))

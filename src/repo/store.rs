@@ -766,6 +766,13 @@ impl Txn<'_> {
         Ok(())
     }
 
+    /// Deletes a configuration object; false if there was none.
+    pub fn delete_config(&mut self, key: &str) -> Result<bool, StoreError> {
+        let mut t = self.tx.open_table(CONFIG).map_err(|e| self.store.err(e))?;
+        let old = t.remove(key).map_err(|e| self.store.err(e))?;
+        Ok(old.is_some())
+    }
+
     /// The group of `source` in `dist`.
     pub fn group(&self, repo: &str, dist: &str, source: &str) -> Result<Group, StoreError> {
         let st = self.tx.open_table(SOURCES).map_err(|e| self.err(e))?;

@@ -1,0 +1,216 @@
+//! Users, passwords and API tokens.
+//!
+//! Passwords are stored as argon2id PHC strings. Tokens are random 32-byte secrets shown once;
+//! the store keeps only their SHA-256, so a copy of the store does not give access. A request
+//! authenticates with HTTP Basic (`user:password` or `user:token`) or `Bearer <token>`.
+
+use super::{ApiError, Level};
+use crate::repo::Engine;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+/// A user of the daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub level: Level,
+    /// argon2id PHC string.
+    pub password: String,
+    /// The OpenPGP key this user uploads with (armored), set by `set_user_key`.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Its fingerprint.
+    #[serde(default)]
+    pub key_fingerprint: Option<String>,
+}
+
+/// An API token; stored under the SHA-256 of its secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Token {
+    pub id: String,
+    pub user: String,
+    pub label: String,
+    pub created: i64,
+}
+
+pub fn user_key(name: &str) -> String {
+    format!("user/{name}")
+}
+
+fn token_key(secret: &str) -> String {
+    format!(
+        "token/{}",
+        hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+    )
+}
+
+/// User names: what a person types, nothing a URL or a log line could misread.
+pub fn valid_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// A random secret: 32 bytes, hex.
+pub fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the system's random source");
+    hex::encode(bytes)
+}
+
+/// A random password a person can copy: 20 characters of base64url.
+pub fn new_password() -> String {
+    let mut bytes = [0u8; 15];
+    getrandom::fill(&mut bytes).expect("the system's random source");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn hash_password(password: &str) -> String {
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .expect("argon2 with default parameters")
+        .to_string()
+}
+
+fn verify_password(hash: &str, password: &str) -> bool {
+    argon2::password_hash::phc::PasswordHash::new(hash)
+        .map(|h| {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Creates or replaces a user.
+pub fn put_user(
+    engine: &Engine,
+    name: &str,
+    level: Level,
+    password: &str,
+) -> Result<User, ApiError> {
+    if !valid_user_name(name) {
+        return Err(ApiError::BadRequest(format!(
+            "'{name}' is not a valid user name (letters, digits, '-', '_', '.'; at most 64)"
+        )));
+    }
+    if level == Level::None {
+        return Err(ApiError::BadRequest(
+            "a user's level is login, staff or admin".to_string(),
+        ));
+    }
+    let old: Option<User> = engine.object(&user_key(name))?;
+    let user = User {
+        name: name.to_string(),
+        level,
+        password: hash_password(password),
+        key: old.as_ref().and_then(|u| u.key.clone()),
+        key_fingerprint: old.and_then(|u| u.key_fingerprint),
+    };
+    engine.put_object(&user_key(name), &user)?;
+    Ok(user)
+}
+
+/// Issues a token for `user`; returns the secret (shown once) and the stored record.
+pub fn create_token(engine: &Engine, user: &str, label: &str) -> Result<(String, Token), ApiError> {
+    let secret = new_secret();
+    let token = Token {
+        id: token_key(&secret)["token/".len().."token/".len() + 12].to_string(),
+        user: user.to_string(),
+        label: label.to_string(),
+        created: crate::repo::publish_time(),
+    };
+    engine.put_object(&token_key(&secret), &token)?;
+    Ok((secret, token))
+}
+
+/// Every token record with its store key.
+pub fn tokens(engine: &Engine) -> Result<Vec<(String, Token)>, ApiError> {
+    Ok(engine.objects::<Token>("token/")?)
+}
+
+/// Who is calling: `None` for an anonymous request. A credential that is given but wrong is
+/// an error (401), never silently anonymous.
+pub fn authenticate(engine: &Engine, header: Option<&str>) -> Result<Option<User>, ApiError> {
+    let Some(header) = header else {
+        return Ok(None);
+    };
+    let refused = |why: &str| ApiError::BadCredentials(why.to_string());
+    let (scheme, value) = header
+        .split_once(' ')
+        .ok_or_else(|| refused("malformed Authorization header"))?;
+    let value = value.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        let token: Token = engine
+            .object(&token_key(value))?
+            .ok_or_else(|| refused("unknown or revoked token"))?;
+        let user: User = engine
+            .object(&user_key(&token.user))?
+            .ok_or_else(|| refused("the token's user no longer exists"))?;
+        return Ok(Some(user));
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(refused("use Basic or Bearer authorization"));
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| refused("malformed Basic credentials"))?;
+    let (name, secret) = decoded
+        .split_once(':')
+        .ok_or_else(|| refused("malformed Basic credentials"))?;
+    let user: Option<User> = if valid_user_name(name) {
+        engine.object(&user_key(name))?
+    } else {
+        None
+    };
+    let Some(user) = user else {
+        return Err(refused("wrong user name or password"));
+    };
+    if let Some(token) = engine.object::<Token>(&token_key(secret))? {
+        if token.user == user.name {
+            return Ok(Some(user));
+        }
+    }
+    if verify_password(&user.password, secret) {
+        Ok(Some(user))
+    } else {
+        Err(refused("wrong user name or password"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_only_themselves() {
+        let h = hash_password("correct horse");
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password(&h, "correct horse"));
+        assert!(!verify_password(&h, "correct hors"));
+        assert!(!verify_password("not a hash", "correct horse"));
+    }
+
+    #[test]
+    fn secrets_are_random() {
+        assert_ne!(new_secret(), new_secret());
+        assert_eq!(new_secret().len(), 64);
+        assert_eq!(new_password().len(), 20);
+    }
+
+    #[test]
+    fn user_names() {
+        assert!(valid_user_name("admin"));
+        assert!(valid_user_name("jane.doe-2"));
+        assert!(!valid_user_name(""));
+        assert!(!valid_user_name("a/b"));
+        assert!(!valid_user_name("a:b"));
+        assert!(!valid_user_name(&"x".repeat(65)));
+    }
+}

@@ -1,0 +1,990 @@
+//! The call registry and the handlers. Each call is declared once in [`CALLS`].
+
+use super::auth::{self, Token, User};
+use super::{ApiError, Arg, Call, Context, Invocation, Kind, Level, Output};
+use crate::repo::distribution::DistName;
+use crate::repo::{Engine, Repository};
+use serde::Serialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+const fn arg(name: &'static str, kind: Kind, default: &'static str, doc: &'static str) -> Arg {
+    Arg {
+        name,
+        kind,
+        required: false,
+        default,
+        doc,
+    }
+}
+
+const fn req(name: &'static str, kind: Kind, doc: &'static str) -> Arg {
+    Arg {
+        name,
+        kind,
+        required: true,
+        default: "",
+        doc,
+    }
+}
+
+const SOURCE: Arg = req("source", Kind::Str, "source package name");
+const DISTRIBUTION: Arg = req(
+    "distribution",
+    Kind::Str,
+    "distribution, <codename>-<repository>-<suite>[-rollback<N>]",
+);
+const VERSION: Arg = arg("version", Kind::Str, "", "only this version");
+const REPOSITORIES: Arg = arg(
+    "repositories",
+    Kind::List,
+    "",
+    "repository identities (default: all)",
+);
+const CODENAMES: Arg = arg("codenames", Kind::List, "", "codenames (default: all)");
+
+/// Every API call, in the order help lists them.
+pub static CALLS: &[Call] = &[
+    Call {
+        name: "status",
+        level: Level::None,
+        changes: false,
+        running: false,
+        doc: "Identity, URL, whether the daemon is started, load, and optionally the repositories.",
+        args: &[arg(
+            "with_repositories",
+            Kind::Bool,
+            "false",
+            "include the repositories and their distributions",
+        )],
+        run: status,
+    },
+    Call {
+        name: "pub_key",
+        level: Level::None,
+        changes: false,
+        running: false,
+        doc: "The archive's public key, ASCII armored (what apt's Signed-By needs).",
+        args: &[],
+        run: pub_key,
+    },
+    Call {
+        name: "dput_conf",
+        level: Level::None,
+        changes: false,
+        running: false,
+        doc: "A dput.cf section for uploading to this daemon.",
+        args: &[],
+        run: dput_conf,
+    },
+    Call {
+        name: "sources_list",
+        level: Level::None,
+        changes: false,
+        running: false,
+        doc: "APT sources for the repositories: one-line format or deb822 (.sources), with Signed-By.",
+        args: &[
+            CODENAMES,
+            REPOSITORIES,
+            arg(
+                "suites",
+                Kind::List,
+                "",
+                "suite names (default: all, in layout order)",
+            ),
+            arg("types", Kind::List, "deb", "deb and/or deb-src"),
+            arg(
+                "format",
+                Kind::Str,
+                "list",
+                "list (one-line) or sources (deb822)",
+            ),
+            arg(
+                "signed_by",
+                Kind::Str,
+                "",
+                "key file path for Signed-By (default: /etc/apt/keyrings/mbd-<identity>.asc); 'inline' embeds the key (sources format only)",
+            ),
+            arg(
+                "options",
+                Kind::Str,
+                "",
+                "extra options for each line, e.g. 'arch=amd64'",
+            ),
+            arg(
+                "rollbacks",
+                Kind::Int,
+                "0",
+                "also list this many rollback distributions per suite (<0: all)",
+            ),
+            arg(
+                "snapshot",
+                Kind::Str,
+                "",
+                "a snapshot name: list <dist>/snapshots/<name> instead",
+            ),
+            arg(
+                "mirror",
+                Kind::Str,
+                "",
+                "base URL to use instead of this daemon's /repositories/",
+            ),
+            arg(
+                "with_comment",
+                Kind::Bool,
+                "false",
+                "a comment line before each entry",
+            ),
+        ],
+        run: sources_list,
+    },
+    Call {
+        name: "ls",
+        level: Level::None,
+        changes: false,
+        running: false,
+        doc: "Versions of a source per repository, distribution and rollback.",
+        args: &[SOURCE, REPOSITORIES, CODENAMES, VERSION],
+        run: ls,
+    },
+    Call {
+        name: "show",
+        level: Level::None,
+        changes: false,
+        running: false,
+        doc: "Like ls, plus .dsc paths and the migration state per distribution.",
+        args: &[SOURCE, REPOSITORIES, CODENAMES, VERSION],
+        run: show,
+    },
+    Call {
+        name: "migrate",
+        level: Level::Staff,
+        changes: true,
+        running: false,
+        doc: "Copy a source and its binaries to the suite its suite migrates to; from a rollback distribution, restore it.",
+        args: &[
+            SOURCE,
+            DISTRIBUTION,
+            arg(
+                "full",
+                Kind::Bool,
+                "false",
+                "follow the migration chain to its end",
+            ),
+            VERSION,
+        ],
+        run: migrate,
+    },
+    Call {
+        name: "remove",
+        level: Level::Admin,
+        changes: true,
+        running: false,
+        doc: "Remove a source and its binaries from a distribution (kept in rollback0 unless told otherwise).",
+        args: &[
+            SOURCE,
+            DISTRIBUTION,
+            arg(
+                "without_rollback",
+                Kind::Bool,
+                "false",
+                "do not keep the removed version in rollback0",
+            ),
+            VERSION,
+        ],
+        run: remove,
+    },
+    Call {
+        name: "snapshot_ls",
+        level: Level::None,
+        changes: false,
+        running: false,
+        doc: "Snapshots of a distribution.",
+        args: &[DISTRIBUTION],
+        run: snapshot_ls,
+    },
+    Call {
+        name: "snapshot_create",
+        level: Level::Admin,
+        changes: true,
+        running: true,
+        doc: "Freeze the current content of a distribution under a name (published under dists/<dist>/snapshots/<name>/).",
+        args: &[DISTRIBUTION, req("name", Kind::Str, "snapshot name")],
+        run: snapshot_create,
+    },
+    Call {
+        name: "snapshot_delete",
+        level: Level::Admin,
+        changes: true,
+        running: true,
+        doc: "Delete a snapshot.",
+        args: &[DISTRIBUTION, req("name", Kind::Str, "snapshot name")],
+        run: snapshot_delete,
+    },
+    Call {
+        name: "start",
+        level: Level::Admin,
+        changes: true,
+        running: false,
+        doc: "Start the daemon after maintenance: uploads and builds run again.",
+        args: &[],
+        run: start,
+    },
+    Call {
+        name: "stop",
+        level: Level::Admin,
+        changes: true,
+        running: false,
+        doc: "Stop for maintenance: HTTP and read calls stay up; uploads and builds pause; nothing is lost.",
+        args: &[],
+        run: stop,
+    },
+    Call {
+        name: "uploaders",
+        level: Level::Admin,
+        changes: false,
+        running: false,
+        doc: "Per repository: whether unauthenticated uploads are allowed, and the users' upload keys.",
+        args: &[REPOSITORIES],
+        run: uploaders,
+    },
+    Call {
+        name: "set_user_key",
+        level: Level::Login,
+        changes: true,
+        running: false,
+        doc: "Set the OpenPGP key (armored) you sign uploads with.",
+        args: &[req("key", Kind::Str, "the public key, ASCII armored")],
+        run: set_user_key,
+    },
+    Call {
+        name: "subscribe",
+        level: Level::Login,
+        changes: true,
+        running: false,
+        doc: "Subscribe to the events of a source in a distribution (empty: all).",
+        args: &[
+            arg("source", Kind::Str, "", "source package (default: all)"),
+            arg("distribution", Kind::Str, "", "distribution (default: all)"),
+        ],
+        run: subscribe,
+    },
+    Call {
+        name: "unsubscribe",
+        level: Level::Login,
+        changes: true,
+        running: false,
+        doc: "Remove a subscription (exact match).",
+        args: &[
+            arg("source", Kind::Str, "", "source package (default: all)"),
+            arg("distribution", Kind::Str, "", "distribution (default: all)"),
+        ],
+        run: unsubscribe,
+    },
+    Call {
+        name: "subscriptions",
+        level: Level::Login,
+        changes: false,
+        running: false,
+        doc: "Your subscriptions.",
+        args: &[],
+        run: subscriptions,
+    },
+    Call {
+        name: "user_add",
+        level: Level::Admin,
+        changes: true,
+        running: false,
+        doc: "Create a user, or reset an existing user's level and password.",
+        args: &[
+            req("name", Kind::Str, "user name"),
+            arg("level", Kind::Str, "login", "login, staff or admin"),
+            arg(
+                "password",
+                Kind::Str,
+                "",
+                "password (default: a generated one, shown once)",
+            ),
+        ],
+        run: user_add,
+    },
+    Call {
+        name: "user_remove",
+        level: Level::Admin,
+        changes: true,
+        running: false,
+        doc: "Delete a user and revoke their tokens.",
+        args: &[req("name", Kind::Str, "user name")],
+        run: user_remove,
+    },
+    Call {
+        name: "users",
+        level: Level::Admin,
+        changes: false,
+        running: false,
+        doc: "The users and their levels.",
+        args: &[],
+        run: users,
+    },
+    Call {
+        name: "token_create",
+        level: Level::Login,
+        changes: true,
+        running: false,
+        doc: "Issue an API token for yourself; the secret is shown once.",
+        args: &[arg("label", Kind::Str, "", "what the token is for")],
+        run: token_create,
+    },
+    Call {
+        name: "token_ls",
+        level: Level::Login,
+        changes: false,
+        running: false,
+        doc: "Your tokens (administrators: everybody's).",
+        args: &[],
+        run: token_ls,
+    },
+    Call {
+        name: "token_revoke",
+        level: Level::Login,
+        changes: true,
+        running: false,
+        doc: "Revoke a token by its id (your own; administrators: anybody's).",
+        args: &[req("id", Kind::Str, "token id, as token_ls shows it")],
+        run: token_revoke,
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static Call> {
+    CALLS.iter().find(|c| c.name == name)
+}
+
+fn status(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let engine = ctx.engine();
+    let running = ctx.is_running();
+    let mut out = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "identity": engine.instance().identity,
+        "url": ctx.url,
+        "incoming_url": format!("{}/incoming/", ctx.url),
+        "running": running,
+        // Builds are not run yet: the load is 0 while started, -1 while stopped (as
+        // mini-buildd reports it).
+        "load": if running { 0.0 } else { -1.0 },
+        "chroots": [],
+        "remotes": [],
+        "uptime": ctx.started.elapsed().map_or(0, |d| d.as_secs()),
+    });
+    if inv.args.bool("with_repositories") {
+        let mut repos = serde_json::Map::new();
+        for r in engine.repositories()? {
+            let layout = engine.layout(&r.layout)?;
+            let mut dists = Vec::new();
+            for codename in &r.codenames {
+                for suite in &layout.suites {
+                    dists.push(DistName::new(codename, &r.identity, &suite.name).to_string());
+                }
+            }
+            repos.insert(
+                r.identity.clone(),
+                json!({
+                    "layout": r.layout,
+                    "codenames": r.codenames,
+                    "allow_unauthenticated_uploads": r.allow_unauthenticated_uploads,
+                    "distributions": dists,
+                }),
+            );
+        }
+        out["repositories"] = serde_json::Value::Object(repos);
+    }
+    Ok(Output::Json(out))
+}
+
+fn pub_key(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
+    let key = ctx.engine().key().public_armored();
+    Ok(Output::Text(String::from_utf8_lossy(&key).into_owned()))
+}
+
+/// `host:port` of a base URL.
+fn authority(url: &str) -> &str {
+    url.split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .trim_end_matches('/')
+}
+
+/// The dput.cf section for this daemon.
+pub fn dput_section(identity: &str, url: &str) -> String {
+    format!(
+        "[mbd-{identity}]\nmethod   = http\nfqdn     = {}\nincoming = /incoming\nlogin    = anonymous\n",
+        authority(url)
+    )
+}
+
+fn dput_conf(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
+    let identity = ctx.engine().instance().identity.clone();
+    Ok(Output::Text(dput_section(&identity, &ctx.url)))
+}
+
+/// What `sources_list` lists: one entry per distribution (and type).
+struct SourcesRequest<'a> {
+    codenames: &'a [String],
+    repositories: &'a [String],
+    suites: &'a [String],
+    rollbacks: i64,
+    snapshot: Option<&'a str>,
+}
+
+struct SourcesEntry {
+    repository: String,
+    suite_path: String,
+    components: Vec<String>,
+    comment: String,
+}
+
+fn sources_entries(
+    engine: &Engine,
+    req: &SourcesRequest<'_>,
+) -> Result<Vec<SourcesEntry>, ApiError> {
+    let pick =
+        |filter: &[String], value: &str| filter.is_empty() || filter.iter().any(|f| f == value);
+    let repos: Vec<Repository> = engine.repositories()?;
+    for want in req.repositories {
+        if !repos.iter().any(|r| &r.identity == want) {
+            return Err(ApiError::NotFound(format!("No such repository '{want}'")));
+        }
+    }
+    let mut out = Vec::new();
+    for repo in repos.iter().filter(|r| pick(req.repositories, &r.identity)) {
+        let layout = engine.layout(&repo.layout)?;
+        for want in req.suites {
+            if layout.suite(want).is_none() {
+                return Err(ApiError::NotFound(format!(
+                    "No suite '{want}' in layout '{}' of repository '{}'",
+                    layout.name, repo.identity
+                )));
+            }
+        }
+        for codename in repo.codenames.iter().filter(|c| pick(req.codenames, c)) {
+            let dist = engine.distribution(codename)?;
+            let mut components = dist.components.clone();
+            components.sort();
+            for suite in layout.suites.iter().filter(|s| pick(req.suites, &s.name)) {
+                let main = DistName::new(codename, &repo.identity, &suite.name);
+                let count = if req.rollbacks < 0 {
+                    suite.rollback
+                } else {
+                    (req.rollbacks as u64).min(u64::from(suite.rollback)) as u32
+                };
+                let names = std::iter::once(main.clone()).chain((0..count).map(|n| DistName {
+                    rollback: Some(n),
+                    ..main.clone()
+                }));
+                for name in names {
+                    let name = name.to_string();
+                    let suite_path = match req.snapshot {
+                        Some(s) => format!("{name}/snapshots/{s}"),
+                        None => name.clone(),
+                    };
+                    out.push(SourcesEntry {
+                        repository: repo.identity.clone(),
+                        comment: format!(
+                            "{} '{suite_path}' ({} layout)",
+                            engine.instance().origin(),
+                            layout.name
+                        ),
+                        suite_path,
+                        components: components.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn sources_list(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let a = &inv.args;
+    let engine = ctx.engine();
+    let identity = engine.instance().identity.clone();
+    let types = a.list("types");
+    for t in types {
+        if t != "deb" && t != "deb-src" {
+            return Err(ApiError::BadRequest(format!(
+                "sources_list: type '{t}' is neither deb nor deb-src"
+            )));
+        }
+    }
+    let deb822 = match a.str("format") {
+        "list" => false,
+        "sources" => true,
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "sources_list: format '{other}' is neither list nor sources"
+            )));
+        }
+    };
+    if let Some(s) = a.opt("snapshot") {
+        if s.contains('/') || s.starts_with('.') {
+            return Err(ApiError::BadRequest(format!(
+                "sources_list: '{s}' is not a snapshot name"
+            )));
+        }
+    }
+    let entries = sources_entries(
+        &engine,
+        &SourcesRequest {
+            codenames: a.list("codenames"),
+            repositories: a.list("repositories"),
+            suites: a.list("suites"),
+            rollbacks: a.int("rollbacks"),
+            snapshot: a.opt("snapshot"),
+        },
+    )?;
+    let base = match a.opt("mirror") {
+        Some(m) => m.trim_end_matches('/').to_string(),
+        None => format!("{}/repositories", ctx.url),
+    };
+    let key_path = format!("/etc/apt/keyrings/mbd-{identity}.asc");
+    let signed_by = a.opt("signed_by").unwrap_or(&key_path);
+    if signed_by == "inline" && !deb822 {
+        return Err(ApiError::BadRequest(
+            "sources_list: signed_by=inline needs format=sources".to_string(),
+        ));
+    }
+    let mut text = String::new();
+    for e in &entries {
+        let uri = format!("{base}/{}", e.repository);
+        if a.bool("with_comment") {
+            text.push_str(&format!("# {}\n", e.comment));
+        }
+        if deb822 {
+            text.push_str(&format!(
+                "Types: {}\nURIs: {uri}\nSuites: {}\nComponents: {}\n",
+                types.join(" "),
+                e.suite_path,
+                e.components.join(" ")
+            ));
+            if signed_by == "inline" {
+                let key = String::from_utf8_lossy(&engine.key().public_armored()).into_owned();
+                text.push_str("Signed-By:\n");
+                for line in key.lines() {
+                    if line.is_empty() {
+                        text.push_str(" .\n");
+                    } else {
+                        text.push_str(&format!(" {line}\n"));
+                    }
+                }
+            } else {
+                text.push_str(&format!("Signed-By: {signed_by}\n"));
+            }
+            for opt in a.str("options").split_whitespace() {
+                if let Some((k, v)) = opt.split_once('=') {
+                    text.push_str(&format!("{}: {v}\n", deb822_option(k)));
+                }
+            }
+            text.push('\n');
+        } else {
+            let mut options = format!("signed-by={signed_by}");
+            if let Some(extra) = a.opt("options") {
+                options.push(' ');
+                options.push_str(extra);
+            }
+            for t in types {
+                text.push_str(&format!(
+                    "{t} [{options}] {uri} {} {}\n",
+                    e.suite_path,
+                    e.components.join(" ")
+                ));
+            }
+        }
+    }
+    Ok(Output::Text(text))
+}
+
+/// One-line option names as deb822 field names (`arch` → `Architectures`, ...).
+fn deb822_option(key: &str) -> String {
+    match key {
+        "arch" => "Architectures".to_string(),
+        "lang" => "Languages".to_string(),
+        "target" => "Targets".to_string(),
+        "pdiffs" => "PDiffs".to_string(),
+        "by-hash" => "By-Hash".to_string(),
+        other => other
+            .split('-')
+            .map(|w| {
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("-"),
+    }
+}
+
+/// Keeps the entries of the requested repositories, codenames and version.
+fn filter_listing<E>(
+    listing: BTreeMap<String, BTreeMap<String, E>>,
+    inv: &Invocation,
+    version_of: impl Fn(&E) -> Option<&str>,
+) -> BTreeMap<String, BTreeMap<String, E>> {
+    let a = &inv.args;
+    let repos = a.list("repositories");
+    let codenames = a.list("codenames");
+    listing
+        .into_iter()
+        .filter(|(repo, _)| repos.is_empty() || repos.contains(repo))
+        .map(|(repo, dists)| {
+            let dists = dists
+                .into_iter()
+                .filter(|(dist, e)| {
+                    let codename = dist.split('-').next().unwrap_or("");
+                    (codenames.is_empty() || codenames.iter().any(|c| c == codename))
+                        && a.opt("version").is_none_or(|v| version_of(e) == Some(v))
+                })
+                .collect::<BTreeMap<_, _>>();
+            (repo, dists)
+        })
+        .filter(|(_, dists)| !dists.is_empty())
+        .collect()
+}
+
+fn ls(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let listing = ctx.engine().ls(inv.args.str("source"))?;
+    Output::json(&filter_listing(listing, inv, |e| e.version.as_deref()))
+}
+
+fn show(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let listing = ctx.engine().show(inv.args.str("source"))?;
+    Output::json(&filter_listing(listing, inv, |e| e.version.as_deref()))
+}
+
+fn migrate(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let a = &inv.args;
+    let targets = ctx.engine_mut().migrate(
+        a.str("source"),
+        a.str("distribution"),
+        a.bool("full"),
+        a.opt("version"),
+    )?;
+    Output::json(&targets)
+}
+
+fn remove(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let a = &inv.args;
+    ctx.engine_mut().remove(
+        a.str("source"),
+        a.str("distribution"),
+        a.bool("without_rollback"),
+        a.opt("version"),
+    )?;
+    Ok(Output::Text(format!(
+        "removed {} from {}",
+        a.str("source"),
+        a.str("distribution")
+    )))
+}
+
+fn snapshot_ls(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    Output::json(&ctx.engine().snapshot_ls(inv.args.str("distribution"))?)
+}
+
+fn snapshot_create(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let (dist, name) = (inv.args.str("distribution"), inv.args.str("name"));
+    ctx.engine_mut().snapshot_create(dist, name)?;
+    Ok(Output::Text(format!("created snapshot {name} of {dist}")))
+}
+
+fn snapshot_delete(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let (dist, name) = (inv.args.str("distribution"), inv.args.str("name"));
+    ctx.engine_mut().snapshot_delete(dist, name)?;
+    Ok(Output::Text(format!("deleted snapshot {name} of {dist}")))
+}
+
+fn start(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
+    let was = ctx.running.swap(true, Ordering::SeqCst);
+    tracing::info!("started by API");
+    Ok(Output::Text(
+        if was { "already started" } else { "started" }.to_string(),
+    ))
+}
+
+fn stop(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
+    let was = ctx.running.swap(false, Ordering::SeqCst);
+    tracing::info!("stopped for maintenance by API");
+    Ok(Output::Text(
+        if was { "stopped" } else { "already stopped" }.to_string(),
+    ))
+}
+
+fn all_users(engine: &Engine) -> Result<Vec<User>, ApiError> {
+    Ok(engine
+        .objects::<User>("user/")?
+        .into_iter()
+        .map(|(_, u)| u)
+        .collect())
+}
+
+fn uploaders(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let engine = ctx.engine();
+    let repos = inv.args.list("repositories");
+    let keys: Vec<serde_json::Value> = all_users(&engine)?
+        .into_iter()
+        .filter_map(|u| {
+            u.key_fingerprint
+                .map(|f| json!({"user": u.name, "fingerprint": f}))
+        })
+        .collect();
+    let mut out = BTreeMap::new();
+    for r in engine.repositories()? {
+        if repos.is_empty() || repos.contains(&r.identity) {
+            out.insert(
+                r.identity.clone(),
+                json!({
+                    "allow_unauthenticated_uploads": r.allow_unauthenticated_uploads,
+                    "uploaders": keys,
+                }),
+            );
+        }
+    }
+    Output::json(&out)
+}
+
+/// The calling user (calls at LOGIN or above always have one).
+fn caller(inv: &Invocation) -> Result<&User, ApiError> {
+    inv.user
+        .as_ref()
+        .ok_or_else(|| ApiError::Internal("authorized call without a user".to_string()))
+}
+
+fn set_user_key(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let engine = ctx.engine_mut();
+    let text = inv.args.str("key");
+    let keyring = crate::openpgp::Keyring::from_bytes(text.as_bytes())
+        .map_err(|e| ApiError::BadRequest(format!("set_user_key: not a usable key: {e}")))?;
+    let fingerprints = keyring.fingerprints();
+    let [fingerprint] = fingerprints.as_slice() else {
+        return Err(ApiError::BadRequest(format!(
+            "set_user_key: give exactly one key, not {}",
+            fingerprints.len()
+        )));
+    };
+    let name = caller(inv)?.name.clone();
+    let mut user: User = engine
+        .object(&auth::user_key(&name))?
+        .ok_or_else(|| ApiError::NotFound(format!("No user '{name}'")))?;
+    user.key = Some(text.to_string());
+    user.key_fingerprint = Some(fingerprint.clone());
+    engine.put_object(&auth::user_key(&name), &user)?;
+    Ok(Output::Text(format!("key {fingerprint} set for {name}")))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+struct Subscription {
+    source: String,
+    distribution: String,
+}
+
+fn subscription_key(user: &str) -> String {
+    format!("subscriptions/{user}")
+}
+
+fn subscribe(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let engine = ctx.engine_mut();
+    let user = &caller(inv)?.name;
+    let wanted = Subscription {
+        source: inv.args.str("source").to_string(),
+        distribution: inv.args.str("distribution").to_string(),
+    };
+    if !wanted.distribution.is_empty() {
+        engine.resolve(&wanted.distribution)?;
+    }
+    let mut list: Vec<Subscription> = engine.object(&subscription_key(user))?.unwrap_or_default();
+    let created = !list.contains(&wanted);
+    if created {
+        list.push(wanted.clone());
+        engine.put_object(&subscription_key(user), &list)?;
+    }
+    Ok(Output::Json(json!({
+        "created": created,
+        "source": wanted.source,
+        "distribution": wanted.distribution,
+    })))
+}
+
+fn unsubscribe(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let engine = ctx.engine_mut();
+    let user = &caller(inv)?.name;
+    let gone = Subscription {
+        source: inv.args.str("source").to_string(),
+        distribution: inv.args.str("distribution").to_string(),
+    };
+    let mut list: Vec<Subscription> = engine.object(&subscription_key(user))?.unwrap_or_default();
+    let before = list.len();
+    list.retain(|s| s != &gone);
+    let removed = if list.len() < before {
+        vec![gone]
+    } else {
+        vec![]
+    };
+    engine.put_object(&subscription_key(user), &list)?;
+    Output::json(&removed)
+}
+
+fn subscriptions(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let list: Vec<Subscription> = ctx
+        .engine()
+        .object(&subscription_key(&caller(inv)?.name))?
+        .unwrap_or_default();
+    Output::json(&list)
+}
+
+fn user_add(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let a = &inv.args;
+    let level = Level::parse(a.str("level")).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "user_add: level '{}' is not login, staff or admin",
+            a.str("level")
+        ))
+    })?;
+    let generated = a.opt("password").is_none();
+    let password = a
+        .opt("password")
+        .map_or_else(auth::new_password, str::to_string);
+    let user = auth::put_user(&ctx.engine_mut(), a.str("name"), level, &password)?;
+    Ok(Output::Json(json!({
+        "name": user.name,
+        "level": user.level,
+        "password": if generated { Some(password) } else { None },
+    })))
+}
+
+fn user_remove(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let engine = ctx.engine_mut();
+    let name = inv.args.str("name");
+    if caller(inv)?.name == name {
+        return Err(ApiError::Conflict(format!(
+            "user_remove: you cannot remove yourself ('{name}')"
+        )));
+    }
+    if !engine.delete_object(&auth::user_key(name))? {
+        return Err(ApiError::NotFound(format!("No user '{name}'")));
+    }
+    for (key, token) in auth::tokens(&engine)? {
+        if token.user == name {
+            engine.delete_object(&key)?;
+        }
+    }
+    engine.delete_object(&subscription_key(name))?;
+    Ok(Output::Text(format!("removed user {name}")))
+}
+
+fn users(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
+    let list: Vec<serde_json::Value> = all_users(&ctx.engine())?
+        .into_iter()
+        .map(|u| json!({"name": u.name, "level": u.level, "key_fingerprint": u.key_fingerprint}))
+        .collect();
+    Output::json(&list)
+}
+
+fn token_create(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let user = caller(inv)?;
+    let (secret, token) = auth::create_token(&ctx.engine_mut(), &user.name, inv.args.str("label"))?;
+    Ok(Output::Json(json!({
+        "id": token.id,
+        "user": token.user,
+        "label": token.label,
+        "token": secret,
+    })))
+}
+
+fn visible_tokens(engine: &Engine, user: &User) -> Result<Vec<(String, Token)>, ApiError> {
+    Ok(auth::tokens(engine)?
+        .into_iter()
+        .filter(|(_, t)| user.level == Level::Admin || t.user == user.name)
+        .collect())
+}
+
+fn token_ls(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let tokens: Vec<Token> = visible_tokens(&ctx.engine(), caller(inv)?)?
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    Output::json(&tokens)
+}
+
+fn token_revoke(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let engine = ctx.engine_mut();
+    let id = inv.args.str("id");
+    let Some((key, _)) = visible_tokens(&engine, caller(inv)?)?
+        .into_iter()
+        .find(|(_, t)| t.id == id)
+    else {
+        return Err(ApiError::NotFound(format!("No token '{id}' of yours")));
+    };
+    engine.delete_object(&key)?;
+    Ok(Output::Text(format!("revoked token {id}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_arguments_declared_once() {
+        let mut names: Vec<&str> = CALLS.iter().map(|c| c.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), CALLS.len());
+        for c in CALLS {
+            let mut args: Vec<&str> = c.args.iter().map(|a| a.name).collect();
+            args.sort();
+            args.dedup();
+            assert_eq!(args.len(), c.args.len(), "{}", c.name);
+            // Defaults must parse as their kind.
+            c.parse_args(
+                &c.args
+                    .iter()
+                    .filter(|a| a.required)
+                    .map(|a| (a.name.to_string(), "x".to_string()))
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", c.name));
+        }
+    }
+
+    #[test]
+    fn arguments_are_typed() {
+        let c = find("sources_list").unwrap();
+        let raw = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let a = c.parse_args(&raw("rollbacks", "2")).unwrap();
+        assert_eq!(a.int("rollbacks"), 2);
+        assert_eq!(a.list("types"), ["deb"]);
+        let e = c.parse_args(&raw("rollbacks", "two")).unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert_eq!(
+            e.to_string(),
+            "sources_list: argument 'rollbacks' must be an integer, not 'two'"
+        );
+        let e = c.parse_args(&raw("with_comment", "maybe")).unwrap_err();
+        assert!(e.to_string().contains("with_comment"), "{e}");
+        let e = c.parse_args(&raw("colour", "red")).unwrap_err();
+        assert!(e.to_string().contains("unknown argument 'colour'"), "{e}");
+        let e = find("ls").unwrap().parse_args(&[]).unwrap_err();
+        assert!(e.to_string().contains("missing argument 'source'"), "{e}");
+    }
+
+    #[test]
+    fn deb822_option_names() {
+        assert_eq!(deb822_option("arch"), "Architectures");
+        assert_eq!(deb822_option("check-valid-until"), "Check-Valid-Until");
+    }
+
+    #[test]
+    fn dput_section_names_the_host() {
+        let s = dput_section("box", "http://box.example.org:8066");
+        assert!(s.starts_with("[mbd-box]\n"));
+        assert!(s.contains("fqdn     = box.example.org:8066\n"));
+    }
+}

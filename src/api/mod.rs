@@ -1,0 +1,492 @@
+//! The daemon's API: one registry ([`calls::CALLS`]) declares every call once — its name, the
+//! authorization level it needs, whether it changes anything, its typed arguments with defaults
+//! and its documentation. The HTTP routes (`/api/<call>`), the `mbd api` command line and the
+//! help texts are all generated from that table.
+//!
+//! A call's handler is plain synchronous code on a [`Context`]; the daemon runs it off the async
+//! runtime. Arguments arrive as text (query string or form) and are checked against the
+//! declaration before any handler runs: a wrong type or an unknown name is a 400 that names it.
+
+pub mod auth;
+pub mod calls;
+pub mod client;
+
+use crate::repo::{Engine, RepoError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Who may make a call: anyone, any logged-in user, staff, or administrators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    None,
+    Login,
+    Staff,
+    Admin,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::None => "NONE",
+            Level::Login => "LOGIN",
+            Level::Staff => "STAFF",
+            Level::Admin => "ADMIN",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Level> {
+        match s.to_ascii_lowercase().as_str() {
+            "login" => Some(Level::Login),
+            "staff" => Some(Level::Staff),
+            "admin" => Some(Level::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// The type of an argument's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Str,
+    Int,
+    Bool,
+    /// Comma-separated on the wire; repeated values on the command line.
+    List,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Str => "a string",
+            Kind::Int => "an integer",
+            Kind::Bool => "true or false",
+            Kind::List => "a comma-separated list",
+        }
+    }
+}
+
+/// One declared argument of a call.
+#[derive(Debug)]
+pub struct Arg {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Required arguments are positional on the command line.
+    pub required: bool,
+    /// The value when not given (text, parsed like a given value).
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+/// A parsed argument value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+    List(Vec<String>),
+}
+
+/// A call's result: text (printed verbatim by `output=plain`) or a JSON document.
+#[derive(Debug)]
+pub enum Output {
+    Text(String),
+    Json(serde_json::Value),
+}
+
+impl Output {
+    pub fn json<T: Serialize>(value: &T) -> Result<Output, ApiError> {
+        serde_json::to_value(value)
+            .map(Output::Json)
+            .map_err(|e| ApiError::Internal(format!("serializing a result: {e}")))
+    }
+}
+
+/// What a handler gets: the checked arguments and the caller.
+pub struct Invocation {
+    pub args: Args,
+    pub user: Option<auth::User>,
+}
+
+pub type Handler = fn(&Context, &Invocation) -> Result<Output, ApiError>;
+
+/// One API call, declared once.
+pub struct Call {
+    pub name: &'static str,
+    pub level: Level,
+    /// Changes state: only POST is accepted.
+    pub changes: bool,
+    /// Needs a started daemon (refused with 503 in maintenance).
+    pub running: bool,
+    pub doc: &'static str,
+    pub args: &'static [Arg],
+    pub run: Handler,
+}
+
+impl Call {
+    pub fn method(&self) -> &'static str {
+        if self.changes { "POST" } else { "GET" }
+    }
+
+    /// Checks raw `name=value` pairs against the declaration; fills in defaults.
+    pub fn parse_args(&self, raw: &[(String, String)]) -> Result<Args, ApiError> {
+        let mut values = BTreeMap::new();
+        for (name, text) in raw {
+            if name == "output" || name == "confirm" {
+                continue;
+            }
+            let Some(arg) = self.args.iter().find(|a| a.name == name) else {
+                let known: Vec<&str> = self.args.iter().map(|a| a.name).collect();
+                return Err(ApiError::BadRequest(format!(
+                    "{}: unknown argument '{name}' (arguments: {})",
+                    self.name,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            };
+            if values.contains_key(arg.name) {
+                return Err(ApiError::BadRequest(format!(
+                    "{}: argument '{name}' given twice",
+                    self.name
+                )));
+            }
+            values.insert(arg.name, parse_value(self.name, arg, text)?);
+        }
+        for arg in self.args {
+            if !values.contains_key(arg.name) {
+                if arg.required {
+                    return Err(ApiError::BadRequest(format!(
+                        "{}: missing argument '{}' ({})",
+                        self.name, arg.name, arg.doc
+                    )));
+                }
+                values.insert(arg.name, parse_value(self.name, arg, arg.default)?);
+            }
+        }
+        Ok(Args { values })
+    }
+}
+
+fn parse_value(call: &str, arg: &Arg, text: &str) -> Result<Value, ApiError> {
+    let wrong = || {
+        ApiError::BadRequest(format!(
+            "{call}: argument '{}' must be {}, not '{text}'",
+            arg.name,
+            arg.kind.name()
+        ))
+    };
+    if text.len() > MAX_ARG_LEN {
+        return Err(ApiError::BadRequest(format!(
+            "{call}: argument '{}' is longer than {MAX_ARG_LEN} bytes",
+            arg.name
+        )));
+    }
+    Ok(match arg.kind {
+        Kind::Str => Value::Str(text.to_string()),
+        Kind::Int => Value::Int(text.trim().parse().map_err(|_| wrong())?),
+        Kind::Bool => Value::Bool(match text.trim().to_ascii_lowercase().as_str() {
+            "" | "false" | "0" | "no" | "off" => false,
+            "true" | "1" | "yes" | "on" => true,
+            _ => return Err(wrong()),
+        }),
+        Kind::List => Value::List(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+        ),
+    })
+}
+
+/// The longest accepted argument value (an armored key fits easily).
+pub const MAX_ARG_LEN: usize = 32 * 1024;
+
+/// Checked argument values of one invocation.
+#[derive(Debug, Default)]
+pub struct Args {
+    values: BTreeMap<&'static str, Value>,
+}
+
+impl Args {
+    /// A string argument; declared arguments always have a value.
+    pub fn str(&self, name: &str) -> &str {
+        match self.values.get(name) {
+            Some(Value::Str(s)) => s,
+            _ => "",
+        }
+    }
+
+    pub fn opt(&self, name: &str) -> Option<&str> {
+        Some(self.str(name)).filter(|s| !s.is_empty())
+    }
+
+    pub fn int(&self, name: &str) -> i64 {
+        match self.values.get(name) {
+            Some(Value::Int(i)) => *i,
+            _ => 0,
+        }
+    }
+
+    pub fn bool(&self, name: &str) -> bool {
+        matches!(self.values.get(name), Some(Value::Bool(true)))
+    }
+
+    pub fn list(&self, name: &str) -> &[String] {
+        match self.values.get(name) {
+            Some(Value::List(l)) => l,
+            _ => &[],
+        }
+    }
+}
+
+/// An API failure, shown to the caller as an RFC 7807 problem with a sentence a person
+/// understands.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{call} needs authorization: {}", level.name())]
+    Unauthorized { call: String, level: Level },
+    #[error("authentication failed: {0}")]
+    BadCredentials(String),
+    #[error("{call} needs authorization: {} (user '{user}' has {})", level.name(), has.name())]
+    Forbidden {
+        call: String,
+        level: Level,
+        user: String,
+        has: Level,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{call} changes state: use {expected}, not {method}")]
+    Method {
+        call: String,
+        method: String,
+        expected: &'static str,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// Details go to the log, not to the caller.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::BadRequest(_) => 400,
+            ApiError::Unauthorized { .. } | ApiError::BadCredentials(_) => 401,
+            ApiError::Forbidden { .. } => 403,
+            ApiError::NotFound(_) => 404,
+            ApiError::Method { .. } => 405,
+            ApiError::Conflict(_) => 409,
+            ApiError::Unavailable(_) => 503,
+            ApiError::Internal(_) => 500,
+            ApiError::Repo(e) => match e {
+                RepoError::Malformed(_)
+                | RepoError::NoSuchRollback { .. }
+                | RepoError::SnapshotName { .. }
+                | RepoError::Setup(_)
+                | RepoError::Component { .. }
+                | RepoError::CannotMigrate(_) => 400,
+                RepoError::NoSuchRepository(_)
+                | RepoError::NoSuchCodename { .. }
+                | RepoError::NoSuchSuite { .. }
+                | RepoError::NoSuchSource { .. }
+                | RepoError::NoSuchSnapshot { .. } => 404,
+                RepoError::NotNewer { .. }
+                | RepoError::PoolConflict { .. }
+                | RepoError::Refused { .. }
+                | RepoError::AlreadyMigrated { .. }
+                | RepoError::RestoreOccupied { .. }
+                | RepoError::SnapshotExists { .. }
+                | RepoError::AmbiguousMeta { .. } => 409,
+                _ => 500,
+            },
+        }
+    }
+
+    /// What the caller reads: internal failures keep their details in the log.
+    pub fn detail(&self) -> String {
+        if self.status() >= 500 && self.status() != 503 {
+            "No public details (see the daemon log)".to_string()
+        } else {
+            self.to_string()
+        }
+    }
+
+    /// The RFC 7807 body.
+    pub fn problem(&self) -> serde_json::Value {
+        serde_json::json!({
+            "type": "about:blank",
+            "status": self.status(),
+            "title": reason_phrase(self.status()),
+            "detail": self.detail(),
+        })
+    }
+}
+
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        416 => "Range Not Satisfiable",
+        503 => "Service Unavailable",
+        _ => "Internal Server Error",
+    }
+}
+
+/// Everything a handler can see: the engine and the daemon's runtime state.
+pub struct Context {
+    /// Readers share; anything that changes the store or the published tree takes it alone.
+    pub engine: RwLock<Engine>,
+    /// Started (uploads and builds run) or stopped (maintenance; HTTP stays up).
+    pub running: AtomicBool,
+    /// The base URL clients use (`http://host:port`).
+    pub url: String,
+    pub started: std::time::SystemTime,
+    pub metrics: Metrics,
+}
+
+impl Context {
+    pub fn new(engine: Engine, url: String) -> Context {
+        Context {
+            engine: RwLock::new(engine),
+            running: AtomicBool::new(true),
+            url,
+            started: std::time::SystemTime::now(),
+            metrics: Metrics::default(),
+        }
+    }
+
+    pub fn engine(&self) -> std::sync::RwLockReadGuard<'_, Engine> {
+        self.engine.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn engine_mut(&self) -> std::sync::RwLockWriteGuard<'_, Engine> {
+        self.engine.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// Looks up the call, checks method, arguments, authorization and maintenance, and runs
+    /// it. `credentials` is the raw `Authorization` header.
+    pub fn invoke(
+        &self,
+        name: &str,
+        method: &str,
+        raw: &[(String, String)],
+        credentials: Option<&str>,
+    ) -> Result<Output, ApiError> {
+        let call = calls::find(name).ok_or_else(|| {
+            ApiError::NotFound(format!("No API call '{name}' (GET /api lists the calls)"))
+        })?;
+        if call.changes && method != "POST" {
+            return Err(ApiError::Method {
+                call: call.name.to_string(),
+                method: method.to_string(),
+                expected: "POST",
+            });
+        }
+        let args = call.parse_args(raw)?;
+        let user = auth::authenticate(&self.engine(), credentials)?;
+        let has = user.as_ref().map_or(Level::None, |u| u.level);
+        if has < call.level {
+            return Err(match user {
+                None => ApiError::Unauthorized {
+                    call: call.name.to_string(),
+                    level: call.level,
+                },
+                Some(u) => ApiError::Forbidden {
+                    call: call.name.to_string(),
+                    level: call.level,
+                    user: u.name,
+                    has,
+                },
+            });
+        }
+        if call.running && !self.is_running() {
+            return Err(ApiError::Unavailable(format!(
+                "{} needs a started daemon; it is stopped for maintenance (an administrator runs 'start')",
+                call.name
+            )));
+        }
+        self.metrics.call(call.name);
+        let result = (call.run)(self, &Invocation { args, user });
+        if let Err(e) = &result {
+            if e.status() >= 500 {
+                tracing::error!(call = call.name, error = %e, "API call failed");
+            } else {
+                tracing::info!(call = call.name, error = %e, "API call refused");
+            }
+        }
+        result
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    pub requests: AtomicU64,
+    pub errors_4xx: AtomicU64,
+    pub errors_5xx: AtomicU64,
+    calls: std::sync::Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Metrics {
+    fn call(&self, name: &'static str) {
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        *calls.entry(name).or_default() += 1;
+    }
+
+    pub fn record_status(&self, status: u16) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        match status {
+            400..=499 => self.errors_4xx.fetch_add(1, Ordering::Relaxed),
+            500..=599 => self.errors_5xx.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, running: bool) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP mbd_up Whether the daemon is started (1) or stopped for maintenance (0).\n# TYPE mbd_up gauge\n");
+        out.push_str(&format!("mbd_up {}\n", u8::from(running)));
+        out.push_str("# HELP mbd_http_requests_total HTTP requests served.\n# TYPE mbd_http_requests_total counter\n");
+        out.push_str(&format!(
+            "mbd_http_requests_total {}\n",
+            self.requests.load(Ordering::Relaxed)
+        ));
+        out.push_str("# HELP mbd_http_errors_total HTTP responses with an error status, by class.\n# TYPE mbd_http_errors_total counter\n");
+        out.push_str(&format!(
+            "mbd_http_errors_total{{class=\"4xx\"}} {}\nmbd_http_errors_total{{class=\"5xx\"}} {}\n",
+            self.errors_4xx.load(Ordering::Relaxed),
+            self.errors_5xx.load(Ordering::Relaxed)
+        ));
+        out.push_str("# HELP mbd_api_calls_total API calls run, by call.\n# TYPE mbd_api_calls_total counter\n");
+        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, n) in calls.iter() {
+            out.push_str(&format!("mbd_api_calls_total{{call=\"{name}\"}} {n}\n"));
+        }
+        out
+    }
+}

@@ -1,0 +1,397 @@
+//! Serving the published trees to apt: `/repositories/<id>/{dists,pool}/...`.
+//!
+//! Only the two published subtrees of a configured repository are reachable. Every path
+//! segment is percent-decoded and checked on its own (no `..`, no `.` files, no separators,
+//! no NUL), and the resolved path must still lie inside the repository's directory after
+//! symlinks are followed. Nothing else under the home (store, keys, logs) can be named.
+//!
+//! Responses carry Content-Type, Content-Length, Last-Modified and an ETag; HEAD, single
+//! byte ranges (with If-Range), If-None-Match and If-Modified-Since work as apt expects.
+//! Pool files and by-hash files never change under their name, so they get a year of
+//! caching; everything else under `dists/` must be revalidated.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+/// Why a path is not served.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A segment that could climb out or hide: `..`, `.x`, `a/b` encoded, NUL.
+    Invalid(String),
+    NotFound,
+}
+
+/// Percent-decodes one path segment; `None` if the encoding is broken or not UTF-8.
+fn decode_segment(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The decoded segments of a request path below `/repositories/`. An empty last segment
+/// (a trailing slash) is kept as a marker for directories.
+pub fn segments(raw: &str) -> Result<Vec<String>, Refusal> {
+    let mut out = Vec::new();
+    let parts: Vec<&str> = raw.split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if part.is_empty() && i + 1 == parts.len() {
+            break;
+        }
+        let seg = decode_segment(part)
+            .ok_or_else(|| Refusal::Invalid(format!("'{part}' is not a valid path segment")))?;
+        if seg.is_empty()
+            || seg.starts_with('.')
+            || seg.contains('/')
+            || seg.contains('\\')
+            || seg.contains('\0')
+        {
+            return Err(Refusal::Invalid(format!(
+                "'{seg}' is not allowed in a repository path"
+            )));
+        }
+        out.push(seg);
+    }
+    Ok(out)
+}
+
+/// Maps checked segments to a file or directory of a published tree.
+pub fn resolve(repositories: &Path, segs: &[String]) -> Result<PathBuf, Refusal> {
+    let Some(repo) = segs.first() else {
+        return Ok(repositories.to_path_buf());
+    };
+    if !repo
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
+        return Err(Refusal::NotFound);
+    }
+    if let Some(top) = segs.get(1) {
+        if top != "dists" && top != "pool" {
+            return Err(Refusal::NotFound);
+        }
+    }
+    let root = repositories.join(repo);
+    let mut path = root.clone();
+    for s in &segs[1..] {
+        path.push(s);
+    }
+    // Follow symlinks, then make sure we are still inside this repository.
+    let real = path.canonicalize().map_err(|_| Refusal::NotFound)?;
+    let real_root = root.canonicalize().map_err(|_| Refusal::NotFound)?;
+    if !real.starts_with(&real_root) {
+        return Err(Refusal::NotFound);
+    }
+    Ok(real)
+}
+
+pub fn content_type(name: &str) -> &'static str {
+    let ext = name.rsplit_once('.').map_or("", |(_, e)| e);
+    match ext {
+        "deb" | "udeb" | "ddeb" => "application/vnd.debian.binary-package",
+        "gz" => "application/gzip",
+        "xz" => "application/x-xz",
+        "bz2" => "application/x-bzip2",
+        "zst" => "application/zstd",
+        "gpg" | "asc" => "application/pgp-signature",
+        "dsc" | "changes" | "buildinfo" => "text/plain; charset=utf-8",
+        "html" => "text/html; charset=utf-8",
+        "" if matches!(
+            name,
+            "Release" | "InRelease" | "Packages" | "Sources" | "Contents" | "Index"
+        ) =>
+        {
+            "text/plain; charset=utf-8"
+        }
+        _ => "application/octet-stream",
+    }
+}
+
+/// Files whose content never changes under their name.
+fn immutable(segs: &[String]) -> bool {
+    segs.get(1).is_some_and(|s| s == "pool") || segs.iter().any(|s| s == "by-hash")
+}
+
+fn etag(len: u64, modified: SystemTime) -> String {
+    let nanos = modified
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("\"{len:x}-{nanos:x}\"")
+}
+
+/// A single byte range `bytes=a-b`, `a-` or `-n` within `len`; `Err` if unsatisfiable,
+/// `Ok(None)` if absent or not understood (then the whole file is sent, as RFC 9110 allows).
+fn parse_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.split_once('-') else {
+        return Ok(None);
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let (start, end) = match (a.is_empty(), b.is_empty()) {
+        (true, false) => {
+            let n: u64 = b.parse().map_err(|_| ())?;
+            if n == 0 {
+                return Err(());
+            }
+            (len.saturating_sub(n), len.saturating_sub(1))
+        }
+        (false, _) => {
+            let start: u64 = a.parse().map_err(|_| ())?;
+            let end = if b.is_empty() {
+                len.saturating_sub(1)
+            } else {
+                b.parse::<u64>().map_err(|_| ())?.min(len.saturating_sub(1))
+            };
+            (start, end)
+        }
+        (true, true) => return Ok(None),
+    };
+    if len == 0 || start >= len || end < start {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn listing(dir: &Path, url_path: &str) -> Response {
+    let mut names: Vec<(String, bool)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    let is_dir = e.file_type().ok()?.is_dir();
+                    (!name.starts_with('.')).then_some((name, is_dir))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    let mut body = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of {0}</title></head>\n<body><h1>Index of {0}</h1>\n<ul>\n",
+        html_escape(url_path)
+    );
+    for (name, is_dir) in names {
+        let slash = if is_dir { "/" } else { "" };
+        let n = html_escape(&name);
+        body.push_str(&format!("<li><a href=\"{n}{slash}\">{n}{slash}</a></li>\n"));
+    }
+    body.push_str("</ul></body></html>\n");
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
+/// Serves `raw` (the request path after `/repositories/`).
+pub async fn serve(
+    repositories: PathBuf,
+    raw: String,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let segs = segments(&raw)?;
+    let dirs_only = raw.is_empty() || raw.ends_with('/');
+    let path = {
+        let (r, s) = (repositories.clone(), segs.clone());
+        tokio::task::spawn_blocking(move || resolve(&r, &s))
+            .await
+            .map_err(|_| Refusal::NotFound)??
+    };
+    let meta = tokio::fs::metadata(&path)
+        .await
+        .map_err(|_| Refusal::NotFound)?;
+    if meta.is_dir() {
+        let url_path = format!("/repositories/{raw}");
+        if !dirs_only {
+            return Ok((
+                StatusCode::MOVED_PERMANENTLY,
+                [(header::LOCATION, format!("{url_path}/"))],
+            )
+                .into_response());
+        }
+        return tokio::task::spawn_blocking(move || listing(&path, &url_path))
+            .await
+            .map_err(|_| Refusal::NotFound);
+    }
+    if dirs_only || !meta.is_file() {
+        return Err(Refusal::NotFound);
+    }
+    let len = meta.len();
+    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let tag = etag(len, modified);
+    let last_modified = httpdate::fmt_http_date(modified);
+    let name = segs.last().map_or("", String::as_str);
+    let mut builder = Response::builder()
+        .header(header::CONTENT_TYPE, content_type(name))
+        .header(header::ETAG, &tag)
+        .header(header::LAST_MODIFIED, &last_modified)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(
+            header::CACHE_CONTROL,
+            if immutable(&segs) {
+                "public, max-age=31536000, immutable"
+            } else {
+                "no-cache"
+            },
+        );
+    // Conditional requests: If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
+    let not_modified = match header_str(&headers, header::IF_NONE_MATCH) {
+        Some(inm) => inm.split(',').any(|t| {
+            let t = t.trim();
+            t == "*" || t.trim_start_matches("W/") == tag
+        }),
+        None => header_str(&headers, header::IF_MODIFIED_SINCE)
+            .and_then(|s| httpdate::parse_http_date(s).ok())
+            .is_some_and(|since| {
+                let secs = |t: SystemTime| {
+                    t.duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs())
+                };
+                secs(modified) <= secs(since)
+            }),
+    };
+    if not_modified {
+        return Ok(builder
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .unwrap_or_default());
+    }
+    let if_range_ok = match header_str(&headers, header::IF_RANGE) {
+        None => true,
+        Some(v) if v.starts_with('"') || v.starts_with("W/") => v == tag,
+        Some(v) => httpdate::parse_http_date(v)
+            .ok()
+            .is_some_and(|d| httpdate::fmt_http_date(d) == last_modified),
+    };
+    let range = if if_range_ok {
+        parse_range(header_str(&headers, header::RANGE), len)
+    } else {
+        Ok(None)
+    };
+    let (status, start, count) = match range {
+        Err(()) => {
+            return Ok(builder
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{len}"))
+                .body(Body::empty())
+                .unwrap_or_default());
+        }
+        Ok(Some((a, b))) => {
+            builder = builder.header(header::CONTENT_RANGE, format!("bytes {a}-{b}/{len}"));
+            (StatusCode::PARTIAL_CONTENT, a, b - a + 1)
+        }
+        Ok(None) => (StatusCode::OK, 0, len),
+    };
+    builder = builder
+        .status(status)
+        .header(header::CONTENT_LENGTH, HeaderValue::from(count));
+    if method == Method::HEAD {
+        return Ok(builder.body(Body::empty()).unwrap_or_default());
+    }
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| Refusal::NotFound)?;
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|_| Refusal::NotFound)?;
+    }
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(count), 64 * 1024);
+    Ok(builder.body(Body::from_stream(stream)).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_refuse_escapes() {
+        assert_eq!(
+            segments("test/dists/x/InRelease").unwrap(),
+            ["test", "dists", "x", "InRelease"]
+        );
+        assert_eq!(segments("test/dists/").unwrap(), ["test", "dists"]);
+        for bad in [
+            "test/../mbd.redb",
+            "test/%2e%2e/keys",
+            "test/dists/%2Fetc",
+            "test//dists",
+            "test/.hidden",
+            "test/a%00b",
+            "test/%zz",
+        ] {
+            assert!(
+                matches!(segments(bad), Err(Refusal::Invalid(_))),
+                "{bad} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn resolve_stays_inside_published_trees() {
+        let dir = tempfile::tempdir().unwrap();
+        let repos = dir.path().join("repositories");
+        std::fs::create_dir_all(repos.join("test/dists/d")).unwrap();
+        std::fs::create_dir_all(repos.join("test/conf")).unwrap();
+        std::fs::write(repos.join("test/dists/d/Release"), "x").unwrap();
+        std::fs::write(dir.path().join("secret"), "key").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), repos.join("test/dists/link"))
+            .unwrap();
+        let segs = |s: &str| segments(s).unwrap();
+        assert!(resolve(&repos, &segs("test/dists/d/Release")).is_ok());
+        assert_eq!(
+            resolve(&repos, &segs("test/dists/link")),
+            Err(Refusal::NotFound)
+        );
+        assert_eq!(resolve(&repos, &segs("test/conf")), Err(Refusal::NotFound));
+        assert_eq!(resolve(&repos, &segs("Test/dists")), Err(Refusal::NotFound));
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(Some("bytes=0-9"), 100), Ok(Some((0, 9))));
+        assert_eq!(parse_range(Some("bytes=90-"), 100), Ok(Some((90, 99))));
+        assert_eq!(parse_range(Some("bytes=-10"), 100), Ok(Some((90, 99))));
+        assert_eq!(parse_range(Some("bytes=50-500"), 100), Ok(Some((50, 99))));
+        assert_eq!(parse_range(Some("bytes=100-"), 100), Err(()));
+        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), Ok(None));
+        assert_eq!(parse_range(None, 100), Ok(None));
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            content_type("a_1_amd64.deb"),
+            "application/vnd.debian.binary-package"
+        );
+        assert_eq!(content_type("InRelease"), "text/plain; charset=utf-8");
+        assert_eq!(content_type("Packages.xz"), "application/x-xz");
+        assert_eq!(content_type("0123abcd"), "application/octet-stream");
+    }
+}

@@ -1,0 +1,754 @@
+//! `mbd daemon`: one process owns a home — its store, its published trees — and serves them:
+//! the repositories to apt, the API to `mbd api` and scripts.
+//!
+//! Start-up: take the home's lock (a second daemon is refused), read `<home>/etc/mbd.toml`
+//! (written with defaults on first start), open the engine — or, on an empty home, create the
+//! embedded default setup — make sure an administrator exists, bind the endpoints, write the
+//! URL to `<home>/var/run/http.url`, and serve until SIGTERM or SIGINT.
+
+pub mod archive;
+pub mod log;
+
+use crate::api::{self, ApiError, Context, Output};
+use crate::repo::{Engine, RepoError, SetupOptions};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, RawQuery, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{home}: another mbd daemon runs on this home{}", pid.as_ref().map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked { home: PathBuf, pid: Option<String> },
+    #[error("{path}: {reason}")]
+    Settings { path: PathBuf, reason: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
+    move |source| DaemonError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The static settings, `<home>/etc/mbd.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Host name put in URLs given to clients (default: the address bound, or this host's name
+    /// when bound to all addresses).
+    #[serde(default)]
+    pub hostname: String,
+    /// Addresses to serve HTTP on; the first one makes the URL.
+    pub http_endpoints: Vec<String>,
+    /// `tracing` filter: error, warn, info, debug, trace (or a full directive).
+    pub log_level: String,
+    /// How many builds run at once.
+    pub build_slots: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            hostname: String::new(),
+            http_endpoints: vec!["0.0.0.0:8066".to_string()],
+            log_level: "info".to_string(),
+            build_slots: 1,
+        }
+    }
+}
+
+pub fn settings_path(home: &Path) -> PathBuf {
+    home.join("etc/mbd.toml")
+}
+
+impl Settings {
+    /// Reads the settings; writes the defaults first if there are none.
+    pub fn load_or_create(home: &Path) -> Result<Settings, DaemonError> {
+        let path = settings_path(home);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| DaemonError::Settings {
+                path,
+                reason: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let s = Settings::default();
+                let text = format!(
+                    "# mbd daemon settings. Runtime objects (repositories, users) live in the store.\n{}",
+                    toml::to_string(&s).map_err(|e| DaemonError::Settings {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?
+                );
+                write_atomic(&path, text.as_bytes(), 0o644)?;
+                Ok(s)
+            }
+            Err(e) => Err(DaemonError::Io { path, source: e }),
+        }
+    }
+}
+
+fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), DaemonError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    f.write_all(data).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// What `mbd daemon` is given on its command line.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub home: PathBuf,
+    pub http_endpoints: Vec<String>,
+    pub hostname: Option<String>,
+    pub log_level: Option<String>,
+    /// The administrator's password at first start (else one is generated and printed).
+    pub admin_password: Option<String>,
+}
+
+/// The exclusive lock on a home, held for the daemon's life.
+pub struct HomeLock {
+    _file: std::fs::File,
+}
+
+pub fn lock_path(home: &Path) -> PathBuf {
+    home.join("var/run/daemon.lock")
+}
+
+impl HomeLock {
+    pub fn acquire(home: &Path) -> Result<HomeLock, DaemonError> {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let path = lock_path(home);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io(&path))?;
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let pid = std::fs::read_to_string(&path)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty());
+            return Err(DaemonError::Locked {
+                home: home.to_path_buf(),
+                pid,
+            });
+        }
+        file.set_len(0).map_err(io(&path))?;
+        writeln!(file, "{}", std::process::id()).map_err(io(&path))?;
+        Ok(HomeLock { _file: file })
+    }
+
+    /// Whether a daemon holds the lock of `home` now.
+    pub fn is_held(home: &Path) -> bool {
+        use std::os::fd::AsRawFd;
+        let Ok(file) = std::fs::File::open(lock_path(home)) else {
+            return false;
+        };
+        // SAFETY: as above; a shared probe that is released when `file` closes.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
+    }
+}
+
+/// Sets up logging for the daemon: stderr (journald keeps it) and `<home>/var/log/daemon.log`.
+pub fn init_logging(home: &Path, level: &str) -> Result<(), DaemonError> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let path = home.join("var/log/daemon.log");
+    let file = log::RotatingFile::open(&path, log::MAX_SIZE).map_err(io(&path))?;
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(level).map_err(|e| DaemonError::Settings {
+            path: settings_path(home),
+            reason: format!("log level '{level}': {e}"),
+        })?;
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(file),
+        )
+        .try_init()
+        .map_err(|e| DaemonError::Settings {
+            path: settings_path(home),
+            reason: format!("logging: {e}"),
+        })
+}
+
+/// The host's Debian codename (from /etc/os-release) and native architecture.
+pub fn host_distribution() -> (String, String) {
+    let codename = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("VERSION_CODENAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "bookworm".to_string());
+    let arch = std::process::Command::new("dpkg")
+        .arg("--print-architecture")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| {
+            match std::env::consts::ARCH {
+                "x86_64" => "amd64",
+                "aarch64" => "arm64",
+                "x86" => "i386",
+                "arm" => "armhf",
+                "powerpc64" => "ppc64el",
+                other => other,
+            }
+            .to_string()
+        });
+    (codename, arch)
+}
+
+/// Opens the engine; on an empty home creates the embedded default: one repository `test`
+/// (layout Default, unauthenticated uploads allowed) for the host's codename and architecture.
+fn open_or_create(home: &Path) -> Result<(Engine, bool), DaemonError> {
+    match Engine::open(home) {
+        Ok(e) => Ok((e, false)),
+        Err(RepoError::NotSetUp { .. }) => {
+            let (codename, arch) = host_distribution();
+            tracing::info!(%codename, %arch, "empty home: creating the default setup");
+            let engine = Engine::setup(
+                home,
+                &SetupOptions {
+                    identity: None,
+                    distributions: vec![format!("{codename}:{arch}")],
+                    repositories: vec![format!("test:Default:{codename}")],
+                    ..SetupOptions::default()
+                },
+            )?;
+            Ok((engine, true))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Makes sure an administrator exists; returns the generated password to print once, if any.
+/// Also keeps a local admin token in `<home>/etc/api-token` (mode 0600) for `mbd api` on
+/// this machine.
+fn ensure_admin(
+    engine: &Engine,
+    home: &Path,
+    password: Option<&str>,
+) -> Result<Option<String>, DaemonError> {
+    let admins = engine
+        .objects::<api::auth::User>("user/")?
+        .into_iter()
+        .any(|(_, u)| u.level == api::Level::Admin);
+    let mut generated = None;
+    if !admins {
+        let pw = match password {
+            Some(p) => p.to_string(),
+            None => {
+                let p = api::auth::new_password();
+                generated = Some(p.clone());
+                p
+            }
+        };
+        api::auth::put_user(engine, "admin", api::Level::Admin, &pw)?;
+    }
+    let token_file = api::client::token_file(home);
+    if !token_file.exists() {
+        if let Some((_, admin)) = engine
+            .objects::<api::auth::User>("user/")?
+            .into_iter()
+            .find(|(_, u)| u.level == api::Level::Admin)
+        {
+            let (secret, _) = api::auth::create_token(engine, &admin.name, "local admin")?;
+            write_atomic(
+                &token_file,
+                format!("{}:{secret}\n", admin.name).as_bytes(),
+                0o600,
+            )?;
+        }
+    }
+    Ok(generated)
+}
+
+fn system_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".to_string();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The URL clients use for an endpoint actually bound.
+fn base_url(bound: SocketAddr, hostname: Option<&str>) -> String {
+    let host = match hostname.filter(|h| !h.is_empty()) {
+        Some(h) => h.to_string(),
+        None if bound.ip().is_unspecified() => system_hostname(),
+        None => match bound {
+            SocketAddr::V6(a) => format!("[{}]", a.ip()),
+            SocketAddr::V4(a) => a.ip().to_string(),
+        },
+    };
+    format!("http://{host}:{}", bound.port())
+}
+
+#[derive(Clone)]
+struct AppState {
+    ctx: Arc<Context>,
+    repositories: PathBuf,
+    access: log::RotatingFile,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(opts: Options) -> Result<(), DaemonError> {
+    let home = opts.home.clone();
+    std::fs::create_dir_all(&home).map_err(io(&home))?;
+    let _lock = HomeLock::acquire(&home)?;
+    let mut settings = Settings::load_or_create(&home)?;
+    if !opts.http_endpoints.is_empty() {
+        settings.http_endpoints = opts.http_endpoints.clone();
+    }
+    if let Some(h) = &opts.hostname {
+        settings.hostname = h.clone();
+    }
+    if let Some(l) = &opts.log_level {
+        settings.log_level = l.clone();
+    }
+    init_logging(&home, &settings.log_level)?;
+    let (engine, created) = open_or_create(&home)?;
+    let admin_password = opts
+        .admin_password
+        .clone()
+        .or_else(|| std::env::var("MBD_ADMIN_PASSWORD").ok());
+    let generated = ensure_admin(&engine, &home, admin_password.as_deref())?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(io(&home))?;
+    runtime.block_on(async move {
+        let mut listeners = Vec::new();
+        for ep in &settings.http_endpoints {
+            let l =
+                tokio::net::TcpListener::bind(ep)
+                    .await
+                    .map_err(|source| DaemonError::Bind {
+                        addr: ep.clone(),
+                        source,
+                    })?;
+            listeners.push(l);
+        }
+        let first = listeners
+            .first()
+            .ok_or_else(|| DaemonError::Settings {
+                path: settings_path(&home),
+                reason: "no HTTP endpoint".to_string(),
+            })?
+            .local_addr()
+            .map_err(io(&home))?;
+        let url = base_url(first, Some(settings.hostname.as_str()));
+        let access_path = home.join("var/log/access.log");
+        let state = AppState {
+            repositories: engine.home().join("repositories"),
+            access: log::RotatingFile::open(&access_path, log::MAX_SIZE)
+                .map_err(io(&access_path))?,
+            ctx: Arc::new(Context::new(engine, url.clone())),
+        };
+        print_banner(&state.ctx, created, generated.as_deref())?;
+        write_atomic(
+            &api::client::url_file(&home),
+            format!("{url}\n").as_bytes(),
+            0o644,
+        )?;
+        tracing::info!(%url, "serving");
+        let app = router(state);
+        let shutdown = shutdown_signal();
+        let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
+        let mut servers = Vec::new();
+        for l in listeners {
+            let mut rx = tx.subscribe();
+            let app = app.clone();
+            servers.push(tokio::spawn(async move {
+                axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.recv().await;
+                    })
+                    .await
+            }));
+        }
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = tx.send(());
+        for s in servers {
+            let _ = s.await;
+        }
+        let _ = std::fs::remove_file(api::client::url_file(&home));
+        Ok::<(), DaemonError>(())
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+/// What a newcomer needs: the URL, an apt entry, a dput.cf section (and the admin password
+/// if it was generated).
+fn print_banner(ctx: &Context, created: bool, password: Option<&str>) -> Result<(), DaemonError> {
+    let engine = ctx.engine();
+    let identity = engine.instance().identity.clone();
+    drop(engine);
+    let sources = ctx
+        .invoke(
+            "sources_list",
+            "GET",
+            &[
+                ("format".to_string(), "sources".to_string()),
+                ("signed_by".to_string(), "inline".to_string()),
+                ("suites".to_string(), "unstable".to_string()),
+            ],
+            None,
+        )
+        .ok()
+        .and_then(|o| match o {
+            Output::Text(t) => Some(t),
+            Output::Json(_) => None,
+        })
+        .unwrap_or_default();
+    let mut out = String::new();
+    if created {
+        out.push_str("mbd: created the default setup (repository 'test', layout Default)\n");
+    }
+    out.push_str(&format!(
+        "mbd: archive '{identity}' serving at {0}/ (repositories under {0}/repositories/)\n",
+        ctx.url
+    ));
+    if let Some(pw) = password {
+        out.push_str(&format!(
+            "mbd: administrator 'admin', password (shown once): {pw}\n"
+        ));
+    }
+    out.push_str(&format!(
+        "\n# apt: /etc/apt/sources.list.d/mbd-{identity}.sources (more: mbd api sources_list --help)\n{sources}"
+    ));
+    out.push_str(&format!(
+        "# dput: ~/.dput.cf\n{}\n",
+        api::calls::dput_section(&identity, &ctx.url)
+    ));
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+    Ok(())
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(home_page))
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/api", get(api_index))
+        .route("/api/", get(api_index))
+        .route("/api/{call}", any(api_call))
+        .route("/repositories", get(repositories_root))
+        .route("/repositories/", get(repositories_root))
+        .route("/repositories/{*path}", get(repositories))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), access_log))
+        .with_state(state)
+}
+
+/// The largest request body accepted (API forms; uploads have their own route).
+pub const MAX_BODY: usize = 256 * 1024;
+
+fn problem(e: &ApiError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        e.problem().to_string(),
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"mbd\""),
+        );
+    }
+    r
+}
+
+fn simple_problem(status: StatusCode, detail: String) -> Response {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "status": status.as_u16(),
+        "title": api::reason_phrase(status.as_u16()),
+        "detail": detail,
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn not_found(req: Request) -> Response {
+    simple_problem(
+        StatusCode::NOT_FOUND,
+        format!(
+            "Nothing at {} (try /api or /repositories/)",
+            req.uri().path()
+        ),
+    )
+}
+
+async fn access_log(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let uri = req.uri().to_string();
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "-".to_string(), |c| c.0.ip().to_string());
+    let agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .replace('"', "'");
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    state.ctx.metrics.record_status(status);
+    let len = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    let line = format!(
+        "{peer} - - [{}] \"{method} {uri} HTTP/1.1\" {status} {len} \"-\" \"{agent}\" {:.3}\n",
+        httpdate::fmt_http_date(std::time::SystemTime::now()),
+        started.elapsed().as_secs_f64()
+    );
+    let _ = state.access.append(line.as_bytes());
+    response
+}
+
+async fn home_page(State(state): State<AppState>) -> Response {
+    let ctx = state.ctx.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        let engine = ctx.engine();
+        let identity = engine.instance().identity.clone();
+        let repos = engine.repositories().unwrap_or_default();
+        let mut html = format!(
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>mbd {identity}</title></head>\n<body><h1>mbd archive {identity}</h1>\n<p>{}</p>\n<ul>\n",
+            if ctx.is_running() { "Running." } else { "Stopped for maintenance." }
+        );
+        for r in repos {
+            html.push_str(&format!(
+                "<li><a href=\"/repositories/{0}/\">{0}</a> ({1}): {2}</li>\n",
+                r.identity,
+                r.layout,
+                r.codenames.join(", ")
+            ));
+        }
+        html.push_str("</ul>\n<p><a href=\"/api\">API</a> · <a href=\"/api/pub_key?output=plain\">archive key</a> · <a href=\"/api/sources_list?output=plain\">apt sources</a></p>\n</body></html>\n");
+        html
+    })
+    .await
+    .unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.ctx.metrics.render(state.ctx.is_running()),
+    )
+        .into_response()
+}
+
+async fn api_index() -> Response {
+    let calls: Vec<serde_json::Value> = api::calls::CALLS
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "name": c.name,
+                "method": c.method(),
+                "auth": c.level.name(),
+                "doc": c.doc,
+                "args": c.args.iter().map(|a| serde_json::json!({
+                    "name": a.name,
+                    "type": a.kind.name(),
+                    "required": a.required,
+                    "default": a.default,
+                    "doc": a.doc,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    axum::Json(calls).into_response()
+}
+
+fn form_pairs(data: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(data).into_owned().collect()
+}
+
+async fn api_call(
+    State(state): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return simple_problem(e.status(), format!("request body: {}", e.body_text())),
+    };
+    let mut raw = form_pairs(query.unwrap_or_default().as_bytes());
+    if method == Method::POST && !body.is_empty() {
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !ct.starts_with("application/x-www-form-urlencoded") {
+            return problem(&ApiError::BadRequest(format!(
+                "{name}: send arguments as application/x-www-form-urlencoded, not '{ct}'"
+            )));
+        }
+        raw.extend(form_pairs(&body));
+    }
+    let output = raw
+        .iter()
+        .find(|(k, _)| k == "output")
+        .map_or("json".to_string(), |(_, v)| v.clone());
+    if output != "json" && output != "plain" {
+        return problem(&ApiError::BadRequest(format!(
+            "output '{output}' is neither json nor plain"
+        )));
+    }
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let ctx = state.ctx.clone();
+    let method_name = method.as_str().to_string();
+    let result =
+        tokio::task::spawn_blocking(move || ctx.invoke(&name, &method_name, &raw, auth.as_deref()))
+            .await
+            .unwrap_or_else(|e| Err(ApiError::Internal(format!("API call panicked: {e}"))));
+    match result {
+        Err(e) => problem(&e),
+        Ok(out) => match (out, output.as_str()) {
+            (Output::Text(t), "plain") => {
+                ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], t).into_response()
+            }
+            (Output::Json(v), "plain") => (
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                serde_json::to_string_pretty(&v).unwrap_or_default() + "\n",
+            )
+                .into_response(),
+            (Output::Text(t), _) => axum::Json(serde_json::Value::String(t)).into_response(),
+            (Output::Json(v), _) => axum::Json(v).into_response(),
+        },
+    }
+}
+
+async fn repositories_root(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    serve_archive(state, String::new(), method, headers).await
+}
+
+async fn repositories(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    req: Request,
+) -> Response {
+    // The raw (still percent-encoded) path: segments are decoded and checked one by one.
+    let raw = req
+        .uri()
+        .path()
+        .strip_prefix("/repositories/")
+        .unwrap_or("")
+        .to_string();
+    serve_archive(state, raw, method, headers).await
+}
+
+async fn serve_archive(
+    state: AppState,
+    raw: String,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    match archive::serve(state.repositories.clone(), raw.clone(), method, headers).await {
+        Ok(r) => r,
+        Err(archive::Refusal::Invalid(why)) => simple_problem(StatusCode::BAD_REQUEST, why),
+        Err(archive::Refusal::NotFound) => simple_problem(
+            StatusCode::NOT_FOUND,
+            format!("No published file /repositories/{raw}"),
+        ),
+    }
+}

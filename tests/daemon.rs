@@ -1,0 +1,726 @@
+use crate::util::{Apt, fingerprint, fixtures, mbd, mbd_command, mbd_ok, pkg};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+const ADMIN_PASSWORD: &str = "admin-secret-1";
+
+/// The real daemon on 127.0.0.1:0, stopped (SIGTERM) when dropped.
+struct Daemon {
+    child: Option<Child>,
+    home: PathBuf,
+    url: String,
+    stdout: PathBuf,
+}
+
+impl Daemon {
+    fn start(home: &Path) -> Daemon {
+        let url_file = home.join("var/run/http.url");
+        let _ = std::fs::remove_file(&url_file);
+        let stdout = home.with_extension("stdout");
+        let child = mbd_command(
+            home,
+            &[
+                "daemon",
+                "--http-endpoint",
+                "127.0.0.1:0",
+                "--log-level",
+                "debug",
+            ],
+        )
+        .env("MBD_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(home.with_extension("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+        let mut d = Daemon {
+            child: Some(child),
+            home: home.to_path_buf(),
+            url: String::new(),
+            stdout,
+        };
+        let started = Instant::now();
+        loop {
+            if let Ok(u) = std::fs::read_to_string(&url_file) {
+                d.url = u.trim().to_string();
+                break;
+            }
+            if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("daemon exited with {status}:\n{}", d.log());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "daemon did not start:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.home.with_extension("stderr")).unwrap_or_default()
+    }
+
+    fn banner(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap()
+    }
+
+    fn kill9(&mut self) {
+        let mut c = self.child.take().unwrap();
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child process.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let status = c.wait().unwrap();
+            assert!(status.success(), "daemon exit on SIGTERM: {status}");
+        }
+    }
+
+    /// `mbd api` as the local administrator (the daemon's token file).
+    fn api(&self, args: &[&str]) -> (bool, String) {
+        let mut a = vec!["api"];
+        a.extend_from_slice(args);
+        mbd(&self.home, &a)
+    }
+
+    fn api_ok(&self, args: &[&str]) -> String {
+        let (ok, out) = self.api(args);
+        assert!(ok, "mbd api {args:?} failed:\n{out}\n{}", self.log());
+        out
+    }
+
+    /// `mbd api` with explicit credentials (`None`: anonymous) against the URL.
+    fn api_as(&self, user: Option<(&str, &str)>, args: &[&str]) -> (bool, String) {
+        let mut cmd = mbd_command(Path::new("/nonexistent"), &["api", "--url", &self.url]);
+        cmd.args(args);
+        if let Some((u, p)) = user {
+            cmd.env("MBD_USER", u).env("MBD_PASSWORD", p);
+        }
+        crate::util::run(&mut cmd)
+    }
+
+    /// One raw HTTP/1.1 request (paths exactly as given, nothing normalised).
+    fn raw(&self, request: &str) -> (u16, String, Vec<u8>) {
+        let addr = self.url.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, head, buf[split + 4..].to_vec())
+    }
+
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+        let mut req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        self.raw(&req)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn setup_with_packages(home: &Path) {
+    mbd_ok(
+        home,
+        &[
+            "setup",
+            "--identity",
+            "testhost",
+            "--distributions",
+            "bookworm:amd64",
+            "--repositories",
+            "test:Default:bookworm",
+        ],
+    );
+    for v in ["1.0-1", "1.0-2"] {
+        let changes = pkg(&format!("mbd-hello_{v}~test12+1_amd64.changes"));
+        mbd_ok(
+            home,
+            &[
+                "repo",
+                "include",
+                "bookworm-test-unstable",
+                changes.to_str().unwrap(),
+            ],
+        );
+    }
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[test]
+fn apt_and_every_api_call_through_the_real_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_with_packages(&home);
+    let d = Daemon::start(&home);
+
+    // One daemon per home; the CLI does not touch a store a daemon owns.
+    let (ok, out) = mbd(&home, &["daemon", "--http-endpoint", "127.0.0.1:0"]);
+    assert!(
+        !ok && out.contains("another mbd daemon runs on this home"),
+        "{out}"
+    );
+    let (ok, out) = mbd(&home, &["repo", "ls", "mbd-hello"]);
+    assert!(!ok && out.contains("a daemon runs on this home"), "{out}");
+
+    // apt, with the .sources the API gives (key inline).
+    let sources = d.api_ok(&[
+        "sources_list",
+        "--format",
+        "sources",
+        "--signed-by",
+        "inline",
+        "--suites",
+        "unstable,testing",
+        "--rollbacks",
+        "1",
+        "--types",
+        "deb",
+        "deb-src",
+    ]);
+    assert!(
+        sources.contains("Suites: bookworm-test-unstable-rollback0\n"),
+        "{sources}"
+    );
+    let apt = Apt::new(&sources);
+    apt.update();
+    let (ok, out) = apt.get(&["download", "mbd-hello-doc"]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        std::fs::read(apt.downloaded("mbd-hello-doc_1.0-2~test12+1_all.deb")).unwrap(),
+        std::fs::read(pkg("mbd-hello-doc_1.0-2~test12+1_all.deb")).unwrap()
+    );
+    let (ok, out) = apt.get(&["download", "mbd-hello-doc/bookworm-test-unstable-rollback0"]);
+    assert!(ok, "{out}");
+
+    // The one-line format with a key file.
+    let list = d.api_ok(&["sources_list", "--suites", "stable", "--with-comment"]);
+    assert_eq!(
+        list.lines().nth(1).unwrap(),
+        format!(
+            "deb [signed-by=/etc/apt/keyrings/mbd-testhost.asc] {}/repositories/test bookworm-test-stable main",
+            d.url
+        )
+    );
+
+    // Reads.
+    let status = json(&d.api_ok(&["status", "--with-repositories"]));
+    assert_eq!(status["identity"], "testhost");
+    assert_eq!(status["running"], true);
+    assert_eq!(status["url"], d.url.as_str());
+    assert!(
+        status["repositories"]["test"]["distributions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x == "bookworm-test-unstable")
+    );
+    let key = d.api_ok(&["pub_key"]);
+    assert!(
+        key.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"),
+        "{key}"
+    );
+    let dput = d.api_ok(&["dput_conf"]);
+    assert!(dput.starts_with("[mbd-testhost]\n"), "{dput}");
+    let ls = json(&d.api_ok(&["ls", "mbd-hello"]));
+    assert_eq!(
+        ls["test"]["bookworm-test-unstable"]["version"],
+        "1.0-2~test12+1"
+    );
+    assert_eq!(
+        ls["test"]["bookworm-test-unstable"]["rollbacks"]["bookworm-test-unstable-rollback0"]["version"],
+        "1.0-1~test12+1"
+    );
+    let show = json(&d.api_ok(&["show", "mbd-hello", "--codenames", "bookworm"]));
+    assert_eq!(
+        show["test"]["bookworm-test-unstable"]["migrates_to"],
+        "bookworm-test-testing"
+    );
+    let none = json(&d.api_ok(&["ls", "mbd-hello", "--version", "9.9"]));
+    assert_eq!(none, serde_json::json!({}));
+
+    // Changes: migrate, then apt sees it in testing.
+    let migrated = json(&d.api_ok(&["migrate", "mbd-hello", "bookworm-test-unstable"]));
+    assert_eq!(migrated, serde_json::json!(["bookworm-test-testing"]));
+    apt.update();
+    let (ok, out) = apt.get(&["download", "mbd-hello/bookworm-test-testing"]);
+    assert!(ok, "{out}");
+    d.api_ok(&["remove", "mbd-hello", "bookworm-test-testing"]);
+    let ls = json(&d.api_ok(&["ls", "mbd-hello"]));
+    assert!(
+        ls["test"]["bookworm-test-testing"]["version"].is_null(),
+        "{ls}"
+    );
+    assert_eq!(
+        ls["test"]["bookworm-test-testing"]["rollbacks"]["bookworm-test-testing-rollback0"]["version"],
+        "1.0-2~test12+1"
+    );
+
+    // Snapshots.
+    d.api_ok(&["snapshot_create", "bookworm-test-unstable", "s1"]);
+    assert_eq!(
+        json(&d.api_ok(&["snapshot_ls", "bookworm-test-unstable"])),
+        serde_json::json!(["s1"])
+    );
+    let (code, _, _) = d.get(
+        "/repositories/test/dists/bookworm-test-unstable/snapshots/s1/InRelease",
+        &[],
+    );
+    assert_eq!(code, 200);
+    d.api_ok(&["snapshot_delete", "bookworm-test-unstable", "s1"]);
+    assert_eq!(
+        json(&d.api_ok(&["snapshot_ls", "bookworm-test-unstable"])),
+        serde_json::json!([])
+    );
+
+    // Maintenance: HTTP and reads stay up, calls that need a started daemon wait.
+    assert_eq!(d.api_ok(&["stop"]).trim(), "stopped");
+    let status = json(&d.api_ok(&["status"]));
+    assert_eq!(status["running"], false);
+    assert_eq!(status["load"], -1.0);
+    let (ok, out) = d.api(&["snapshot_create", "bookworm-test-unstable", "s2"]);
+    assert!(
+        !ok && out.contains("HTTP 503") && out.contains("stopped for maintenance"),
+        "{out}"
+    );
+    apt.update();
+    assert_eq!(d.api_ok(&["start"]).trim(), "started");
+    d.api_ok(&["snapshot_create", "bookworm-test-unstable", "s2"]);
+
+    // Users, levels, tokens, keys, subscriptions.
+    let staff = json(&d.api_ok(&[
+        "user_add",
+        "dev",
+        "--level",
+        "staff",
+        "--password",
+        "dev-pw",
+    ]));
+    assert_eq!(staff["level"], "staff");
+    assert!(staff["password"].is_null());
+    let login = json(&d.api_ok(&["user_add", "viewer"]));
+    let viewer_pw = login["password"].as_str().unwrap().to_string();
+    assert_eq!(viewer_pw.len(), 20);
+    let users = json(&d.api_ok(&["users"]));
+    assert_eq!(users.as_array().unwrap().len(), 3, "{users}");
+
+    // Each level refused below it, with 401 for nobody and 403 for too little.
+    let (ok, out) = d.api_as(None, &["migrate", "mbd-hello", "bookworm-test-unstable"]);
+    assert!(
+        !ok && out.contains("migrate needs authorization: STAFF (HTTP 401)"),
+        "{out}"
+    );
+    let (ok, out) = d.api_as(None, &["subscribe"]);
+    assert!(
+        !ok && out.contains("subscribe needs authorization: LOGIN (HTTP 401)"),
+        "{out}"
+    );
+    let (ok, out) = d.api_as(
+        Some(("viewer", &viewer_pw)),
+        &["migrate", "mbd-hello", "bookworm-test-unstable"],
+    );
+    assert!(
+        !ok && out.contains("(HTTP 403)") && out.contains("STAFF"),
+        "{out}"
+    );
+    let (ok, out) = d.api_as(
+        Some(("dev", "dev-pw")),
+        &["remove", "mbd-hello", "bookworm-test-unstable"],
+    );
+    assert!(
+        !ok && out.contains("remove needs authorization: ADMIN") && out.contains("HTTP 403"),
+        "{out}"
+    );
+    let (ok, out) = d.api_as(Some(("dev", "wrong")), &["status"]);
+    assert!(
+        !ok && out.contains("authentication failed") && out.contains("HTTP 401"),
+        "{out}"
+    );
+    let (ok, out) = d.api_as(Some(("admin", "wrong")), &["users"]);
+    assert!(!ok && out.contains("HTTP 401"), "{out}");
+    assert!(d.api_as(Some(("admin", ADMIN_PASSWORD)), &["users"]).0);
+    // Nothing changed by the refused calls.
+    let ls = json(&d.api_ok(&["ls", "mbd-hello"]));
+    assert_eq!(
+        ls["test"]["bookworm-test-unstable"]["version"],
+        "1.0-2~test12+1"
+    );
+
+    // Staff may migrate; a login user may subscribe and manage tokens.
+    let (ok, out) = d.api_as(
+        Some(("dev", "dev-pw")),
+        &["migrate", "mbd-hello", "bookworm-test-unstable"],
+    );
+    assert!(ok, "{out}");
+    let sub = json(
+        &d.api_as(
+            Some(("viewer", &viewer_pw)),
+            &["subscribe", "--source", "mbd-hello"],
+        )
+        .1,
+    );
+    assert_eq!(sub["created"], true);
+    let subs = json(&d.api_as(Some(("viewer", &viewer_pw)), &["subscriptions"]).1);
+    assert_eq!(subs.as_array().unwrap().len(), 1);
+    let gone = json(
+        &d.api_as(
+            Some(("viewer", &viewer_pw)),
+            &["unsubscribe", "--source", "mbd-hello"],
+        )
+        .1,
+    );
+    assert_eq!(gone.as_array().unwrap().len(), 1);
+    let token = json(
+        &d.api_as(
+            Some(("viewer", &viewer_pw)),
+            &["token_create", "--label", "ci"],
+        )
+        .1,
+    );
+    let secret = token["token"].as_str().unwrap().to_string();
+    let id = token["id"].as_str().unwrap().to_string();
+    let (ok, out) = d.api_as(Some(("viewer", &secret)), &["subscriptions"]);
+    assert!(ok, "{out}");
+    let mut bearer = mbd_command(
+        Path::new("/nonexistent"),
+        &["api", "--url", &d.url, "token_ls"],
+    );
+    bearer.env("MBD_TOKEN", &secret);
+    let (ok, out) = crate::util::run(&mut bearer);
+    assert!(ok && out.contains("\"ci\""), "{out}");
+    let (ok, out) = d.api_as(Some(("viewer", &secret)), &["token_revoke", &id]);
+    assert!(ok, "{out}");
+    let (ok, out) = d.api_as(Some(("viewer", &secret)), &["subscriptions"]);
+    assert!(
+        !ok && out.contains("HTTP 401"),
+        "revoked token still works: {out}"
+    );
+
+    // Upload keys.
+    let uploader = std::fs::read_to_string(fixtures().join("keys/uploader.asc")).unwrap();
+    let (ok, out) = d.api_as(Some(("dev", "dev-pw")), &["set_user_key", &uploader]);
+    assert!(ok, "{out}");
+    let (ok, out) = d.api_as(Some(("dev", "dev-pw")), &["set_user_key", "not a key"]);
+    assert!(
+        !ok && out.contains("not a usable key") && out.contains("HTTP 400"),
+        "{out}"
+    );
+    let up = json(&d.api_ok(&["uploaders"]));
+    assert_eq!(up["test"]["allow_unauthenticated_uploads"], true);
+    assert_eq!(up["test"]["uploaders"][0]["user"], "dev");
+    assert_eq!(
+        up["test"]["uploaders"][0]["fingerprint"],
+        fingerprint("uploader").as_str()
+    );
+
+    // Health and metrics.
+    let (code, _, body) = d.get("/health", &[]);
+    assert_eq!((code, body.as_slice()), (200, b"ok\n".as_slice()));
+    let (_, _, body) = d.get("/metrics", &[]);
+    let metrics = String::from_utf8(body).unwrap();
+    assert!(
+        metrics.contains("mbd_api_calls_total{call=\"migrate\"} 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("mbd_up 1"), "{metrics}");
+    // The access log records requests.
+    let access = std::fs::read_to_string(home.join("var/log/access.log")).unwrap();
+    assert!(access.contains("\"GET /metrics HTTP/1.1\" 200"), "{access}");
+    assert!(
+        std::fs::read_to_string(home.join("var/log/daemon.log"))
+            .unwrap()
+            .contains("serving")
+    );
+}
+
+#[test]
+fn http_is_what_apt_expects_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_with_packages(&home);
+    let d = Daemon::start(&home);
+    let inrelease = "/repositories/test/dists/bookworm-test-unstable/InRelease";
+    let on_disk =
+        std::fs::read(home.join("repositories/test/dists/bookworm-test-unstable/InRelease"))
+            .unwrap();
+    let (code, head, body) = d.get(inrelease, &[]);
+    assert_eq!(code, 200);
+    assert_eq!(body, on_disk);
+    assert_eq!(
+        header(&head, "content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(header(&head, "cache-control"), Some("no-cache"));
+    let etag = header(&head, "etag").unwrap().to_string();
+    let modified = header(&head, "last-modified").unwrap().to_string();
+    assert_eq!(d.get(inrelease, &[("If-None-Match", &etag)]).0, 304);
+    assert_eq!(d.get(inrelease, &[("If-Modified-Since", &modified)]).0, 304);
+    let (code, head, body) = d.get(inrelease, &[("Range", "bytes=10-19")]);
+    assert_eq!(code, 206);
+    assert_eq!(body, on_disk[10..20]);
+    assert_eq!(
+        header(&head, "content-range"),
+        Some(format!("bytes 10-19/{}", on_disk.len()).as_str())
+    );
+    assert_eq!(d.get(inrelease, &[("Range", "bytes=999999-")]).0, 416);
+    // A stale If-Range gets the whole file.
+    let (code, _, body) = d.get(
+        inrelease,
+        &[("Range", "bytes=0-1"), ("If-Range", "\"stale\"")],
+    );
+    assert_eq!((code, body.len()), (200, on_disk.len()));
+    let (code, head, body) = d.raw(&format!(
+        "HEAD {inrelease} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(code, 200);
+    assert!(body.is_empty());
+    assert_eq!(
+        header(&head, "content-length"),
+        Some(on_disk.len().to_string().as_str())
+    );
+    let deb = "/repositories/test/pool/main/m/mbd-hello/mbd-hello-doc_1.0-2~test12+1_all.deb";
+    let (code, head, _) = d.get(deb, &[]);
+    assert_eq!(code, 200, "{head}");
+    assert_eq!(
+        header(&head, "content-type"),
+        Some("application/vnd.debian.binary-package")
+    );
+    assert!(
+        header(&head, "cache-control")
+            .unwrap()
+            .contains("immutable")
+    );
+    // Directory listing, and a redirect to the slash form.
+    let (code, _, body) = d.get("/repositories/test/dists/", &[]);
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&body).contains("bookworm-test-unstable/"));
+    assert_eq!(d.get("/repositories/test/dists", &[]).0, 301);
+
+    // Nothing outside the published trees, whatever the spelling.
+    for (path, want) in [
+        ("/repositories/test/../../mbd.redb", 400),
+        ("/repositories/test/%2e%2e/%2e%2e/keys/archive.key", 400),
+        ("/repositories/test/dists/..%2f..%2f..%2fmbd.redb", 400),
+        ("/repositories/test/.staging", 400),
+        ("/repositories/..", 400),
+        ("/repositories/test/conf", 404),
+        ("/repositories/nosuch/dists/", 404),
+        ("/keys/archive.key", 404),
+        ("/mbd.redb", 404),
+        ("/var/log/daemon.log", 404),
+    ] {
+        let (code, head, body) = d.get(path, &[]);
+        assert_eq!(code, want, "{path}: {head}");
+        let problem = json(&String::from_utf8_lossy(&body));
+        assert!(!problem["detail"].as_str().unwrap().is_empty(), "{path}");
+    }
+}
+
+#[test]
+fn bad_input_gets_a_4xx_with_a_reason_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_with_packages(&home);
+    let d = Daemon::start(&home);
+    let before = d.api_ok(&["show", "mbd-hello"]);
+    let inrelease = home.join("repositories/test/dists/bookworm-test-unstable/InRelease");
+    let published = std::fs::read(&inrelease).unwrap();
+    let cases: &[(&[&str], u16, &str)] = &[
+        (
+            &["migrate", "mbd-hello", "bookworm-test"],
+            400,
+            "Malformed distribution 'bookworm-test'",
+        ),
+        (
+            &["migrate", "mbd-hello", "bookworm-nosuch-unstable"],
+            404,
+            "No such repository 'nosuch'",
+        ),
+        (
+            &["remove", "mbd-hello", "bookworm-test-unstable-rollback9"],
+            400,
+            "keeps",
+        ),
+        (
+            &["remove", "nosuch", "bookworm-test-unstable"],
+            404,
+            "No such source 'nosuch'",
+        ),
+        (
+            &["sources_list", "--repositories", "nosuch"],
+            404,
+            "No such repository 'nosuch'",
+        ),
+        (
+            &["sources_list", "--rollbacks", "many"],
+            400,
+            "argument 'rollbacks' must be an integer, not 'many'",
+        ),
+        (
+            &["snapshot_create", "bookworm-test-unstable", "../x"],
+            400,
+            "Invalid snapshot name",
+        ),
+        (&["user_add", "a/b"], 400, "not a valid user name"),
+    ];
+    for (args, status, text) in cases {
+        let (ok, out) = d.api(args);
+        assert!(!ok, "{args:?} succeeded: {out}");
+        assert!(
+            out.contains(text) && out.contains(&format!("HTTP {status}")),
+            "{args:?}: {out}"
+        );
+    }
+    // Raw HTTP: unknown call, unknown argument, wrong method, wrong output, oversized body.
+    let token = std::fs::read_to_string(home.join("etc/api-token")).unwrap();
+    let (user, secret) = token.trim().split_once(':').unwrap();
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{user}:{secret}")
+        )
+    );
+    let (code, head, body) = d.get("/api/nosuch", &[]);
+    assert_eq!(code, 404);
+    assert_eq!(
+        header(&head, "content-type"),
+        Some("application/problem+json")
+    );
+    assert!(
+        json(&String::from_utf8_lossy(&body))["detail"]
+            .as_str()
+            .unwrap()
+            .contains("No API call 'nosuch'")
+    );
+    let (code, _, body) = d.get("/api/ls?source=x&colour=red", &[]);
+    assert_eq!(code, 400);
+    assert!(String::from_utf8_lossy(&body).contains("unknown argument 'colour'"));
+    let (code, head, _) = d.get(
+        "/api/remove?source=mbd-hello&distribution=bookworm-test-unstable",
+        &[("Authorization", &basic)],
+    );
+    assert_eq!(code, 405, "{head}");
+    let (code, _, _) = d.get("/api/status?output=xml", &[]);
+    assert_eq!(code, 400);
+    let big = "x".repeat(1024 * 1024);
+    let (code, _, _) = d.raw(&format!(
+        "POST /api/remove HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {basic}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\nsource={big}",
+        big.len() + 7
+    ));
+    assert_eq!(code, 413);
+    let (code, _, _) = d.raw(&format!(
+        "POST /api/remove HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {basic}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+    ));
+    assert_eq!(code, 400);
+    assert_eq!(d.api_ok(&["show", "mbd-hello"]), before);
+    assert_eq!(std::fs::read(&inrelease).unwrap(), published);
+}
+
+#[test]
+fn kill_9_and_restart_keeps_every_object_and_published_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_with_packages(&home);
+    let mut d = Daemon::start(&home);
+    d.api_ok(&["migrate", "mbd-hello", "bookworm-test-unstable"]);
+    d.api_ok(&["snapshot_create", "bookworm-test-testing", "keep"]);
+    d.api_ok(&[
+        "user_add",
+        "dev",
+        "--level",
+        "staff",
+        "--password",
+        "dev-pw",
+    ]);
+    let show = d.api_ok(&["show", "mbd-hello"]);
+    let tree = |h: &Path| {
+        let mut files = Vec::new();
+        let mut stack = vec![h.join("repositories")];
+        while let Some(p) = stack.pop() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                } else if !e.file_name().to_string_lossy().starts_with('.') {
+                    files.push((e.path(), std::fs::read(e.path()).unwrap()));
+                }
+            }
+        }
+        files.sort();
+        files
+    };
+    let published = tree(&home);
+    d.kill9();
+    let mut d = Daemon::start(&home);
+    assert_eq!(d.api_ok(&["show", "mbd-hello"]), show);
+    assert_eq!(tree(&home), published);
+    assert!(d.api_as(Some(("dev", "dev-pw")), &["status"]).0);
+    assert_eq!(
+        json(&d.api_ok(&["snapshot_ls", "bookworm-test-testing"])),
+        serde_json::json!(["keep"])
+    );
+    // SIGTERM ends it cleanly; afterwards the CLI may use the home again.
+    d.stop();
+    mbd_ok(&home, &["repo", "ls", "mbd-hello"]);
+}
+
+#[test]
+fn first_start_on_an_empty_home_gives_a_usable_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let d = Daemon::start(&home);
+    let banner = d.banner();
+    assert!(banner.contains("created the default setup"), "{banner}");
+    assert!(
+        banner.contains(&format!("serving at {}/", d.url)),
+        "{banner}"
+    );
+    assert!(banner.contains("[mbd-"), "{banner}");
+    // The .sources printed is what apt needs, key included.
+    let start = banner.find("Types: deb").expect("a .sources entry");
+    let end = banner[start..].find("\n\n").unwrap() + start + 1;
+    let apt = Apt::new(&banner[start..end]);
+    apt.update();
+    let settings = std::fs::read_to_string(home.join("etc/mbd.toml")).unwrap();
+    assert!(settings.contains("http_endpoints"), "{settings}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(home.join("etc/api-token"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let status = json(&d.api_ok(&["status", "--with-repositories"]));
+    assert_eq!(
+        status["repositories"]["test"]["allow_unauthenticated_uploads"],
+        true
+    );
+}
