@@ -239,11 +239,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Repo(cmd) => {
             if mbd::daemon::HomeLock::is_held(&home) {
-                anyhow::bail!(
-                    "{}: a daemon runs on this home and owns its store; use 'mbd api' (e.g. 'mbd --home {} api migrate ...')",
-                    home.display(),
-                    home.display()
-                );
+                return through_daemon(&home, cmd);
             }
             repo_command(&home, cmd)
         }
@@ -279,6 +275,65 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+    }
+}
+
+/// A daemon owns the store of `home`: the `repo` commands that have an API call go through
+/// it (with the daemon's local admin token); the others are refused with what to do instead.
+fn through_daemon(home: &Path, cmd: RepoCommand) -> Result<ExitCode> {
+    let s = |v: &str| v.to_string();
+    let argv: Vec<String> = match cmd {
+        RepoCommand::Migrate {
+            source,
+            distribution,
+            full,
+            version,
+        } => {
+            let mut a = vec![s("migrate"), source, distribution];
+            if full {
+                a.push(s("--full"));
+            }
+            a.extend(version.into_iter().flat_map(|v| [s("--version"), v]));
+            a
+        }
+        RepoCommand::Remove {
+            source,
+            distribution,
+            without_rollback,
+            version,
+        } => {
+            let mut a = vec![s("remove"), source, distribution];
+            if without_rollback {
+                a.push(s("--without-rollback"));
+            }
+            a.extend(version.into_iter().flat_map(|v| [s("--version"), v]));
+            a
+        }
+        RepoCommand::Ls { source, .. } => vec![s("ls"), source],
+        RepoCommand::Show { source, .. } => vec![s("show"), source],
+        RepoCommand::Snapshot(SnapshotCommand::Create { distribution, name }) => {
+            vec![s("snapshot_create"), distribution, name]
+        }
+        RepoCommand::Snapshot(SnapshotCommand::Ls { distribution }) => {
+            vec![s("snapshot_ls"), distribution]
+        }
+        RepoCommand::Snapshot(SnapshotCommand::Delete { distribution, name }) => {
+            vec![s("snapshot_delete"), distribution, name]
+        }
+        RepoCommand::Include { .. } | RepoCommand::Publish { .. } => anyhow::bail!(
+            "{}: a daemon runs on this home and owns its store; stop it to include or publish (uploads to the daemon come with dput)",
+            home.display()
+        ),
+    };
+    let matches = mbd::api::client::command()
+        .no_binary_name(true)
+        .try_get_matches_from(&argv)?;
+    match mbd::api::client::run(&matches, home) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("mbd: {e}");
+            Ok(ExitCode::FAILURE)
         }
     }
 }

@@ -188,8 +188,17 @@ fn apt_and_every_api_call_through_the_real_daemon() {
         !ok && out.contains("another mbd daemon runs on this home"),
         "{out}"
     );
-    let (ok, out) = mbd(&home, &["repo", "ls", "mbd-hello"]);
+    let (ok, out) = mbd(
+        &home,
+        &["repo", "include", "bookworm-test-unstable", "x.deb"],
+    );
     assert!(!ok && out.contains("a daemon runs on this home"), "{out}");
+    // The repo commands that have an API call go through the daemon.
+    let ls = json(&mbd_ok(&home, &["repo", "ls", "mbd-hello"]));
+    assert_eq!(
+        ls["test"]["bookworm-test-unstable"]["version"],
+        "1.0-2~test12+1"
+    );
 
     // apt, with the .sources the API gives (key inline).
     let sources = d.api_ok(&[
@@ -652,7 +661,16 @@ fn kill_9_and_restart_keeps_every_object_and_published_file() {
     setup_with_packages(&home);
     let mut d = Daemon::start(&home);
     d.api_ok(&["migrate", "mbd-hello", "bookworm-test-unstable"]);
-    d.api_ok(&["snapshot_create", "bookworm-test-testing", "keep"]);
+    mbd_ok(
+        &home,
+        &[
+            "repo",
+            "snapshot",
+            "create",
+            "bookworm-test-testing",
+            "keep",
+        ],
+    );
     d.api_ok(&[
         "user_add",
         "dev",
