@@ -9,6 +9,8 @@ PACKAGES=(
     build-essential pkg-config nettle-dev libclang-dev clang
     # tests: dpkg (version oracle), gpgv (signature checks), apt-ftparchive (Packages oracle)
     dpkg-dev gpgv apt-utils
+    # tests: the web UI in a real headless browser (Debian's selenium drives chromium)
+    chromium chromium-driver python3-selenium
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

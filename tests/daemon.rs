@@ -742,3 +742,69 @@ fn first_start_on_an_empty_home_gives_a_usable_repository() {
         true
     );
 }
+
+#[test]
+fn web_ui_in_headless_chromium_log_in_migrate_and_see_it_in_testing() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_with_packages(&home);
+    let d = Daemon::start(&home);
+
+    // Anonymous visitors see versions but no actions, and a form post without a session is
+    // refused without changing anything.
+    let (code, _, body) = d.get("/ui/package/mbd-hello", &[]);
+    let page = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("1.0-2~test12+1") && !page.contains("migrate-bookworm"),
+        "{page}"
+    );
+    let form =
+        "source=mbd-hello&distribution=bookworm-test-unstable&next=%2Fui%2Fpackage%2Fmbd-hello";
+    let (code, _, body) = d.raw(&format!(
+        "POST /ui/api/migrate HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    ));
+    assert_eq!(code, 401);
+    assert!(String::from_utf8_lossy(&body).contains("migrate needs authorization: STAFF"));
+    let ls = json(&d.api_ok(&["ls", "mbd-hello"]));
+    assert!(ls["test"]["bookworm-test-testing"].is_null(), "{ls}");
+
+    // Every call of the registry has its form.
+    for call in mbd::api::calls::CALLS {
+        let (code, _, body) = d.get(&format!("/ui/api/{}", call.name), &[]);
+        assert_eq!(code, 200, "{}", call.name);
+        assert!(String::from_utf8_lossy(&body).contains("id=\"call-form\""));
+    }
+
+    // The click path in a real Chromium, with screenshots.
+    let shots = dir.path().join("shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let (ok, out) = crate::util::run(
+        std::process::Command::new("/usr/bin/python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/click_path.py"))
+            .args([&d.url, "admin", ADMIN_PASSWORD])
+            .arg(&shots),
+    );
+    assert!(ok && out.contains("click path ok"), "{out}\n{}", d.log());
+    for name in ["home", "repository", "package"] {
+        let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{name}.png");
+        assert!(png.len() > 10_000, "{name}.png is only {} bytes", png.len());
+    }
+    let ls = json(&d.api_ok(&["ls", "mbd-hello"]));
+    assert_eq!(
+        ls["test"]["bookworm-test-testing"]["version"],
+        "1.0-2~test12+1"
+    );
+    // Logging out revoked the web session's token.
+    let tokens = json(&d.api_ok(&["token_ls"]));
+    assert!(
+        !tokens
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["label"] == "web session"),
+        "{tokens}"
+    );
+}

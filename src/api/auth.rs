@@ -128,6 +128,11 @@ pub fn create_token(engine: &Engine, user: &str, label: &str) -> Result<(String,
     Ok((secret, token))
 }
 
+/// Revokes the token with this secret; false if there was none.
+pub fn revoke_secret(engine: &Engine, secret: &str) -> Result<bool, ApiError> {
+    Ok(engine.delete_object(&token_key(secret))?)
+}
+
 /// Every token record with its store key.
 pub fn tokens(engine: &Engine) -> Result<Vec<(String, Token)>, ApiError> {
     Ok(engine.objects::<Token>("token/")?)

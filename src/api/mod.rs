@@ -238,6 +238,25 @@ impl Args {
         matches!(self.values.get(name), Some(Value::Bool(true)))
     }
 
+    /// `name=value` of the given arguments, secrets left out (for the event list).
+    pub fn summary(&self) -> String {
+        self.values
+            .iter()
+            .filter(|(k, _)| !matches!(**k, "password" | "key"))
+            .filter_map(|(k, v)| {
+                let text = match v {
+                    Value::Str(s) if !s.is_empty() => s.clone(),
+                    Value::Int(i) => i.to_string(),
+                    Value::Bool(true) => "true".to_string(),
+                    Value::List(l) if !l.is_empty() => l.join(","),
+                    _ => return None,
+                };
+                Some(format!("{k}={text}"))
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     pub fn list(&self, name: &str) -> &[String] {
         match self.values.get(name) {
             Some(Value::List(l)) => l,
@@ -362,7 +381,22 @@ pub struct Context {
     pub url: String,
     pub started: std::time::SystemTime,
     pub metrics: Metrics,
+    /// The latest changes made through the API, newest last.
+    pub events: std::sync::Mutex<std::collections::VecDeque<Event>>,
 }
+
+/// A change made through the API, for the web UI's "recent events".
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// RFC 7231 date.
+    pub time: String,
+    pub user: String,
+    pub call: &'static str,
+    pub summary: String,
+}
+
+/// How many events are kept.
+pub const EVENTS_KEPT: usize = 50;
 
 impl Context {
     pub fn new(engine: Engine, url: String) -> Context {
@@ -372,6 +406,7 @@ impl Context {
             url,
             started: std::time::SystemTime::now(),
             metrics: Metrics::default(),
+            events: Default::default(),
         }
     }
 
@@ -430,7 +465,21 @@ impl Context {
             )));
         }
         self.metrics.call(call.name);
+        let summary = call.changes.then(|| args.summary());
+        let who = user.as_ref().map_or("-".to_string(), |u| u.name.clone());
         let result = (call.run)(self, &Invocation { args, user });
+        if let (Ok(_), Some(summary)) = (&result, summary) {
+            let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+            if events.len() == EVENTS_KEPT {
+                events.pop_front();
+            }
+            events.push_back(Event {
+                time: httpdate::fmt_http_date(std::time::SystemTime::now()),
+                user: who,
+                call: call.name,
+                summary,
+            });
+        }
         if let Err(e) = &result {
             if e.status() >= 500 {
                 tracing::error!(call = call.name, error = %e, "API call failed");

@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod log;
+pub mod ui;
 
 use crate::api::{self, ApiError, Context, Output};
 use crate::repo::{Engine, RepoError, SetupOptions};
@@ -341,8 +342,9 @@ fn base_url(bound: SocketAddr, hostname: Option<&str>) -> String {
     format!("http://{host}:{}", bound.port())
 }
 
+/// What every HTTP handler gets.
 #[derive(Clone)]
-struct AppState {
+pub struct AppState {
     ctx: Arc<Context>,
     repositories: PathBuf,
     access: log::RotatingFile,
@@ -500,7 +502,14 @@ fn print_banner(ctx: &Context, created: bool, password: Option<&str>) -> Result<
 
 fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(home_page))
+        .route("/", get(ui::home))
+        .route("/ui/repository/{id}", get(ui::repository))
+        .route("/ui/dist/{dist}", get(ui::dist))
+        .route("/ui/package/{source}", get(ui::package))
+        .route("/ui/api", get(ui::api_list))
+        .route("/ui/api/{call}", get(ui::api_form).post(ui::api_run))
+        .route("/ui/login", get(ui::login_form).post(ui::login))
+        .route("/ui/logout", axum::routing::post(ui::logout))
         .route("/health", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/api", get(api_index))
@@ -592,32 +601,6 @@ async fn access_log(State(state): State<AppState>, req: Request, next: Next) -> 
     response
 }
 
-async fn home_page(State(state): State<AppState>) -> Response {
-    let ctx = state.ctx.clone();
-    let body = tokio::task::spawn_blocking(move || {
-        let engine = ctx.engine();
-        let identity = engine.instance().identity.clone();
-        let repos = engine.repositories().unwrap_or_default();
-        let mut html = format!(
-            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>mbd {identity}</title></head>\n<body><h1>mbd archive {identity}</h1>\n<p>{}</p>\n<ul>\n",
-            if ctx.is_running() { "Running." } else { "Stopped for maintenance." }
-        );
-        for r in repos {
-            html.push_str(&format!(
-                "<li><a href=\"/repositories/{0}/\">{0}</a> ({1}): {2}</li>\n",
-                r.identity,
-                r.layout,
-                r.codenames.join(", ")
-            ));
-        }
-        html.push_str("</ul>\n<p><a href=\"/api\">API</a> · <a href=\"/api/pub_key?output=plain\">archive key</a> · <a href=\"/api/sources_list?output=plain\">apt sources</a></p>\n</body></html>\n");
-        html
-    })
-    .await
-    .unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
-}
-
 async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -686,10 +669,7 @@ async fn api_call(
             "output '{output}' is neither json nor plain"
         )));
     }
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let auth = ui::credentials(&headers);
     let ctx = state.ctx.clone();
     let method_name = method.as_str().to_string();
     let result =

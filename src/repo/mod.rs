@@ -533,6 +533,14 @@ impl Engine {
         Ok(existed)
     }
 
+    /// The sources of a distribution (main or rollback) with their versions.
+    pub fn dist_sources(&self, dist: &str) -> Result<BTreeMap<String, String>, RepoError> {
+        let r = self.resolve(dist)?;
+        Ok(self
+            .store
+            .dist_sources(&r.repository.identity, &r.name.to_string())?)
+    }
+
     /// The distribution (base codename) configuration.
     pub fn distribution(&self, codename: &str) -> Result<Distribution, RepoError> {
         self.store

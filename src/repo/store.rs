@@ -289,6 +289,40 @@ impl Store {
         Ok(names.into_iter().collect())
     }
 
+    /// The sources of one distribution and their versions (for binaries without a source
+    /// record, the version of their source as the binaries name it).
+    pub fn dist_sources(
+        &self,
+        repo: &str,
+        dist: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let mut out = std::collections::BTreeMap::new();
+        let st = tx.open_table(SOURCES).map_err(|e| self.err(e))?;
+        for row in st
+            .range((repo, dist, "")..(repo, dist, "\u{10FFFF}"))
+            .map_err(|e| self.err(e))?
+        {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            let name = k.value().2.to_string();
+            let record: SourceRecord = decode(&self.path, &name, v.value())?;
+            out.insert(name, record.version);
+        }
+        let bt = tx.open_table(BINARIES).map_err(|e| self.err(e))?;
+        for row in bt
+            .range((repo, dist, "", "", "")..(repo, dist, "\u{10FFFF}", "", ""))
+            .map_err(|e| self.err(e))?
+        {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            let name = k.value().2.to_string();
+            if let std::collections::btree_map::Entry::Vacant(e) = out.entry(name) {
+                let record = decode_binary(&self.path, e.key(), v.value())?;
+                e.insert(record.source_version);
+            }
+        }
+        Ok(out)
+    }
+
     /// Every (distribution, group) of `source` in a repository, in distribution order.
     pub fn source_everywhere(
         &self,
