@@ -279,8 +279,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// A daemon owns the store of `home`: the `repo` commands that have an API call go through
-/// it (with the daemon's local admin token); the others are refused with what to do instead.
+/// A daemon owns the store of `home`: the `repo` commands go through its API (with the
+/// daemon's local admin token).
 fn through_daemon(home: &Path, cmd: RepoCommand) -> Result<ExitCode> {
     let s = |v: &str| v.to_string();
     let argv: Vec<String> = match cmd {
@@ -321,10 +321,33 @@ fn through_daemon(home: &Path, cmd: RepoCommand) -> Result<ExitCode> {
         RepoCommand::Snapshot(SnapshotCommand::Delete { distribution, name }) => {
             vec![s("snapshot_delete"), distribution, name]
         }
-        RepoCommand::Include { .. } | RepoCommand::Publish { .. } => anyhow::bail!(
-            "{}: a daemon runs on this home and owns its store; stop it to include or publish (uploads to the daemon come with dput)",
-            home.display()
-        ),
+        RepoCommand::Include {
+            distribution,
+            files,
+        } => {
+            // The daemon reads the files where they are: hand it absolute paths.
+            let mut paths = Vec::new();
+            for f in &files {
+                let abs = std::fs::canonicalize(f)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+                paths.push(abs.to_string_lossy().into_owned());
+            }
+            vec![s("include"), distribution, paths.join(",")]
+        }
+        RepoCommand::Publish {
+            distributions,
+            cold,
+        } => {
+            let mut a = vec![s("publish")];
+            if !distributions.is_empty() {
+                a.push(s("--distributions"));
+                a.push(distributions.join(","));
+            }
+            if cold {
+                a.push(s("--cold"));
+            }
+            a
+        }
     };
     let matches = mbd::api::client::command()
         .no_binary_name(true)

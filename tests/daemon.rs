@@ -188,17 +188,35 @@ fn apt_and_every_api_call_through_the_real_daemon() {
         !ok && out.contains("another mbd daemon runs on this home"),
         "{out}"
     );
-    let (ok, out) = mbd(
-        &home,
-        &["repo", "include", "bookworm-test-unstable", "x.deb"],
-    );
-    assert!(!ok && out.contains("a daemon runs on this home"), "{out}");
-    // The repo commands that have an API call go through the daemon.
+    // `mbd repo ...` on a home a daemon owns goes through its API.
     let ls = json(&mbd_ok(&home, &["repo", "ls", "mbd-hello"]));
     assert_eq!(
         ls["test"]["bookworm-test-unstable"]["version"],
         "1.0-2~test12+1"
     );
+    let greeter = pkg("mbd-greeter_1.0~test12+1_amd64.changes");
+    let out = mbd_ok(
+        &home,
+        &[
+            "repo",
+            "include",
+            "bookworm-test-unstable",
+            greeter.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("mbd-greeter"), "{out}");
+    let (ok, out) = mbd(
+        &home,
+        &["repo", "include", "bookworm-test-unstable", "missing.deb"],
+    );
+    assert!(!ok && out.contains("missing.deb"), "{out}");
+    let (ok, out) = d.api(&["include", "bookworm-test-unstable", "relative.deb"]);
+    assert!(
+        !ok && out.contains("not an absolute path") && out.contains("HTTP 400"),
+        "{out}"
+    );
+    let out = mbd_ok(&home, &["repo", "publish", "bookworm-test-unstable"]);
+    assert!(out.contains("published bookworm-test-unstable"), "{out}");
 
     // apt, with the .sources the API gives (key inline).
     let sources = d.api_ok(&[
@@ -282,6 +300,10 @@ fn apt_and_every_api_call_through_the_real_daemon() {
     apt.update();
     let (ok, out) = apt.get(&["download", "mbd-hello/bookworm-test-testing"]);
     assert!(ok, "{out}");
+    let (ok, out) = apt.get(&["install", "-y", "mbd-hello/bookworm-test-testing"]);
+    assert!(ok, "{out}");
+    let (ok, out) = apt.get(&["download", "mbd-greeter"]);
+    assert!(ok, "{out}");
     d.api_ok(&["remove", "mbd-hello", "bookworm-test-testing"]);
     let ls = json(&d.api_ok(&["ls", "mbd-hello"]));
     assert!(
@@ -340,6 +362,14 @@ fn apt_and_every_api_call_through_the_real_daemon() {
     assert_eq!(viewer_pw.len(), 20);
     let users = json(&d.api_ok(&["users"]));
     assert_eq!(users.as_array().unwrap().len(), 3, "{users}");
+    d.api_ok(&["user_add", "temp", "--password", "temp-pw"]);
+    assert!(d.api_as(Some(("temp", "temp-pw")), &["subscriptions"]).0);
+    d.api_ok(&["user_remove", "temp"]);
+    let (ok, out) = d.api_as(Some(("temp", "temp-pw")), &["subscriptions"]);
+    assert!(
+        !ok && out.contains("HTTP 401"),
+        "removed user still works: {out}"
+    );
 
     // Each level refused below it, with 401 for nobody and 403 for too little.
     let (ok, out) = d.api_as(None, &["migrate", "mbd-hello", "bookworm-test-unstable"]);
@@ -796,6 +826,10 @@ fn web_ui_in_headless_chromium_log_in_migrate_and_see_it_in_testing() {
     assert_eq!(
         ls["test"]["bookworm-test-testing"]["version"],
         "1.0-2~test12+1"
+    );
+    assert_eq!(
+        json(&d.api_ok(&["snapshot_ls", "bookworm-test-testing"])),
+        serde_json::json!(["ui1"])
     );
     // Logging out revoked the web session's token.
     let tokens = json(&d.api_ok(&["token_ls"]));

@@ -196,6 +196,44 @@ pub static CALLS: &[Call] = &[
         run: remove,
     },
     Call {
+        name: "include",
+        level: Level::Admin,
+        changes: true,
+        running: false,
+        doc: "Import package files that are on the daemon's machine (.changes, .dsc, .deb, .udeb or directories; absolute paths) into a distribution: the admin import, no upload policy, every integrity check.",
+        args: &[
+            DISTRIBUTION,
+            req(
+                "files",
+                Kind::List,
+                "absolute paths on the daemon's machine",
+            ),
+        ],
+        run: include,
+    },
+    Call {
+        name: "publish",
+        level: Level::Admin,
+        changes: true,
+        running: false,
+        doc: "Publish distributions again (all when none is named).",
+        args: &[
+            arg(
+                "distributions",
+                Kind::List,
+                "",
+                "distributions (default: all)",
+            ),
+            arg(
+                "cold",
+                Kind::Bool,
+                "false",
+                "recompress every index instead of reusing cached segments",
+            ),
+        ],
+        run: publish,
+    },
+    Call {
         name: "snapshot_ls",
         level: Level::None,
         changes: false,
@@ -684,6 +722,55 @@ fn remove(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         a.str("source"),
         a.str("distribution")
     )))
+}
+
+fn include(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let files: Vec<std::path::PathBuf> = inv
+        .args
+        .list("files")
+        .iter()
+        .map(std::path::PathBuf::from)
+        .collect();
+    if let Some(relative) = files.iter().find(|f| !f.is_absolute()) {
+        return Err(ApiError::BadRequest(format!(
+            "include: '{}' is not an absolute path on the daemon's machine",
+            relative.display()
+        )));
+    }
+    let included = ctx
+        .engine_mut()
+        .include(inv.args.str("distribution"), &files)?;
+    Output::json(&included)
+}
+
+fn publish(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let mut engine = ctx.engine_mut();
+    let names = inv
+        .args
+        .list("distributions")
+        .iter()
+        .map(|d| engine.resolve(d).map(|r| r.name))
+        .collect::<Result<Vec<_>, _>>()?;
+    engine.set_cold(inv.args.bool("cold"));
+    let result = if names.is_empty() {
+        engine.publish_all()
+    } else {
+        engine.publish(&names)
+    };
+    engine.set_cold(false);
+    result?;
+    Ok(Output::Text(if names.is_empty() {
+        "published every distribution".to_string()
+    } else {
+        format!(
+            "published {}",
+            names
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    }))
 }
 
 fn snapshot_ls(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {

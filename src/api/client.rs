@@ -88,6 +88,12 @@ fn call_command(call: &Call) -> Command {
         if a.required {
             // Values such as an armored key start with '-'.
             arg = arg.required(true).allow_hyphen_values(true);
+            if a.kind == Kind::List {
+                arg = arg
+                    .num_args(1..)
+                    .action(ArgAction::Append)
+                    .value_delimiter(',');
+            }
         } else {
             arg = arg.long(flag_name(a.name));
             arg = match a.kind {

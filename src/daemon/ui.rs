@@ -226,11 +226,14 @@ pub async fn repository(
 pub async fn dist(
     State(state): State<AppState>,
     UrlPath(dist): UrlPath<String>,
+    axum::extract::Query(q): axum::extract::Query<MessageQuery>,
     headers: HeaderMap,
 ) -> Response {
-    page(state, headers, move |ctx, _| {
+    page(state, headers, move |ctx, user| {
         let engine = ctx.engine();
         let r = engine.resolve(&dist)?;
+        let snapshots = engine.snapshot_ls(&dist)?;
+        let can_snapshot = user.is_some_and(|u| u.level >= Level::Admin);
         let sources: Vec<Value> = engine
             .dist_sources(&dist)?
             .into_iter()
@@ -242,6 +245,9 @@ pub async fn dist(
                 dist => dist,
                 repository => r.repository.identity,
                 sources => sources,
+                snapshots => snapshots,
+                can_snapshot => can_snapshot,
+                message => q.message,
             },
         ))
     })

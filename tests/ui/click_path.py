@@ -39,6 +39,11 @@ try:
     after = driver.find_element(By.CSS_SELECTOR, "#dist-bookworm-test-testing .version").text
     assert after == "1.0-2~test12+1", after
     driver.save_screenshot(f"{outdir}/package.png")
+    driver.find_element(By.LINK_TEXT, "bookworm-test-testing").click()
+    driver.find_element(By.ID, "snapshot-name").send_keys("ui1")
+    driver.find_element(By.ID, "snapshot-create").click()
+    snapshots = driver.find_element(By.ID, "snapshots").text
+    assert "ui1" in snapshots, snapshots
     driver.get(url + "/")
     events = driver.find_element(By.ID, "events").text
     assert "migrate" in events and user in events, events
