@@ -11,6 +11,8 @@ PACKAGES=(
     dpkg-dev gpgv apt-utils
     # tests: the web UI in a real headless browser (Debian's selenium drives chromium)
     chromium chromium-driver python3-selenium
+    # tests: uploads with the stock dput client
+    dput
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod deb;
 pub mod dsc;
 pub mod files;
+pub mod incoming;
 pub mod openpgp;
 pub mod repo;
 pub mod version;

@@ -842,3 +842,329 @@ fn web_ui_in_headless_chromium_log_in_migrate_and_see_it_in_testing() {
         "{tokens}"
     );
 }
+
+/// Waits until the daemon has decided `n` uploads in all; returns the events.
+fn wait_for_events(d: &Daemon, n: usize) -> Vec<serde_json::Value> {
+    let started = Instant::now();
+    loop {
+        let events = json(&d.api_ok(&["events"]));
+        let decided: Vec<serde_json::Value> = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] != "PACKAGING")
+            .cloned()
+            .collect();
+        if decided.len() >= n {
+            return decided;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "only {} of {n} uploads decided: {events}\n{}",
+            decided.len(),
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// PUTs files to /incoming as dput's http method does (one request per file, the .changes
+/// last): for broken twins that dput itself would refuse to send.
+fn put_upload(d: &Daemon, files: &[PathBuf]) {
+    let mut files = files.to_vec();
+    files.sort_by_key(|f| f.to_string_lossy().ends_with(".changes"));
+    for f in files {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let data = std::fs::read(&f).unwrap();
+        let mut req = format!(
+            "PUT /incoming/{name} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            data.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(&data);
+        let addr = d.url.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(&req).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 201"), "{name}: {answer}");
+    }
+}
+
+#[test]
+fn dput_uploads_are_accepted_or_rejected_with_their_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    mbd_ok(
+        &home,
+        &[
+            "setup",
+            "--identity",
+            "testhost",
+            "--distributions",
+            "bookworm:amd64",
+            "--repositories",
+            "test:Default:bookworm",
+        ],
+    );
+    let d = Daemon::start(&home);
+    // Uploads need a signature by a user's key here.
+    d.api_ok(&["set_repository", "test"]);
+    d.api_ok(&[
+        "user_add",
+        "dev",
+        "--level",
+        "staff",
+        "--password",
+        "dev-pw",
+    ]);
+    let uploader = std::fs::read_to_string(fixtures().join("keys/uploader.asc")).unwrap();
+    assert!(
+        d.api_as(Some(("dev", "dev-pw")), &["set_user_key", &uploader])
+            .0
+    );
+    // Users whose keys expired or were revoked since.
+    for (user, key) in [("old", "expired.asc"), ("gone", "revoked.asc")] {
+        d.api_ok(&["user_add", user, "--password", "pw"]);
+        let key = std::fs::read_to_string(fixtures().join("keys").join(key)).unwrap();
+        let (ok, out) = d.api_as(Some((user, "pw")), &["set_user_key", &key]);
+        assert!(ok, "{out}");
+    }
+
+    // Each broken twin is rejected with its own reason, and leaves nothing behind.
+    let stranger = fingerprint("stranger");
+    let twins: &[(&str, String)] = &[
+        ("bad-signature", "signature: bad signature by key".into()),
+        (
+            "unknown-key",
+            format!("signature: signed by unknown key {}", &stranger[24..]),
+        ),
+        ("expired-key", "signature: signed by expired key".into()),
+        ("revoked-key", "signature: signed by revoked key".into()),
+        ("unsigned", "signature: not OpenPGP clear-signed".into()),
+        (
+            "tampered-file",
+            "mbd-hello_1.0-1~test12+1.debian.tar.xz: SHA256 checksum mismatch".into(),
+        ),
+        (
+            "missing-file",
+            "mbd-hello_1.0.orig.tar.gz: file is missing".into(),
+        ),
+        (
+            "wrong-size",
+            "mbd-hello_1.0-1~test12+1.debian.tar.xz: size is 1209, expected 1208".into(),
+        ),
+        (
+            "unsafe-name",
+            "unsafe file name '../mbd-hello_1.0.orig.tar.gz'".into(),
+        ),
+        ("malformed-control", "expected 'Field: value'".into()),
+    ];
+    for (i, (twin, reason)) in twins.iter().enumerate() {
+        let files = crate::util::files_ending(&fixtures().join("broken").join(twin), "");
+        put_upload(&d, &files);
+        let events = wait_for_events(&d, i + 1);
+        let e = &events[i];
+        assert_eq!(e["kind"], "REJECTED", "{twin}: {e}");
+        let why = e["reason"].as_str().unwrap();
+        assert!(
+            why.starts_with("mbd-hello_1.0-1~test12+1_source.changes")
+                && why.contains(reason.as_str()),
+            "{twin}: expected '{reason}' in '{why}'"
+        );
+        let left: Vec<_> = std::fs::read_dir(home.join("var/incoming"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{twin} left {left:?} in incoming");
+    }
+    // The policy rules, on an unsigned upload to a repository that allows that.
+    d.api_ok(&["set_repository", "test", "--allow-unauthenticated-uploads"]);
+    let work = dir.path().join("work");
+    let policy = dir.path().join("policy");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::create_dir_all(&policy).unwrap();
+    let unsigned = fixtures().join("broken/unsigned");
+    let text =
+        std::fs::read_to_string(unsigned.join("mbd-hello_1.0-1~test12+1_source.changes")).unwrap();
+    let policy_cases = [
+        (
+            text.replace(
+                "Distribution: bookworm-test-unstable",
+                "Distribution: bookworm-test-testing",
+            ),
+            "suite 'testing' of bookworm-test-testing is not uploadable",
+        ),
+        (
+            text.replace(
+                "Distribution: bookworm-test-unstable",
+                "Distribution: bookworm-test-unstable-rollback0",
+            ),
+            "is a rollback distribution",
+        ),
+        (
+            text.replace("Version: 1.0-1~test12+1", "Version: 1.0-1"),
+            "does not match the version rule of bookworm-test-unstable",
+        ),
+        (
+            text.replace(
+                "Distribution: bookworm-test-unstable",
+                "Distribution: sid-test-unstable",
+            ),
+            "No distribution for codename 'sid' in repository 'test'",
+        ),
+    ];
+    for (k, (changes, reason)) in policy_cases.iter().enumerate() {
+        let mut files = crate::util::files_ending(&unsigned, "");
+        files.retain(|f| !f.to_string_lossy().ends_with(".changes"));
+        let c = policy.join("mbd-hello_1.0-1~test12+1_source.changes");
+        std::fs::write(&c, changes).unwrap();
+        files.push(c);
+        put_upload(&d, &files);
+        let events = wait_for_events(&d, twins.len() + k + 1);
+        let e = events.last().unwrap();
+        assert_eq!(e["kind"], "REJECTED", "{e}");
+        assert!(e["reason"].as_str().unwrap().contains(reason), "{e}");
+        assert_eq!(
+            std::fs::read_dir(home.join("var/incoming"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+    d.api_ok(&["set_repository", "test"]);
+    let decided_before = twins.len() + policy_cases.len();
+    let ls = json(&d.api_ok(&["ls", "mbd-hello"]));
+    assert_eq!(
+        ls,
+        serde_json::json!({}),
+        "rejected uploads changed the store"
+    );
+
+    // The real dput, http method, a correctly signed upload.
+    for f in crate::util::files_ending(&fixtures().join("pkg"), "") {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("mbd-hello_1.0-1~test12+1") || name == "mbd-hello_1.0.orig.tar.gz" {
+            std::fs::copy(&f, work.join(&name)).unwrap();
+        }
+    }
+    let dput_cf = work.join("dput.cf");
+    let dput_section = d.api_ok(&["dput_conf"]);
+    std::fs::write(
+        &dput_cf,
+        format!("{dput_section}allow_unsigned_uploads = 1\n"),
+    )
+    .unwrap();
+    let section = dput_section
+        .lines()
+        .next()
+        .unwrap()
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_string();
+    let (ok, out) = crate::util::run(
+        std::process::Command::new("dput")
+            .args(["-u", "-c"])
+            .arg(&dput_cf)
+            .arg(&section)
+            .arg(work.join("mbd-hello_1.0-1~test12+1_source.changes")),
+    );
+    assert!(ok, "dput failed:\n{out}");
+    let events = wait_for_events(&d, decided_before + 1);
+    let accepted = events.last().unwrap();
+    assert_eq!(accepted["kind"], "ACCEPTED", "{accepted}");
+    assert_eq!(accepted["distribution"], "bookworm-test-unstable");
+    let packaging = json(&d.api_ok(&["events", "--type", "PACKAGING", "--source", "mbd-hello"]));
+    assert_eq!(packaging.as_array().unwrap().len(), 1, "{packaging}");
+    let queued = home.join("var/queue/mbd-hello_1.0-1~test12+1");
+    for name in [
+        "mbd-hello_1.0-1~test12+1_source.changes",
+        "mbd-hello_1.0-1~test12+1.dsc",
+        "mbd-hello_1.0.orig.tar.gz",
+        "mbd-hello_1.0-1~test12+1.debian.tar.xz",
+    ] {
+        assert_eq!(
+            std::fs::read(queued.join(name)).unwrap(),
+            std::fs::read(work.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(home.join("var/incoming"))
+            .unwrap()
+            .count(),
+        0
+    );
+    // The same upload again is refused: it already waits for its builds.
+    let (ok, out) = crate::util::run(
+        std::process::Command::new("dput")
+            .args(["-u", "-f", "-c"])
+            .arg(&dput_cf)
+            .arg(&section)
+            .arg(work.join("mbd-hello_1.0-1~test12+1_source.changes")),
+    );
+    assert!(ok, "dput failed:\n{out}");
+    let events = wait_for_events(&d, decided_before + 2);
+    let again = events.last().unwrap();
+    assert_eq!(again["kind"], "REJECTED");
+    assert!(
+        again["reason"]
+            .as_str()
+            .unwrap()
+            .contains("already accepted"),
+        "{again}"
+    );
+    // Names that could escape incoming never get in.
+    let (code, _, _) = d.raw("PUT /incoming/..%2Fx HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx");
+    assert!(code == 400 || code == 404, "{code}");
+    let (code, _, _) = d.raw("PUT /incoming/.hidden HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx");
+    assert_eq!(code, 400);
+}
+
+#[test]
+fn uploads_waiting_through_maintenance_and_a_kill_are_decided_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    mbd_ok(
+        &home,
+        &[
+            "setup",
+            "--identity",
+            "testhost",
+            "--distributions",
+            "bookworm:amd64",
+            "--repositories",
+            "test:Default:bookworm",
+        ],
+    );
+    let mut d = Daemon::start(&home);
+    d.api_ok(&["stop"]);
+    let files: Vec<PathBuf> = crate::util::files_ending(&fixtures().join("pkg"), "")
+        .into_iter()
+        .filter(|f| {
+            let n = f.file_name().unwrap().to_string_lossy();
+            (n.starts_with("mbd-hello_1.0-1~test12+1")
+                && !n.contains("_amd64.")
+                && !n.contains("_all."))
+                || n == "mbd-hello_1.0.orig.tar.gz"
+        })
+        .collect();
+    put_upload(&d, &files);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(json(&d.api_ok(&["events"])), serde_json::json!([]));
+    // A file being received when the daemon dies stays hidden and never counts as uploaded.
+    std::fs::write(home.join("var/incoming/.part-interrupted"), b"half").unwrap();
+    d.kill9();
+    let d = Daemon::start(&home);
+    let events = wait_for_events(&d, 1);
+    assert_eq!(events[0]["kind"], "ACCEPTED", "{events:?}");
+    assert!(home.join("var/queue/mbd-hello_1.0-1~test12+1").is_dir());
+    let left: Vec<_> = std::fs::read_dir(home.join("var/incoming"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        [".part-interrupted"],
+        "only the partial file waits for its age"
+    );
+}

@@ -261,6 +261,30 @@ pub static CALLS: &[Call] = &[
         run: snapshot_delete,
     },
     Call {
+        name: "events",
+        level: Level::None,
+        changes: false,
+        running: false,
+        doc: "Decisions on uploads (REJECTED with the reason, ACCEPTED, PACKAGING, INSTALLED), oldest first.",
+        args: &[
+            arg(
+                "type",
+                Kind::Str,
+                "",
+                "only this type: REJECTED, ACCEPTED, PACKAGING or INSTALLED",
+            ),
+            arg("source", Kind::Str, "", "only this source"),
+            arg("distribution", Kind::Str, "", "only this distribution"),
+            arg(
+                "since",
+                Kind::Int,
+                "0",
+                "only events at or after this time (seconds since the epoch)",
+            ),
+        ],
+        run: events,
+    },
+    Call {
         name: "start",
         level: Level::Admin,
         changes: true,
@@ -286,6 +310,23 @@ pub static CALLS: &[Call] = &[
         doc: "Per repository: whether unauthenticated uploads are allowed, and the users' upload keys.",
         args: &[REPOSITORIES],
         run: uploaders,
+    },
+    Call {
+        name: "set_repository",
+        level: Level::Admin,
+        changes: true,
+        running: false,
+        doc: "Set a repository's upload policy: whether uploads need a signature by an uploader key.",
+        args: &[
+            req("repository", Kind::Str, "repository identity"),
+            arg(
+                "allow_unauthenticated_uploads",
+                Kind::Bool,
+                "false",
+                "take uploads without checking their signature",
+            ),
+        ],
+        run: set_repository,
     },
     Call {
         name: "set_user_key",
@@ -789,9 +830,31 @@ fn snapshot_delete(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> 
     Ok(Output::Text(format!("deleted snapshot {name} of {dist}")))
 }
 
+fn events(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let a = &inv.args;
+    let kind = match a.opt("type") {
+        None => None,
+        Some(t) => Some(crate::incoming::EventKind::parse(t).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "events: type '{t}' is not REJECTED, ACCEPTED, PACKAGING or INSTALLED"
+            ))
+        })?),
+    };
+    let list = crate::incoming::events(
+        &ctx.engine(),
+        kind,
+        a.opt("source"),
+        a.opt("distribution"),
+        a.int("since"),
+    )?;
+    Output::json(&list)
+}
+
 fn start(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
     let was = ctx.running.swap(true, Ordering::SeqCst);
     tracing::info!("started by API");
+    // Uploads that arrived during maintenance are decided now.
+    ctx.process_uploads(None);
     Ok(Output::Text(
         if was { "already started" } else { "started" }.to_string(),
     ))
@@ -836,6 +899,14 @@ fn uploaders(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         }
     }
     Output::json(&out)
+}
+
+fn set_repository(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let repo = ctx.engine_mut().set_allow_unauthenticated_uploads(
+        inv.args.str("repository"),
+        inv.args.bool("allow_unauthenticated_uploads"),
+    )?;
+    Output::json(&repo)
 }
 
 /// The calling user (calls at LOGIN or above always have one).

@@ -381,6 +381,8 @@ pub struct Context {
     pub url: String,
     pub started: std::time::SystemTime,
     pub metrics: Metrics,
+    /// Where uploads wait for their decision.
+    pub incoming: crate::incoming::Incoming,
     /// The latest changes made through the API, newest last.
     pub events: std::sync::Mutex<std::collections::VecDeque<Event>>,
 }
@@ -401,6 +403,7 @@ pub const EVENTS_KEPT: usize = 50;
 impl Context {
     pub fn new(engine: Engine, url: String) -> Context {
         Context {
+            incoming: crate::incoming::Incoming::new(engine.home()),
             engine: RwLock::new(engine),
             running: AtomicBool::new(true),
             url,
@@ -420,6 +423,21 @@ impl Context {
 
     pub fn is_running(&self) -> bool {
         self.running.load(Ordering::SeqCst)
+    }
+
+    /// Decides waiting uploads (only while started: maintenance leaves them waiting).
+    pub fn process_uploads(&self, changes: Option<&std::path::Path>) {
+        if !self.is_running() {
+            return;
+        }
+        let engine = self.engine_mut();
+        let result = match changes {
+            Some(p) => crate::incoming::process(&engine, &self.incoming, p),
+            None => crate::incoming::process_pending(&engine, &self.incoming),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "deciding uploads");
+        }
     }
 
     /// Looks up the call, checks method, arguments, authorization and maintenance, and runs

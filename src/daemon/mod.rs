@@ -406,6 +406,32 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
             ctx: Arc::new(Context::new(engine, url.clone())),
         };
         print_banner(&state.ctx, created, generated.as_deref())?;
+        // Uploads that waited through a restart are decided now; leftovers of interrupted
+        // uploads go after their age, here and every few minutes.
+        state
+            .ctx
+            .incoming
+            .create_dirs()
+            .map_err(|e| DaemonError::Settings {
+                path: state.ctx.incoming.dir.clone(),
+                reason: e.to_string(),
+            })?;
+        {
+            let ctx = state.ctx.clone();
+            tokio::spawn(async move {
+                loop {
+                    let c = ctx.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        c.process_uploads(None);
+                        if let Err(e) = c.incoming.remove_orphans(crate::incoming::ORPHAN_AGE) {
+                            tracing::warn!(error = %e, "cleaning incoming");
+                        }
+                    })
+                    .await;
+                    tokio::time::sleep(std::time::Duration::from_secs(300)).await;
+                }
+            });
+        }
         write_atomic(
             &api::client::url_file(&home),
             format!("{url}\n").as_bytes(),
@@ -515,6 +541,7 @@ fn router(state: AppState) -> Router {
         .route("/api", get(api_index))
         .route("/api/", get(api_index))
         .route("/api/{call}", any(api_call))
+        .route("/incoming/{name}", axum::routing::put(upload))
         .route("/repositories", get(repositories_root))
         .route("/repositories/", get(repositories_root))
         .route("/repositories/{*path}", get(repositories))
@@ -526,6 +553,93 @@ fn router(state: AppState) -> Router {
 
 /// The largest request body accepted (API forms; uploads have their own route).
 pub const MAX_BODY: usize = 256 * 1024;
+
+/// The largest file accepted by `PUT /incoming/<file>`.
+pub const MAX_UPLOAD: u64 = 4 << 30;
+
+/// `PUT /incoming/<file>`, as dput's http method sends it: one file per request, the `.changes`
+/// last. The file is streamed to a hidden name and renamed into place when complete; a
+/// `.changes` then triggers its decision.
+async fn upload(
+    State(state): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+    body: axum::body::Body,
+) -> Response {
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncWriteExt;
+    let incoming = state.ctx.incoming.clone();
+    if let Err(e) = incoming.target(&name) {
+        return simple_problem(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    let tmp = incoming.temporary();
+    let failed = |status: StatusCode, detail: String, tmp: PathBuf| async move {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        simple_problem(status, detail)
+    };
+    let mut file = match tokio::fs::File::create(&tmp).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(path = %tmp.display(), error = %e, "receiving an upload");
+            return simple_problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "No public details (see the daemon log)".to_string(),
+            );
+        }
+    };
+    let mut body = body;
+    let mut total: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                return failed(StatusCode::BAD_REQUEST, format!("{name}: {e}"), tmp).await;
+            }
+        };
+        if let Some(data) = frame.data_ref() {
+            total += data.len() as u64;
+            if total > MAX_UPLOAD {
+                return failed(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("{name}: larger than {MAX_UPLOAD} bytes"),
+                    tmp,
+                )
+                .await;
+            }
+            if let Err(e) = file.write_all(data).await {
+                tracing::error!(path = %tmp.display(), error = %e, "receiving an upload");
+                return failed(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "No public details (see the daemon log)".to_string(),
+                    tmp,
+                )
+                .await;
+            }
+        }
+    }
+    if let Err(e) = file.flush().await {
+        return failed(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), tmp).await;
+    }
+    drop(file);
+    let committed = {
+        let (incoming, name) = (incoming.clone(), name.clone());
+        tokio::task::spawn_blocking(move || incoming.commit(&tmp, &name)).await
+    };
+    match committed {
+        Ok(Ok(path)) => {
+            tracing::info!(file = %name, bytes = total, "upload received");
+            if name.ends_with(".changes") {
+                let ctx = state.ctx.clone();
+                tokio::task::spawn_blocking(move || ctx.process_uploads(Some(&path)));
+            }
+            (StatusCode::CREATED, format!("{name} received\n")).into_response()
+        }
+        Ok(Err(e @ crate::incoming::IncomingError::Conflict { .. })) => {
+            simple_problem(StatusCode::CONFLICT, e.to_string())
+        }
+        Ok(Err(e)) => simple_problem(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => simple_problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
 
 fn problem(e: &ApiError) -> Response {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

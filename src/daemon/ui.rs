@@ -159,6 +159,9 @@ pub async fn home(
             .cloned()
             .collect();
         let running = ctx.is_running();
+        let mut uploads = crate::incoming::events(&engine, None, None, None, 0)?;
+        uploads.reverse();
+        uploads.truncate(20);
         Ok((
             "home.html",
             context! {
@@ -168,6 +171,7 @@ pub async fn home(
                 version => env!("CARGO_PKG_VERSION"),
                 repositories => Value::from(Serde(engine.repositories()?)),
                 events => Value::from(Serde(&events)),
+                uploads => Value::from(Serde(&uploads)),
                 message => q.message,
             },
         ))

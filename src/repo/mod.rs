@@ -541,6 +541,22 @@ impl Engine {
             .dist_sources(&r.repository.identity, &r.name.to_string())?)
     }
 
+    /// Whether a repository takes uploads that are not signed by an uploader key.
+    pub fn set_allow_unauthenticated_uploads(
+        &self,
+        id: &str,
+        allow: bool,
+    ) -> Result<Repository, RepoError> {
+        let key = format!("repository/{id}");
+        let mut repo: Repository = self
+            .store
+            .config(&key)?
+            .ok_or_else(|| RepoError::NoSuchRepository(id.to_string()))?;
+        repo.allow_unauthenticated_uploads = allow;
+        self.put_object(&key, &repo)?;
+        Ok(repo)
+    }
+
     /// The distribution (base codename) configuration.
     pub fn distribution(&self, codename: &str) -> Result<Distribution, RepoError> {
         self.store

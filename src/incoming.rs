@@ -1,0 +1,559 @@
+//! The incoming queue: what dput uploads waits in `<home>/var/incoming/` until its `.changes`
+//! is decided, then is either queued for building (`<home>/var/queue/<source>_<version>/`) or
+//! removed. Every decision is an [`Event`] kept in the store.
+//!
+//! Files arrive under a hidden temporary name and are renamed into place only when complete,
+//! so a crash never leaves a partial file under a real name; an existing file is never
+//! overwritten with other content. Pending `.changes` are decided again at start, and files
+//! that belong to no `.changes` are removed after [`ORPHAN_AGE`].
+//!
+//! The acceptance rules run in mini-buildd's order, and each rejection names the file and the
+//! reason: parse; target distribution (meta-distributions resolved; rollback and
+//! non-uploadable suites refused); signature by an uploader key (unless the repository allows
+//! unauthenticated uploads); the suite's version rule; version not already in the repository
+//! and not lower than the target's; every listed file present with matching size and hashes
+//! (names checked as safe file names when the `.changes` is parsed).
+
+use crate::changes::Changes;
+use crate::files::{Trust, safe_file_name};
+use crate::openpgp::Keyring;
+use crate::repo::{Engine, RepoError};
+use crate::version::Version;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a file that belongs to no `.changes` may wait in incoming.
+pub const ORPHAN_AGE: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum IncomingError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{name}: {reason}")]
+    Name { name: String, reason: String },
+    #[error("{name}: a different file of that name is already waiting in incoming")]
+    Conflict { name: String },
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> IncomingError + '_ {
+    move |source| IncomingError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What happened to an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum EventKind {
+    Rejected,
+    Accepted,
+    /// Accepted and waiting for its builds.
+    Packaging,
+    Installed,
+}
+
+impl EventKind {
+    pub fn parse(s: &str) -> Option<EventKind> {
+        match s.to_ascii_uppercase().as_str() {
+            "REJECTED" => Some(EventKind::Rejected),
+            "ACCEPTED" => Some(EventKind::Accepted),
+            "PACKAGING" => Some(EventKind::Packaging),
+            "INSTALLED" => Some(EventKind::Installed),
+            _ => None,
+        }
+    }
+}
+
+/// One decision, kept in the store under `event/<id>` (ids sort by time).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    /// Seconds since the epoch.
+    pub time: i64,
+    pub kind: EventKind,
+    pub file: String,
+    pub source: String,
+    pub version: String,
+    pub distribution: String,
+    /// Why, for a rejection; what happens next otherwise.
+    pub reason: String,
+}
+
+/// The incoming and queue directories of a home.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub dir: PathBuf,
+    pub queue: PathBuf,
+}
+
+impl Incoming {
+    pub fn new(home: &Path) -> Incoming {
+        Incoming {
+            dir: home.join("var/incoming"),
+            queue: home.join("var/queue"),
+        }
+    }
+
+    pub fn create_dirs(&self) -> Result<(), IncomingError> {
+        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        std::fs::create_dir_all(&self.queue).map_err(io(&self.queue))
+    }
+
+    /// Checks an uploaded file's name; the result is the path it will have.
+    pub fn target(&self, name: &str) -> Result<PathBuf, IncomingError> {
+        safe_file_name(name).map_err(|e| IncomingError::Name {
+            name: name.escape_debug().to_string(),
+            reason: e.to_string(),
+        })?;
+        if name.starts_with('.') {
+            return Err(IncomingError::Name {
+                name: name.to_string(),
+                reason: "names starting with '.' are not accepted".to_string(),
+            });
+        }
+        Ok(self.dir.join(name))
+    }
+
+    /// A fresh hidden name in incoming for a file being received.
+    pub fn temporary(&self) -> PathBuf {
+        self.dir
+            .join(format!(".part-{}", crate::api::auth::new_secret()))
+    }
+
+    /// Moves a completely received file into place. The same content again is fine (dput
+    /// retries); other content under an existing name is refused and the new file dropped.
+    pub fn commit(&self, tmp: &Path, name: &str) -> Result<PathBuf, IncomingError> {
+        let target = self.target(name)?;
+        let file = std::fs::File::open(tmp).map_err(io(tmp))?;
+        file.sync_all().map_err(io(tmp))?;
+        if target.exists() {
+            let same = std::fs::read(&target).map_err(io(&target))?
+                == std::fs::read(tmp).map_err(io(tmp))?;
+            let _ = std::fs::remove_file(tmp);
+            return if same {
+                Ok(target)
+            } else {
+                Err(IncomingError::Conflict {
+                    name: name.to_string(),
+                })
+            };
+        }
+        // link() fails if the name appeared meanwhile: never overwrite.
+        match std::fs::hard_link(tmp, &target) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(tmp);
+                Ok(target)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let _ = std::fs::remove_file(tmp);
+                Err(IncomingError::Conflict {
+                    name: name.to_string(),
+                })
+            }
+            Err(e) => Err(IncomingError::Io {
+                path: target,
+                source: e,
+            }),
+        }
+    }
+
+    /// The `.changes` waiting, oldest first.
+    pub fn pending(&self) -> Result<Vec<PathBuf>, IncomingError> {
+        let mut found = Vec::new();
+        for e in std::fs::read_dir(&self.dir).map_err(io(&self.dir))? {
+            let e = e.map_err(io(&self.dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".changes") && !name.starts_with('.') {
+                let modified = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                found.push((modified, e.path()));
+            }
+        }
+        found.sort();
+        Ok(found.into_iter().map(|(_, p)| p).collect())
+    }
+
+    /// Removes partial files and files no waiting `.changes` lists, once older than `age`.
+    pub fn remove_orphans(&self, age: Duration) -> Result<usize, IncomingError> {
+        let mut listed = std::collections::BTreeSet::new();
+        for c in self.pending()? {
+            listed.insert(c.file_name().unwrap_or_default().to_os_string());
+            if let Ok(changes) = Changes::read(&c, Trust::Unchecked) {
+                for f in &changes.files.entries {
+                    listed.insert(f.name.clone().into());
+                }
+            }
+        }
+        let mut removed = 0;
+        let now = std::time::SystemTime::now();
+        for e in std::fs::read_dir(&self.dir).map_err(io(&self.dir))? {
+            let e = e.map_err(io(&self.dir))?;
+            if listed.contains(&e.file_name()) {
+                continue;
+            }
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|d| d >= age);
+            if old {
+                std::fs::remove_file(e.path()).map_err(io(&e.path()))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Why an upload was refused: the sentence that goes into its REJECTED event.
+#[derive(Debug)]
+struct Rejection(String);
+
+/// What a `.changes` names, as far as it could be read (for the event).
+#[derive(Default)]
+struct Subject {
+    source: String,
+    version: String,
+    distribution: String,
+}
+
+/// The keyring of uploader keys: every user's key set with `set_user_key`.
+pub fn uploaders(engine: &Engine) -> Result<Keyring, RepoError> {
+    let mut keyring = Keyring::new();
+    for (_, user) in engine.objects::<crate::api::auth::User>("user/")? {
+        if let Some(key) = user.key {
+            // A stored key was checked when it was set; skip one that no longer parses.
+            let _ = keyring.add_bytes(key.as_bytes());
+        }
+    }
+    Ok(keyring)
+}
+
+/// Where an accepted upload waits for its builds.
+fn queue_dir(incoming: &Incoming, changes: &Changes) -> PathBuf {
+    incoming
+        .queue
+        .join(format!("{}_{}", changes.source, changes.version))
+}
+
+fn decide(
+    engine: &Engine,
+    incoming: &Incoming,
+    keyring: &Keyring,
+    path: &Path,
+    subject: &mut Subject,
+) -> Result<(Changes, String), Rejection> {
+    let name = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let reject = |reason: String| Rejection(format!("{name}: {reason}"));
+    // Messages of the parsers name the file by its path; the uploader knows it by its name.
+    let prefix = format!("{}/", incoming.dir.display());
+    let named = |e: &dyn std::fmt::Display| Rejection(e.to_string().replace(&prefix, ""));
+    // 1. parse
+    let changes = Changes::read(path, Trust::Unchecked).map_err(|e| named(&e))?;
+    subject.source = changes.source.clone();
+    subject.version = changes.version.to_string();
+    // 2. target distribution
+    let [wanted] = changes.distributions.as_slice() else {
+        return Err(reject(format!(
+            "names {} distributions; upload to exactly one",
+            changes.distributions.len()
+        )));
+    };
+    let meta = engine
+        .meta_distributions()
+        .map_err(|e| reject(e.to_string()))?;
+    let dist = meta.get(wanted).cloned().unwrap_or_else(|| wanted.clone());
+    subject.distribution = dist.clone();
+    let r = engine.resolve(&dist).map_err(|e| reject(e.to_string()))?;
+    if r.is_rollback() {
+        return Err(reject(format!(
+            "{dist} is a rollback distribution; upload to its suite"
+        )));
+    }
+    if !r.suite.uploadable {
+        return Err(reject(format!(
+            "suite '{}' of {dist} is not uploadable (it is fed by migration)",
+            r.suite.name
+        )));
+    }
+    // 3. signature
+    if !r.repository.allow_unauthenticated_uploads {
+        Changes::read(path, Trust::Keyring(keyring)).map_err(|e| named(&e))?;
+    }
+    // 4. the suite's version rule
+    let rule = r.layout.mandatory_version_regex(
+        &r.suite,
+        &r.repository.identity,
+        &r.distribution.codeversion,
+    );
+    let re = regex::Regex::new(&rule).map_err(|e| {
+        reject(format!(
+            "the layout's version rule '{rule}' is invalid: {e}"
+        ))
+    })?;
+    let version = changes.version.to_string();
+    if !re.is_match(&version) {
+        return Err(reject(format!(
+            "version {version} does not match the version rule of {dist} ('{rule}')"
+        )));
+    }
+    // 5. not already in the repository, not lower than the target's
+    let listing = engine
+        .ls(&changes.source)
+        .map_err(|e| reject(e.to_string()))?;
+    if let Some(dists) = listing.get(&r.repository.identity) {
+        for (d, e) in dists {
+            let mut versions: Vec<(&str, &str)> = Vec::new();
+            if let Some(v) = &e.version {
+                versions.push((d, v));
+            }
+            versions.extend(
+                e.rollbacks
+                    .iter()
+                    .map(|(n, rb)| (n.as_str(), rb.version.as_str())),
+            );
+            for (where_, v) in versions {
+                if v == version {
+                    return Err(reject(format!(
+                        "{} {version} is already in repository {} ({where_})",
+                        changes.source, r.repository.identity
+                    )));
+                }
+            }
+            if d == &dist {
+                if let Some(current) = e.version.as_deref().and_then(|v| Version::parse(v).ok()) {
+                    if changes.version < current {
+                        return Err(reject(format!(
+                            "version {version} is lower than {current} in {dist}"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    if queue_dir(incoming, &changes).exists() {
+        return Err(reject(format!(
+            "{} {version} was already accepted and waits for its builds",
+            changes.source
+        )));
+    }
+    // 6. every listed file present, sizes and hashes
+    changes.verify_files().map_err(|e| named(&e))?;
+    // Source uploads are built; binary-only uploads are not taken.
+    if !changes.architectures.iter().any(|a| a == "source") {
+        return Err(reject(format!(
+            "binary-only uploads are not enabled for repository {}; upload the source",
+            r.repository.identity
+        )));
+    }
+    Ok((changes, dist))
+}
+
+fn event_id(time_nanos: u128) -> String {
+    format!("{time_nanos:024}")
+}
+
+fn record(engine: &Engine, mut event: Event) -> Result<Event, RepoError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut nanos = now.as_nanos();
+    // Ids are unique even within one clock tick.
+    while engine
+        .object::<Event>(&format!("event/{}", event_id(nanos)))?
+        .is_some()
+    {
+        nanos += 1;
+    }
+    event.id = event_id(nanos);
+    event.time = now.as_secs() as i64;
+    engine.put_object(&format!("event/{}", event.id), &event)?;
+    tracing::info!(kind = ?event.kind, file = %event.file, reason = %event.reason, "upload decided");
+    Ok(event)
+}
+
+/// Removes a rejected `.changes` and the files it lists from incoming. The lists are read
+/// leniently, since the `.changes` may not parse: the last word of each line of `Files` and
+/// `Checksums-*`, by its base name, if that is a safe name of a file in incoming.
+fn discard(incoming: &Incoming, changes_path: &Path) {
+    let text = std::fs::read(changes_path).unwrap_or_default();
+    let mut in_list = false;
+    for line in String::from_utf8_lossy(&text).lines() {
+        if !line.starts_with(' ') && !line.starts_with('\t') {
+            let field = line.split(':').next().unwrap_or("").trim();
+            in_list = matches!(
+                field.to_ascii_lowercase().as_str(),
+                "files" | "checksums-sha1" | "checksums-sha256" | "checksums-sha512"
+            );
+            continue;
+        }
+        if !in_list {
+            continue;
+        }
+        let Some(word) = line.split_whitespace().last() else {
+            continue;
+        };
+        let base = word.rsplit(['/', '\\']).next().unwrap_or(word);
+        if base.ends_with(".changes") {
+            continue;
+        }
+        if let Ok(p) = incoming.target(base) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    let _ = std::fs::remove_file(changes_path);
+}
+
+/// Decides one waiting `.changes`; returns the events it made.
+pub fn process(
+    engine: &Engine,
+    incoming: &Incoming,
+    path: &Path,
+) -> Result<Vec<Event>, IncomingError> {
+    if !path.exists() {
+        // Decided already (a retried upload, or the pass at start).
+        return Ok(Vec::new());
+    }
+    let file = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let keyring = uploaders(engine)?;
+    let mut subject = Subject::default();
+    let event = |kind, subject: &Subject, reason: String| Event {
+        id: String::new(),
+        time: 0,
+        kind,
+        file: file.clone(),
+        source: subject.source.clone(),
+        version: subject.version.clone(),
+        distribution: subject.distribution.clone(),
+        reason,
+    };
+    match decide(engine, incoming, &keyring, path, &mut subject) {
+        Err(Rejection(reason)) => {
+            let e = record(engine, event(EventKind::Rejected, &subject, reason))?;
+            discard(incoming, path);
+            Ok(vec![e])
+        }
+        Ok((changes, dist)) => {
+            // Move the upload out of incoming into its queue directory (the .changes last,
+            // so a crash in between leaves it pending and it is decided again).
+            let dir = queue_dir(incoming, &changes);
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            for f in &changes.files.entries {
+                let from = incoming.target(&f.name)?;
+                std::fs::rename(&from, dir.join(&f.name)).map_err(io(&from))?;
+            }
+            std::fs::rename(path, dir.join(&file)).map_err(io(path))?;
+            let accepted = record(
+                engine,
+                event(
+                    EventKind::Accepted,
+                    &subject,
+                    format!("{} {} for {dist}", changes.source, changes.version),
+                ),
+            )?;
+            let packaging = record(
+                engine,
+                event(
+                    EventKind::Packaging,
+                    &subject,
+                    format!(
+                        "waiting for builds in {}",
+                        dir.strip_prefix(incoming.queue.parent().unwrap_or(&incoming.queue))
+                            .unwrap_or(&dir)
+                            .display()
+                    ),
+                ),
+            )?;
+            Ok(vec![accepted, packaging])
+        }
+    }
+}
+
+/// Decides every waiting `.changes` (at start, after maintenance, after an upload).
+pub fn process_pending(engine: &Engine, incoming: &Incoming) -> Result<Vec<Event>, IncomingError> {
+    let mut events = Vec::new();
+    for path in incoming.pending()? {
+        events.extend(process(engine, incoming, &path)?);
+    }
+    Ok(events)
+}
+
+/// Events, oldest first, filtered.
+pub fn events(
+    engine: &Engine,
+    kind: Option<EventKind>,
+    source: Option<&str>,
+    distribution: Option<&str>,
+    since: i64,
+) -> Result<Vec<Event>, RepoError> {
+    Ok(engine
+        .objects::<Event>("event/")?
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| kind.is_none_or(|k| e.kind == k))
+        .filter(|e| source.is_none_or(|s| e.source == s))
+        .filter(|e| distribution.is_none_or(|d| e.distribution == d))
+        .filter(|e| e.time >= since)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_never_overwrites_other_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let inc = Incoming::new(dir.path());
+        inc.create_dirs().unwrap();
+        let put = |data: &[u8]| {
+            let tmp = inc.temporary();
+            std::fs::write(&tmp, data).unwrap();
+            inc.commit(&tmp, "x_1.0.dsc")
+        };
+        put(b"one").unwrap();
+        put(b"one").unwrap();
+        assert!(matches!(put(b"two"), Err(IncomingError::Conflict { .. })));
+        assert_eq!(std::fs::read(inc.dir.join("x_1.0.dsc")).unwrap(), b"one");
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(&inc.dir).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn names_are_checked() {
+        let inc = Incoming::new(Path::new("/h"));
+        assert!(inc.target("x_1.0_amd64.deb").is_ok());
+        for bad in ["../x", "a/b", ".hidden", ""] {
+            assert!(inc.target(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn orphans_go_after_their_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let inc = Incoming::new(dir.path());
+        inc.create_dirs().unwrap();
+        std::fs::write(inc.dir.join("lonely.deb"), b"x").unwrap();
+        std::fs::write(inc.dir.join(".part-1"), b"x").unwrap();
+        assert_eq!(inc.remove_orphans(Duration::from_secs(3600)).unwrap(), 0);
+        assert_eq!(inc.remove_orphans(Duration::ZERO).unwrap(), 2);
+    }
+}
