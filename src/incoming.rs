@@ -515,6 +515,88 @@ pub fn events(
         .collect())
 }
 
+/// Writes an event as `<home>/var/events/<id>.json` (atomically); returns its path.
+pub fn write_event_file(home: &Path, event: &Event) -> Result<PathBuf, IncomingError> {
+    let dir = home.join("var/events");
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let path = dir.join(format!("{}.json", event.id));
+    let tmp = dir.join(format!(".{}.json.tmp", event.id));
+    let mut text = serde_json::to_string_pretty(event).unwrap_or_default();
+    text.push('\n');
+    std::fs::write(&tmp, text).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    Ok(path)
+}
+
+/// Runs the executables in `<home>/etc/event-hooks/`, in name order, each with the event
+/// file's path, on a background thread. Results are logged; a hook that fails or hangs never
+/// holds up the daemon (each gets [`HOOK_TIMEOUT`]).
+pub fn run_hooks(home: &Path, event_file: PathBuf) {
+    let dir = home.join("etc/event-hooks");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let mut hooks: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            use std::os::unix::fs::PermissionsExt;
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            !name.starts_with('.')
+                && std::fs::metadata(p)
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .collect();
+    hooks.sort();
+    if hooks.is_empty() {
+        return;
+    }
+    std::thread::spawn(move || {
+        for hook in hooks {
+            let started = std::time::Instant::now();
+            let child = std::process::Command::new(&hook)
+                .arg(&event_file)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn();
+            let mut child = match child {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(hook = %hook.display(), error = %e, "event hook did not start");
+                    continue;
+                }
+            };
+            let status = loop {
+                match child.try_wait() {
+                    Ok(Some(s)) => break Some(s),
+                    Ok(None) if started.elapsed() > HOOK_TIMEOUT => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break None;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                    Err(_) => break None,
+                }
+            };
+            match status {
+                Some(s) if s.success() => {
+                    tracing::info!(hook = %hook.display(), event = %event_file.display(), "event hook ran")
+                }
+                Some(s) => {
+                    tracing::warn!(hook = %hook.display(), event = %event_file.display(), status = %s, "event hook failed")
+                }
+                None => {
+                    tracing::warn!(hook = %hook.display(), "event hook timed out and was killed")
+                }
+            }
+        }
+    });
+}
+
+/// How long one event hook may run.
+pub const HOOK_TIMEOUT: Duration = Duration::from_secs(60);
+
 #[cfg(test)]
 mod tests {
     use super::*;

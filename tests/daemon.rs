@@ -1138,16 +1138,7 @@ fn uploads_waiting_through_maintenance_and_a_kill_are_decided_at_start() {
     );
     let mut d = Daemon::start(&home);
     d.api_ok(&["stop"]);
-    let files: Vec<PathBuf> = crate::util::files_ending(&fixtures().join("pkg"), "")
-        .into_iter()
-        .filter(|f| {
-            let n = f.file_name().unwrap().to_string_lossy();
-            (n.starts_with("mbd-hello_1.0-1~test12+1")
-                && !n.contains("_amd64.")
-                && !n.contains("_all."))
-                || n == "mbd-hello_1.0.orig.tar.gz"
-        })
-        .collect();
+    let files = source_upload();
     put_upload(&d, &files);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(json(&d.api_ok(&["events"])), serde_json::json!([]));
@@ -1167,4 +1158,133 @@ fn uploads_waiting_through_maintenance_and_a_kill_are_decided_at_start() {
         [".part-interrupted"],
         "only the partial file waits for its age"
     );
+}
+
+/// The files of mbd-hello 1.0-1's source upload, as dput sends them.
+fn source_upload() -> Vec<PathBuf> {
+    crate::util::files_ending(&fixtures().join("pkg"), "")
+        .into_iter()
+        .filter(|f| {
+            let n = f.file_name().unwrap().to_string_lossy();
+            (n.starts_with("mbd-hello_1.0-1~test12+1")
+                && !n.contains("_amd64.")
+                && !n.contains("_all."))
+                || n == "mbd-hello_1.0.orig.tar.gz"
+        })
+        .collect()
+}
+
+/// Reads a server-sent event stream until a line equals `until`; returns what was read.
+fn read_stream(d: &Daemon, path: &str, until: &str) -> std::thread::JoinHandle<String> {
+    let addr = d.url.trim_start_matches("http://").to_string();
+    let (path, until) = (path.to_string(), until.to_string());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut reader = std::io::BufReader::new(s);
+        let mut seen = String::new();
+        let mut told = false;
+        loop {
+            let mut line = String::new();
+            match std::io::BufRead::read_line(&mut reader, &mut line) {
+                Ok(0) | Err(_) => return seen,
+                Ok(_) => {}
+            }
+            if !told && line.trim().is_empty() {
+                // The response head is over: the stream is subscribed.
+                let _ = tx.send(());
+                told = true;
+            }
+            seen.push_str(&line);
+            if line.trim_end() == until {
+                // Read the data line that follows, then stop.
+                let mut data = String::new();
+                let _ = std::io::BufRead::read_line(&mut reader, &mut data);
+                let _ = std::io::BufRead::read_line(&mut reader, &mut data);
+                seen.push_str(&data);
+                return seen;
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the stream answered");
+    handle
+}
+
+#[test]
+fn decisions_reach_event_files_hooks_and_the_live_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    mbd_ok(
+        &home,
+        &[
+            "setup",
+            "--identity",
+            "testhost",
+            "--distributions",
+            "bookworm:amd64",
+            "--repositories",
+            "test:Default:bookworm",
+        ],
+    );
+    let hooks = home.join("etc/event-hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    let record = home.join("hooked");
+    std::fs::write(
+        hooks.join("10-record"),
+        format!("#!/bin/sh\ncat \"$1\" >> {}\n", record.display()),
+    )
+    .unwrap();
+    std::fs::write(hooks.join("05-fails"), "#!/bin/sh\nexit 3\n").unwrap();
+    std::fs::write(hooks.join("README"), "not executable, not run\n").unwrap();
+    for h in ["10-record", "05-fails"] {
+        std::fs::set_permissions(
+            hooks.join(h),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let d = Daemon::start(&home);
+    let live = read_stream(
+        &d,
+        "/api/events/stream?source=mbd-hello",
+        "event: PACKAGING",
+    );
+    put_upload(&d, &source_upload());
+    let seen = live.join().unwrap();
+    assert!(seen.contains("text/event-stream"), "{seen}");
+    assert!(seen.contains("event: ACCEPTED\n"), "{seen}");
+    assert!(seen.contains("\"source\":\"mbd-hello\""), "{seen}");
+    // Each decision is a JSON file, and went through the hooks (the failing one aside).
+    let files: Vec<_> = std::fs::read_dir(home.join("var/events"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let started = Instant::now();
+    loop {
+        let hooked = std::fs::read_to_string(&record).unwrap_or_default();
+        if hooked.contains("\"ACCEPTED\"") && hooked.contains("\"PACKAGING\"") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "hooks ran: {hooked}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(d.log().contains("event hook failed"), "{}", d.log());
+    // A late client replays what it missed.
+    let replay = read_stream(
+        &d,
+        "/api/events/stream?since=0&type=ACCEPTED",
+        "event: ACCEPTED",
+    );
+    assert!(replay.join().unwrap().contains("mbd-hello"));
+    let (code, _, _) = d.get("/api/events/stream?type=NOPE", &[]);
+    assert_eq!(code, 400);
 }

@@ -383,6 +383,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Where uploads wait for their decision.
     pub incoming: crate::incoming::Incoming,
+    /// Decisions as they happen, for `/api/events/stream`.
+    pub live: tokio::sync::broadcast::Sender<crate::incoming::Event>,
     /// The latest changes made through the API, newest last.
     pub events: std::sync::Mutex<std::collections::VecDeque<Event>>,
 }
@@ -404,6 +406,7 @@ impl Context {
     pub fn new(engine: Engine, url: String) -> Context {
         Context {
             incoming: crate::incoming::Incoming::new(engine.home()),
+            live: tokio::sync::broadcast::channel(256).0,
             engine: RwLock::new(engine),
             running: AtomicBool::new(true),
             url,
@@ -435,9 +438,30 @@ impl Context {
             Some(p) => crate::incoming::process(&engine, &self.incoming, p),
             None => crate::incoming::process_pending(&engine, &self.incoming),
         };
-        if let Err(e) = result {
-            tracing::error!(error = %e, "deciding uploads");
+        drop(engine);
+        match result {
+            Err(e) => tracing::error!(error = %e, "deciding uploads"),
+            Ok(events) => {
+                for e in events {
+                    self.announce(e);
+                }
+            }
         }
+    }
+
+    /// Tells the world about a decision: the JSON file in `var/events/`, the hooks in
+    /// `etc/event-hooks/` (in the background; a failing hook is logged, never waited for),
+    /// and the live stream.
+    pub fn announce(&self, event: crate::incoming::Event) {
+        let home = self.incoming.dir.parent().and_then(|p| p.parent());
+        if let Some(home) = home {
+            match crate::incoming::write_event_file(home, &event) {
+                Ok(file) => crate::incoming::run_hooks(home, file),
+                Err(e) => tracing::error!(error = %e, "writing an event file"),
+            }
+        }
+        // Nobody listening is fine.
+        let _ = self.live.send(event);
     }
 
     /// Looks up the call, checks method, arguments, authorization and maintenance, and runs

@@ -540,6 +540,7 @@ fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api", get(api_index))
         .route("/api/", get(api_index))
+        .route("/api/events/stream", get(events_stream))
         .route("/api/{call}", any(api_call))
         .route("/incoming/{name}", axum::routing::put(upload))
         .route("/repositories", get(repositories_root))
@@ -720,6 +721,82 @@ async fn metrics(State(state): State<AppState>) -> Response {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.ctx.metrics.render(state.ctx.is_running()),
     )
+        .into_response()
+}
+
+#[derive(Deserialize, Default)]
+struct StreamQuery {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    source: Option<String>,
+    distribution: Option<String>,
+    /// Replay stored events from this time (seconds since the epoch) before the live ones.
+    since: Option<i64>,
+}
+
+/// `GET /api/events/stream`: upload decisions as server-sent events (`event:` the kind,
+/// `id:` the event id, `data:` its JSON), so a client can wait for an upload's outcome.
+async fn events_stream(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<StreamQuery>,
+) -> Response {
+    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+    use tokio_stream::StreamExt;
+    let kind = match q.kind.as_deref().map(crate::incoming::EventKind::parse) {
+        Some(None) => {
+            return problem(&ApiError::BadRequest(format!(
+                "events/stream: type '{}' is not REJECTED, ACCEPTED, PACKAGING or INSTALLED",
+                q.kind.unwrap_or_default()
+            )));
+        }
+        Some(Some(k)) => Some(k),
+        None => None,
+    };
+    // Subscribe first, then read the past: nothing falls in between (a duplicate can, and
+    // is dropped by id below).
+    let live = tokio_stream::wrappers::BroadcastStream::new(state.ctx.live.subscribe());
+    let past = match q.since {
+        None => Vec::new(),
+        Some(since) => {
+            let ctx = state.ctx.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::incoming::events(&ctx.engine(), None, None, None, since)
+            })
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+        }
+    };
+    let last_past = past.last().map(|e| e.id.clone()).unwrap_or_default();
+    let wanted = move |e: &crate::incoming::Event| {
+        kind.is_none_or(|k| e.kind == k)
+            && q.source.as_deref().is_none_or(|s| e.source == s)
+            && q.distribution
+                .as_deref()
+                .is_none_or(|d| e.distribution == d)
+    };
+    let wanted_live = wanted.clone();
+    let stream = tokio_stream::iter(past)
+        .filter(move |e| wanted(e))
+        .chain(
+            live.filter_map(Result::ok)
+                .filter(move |e| e.id > last_past && wanted_live(e)),
+        )
+        .map(|e| {
+            let kind = serde_json::to_value(e.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            Ok::<_, std::convert::Infallible>(
+                SseEvent::default()
+                    .event(kind)
+                    .id(e.id.clone())
+                    .data(serde_json::to_string(&e).unwrap_or_default()),
+            )
+        });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
         .into_response()
 }
 
