@@ -63,6 +63,9 @@ enum Command {
         /// Address to serve HTTP on (repeatable; default from <home>/etc/mbd.toml, 0.0.0.0:8066).
         #[arg(long = "http-endpoint")]
         http_endpoints: Vec<String>,
+        /// Address for anonymous FTP uploads (repeatable; default 0.0.0.0:8067; 'none': no FTP).
+        #[arg(long = "ftp-endpoint")]
+        ftp_endpoints: Vec<String>,
         /// Host name for the URLs given to clients.
         #[arg(long)]
         hostname: Option<String>,
@@ -245,6 +248,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Daemon {
             http_endpoints,
+            ftp_endpoints,
             hostname,
             log_level,
             admin_password,
@@ -252,6 +256,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             mbd::daemon::run(mbd::daemon::Options {
                 home,
                 http_endpoints,
+                ftp_endpoints,
                 hostname,
                 log_level,
                 admin_password,

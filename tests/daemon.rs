@@ -25,6 +25,8 @@ impl Daemon {
                 "daemon",
                 "--http-endpoint",
                 "127.0.0.1:0",
+                "--ftp-endpoint",
+                "127.0.0.1:0",
                 "--log-level",
                 "debug",
             ],
@@ -1287,4 +1289,103 @@ fn decisions_reach_event_files_hooks_and_the_live_stream() {
     assert!(replay.join().unwrap().contains("mbd-hello"));
     let (code, _, _) = d.get("/api/events/stream?type=NOPE", &[]);
     assert_eq!(code, 400);
+}
+
+#[test]
+fn dput_over_ftp_into_a_write_only_incoming() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    mbd_ok(
+        &home,
+        &[
+            "setup",
+            "--identity",
+            "testhost",
+            "--distributions",
+            "bookworm:amd64",
+            "--repositories",
+            "test:Default:bookworm",
+        ],
+    );
+    let d = Daemon::start(&home);
+    let conf = d.api_ok(&["dput_conf"]);
+    let ftp = conf
+        .split("[mbd-testhost-ftp]")
+        .nth(1)
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("fqdn     = ")))
+        .unwrap_or_else(|| panic!("no FTP section: {conf}"))
+        .to_string();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    for f in source_upload() {
+        std::fs::copy(&f, work.join(f.file_name().unwrap())).unwrap();
+    }
+    let cf = work.join("dput.cf");
+    std::fs::write(
+        &cf,
+        conf.replace(
+            "login    = anonymous\n",
+            "login    = anonymous\nallow_unsigned_uploads = 1\n",
+        ),
+    )
+    .unwrap();
+    let (ok, out) = crate::util::run(
+        std::process::Command::new("dput")
+            .args(["-u", "-c"])
+            .arg(&cf)
+            .arg("mbd-testhost-ftp")
+            .arg(work.join("mbd-hello_1.0-1~test12+1_source.changes")),
+    );
+    assert!(ok, "dput over ftp failed:\n{out}");
+    let events = wait_for_events(&d, 1);
+    assert_eq!(events[0]["kind"], "ACCEPTED", "{events:?}");
+    assert_eq!(events[0]["source"], "mbd-hello");
+
+    // What else an FTP client tries is refused, and nothing is listed or served.
+    let (host, port) = ftp.rsplit_once(':').unwrap();
+    let script = format!(
+        r#"
+import ftplib, io
+f = ftplib.FTP()
+f.connect("{host}", {port}, timeout=20)
+f.login()
+def attempt(name, call):
+    try:
+        call()
+        print(name, "allowed")
+    except ftplib.all_errors as e:
+        print(name, "refused", str(e).split()[0])
+f.cwd("/incoming")
+f.storbinary("STOR note.txt", io.BytesIO(b"hello"))
+print("LIST", len(f.nlst()))
+attempt("RETR", lambda: f.retrbinary("RETR note.txt", lambda b: None))
+attempt("DELE", lambda: f.delete("note.txt"))
+attempt("RNFR", lambda: f.rename("note.txt", "other.txt"))
+attempt("MKD", lambda: f.mkd("sub"))
+attempt("CWD", lambda: f.cwd("/etc"))
+attempt("STOR-escape", lambda: f.storbinary("STOR ../escape.txt", io.BytesIO(b"x")))
+attempt("STOR-overwrite", lambda: f.storbinary("STOR note.txt", io.BytesIO(b"other")))
+f.quit()
+"#
+    );
+    let (ok, out) =
+        crate::util::run(std::process::Command::new("/usr/bin/python3").args(["-c", &script]));
+    assert!(ok, "{out}");
+    for expected in [
+        "LIST 0",
+        "RETR refused",
+        "DELE refused",
+        "RNFR refused",
+        "MKD refused",
+        "CWD refused",
+        "STOR-escape refused",
+        "STOR-overwrite refused",
+    ] {
+        assert!(out.contains(expected), "expected '{expected}' in:\n{out}");
+    }
+    assert_eq!(
+        std::fs::read(home.join("var/incoming/note.txt")).unwrap(),
+        b"hello"
+    );
+    assert!(!home.join("var/escape.txt").exists());
 }

@@ -74,7 +74,7 @@ pub static CALLS: &[Call] = &[
         level: Level::None,
         changes: false,
         running: false,
-        doc: "A dput.cf section for uploading to this daemon.",
+        doc: "dput.cf sections for uploading to this daemon: HTTP, and FTP when it is served.",
         args: &[],
         run: dput_conf,
     },
@@ -492,7 +492,7 @@ fn authority(url: &str) -> &str {
         .trim_end_matches('/')
 }
 
-/// The dput.cf section for this daemon.
+/// The dput.cf section for uploading over HTTP.
 pub fn dput_section(identity: &str, url: &str) -> String {
     format!(
         "[mbd-{identity}]\nmethod   = http\nfqdn     = {}\nincoming = /incoming\nlogin    = anonymous\n",
@@ -500,9 +500,24 @@ pub fn dput_section(identity: &str, url: &str) -> String {
     )
 }
 
+/// The dput.cf sections: HTTP (`mbd-<identity>`), and FTP (`mbd-<identity>-ftp`) if served.
+pub fn dput_sections(identity: &str, url: &str, ftp: Option<&str>) -> String {
+    let mut text = dput_section(identity, url);
+    if let Some(ftp) = ftp {
+        text.push_str(&format!(
+            "\n[mbd-{identity}-ftp]\nmethod   = ftp\nfqdn     = {ftp}\nincoming = /incoming\nlogin    = anonymous\n"
+        ));
+    }
+    text
+}
+
 fn dput_conf(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
     let identity = ctx.engine().instance().identity.clone();
-    Ok(Output::Text(dput_section(&identity, &ctx.url)))
+    Ok(Output::Text(dput_sections(
+        &identity,
+        &ctx.url,
+        ctx.ftp.as_deref(),
+    )))
 }
 
 /// What `sources_list` lists: one entry per distribution (and type).

@@ -383,6 +383,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Where uploads wait for their decision.
     pub incoming: crate::incoming::Incoming,
+    /// `host:port` of the FTP incoming, if FTP is served.
+    pub ftp: Option<String>,
     /// Decisions as they happen, for `/api/events/stream`.
     pub live: tokio::sync::broadcast::Sender<crate::incoming::Event>,
     /// The latest changes made through the API, newest last.
@@ -407,6 +409,7 @@ impl Context {
         Context {
             incoming: crate::incoming::Incoming::new(engine.home()),
             live: tokio::sync::broadcast::channel(256).0,
+            ftp: None,
             engine: RwLock::new(engine),
             running: AtomicBool::new(true),
             url,

@@ -7,6 +7,7 @@
 //! URL to `<home>/var/run/http.url`, and serve until SIGTERM or SIGINT.
 
 pub mod archive;
+pub mod ftp;
 pub mod log;
 pub mod ui;
 
@@ -63,10 +64,17 @@ pub struct Settings {
     pub hostname: String,
     /// Addresses to serve HTTP on; the first one makes the URL.
     pub http_endpoints: Vec<String>,
+    /// Addresses for anonymous FTP uploads (empty: none).
+    #[serde(default = "default_ftp")]
+    pub ftp_endpoints: Vec<String>,
     /// `tracing` filter: error, warn, info, debug, trace (or a full directive).
     pub log_level: String,
     /// How many builds run at once.
     pub build_slots: u32,
+}
+
+fn default_ftp() -> Vec<String> {
+    vec!["0.0.0.0:8067".to_string()]
 }
 
 impl Default for Settings {
@@ -74,6 +82,7 @@ impl Default for Settings {
         Settings {
             hostname: String::new(),
             http_endpoints: vec!["0.0.0.0:8066".to_string()],
+            ftp_endpoints: default_ftp(),
             log_level: "info".to_string(),
             build_slots: 1,
         }
@@ -136,6 +145,7 @@ fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), DaemonError> 
 pub struct Options {
     pub home: PathBuf,
     pub http_endpoints: Vec<String>,
+    pub ftp_endpoints: Vec<String>,
     pub hostname: Option<String>,
     pub log_level: Option<String>,
     /// The administrator's password at first start (else one is generated and printed).
@@ -318,6 +328,11 @@ fn ensure_admin(
     Ok(generated)
 }
 
+/// `host:port` of a URL.
+fn authority(url: &str) -> &str {
+    url.split_once("://").map_or(url, |(_, r)| r)
+}
+
 fn system_hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
@@ -359,6 +374,15 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
     if !opts.http_endpoints.is_empty() {
         settings.http_endpoints = opts.http_endpoints.clone();
     }
+    if !opts.ftp_endpoints.is_empty() {
+        // "none" switches FTP off.
+        settings.ftp_endpoints = opts
+            .ftp_endpoints
+            .iter()
+            .filter(|e| e.as_str() != "none")
+            .cloned()
+            .collect();
+    }
     if let Some(h) = &opts.hostname {
         settings.hostname = h.clone();
     }
@@ -398,13 +422,39 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
             .local_addr()
             .map_err(io(&home))?;
         let url = base_url(first, Some(settings.hostname.as_str()));
+        // FTP endpoints: bound here first so a busy port fails the start and port 0 works.
+        let mut ftp = Vec::new();
+        for ep in &settings.ftp_endpoints {
+            let probe = std::net::TcpListener::bind(ep).map_err(|source| DaemonError::Bind {
+                addr: ep.clone(),
+                source,
+            })?;
+            let addr = probe.local_addr().map_err(io(&home))?;
+            drop(probe);
+            ftp.push(addr);
+        }
         let access_path = home.join("var/log/access.log");
         let state = AppState {
             repositories: engine.home().join("repositories"),
             access: log::RotatingFile::open(&access_path, log::MAX_SIZE)
                 .map_err(io(&access_path))?,
-            ctx: Arc::new(Context::new(engine, url.clone())),
+            ctx: Arc::new({
+                let mut ctx = Context::new(engine, url.clone());
+                ctx.ftp = ftp.first().map(|a| {
+                    authority(&base_url(*a, Some(settings.hostname.as_str()))).to_string()
+                });
+                ctx
+            }),
         };
+        for addr in ftp {
+            let ctx = state.ctx.clone();
+            tokio::spawn(async move {
+                if let Err(e) = ftp::serve(ctx, addr.to_string()).await {
+                    tracing::error!(%addr, error = %e, "FTP server stopped");
+                }
+            });
+            tracing::info!(%addr, "FTP uploads");
+        }
         print_banner(&state.ctx, created, generated.as_deref())?;
         // Uploads that waited through a restart are decided now; leftovers of interrupted
         // uploads go after their age, here and every few minutes.
@@ -517,7 +567,7 @@ fn print_banner(ctx: &Context, created: bool, password: Option<&str>) -> Result<
     ));
     out.push_str(&format!(
         "# dput: ~/.dput.cf\n{}\n",
-        api::calls::dput_section(&identity, &ctx.url)
+        api::calls::dput_sections(&identity, &ctx.url, ctx.ftp.as_deref())
     ));
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
