@@ -139,7 +139,8 @@ impl Drop for Daemon {
     }
 }
 
-fn setup_with_packages(home: &Path) {
+/// The setup every daemon test starts from: repository `test` for bookworm/amd64.
+fn setup_home(home: &Path) {
     mbd_ok(
         home,
         &[
@@ -152,6 +153,10 @@ fn setup_with_packages(home: &Path) {
             "test:Default:bookworm",
         ],
     );
+}
+
+fn setup_with_packages(home: &Path) {
+    setup_home(home);
     for v in ["1.0-1", "1.0-2"] {
         let changes = pkg(&format!("mbd-hello_{v}~test12+1_amd64.changes"));
         mbd_ok(
@@ -897,18 +902,7 @@ fn put_upload(d: &Daemon, files: &[PathBuf]) {
 fn dput_uploads_are_accepted_or_rejected_with_their_reason() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    mbd_ok(
-        &home,
-        &[
-            "setup",
-            "--identity",
-            "testhost",
-            "--distributions",
-            "bookworm:amd64",
-            "--repositories",
-            "test:Default:bookworm",
-        ],
-    );
+    setup_home(&home);
     let d = Daemon::start(&home);
     // Uploads need a signature by a user's key here.
     d.api_ok(&["set_repository", "test"]);
@@ -1126,18 +1120,7 @@ fn dput_uploads_are_accepted_or_rejected_with_their_reason() {
 fn uploads_waiting_through_maintenance_and_a_kill_are_decided_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    mbd_ok(
-        &home,
-        &[
-            "setup",
-            "--identity",
-            "testhost",
-            "--distributions",
-            "bookworm:amd64",
-            "--repositories",
-            "test:Default:bookworm",
-        ],
-    );
+    setup_home(&home);
     let mut d = Daemon::start(&home);
     d.api_ok(&["stop"]);
     let files = source_upload();
@@ -1220,18 +1203,7 @@ fn read_stream(d: &Daemon, path: &str, until: &str) -> std::thread::JoinHandle<S
 fn decisions_reach_event_files_hooks_and_the_live_stream() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    mbd_ok(
-        &home,
-        &[
-            "setup",
-            "--identity",
-            "testhost",
-            "--distributions",
-            "bookworm:amd64",
-            "--repositories",
-            "test:Default:bookworm",
-        ],
-    );
+    setup_home(&home);
     let hooks = home.join("etc/event-hooks");
     std::fs::create_dir_all(&hooks).unwrap();
     let record = home.join("hooked");
@@ -1295,18 +1267,7 @@ fn decisions_reach_event_files_hooks_and_the_live_stream() {
 fn dput_over_ftp_into_a_write_only_incoming() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    mbd_ok(
-        &home,
-        &[
-            "setup",
-            "--identity",
-            "testhost",
-            "--distributions",
-            "bookworm:amd64",
-            "--repositories",
-            "test:Default:bookworm",
-        ],
-    );
+    setup_home(&home);
     let d = Daemon::start(&home);
     let conf = d.api_ok(&["dput_conf"]);
     let ftp = conf

@@ -486,7 +486,7 @@ fn pub_key(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
 }
 
 /// `host:port` of a base URL.
-fn authority(url: &str) -> &str {
+pub fn authority(url: &str) -> &str {
     url.split_once("://")
         .map_or(url, |(_, rest)| rest)
         .trim_end_matches('/')

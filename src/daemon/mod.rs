@@ -328,11 +328,6 @@ fn ensure_admin(
     Ok(generated)
 }
 
-/// `host:port` of a URL.
-fn authority(url: &str) -> &str {
-    url.split_once("://").map_or(url, |(_, r)| r)
-}
-
 fn system_hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
@@ -441,7 +436,8 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
             ctx: Arc::new({
                 let mut ctx = Context::new(engine, url.clone());
                 ctx.ftp = ftp.first().map(|a| {
-                    authority(&base_url(*a, Some(settings.hostname.as_str()))).to_string()
+                    api::calls::authority(&base_url(*a, Some(settings.hostname.as_str())))
+                        .to_string()
                 });
                 ctx
             }),
