@@ -2,10 +2,16 @@
 //! is decided, then is either queued for building (`<home>/var/queue/<source>_<version>/`) or
 //! removed. Every decision is an [`Event`] kept in the store.
 //!
-//! Files arrive under a hidden temporary name and are renamed into place only when complete,
+//! Files arrive under a hidden temporary name and are linked into place only when complete,
 //! so a crash never leaves a partial file under a real name; an existing file is never
-//! overwritten with other content. Pending `.changes` are decided again at start, and files
-//! that belong to no `.changes` are removed after [`ORPHAN_AGE`].
+//! overwritten with other content. Pending `.changes` are decided again at start, partial
+//! files are removed then, and files that belong to no `.changes` after their age
+//! ([`ORPHAN_AGE`] by default).
+//!
+//! Accepting is one rename: the upload's files are linked into a hidden queue directory that
+//! is renamed into place, then the events are stored (one transaction), then the files leave
+//! incoming, the `.changes` last. Whatever step a crash interrupts, the next pass either
+//! decides the upload afresh or, finding its `.changes` linked in the queue, finishes it.
 //!
 //! The acceptance rules run in mini-buildd's order, and each rejection names the file and the
 //! reason: parse; target distribution (meta-distributions resolved; rollback and
@@ -164,6 +170,36 @@ impl Incoming {
         }
     }
 
+    /// A parser's message with the incoming directory taken out: the uploader knows the file
+    /// by its name.
+    fn unprefixed(&self, e: &dyn std::fmt::Display) -> String {
+        e.to_string()
+            .replace(&format!("{}/", self.dir.display()), "")
+    }
+
+    /// Cleans up after a crash; only while no upload can arrive (at start). Partial files
+    /// go at once, and so do queue directories that were being filled (their upload is still
+    /// pending in incoming and is decided again).
+    pub fn recover(&self) -> Result<usize, IncomingError> {
+        let mut removed = 0;
+        for (dir, prefix) in [(&self.dir, ".part-"), (&self.queue, ".new-")] {
+            for e in std::fs::read_dir(dir).map_err(io(dir))? {
+                let e = e.map_err(io(dir))?;
+                if !e.file_name().to_string_lossy().starts_with(prefix) {
+                    continue;
+                }
+                let p = e.path();
+                if p.is_dir() {
+                    std::fs::remove_dir_all(&p).map_err(io(&p))?;
+                } else {
+                    std::fs::remove_file(&p).map_err(io(&p))?;
+                }
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// The `.changes` waiting, oldest first.
     pub fn pending(&self) -> Result<Vec<PathBuf>, IncomingError> {
         let mut found = Vec::new();
@@ -246,22 +282,40 @@ fn queue_dir(incoming: &Incoming, changes: &Changes) -> PathBuf {
         .join(format!("{}_{}", changes.source, changes.version))
 }
 
+/// What happens to an upload that passed the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// A source upload: into the queue, to be built.
+    Queue,
+    /// Moved into the queue before a crash: only the bookkeeping is left to do.
+    Queued,
+    /// A binary-only upload to a repository that takes them: installed now.
+    Install,
+}
+
+/// Whether two paths are links to one file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
 fn decide(
     engine: &Engine,
     incoming: &Incoming,
     keyring: &Keyring,
     path: &Path,
     subject: &mut Subject,
-) -> Result<(Changes, String), Rejection> {
+) -> Result<(Changes, String, Verdict), Rejection> {
     let name = path
         .file_name()
         .unwrap_or_default()
         .to_string_lossy()
         .into_owned();
     let reject = |reason: String| Rejection(format!("{name}: {reason}"));
-    // Messages of the parsers name the file by its path; the uploader knows it by its name.
-    let prefix = format!("{}/", incoming.dir.display());
-    let named = |e: &dyn std::fmt::Display| Rejection(e.to_string().replace(&prefix, ""));
+    let named = |e: &dyn std::fmt::Display| Rejection(incoming.unprefixed(e));
     // 1. parse
     let changes = Changes::read(path, Trust::Unchecked).map_err(|e| named(&e))?;
     subject.source = changes.source.clone();
@@ -288,6 +342,18 @@ fn decide(
         return Err(reject(format!(
             "suite '{}' of {dist} is not uploadable (it is fed by migration)",
             r.suite.name
+        )));
+    }
+    // Accepted already? A link to this very file in the queue means a crash came after the
+    // upload was put there; anything else is a second upload of that version.
+    let queued = queue_dir(incoming, &changes);
+    if queued.exists() {
+        if same_file(&queued.join(&name), path) {
+            return Ok((changes, dist, Verdict::Queued));
+        }
+        return Err(reject(format!(
+            "{} {} was already accepted and waits for its builds",
+            changes.source, changes.version
         )));
     }
     // 3. signature
@@ -345,45 +411,50 @@ fn decide(
             }
         }
     }
-    if queue_dir(incoming, &changes).exists() {
-        return Err(reject(format!(
-            "{} {version} was already accepted and waits for its builds",
-            changes.source
-        )));
-    }
     // 6. every listed file present, sizes and hashes
     changes.verify_files().map_err(|e| named(&e))?;
-    // Source uploads are built; binary-only uploads are not taken.
-    if !changes.architectures.iter().any(|a| a == "source") {
-        return Err(reject(format!(
+    // Source uploads are built; binary-only uploads only where the repository takes them.
+    if changes.architectures.iter().any(|a| a == "source") {
+        Ok((changes, dist, Verdict::Queue))
+    } else if r.repository.allow_binary_uploads {
+        Ok((changes, dist, Verdict::Install))
+    } else {
+        Err(reject(format!(
             "binary-only uploads are not enabled for repository {}; upload the source",
             r.repository.identity
-        )));
+        )))
     }
-    Ok((changes, dist))
 }
 
 fn event_id(time_nanos: u128) -> String {
     format!("{time_nanos:024}")
 }
 
-fn record(engine: &Engine, mut event: Event) -> Result<Event, RepoError> {
+/// Stores events in one transaction, giving each an id (ids sort by time and are unique
+/// even within one clock tick).
+fn record(engine: &Engine, mut events: Vec<Event>) -> Result<Vec<Event>, RepoError> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let mut nanos = now.as_nanos();
-    // Ids are unique even within one clock tick.
-    while engine
-        .object::<Event>(&format!("event/{}", event_id(nanos)))?
-        .is_some()
-    {
+    for event in &mut events {
+        while engine
+            .object::<Event>(&format!("event/{}", event_id(nanos)))?
+            .is_some()
+        {
+            nanos += 1;
+        }
+        event.id = event_id(nanos);
+        event.time = now.as_secs() as i64;
         nanos += 1;
+        tracing::info!(kind = ?event.kind, file = %event.file, reason = %event.reason, "upload decided");
     }
-    event.id = event_id(nanos);
-    event.time = now.as_secs() as i64;
-    engine.put_object(&format!("event/{}", event.id), &event)?;
-    tracing::info!(kind = ?event.kind, file = %event.file, reason = %event.reason, "upload decided");
-    Ok(event)
+    let items: Vec<(String, &Event)> = events
+        .iter()
+        .map(|e| (format!("event/{}", e.id), e))
+        .collect();
+    engine.put_objects(&items)?;
+    Ok(events)
 }
 
 /// Removes a rejected `.changes` and the files it lists from incoming. The lists are read
@@ -415,7 +486,50 @@ fn discard(incoming: &Incoming, changes_path: &Path) {
             let _ = std::fs::remove_file(p);
         }
     }
+    // The .changes last: while it is there, the upload is pending.
     let _ = std::fs::remove_file(changes_path);
+}
+
+fn sync_dir(dir: &Path) -> Result<(), IncomingError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
+}
+
+/// Puts an accepted upload into its queue directory in one step: its files are linked into a
+/// hidden directory that is then renamed. A crash before the rename leaves the upload pending
+/// in incoming (decided again at start); after it, [`Verdict::Queued`] finishes the work.
+fn enqueue(incoming: &Incoming, changes: &Changes, path: &Path) -> Result<(), IncomingError> {
+    let dir = queue_dir(incoming, changes);
+    let staging = incoming.queue.join(format!(
+        ".new-{}",
+        dir.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
+    }
+    std::fs::create_dir(&staging).map_err(io(&staging))?;
+    let file = path.file_name().unwrap_or_default();
+    for f in &changes.files.entries {
+        let from = incoming.target(&f.name)?;
+        std::fs::hard_link(&from, staging.join(&f.name)).map_err(io(&from))?;
+    }
+    std::fs::hard_link(path, staging.join(file)).map_err(io(path))?;
+    sync_dir(&staging)?;
+    std::fs::rename(&staging, &dir).map_err(io(&dir))?;
+    sync_dir(&incoming.queue)
+}
+
+/// Removes an upload's files from incoming, the `.changes` last.
+fn clear(incoming: &Incoming, changes: &Changes, path: &Path) -> Result<(), IncomingError> {
+    for f in &changes.files.entries {
+        let p = incoming.target(&f.name)?;
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&p)(e)),
+            _ => {}
+        }
+    }
+    std::fs::remove_file(path).map_err(io(path))
 }
 
 /// Decides one waiting `.changes`; returns the events it made.
@@ -445,44 +559,73 @@ pub fn process(
         distribution: subject.distribution.clone(),
         reason,
     };
-    match decide(engine, incoming, &keyring, path, &mut subject) {
-        Err(Rejection(reason)) => {
-            let e = record(engine, event(EventKind::Rejected, &subject, reason))?;
-            discard(incoming, path);
-            Ok(vec![e])
-        }
-        Ok((changes, dist)) => {
-            // Move the upload out of incoming into its queue directory (the .changes last,
-            // so a crash in between leaves it pending and it is decided again).
-            let dir = queue_dir(incoming, &changes);
-            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-            for f in &changes.files.entries {
-                let from = incoming.target(&f.name)?;
-                std::fs::rename(&from, dir.join(&f.name)).map_err(io(&from))?;
+    let rejected = |subject: &Subject, reason: String| -> Result<Vec<Event>, IncomingError> {
+        let e = record(engine, vec![event(EventKind::Rejected, subject, reason)])?;
+        discard(incoming, path);
+        Ok(e)
+    };
+    let (changes, dist, verdict) = match decide(engine, incoming, &keyring, path, &mut subject) {
+        Err(Rejection(reason)) => return rejected(&subject, reason),
+        Ok(decided) => decided,
+    };
+    let what = format!("{} {} for {dist}", changes.source, changes.version);
+    match verdict {
+        Verdict::Queue | Verdict::Queued => {
+            if verdict == Verdict::Queue {
+                enqueue(incoming, &changes, path)?;
             }
-            std::fs::rename(path, dir.join(&file)).map_err(io(path))?;
-            let accepted = record(
-                engine,
-                event(
-                    EventKind::Accepted,
-                    &subject,
-                    format!("{} {} for {dist}", changes.source, changes.version),
-                ),
-            )?;
-            let packaging = record(
-                engine,
-                event(
-                    EventKind::Packaging,
-                    &subject,
-                    format!(
-                        "waiting for builds in {}",
-                        dir.strip_prefix(incoming.queue.parent().unwrap_or(&incoming.queue))
-                            .unwrap_or(&dir)
-                            .display()
-                    ),
-                ),
-            )?;
-            Ok(vec![accepted, packaging])
+            let dir = queue_dir(incoming, &changes);
+            // After a crash the events may exist already.
+            let recorded = verdict == Verdict::Queued
+                && engine.objects::<Event>("event/")?.iter().any(|(_, e)| {
+                    e.kind == EventKind::Packaging
+                        && e.file == file
+                        && e.source == changes.source
+                        && e.version == subject.version
+                });
+            let events = if recorded {
+                Vec::new()
+            } else {
+                let waiting = format!(
+                    "waiting for builds in {}",
+                    dir.strip_prefix(incoming.queue.parent().unwrap_or(&incoming.queue))
+                        .unwrap_or(&dir)
+                        .display()
+                );
+                record(
+                    engine,
+                    vec![
+                        event(EventKind::Accepted, &subject, what),
+                        event(EventKind::Packaging, &subject, waiting),
+                    ],
+                )?
+            };
+            clear(incoming, &changes, path)?;
+            Ok(events)
+        }
+        Verdict::Install => {
+            let installed = engine
+                .include(&dist, &[path.to_path_buf()])
+                .and_then(|summary| {
+                    let name = engine.resolve(&dist)?.name;
+                    engine.publish(&[name])?;
+                    Ok(summary)
+                });
+            match installed {
+                Err(e) => rejected(&subject, incoming.unprefixed(&e)),
+                Ok(summary) => {
+                    let e = record(
+                        engine,
+                        vec![event(
+                            EventKind::Installed,
+                            &subject,
+                            format!("{what}: {}", summary.join(", ")),
+                        )],
+                    )?;
+                    clear(incoming, &changes, path)?;
+                    Ok(e)
+                }
+            }
         }
     }
 }
@@ -626,6 +769,29 @@ mod tests {
         for bad in ["../x", "a/b", ".hidden", ""] {
             assert!(inc.target(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn recovery_removes_partial_files_and_unfinished_queue_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let inc = Incoming::new(dir.path());
+        inc.create_dirs().unwrap();
+        std::fs::write(inc.dir.join(".part-1"), b"x").unwrap();
+        std::fs::write(inc.dir.join("x_1.0.dsc"), b"x").unwrap();
+        std::fs::create_dir(inc.queue.join(".new-x_1.0")).unwrap();
+        std::fs::write(inc.queue.join(".new-x_1.0/x_1.0.dsc"), b"x").unwrap();
+        std::fs::create_dir(inc.queue.join("y_1.0")).unwrap();
+        assert_eq!(inc.recover().unwrap(), 2);
+        let left = |d: &Path| {
+            let mut v: Vec<_> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(left(&inc.dir), ["x_1.0.dsc"]);
+        assert_eq!(left(&inc.queue), ["y_1.0"]);
     }
 
     #[test]

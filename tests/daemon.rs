@@ -16,6 +16,13 @@ struct Daemon {
 
 impl Daemon {
     fn start(home: &Path) -> Daemon {
+        let mut d = Daemon::spawn(home);
+        d.wait_ready();
+        d
+    }
+
+    /// Starts the daemon without waiting for it to serve.
+    fn spawn(home: &Path) -> Daemon {
         let url_file = home.join("var/run/http.url");
         let _ = std::fs::remove_file(&url_file);
         let stdout = home.with_extension("stdout");
@@ -36,12 +43,17 @@ impl Daemon {
         .stderr(std::fs::File::create(home.with_extension("stderr")).unwrap())
         .spawn()
         .unwrap();
-        let mut d = Daemon {
+        Daemon {
             child: Some(child),
             home: home.to_path_buf(),
             url: String::new(),
             stdout,
-        };
+        }
+    }
+
+    fn wait_ready(&mut self) {
+        let d = self;
+        let url_file = d.home.join("var/run/http.url");
         let started = Instant::now();
         loop {
             if let Ok(u) = std::fs::read_to_string(&url_file) {
@@ -58,7 +70,6 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        d
     }
 
     fn log(&self) -> String {
@@ -1138,10 +1149,9 @@ fn uploads_waiting_through_maintenance_and_a_kill_are_decided_at_start() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(
-        left,
-        [".part-interrupted"],
-        "only the partial file waits for its age"
+    assert!(
+        left.is_empty(),
+        "a partial file survived the start: {left:?}"
     );
 }
 
@@ -1349,4 +1359,280 @@ f.quit()
         b"hello"
     );
     assert!(!home.join("var/escape.txt").exists());
+}
+
+/// `n` distinct unsigned uploads made by `fixtures/gen-uploads.sh`; the directory of each.
+fn generated_uploads(dir: &Path, n: usize, binary: bool) -> Vec<PathBuf> {
+    let out = dir.join(if binary { "binary-uploads" } else { "uploads" });
+    let mut cmd = std::process::Command::new(fixtures().join("gen-uploads.sh"));
+    cmd.arg(&out).arg(n.to_string());
+    if binary {
+        cmd.arg("--binary");
+    }
+    let (ok, text) = crate::util::run(&mut cmd);
+    assert!(ok, "gen-uploads.sh failed:\n{text}");
+    (1..=n).map(|i| out.join(i.to_string())).collect()
+}
+
+fn changes_in(dir: &Path) -> PathBuf {
+    crate::util::files_ending(dir, ".changes")
+        .pop()
+        .unwrap_or_else(|| panic!("no .changes in {}", dir.display()))
+}
+
+/// The names in a directory, sorted (without the `.upload` logs dput leaves).
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.ends_with(".upload"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Every generated upload waits in its queue directory, byte for byte, exactly once.
+fn assert_all_queued(home: &Path, uploads: &[PathBuf], events: &[serde_json::Value]) {
+    let mut accepted = std::collections::BTreeMap::new();
+    for e in events {
+        assert_eq!(e["kind"], "ACCEPTED", "{e}");
+        *accepted
+            .entry(e["source"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(accepted.len(), uploads.len(), "{accepted:?}");
+    assert!(accepted.values().all(|n| *n == 1), "{accepted:?}");
+    for u in uploads {
+        let changes = changes_in(u);
+        let name = changes.file_name().unwrap().to_string_lossy().into_owned();
+        let stem = name.strip_suffix("_source.changes").unwrap();
+        let queued = home.join("var/queue").join(stem);
+        assert_eq!(names_in(&queued), names_in(u), "{}", queued.display());
+        for f in names_in(u) {
+            assert_eq!(
+                std::fs::read(queued.join(&f)).unwrap(),
+                std::fs::read(u.join(&f)).unwrap(),
+                "{f}"
+            );
+        }
+    }
+    assert_eq!(names_in(&home.join("var/incoming")), Vec::<String>::new());
+    let queue = names_in(&home.join("var/queue"));
+    assert_eq!(queue.len(), uploads.len(), "{queue:?}");
+}
+
+#[test]
+fn a_hundred_concurrent_uploads_over_http_and_ftp_are_all_decided() {
+    const N: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    let uploads = generated_uploads(dir.path(), N, false);
+    let d = Daemon::start(&home);
+    let cf = dir.path().join("dput.cf");
+    let conf = d.api_ok(&["dput_conf"]);
+    std::fs::write(
+        &cf,
+        conf.replace(
+            "[mbd-testhost]\n",
+            "[mbd-testhost]\nallow_unsigned_uploads = 1\n",
+        )
+        .replace(
+            "[mbd-testhost-ftp]\n",
+            "[mbd-testhost-ftp]\nallow_unsigned_uploads = 1\n",
+        ),
+    )
+    .unwrap();
+    // All at once: even ones over HTTP, odd ones over FTP, each by its own dput.
+    let children: Vec<_> = uploads
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let section = if i % 2 == 0 {
+                "mbd-testhost"
+            } else {
+                "mbd-testhost-ftp"
+            };
+            std::process::Command::new("dput")
+                .args(["-u", "-c"])
+                .arg(&cf)
+                .arg(section)
+                .arg(changes_in(u))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "dput of upload {}: {}{}",
+            i + 1,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let events = wait_for_events(&d, N);
+    assert_all_queued(&home, &uploads, &events);
+    let packaging = json(&d.api_ok(&["events", "--type", "PACKAGING"]));
+    assert_eq!(packaging.as_array().unwrap().len(), N);
+}
+
+/// PUTs every file of a directory (the .changes last).
+fn put_files(d: &Daemon, dir: &Path) {
+    put_upload(d, &crate::util::files_ending(dir, ""));
+}
+
+#[test]
+fn kill_9_during_uploads_and_acceptance_loses_nothing() {
+    // 10 uploads over HTTP first, then 5 more before each of 10 restarts.
+    const FIRST: usize = 10;
+    const BATCH: usize = 5;
+    const ROUNDS: usize = 10;
+    const N: usize = FIRST + ROUNDS * BATCH;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    // Leftovers of interrupted uploads go after 2 s here.
+    std::fs::create_dir_all(home.join("etc")).unwrap();
+    std::fs::write(
+        home.join("etc/mbd.toml"),
+        "http_endpoints = [\"127.0.0.1:0\"]\nftp_endpoints = []\nlog_level = \"info\"\nbuild_slots = 1\nincoming_orphan_age = 2\n",
+    )
+    .unwrap();
+    let uploads = generated_uploads(dir.path(), N, false);
+    let mut d = Daemon::start(&home);
+    // Complete uploads wait (maintenance) ...
+    d.api_ok(&["stop"]);
+    for u in &uploads[..FIRST] {
+        put_files(&d, u);
+    }
+    // ... while one file is half sent and another upload lacks its .changes.
+    let addr = d.url.trim_start_matches("http://").to_string();
+    let mut half = std::net::TcpStream::connect(&addr).unwrap();
+    half.write_all(
+        b"PUT /incoming/mbd-late_1.0.tar.xz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",
+    )
+    .unwrap();
+    half.write_all(&[7u8; 4000]).unwrap();
+    half.flush().unwrap();
+    let lonely = uploads[0].parent().unwrap().join("lonely");
+    std::fs::create_dir_all(&lonely).unwrap();
+    std::fs::write(lonely.join("mbd-late_1.0.dsc"), "Format: 3.0 (native)\n").unwrap();
+    put_files(&d, &lonely);
+    let started = Instant::now();
+    while !names_in(&home.join("var/incoming"))
+        .iter()
+        .any(|n| n.starts_with(".part-"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no partial file"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    d.kill9();
+    drop(half);
+    // Kill again at moments spread over the pass that decides waiting uploads at start
+    // (deciding one takes a few milliseconds). Before each start, more complete uploads wait,
+    // as if they had arrived just before a crash.
+    let mut seed: u64 = 0x6b69_6c6c;
+    let mut queued = Vec::new();
+    for round in 0..=ROUNDS {
+        if round > 0 {
+            for u in &uploads[FIRST + (round - 1) * BATCH..FIRST + round * BATCH] {
+                for f in names_in(u) {
+                    std::fs::copy(u.join(&f), home.join("var/incoming").join(&f)).unwrap();
+                }
+            }
+        }
+        let mut d = Daemon::spawn(&home);
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let delay = (seed >> 33) % 60;
+        std::thread::sleep(Duration::from_millis(delay));
+        d.kill9();
+        queued.push((delay, names_in(&home.join("var/queue")).len()));
+        let incoming = names_in(&home.join("var/incoming"));
+        assert!(
+            !incoming.iter().any(|n| n.starts_with(".part-")),
+            "round {round}: a partial file survived a start: {incoming:?}"
+        );
+    }
+    eprintln!("queue directories after each kill: {queued:?}");
+    let d = Daemon::start(&home);
+    let events = wait_for_events(&d, N);
+    // The file without its .changes goes after its age.
+    let started = Instant::now();
+    while names_in(&home.join("var/incoming")).contains(&"mbd-late_1.0.dsc".to_string()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "orphan not removed: {:?}",
+            names_in(&home.join("var/incoming"))
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_all_queued(&home, &uploads, &events);
+    let packaging = json(&d.api_ok(&["events", "--type", "PACKAGING"]));
+    assert_eq!(packaging.as_array().unwrap().len(), N, "{packaging}");
+    assert!(
+        !names_in(&home.join("var/queue"))
+            .iter()
+            .any(|n| n.starts_with('.')),
+        "a half-filled queue directory survived"
+    );
+}
+
+#[test]
+fn binary_only_uploads_are_refused_unless_the_repository_takes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    let uploads = generated_uploads(dir.path(), 2, true);
+    let d = Daemon::start(&home);
+    put_files(&d, &uploads[0]);
+    let events = wait_for_events(&d, 1);
+    assert_eq!(events[0]["kind"], "REJECTED", "{events:?}");
+    assert!(
+        events[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("binary-only uploads are not enabled for repository test"),
+        "{events:?}"
+    );
+    assert_eq!(names_in(&home.join("var/incoming")), Vec::<String>::new());
+    d.api_ok(&[
+        "set_repository",
+        "test",
+        "--allow-unauthenticated-uploads",
+        "--allow-binary-uploads",
+    ]);
+    put_files(&d, &uploads[1]);
+    let events = wait_for_events(&d, 2);
+    assert_eq!(events[1]["kind"], "INSTALLED", "{events:?}");
+    assert_eq!(events[1]["source"], "mbd-load-2");
+    assert_eq!(names_in(&home.join("var/incoming")), Vec::<String>::new());
+    // It is in the published distribution: apt gets it.
+    let sources = d.api_ok(&[
+        "sources_list",
+        "--format",
+        "sources",
+        "--signed-by",
+        "inline",
+        "--suites",
+        "unstable",
+    ]);
+    let apt = Apt::new(&sources);
+    apt.update();
+    let (ok, out) = apt.get(&["download", "mbd-load-2"]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        std::fs::read(apt.downloaded("mbd-load-2_1.0~test12+1_all.deb")).unwrap(),
+        std::fs::read(uploads[1].join("mbd-load-2_1.0~test12+1_all.deb")).unwrap()
+    );
 }

@@ -316,7 +316,7 @@ pub static CALLS: &[Call] = &[
         level: Level::Admin,
         changes: true,
         running: false,
-        doc: "Set a repository's upload policy: whether uploads need a signature by an uploader key.",
+        doc: "Set a repository's upload policy, all of it (a flag not given is off): whether uploads need a signature by an uploader key, and whether binary-only uploads are installed directly.",
         args: &[
             req("repository", Kind::Str, "repository identity"),
             arg(
@@ -324,6 +324,12 @@ pub static CALLS: &[Call] = &[
                 Kind::Bool,
                 "false",
                 "take uploads without checking their signature",
+            ),
+            arg(
+                "allow_binary_uploads",
+                Kind::Bool,
+                "false",
+                "install binary-only uploads directly instead of refusing them",
             ),
         ],
         run: set_repository,
@@ -908,6 +914,7 @@ fn uploaders(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
                 r.identity.clone(),
                 json!({
                     "allow_unauthenticated_uploads": r.allow_unauthenticated_uploads,
+                    "allow_binary_uploads": r.allow_binary_uploads,
                     "uploaders": keys,
                 }),
             );
@@ -917,9 +924,10 @@ fn uploaders(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 }
 
 fn set_repository(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let repo = ctx.engine_mut().set_allow_unauthenticated_uploads(
+    let repo = ctx.engine_mut().set_upload_policy(
         inv.args.str("repository"),
         inv.args.bool("allow_unauthenticated_uploads"),
+        inv.args.bool("allow_binary_uploads"),
     )?;
     Output::json(&repo)
 }

@@ -71,6 +71,13 @@ pub struct Settings {
     pub log_level: String,
     /// How many builds run at once.
     pub build_slots: u32,
+    /// Seconds a file that belongs to no `.changes` may wait in incoming.
+    #[serde(default = "default_orphan_age")]
+    pub incoming_orphan_age: u64,
+}
+
+fn default_orphan_age() -> u64 {
+    crate::incoming::ORPHAN_AGE.as_secs()
 }
 
 fn default_ftp() -> Vec<String> {
@@ -85,6 +92,7 @@ impl Default for Settings {
             ftp_endpoints: default_ftp(),
             log_level: "info".to_string(),
             build_slots: 1,
+            incoming_orphan_age: default_orphan_age(),
         }
     }
 }
@@ -442,6 +450,15 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
                 ctx
             }),
         };
+        // Before anything can arrive: clean up after a crash.
+        let incoming = &state.ctx.incoming;
+        incoming
+            .create_dirs()
+            .and_then(|()| incoming.recover())
+            .map_err(|e| DaemonError::Settings {
+                path: incoming.dir.clone(),
+                reason: e.to_string(),
+            })?;
         for addr in ftp {
             let ctx = state.ctx.clone();
             tokio::spawn(async move {
@@ -453,28 +470,23 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
         }
         print_banner(&state.ctx, created, generated.as_deref())?;
         // Uploads that waited through a restart are decided now; leftovers of interrupted
-        // uploads go after their age, here and every few minutes.
-        state
-            .ctx
-            .incoming
-            .create_dirs()
-            .map_err(|e| DaemonError::Settings {
-                path: state.ctx.incoming.dir.clone(),
-                reason: e.to_string(),
-            })?;
+        // uploads go after their age, checked here and every few minutes.
         {
             let ctx = state.ctx.clone();
+            let age = std::time::Duration::from_secs(settings.incoming_orphan_age);
+            let every =
+                std::time::Duration::from_secs((settings.incoming_orphan_age / 2).clamp(1, 300));
             tokio::spawn(async move {
                 loop {
                     let c = ctx.clone();
                     let _ = tokio::task::spawn_blocking(move || {
                         c.process_uploads(None);
-                        if let Err(e) = c.incoming.remove_orphans(crate::incoming::ORPHAN_AGE) {
+                        if let Err(e) = c.incoming.remove_orphans(age) {
                             tracing::warn!(error = %e, "cleaning incoming");
                         }
                     })
                     .await;
-                    tokio::time::sleep(std::time::Duration::from_secs(300)).await;
+                    tokio::time::sleep(every).await;
                 }
             });
         }

@@ -147,6 +147,9 @@ pub struct Repository {
     pub layout: String,
     pub codenames: Vec<String>,
     pub allow_unauthenticated_uploads: bool,
+    /// Binary-only uploads are installed directly (off by default: sources are built here).
+    #[serde(default)]
+    pub allow_binary_uploads: bool,
 }
 
 /// What `setup` is asked to create.
@@ -370,6 +373,7 @@ impl Engine {
                 layout: layout_name.to_string(),
                 codenames,
                 allow_unauthenticated_uploads: id == "test",
+                allow_binary_uploads: false,
             });
         }
         let mut tx = store.write()?;
@@ -525,6 +529,16 @@ impl Engine {
         Ok(())
     }
 
+    /// Saves several objects in one transaction.
+    pub fn put_objects<T: Serialize>(&self, items: &[(String, T)]) -> Result<(), RepoError> {
+        let mut tx = self.store.write()?;
+        for (key, value) in items {
+            tx.put_config(key, value)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Deletes an object; false if there was none.
     pub fn delete_object(&self, key: &str) -> Result<bool, RepoError> {
         let mut tx = self.store.write()?;
@@ -541,18 +555,21 @@ impl Engine {
             .dist_sources(&r.repository.identity, &r.name.to_string())?)
     }
 
-    /// Whether a repository takes uploads that are not signed by an uploader key.
-    pub fn set_allow_unauthenticated_uploads(
+    /// A repository's upload policy: whether it takes uploads that are not signed by an
+    /// uploader key, and binary-only uploads.
+    pub fn set_upload_policy(
         &self,
         id: &str,
-        allow: bool,
+        allow_unauthenticated: bool,
+        allow_binary: bool,
     ) -> Result<Repository, RepoError> {
         let key = format!("repository/{id}");
         let mut repo: Repository = self
             .store
             .config(&key)?
             .ok_or_else(|| RepoError::NoSuchRepository(id.to_string()))?;
-        repo.allow_unauthenticated_uploads = allow;
+        repo.allow_unauthenticated_uploads = allow_unauthenticated;
+        repo.allow_binary_uploads = allow_binary;
         self.put_object(&key, &repo)?;
         Ok(repo)
     }
