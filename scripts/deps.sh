@@ -8,7 +8,7 @@ PACKAGES=(
     # build: sequoia-openpgp's nettle backend (bindgen needs libclang)
     build-essential pkg-config nettle-dev libclang-dev clang
     # tests: dpkg (version oracle), gpgv (signature checks), apt-ftparchive (Packages oracle)
-    dpkg-dev gpgv apt-utils
+    dpkg-dev xz-utils gpgv apt-utils
     # tests: the web UI in a real headless browser (Debian's selenium drives chromium)
     chromium chromium-driver python3-selenium
     # tests: uploads with the stock dput client

@@ -8,6 +8,8 @@ mod daemon;
 mod differential;
 /// Every fixture parses and verifies; every broken twin fails naming its file and reason.
 mod fixtures;
+/// The upload parsers on mutated fixtures: no panic, every error names its file.
+mod fuzz;
 /// The repository engine: apt against published suites, rollbacks, migrations, refusals.
 mod repo;
 /// The real gpgv accepts what mbd signs; uploads signed outside the keyring are refused.
