@@ -11,8 +11,8 @@ PACKAGES=(
     dpkg-dev xz-utils gpgv apt-utils
     # tests: the web UI in a real headless browser (Debian's selenium drives chromium)
     chromium chromium-driver python3-selenium
-    # tests: uploads with the stock dput client
-    dput
+    # tests: uploads with the stock dput client; a certificate for HTTPS/FTPS
+    dput openssl
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1636,3 +1636,146 @@ fn binary_only_uploads_are_refused_unless_the_repository_takes_them() {
         std::fs::read(uploads[1].join("mbd-load-2_1.0~test12+1_all.deb")).unwrap()
     );
 }
+
+#[test]
+fn uploads_over_https_and_ftps_need_a_login_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    // A self-signed certificate for 127.0.0.1; clients trust it through SSL_CERT_FILE.
+    let cert = home.join("etc/tls.crt");
+    std::fs::create_dir_all(home.join("etc")).unwrap();
+    let (ok, out) = crate::util::run(
+        std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "30"])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(home.join("etc/tls.key"))
+            .arg("-out")
+            .arg(&cert),
+    );
+    assert!(ok, "openssl: {out}");
+    std::fs::write(
+        home.join("etc/mbd.toml"),
+        "http_endpoints = [\"127.0.0.1:0\"]\nhttps_endpoints = [\"127.0.0.1:0\"]\nftp_endpoints = []\n\
+         tls_certificate = \"etc/tls.crt\"\ntls_key = \"etc/tls.key\"\nincoming_login = true\n\
+         log_level = \"info\"\nbuild_slots = 1\n",
+    )
+    .unwrap();
+    let uploads = generated_uploads(dir.path(), 2, false);
+    let d = Daemon::start(&home);
+    d.api_ok(&["user_add", "dev", "--password", "dev-pw"]);
+    let conf = d.api_ok(&["dput_conf"]);
+    assert!(
+        conf.contains("[mbd-testhost-https]\nmethod   = https\nfqdn     = 127.0.0.1:"),
+        "{conf}"
+    );
+    // The administrator asked: the sections name that user.
+    assert!(conf.contains("login    = admin\n"), "{conf}");
+    let ftp = conf
+        .split("[mbd-testhost-ftp]")
+        .nth(1)
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("fqdn     = ")))
+        .unwrap_or_else(|| panic!("no FTP section: {conf}"))
+        .to_string();
+
+    // Without a login, or with a wrong one, nothing gets in.
+    let put = |auth: &str| {
+        d.raw(&format!(
+            "PUT /incoming/x_1.0.dsc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Length: 1\r\n\r\nx"
+        ))
+    };
+    let (code, head, _) = put("");
+    assert_eq!(code, 401, "{head}");
+    assert_eq!(
+        header(&head, "www-authenticate"),
+        Some("Basic realm=\"mbd incoming\"")
+    );
+    let (code, _, _) = put("Authorization: Basic ZGV2Ondyb25n\r\n"); // dev:wrong
+    assert_eq!(code, 401);
+    assert_eq!(names_in(&home.join("var/incoming")), Vec::<String>::new());
+
+    // The real dput over HTTPS: it meets the 401, asks for the password (read from stdin, as
+    // there is no terminal) and sends the files again with it.
+    let cf = dir.path().join("dput.cf");
+    std::fs::write(
+        &cf,
+        conf.replace(
+            "login    = admin\n",
+            "login    = dev\nallow_unsigned_uploads = 1\n",
+        ),
+    )
+    .unwrap();
+    let mut dput = std::process::Command::new("setsid")
+        .args(["-w", "dput", "-u", "-c"])
+        .arg(&cf)
+        .arg("mbd-testhost-https")
+        .arg(changes_in(&uploads[0]))
+        .env("SSL_CERT_FILE", &cert)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    dput.stdin.take().unwrap().write_all(b"dev-pw\n").unwrap();
+    let out = dput.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "dput over https: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = wait_for_events(&d, 1);
+    assert_eq!(events[0]["kind"], "ACCEPTED", "{events:?}");
+    assert_eq!(events[0]["source"], "mbd-load-1");
+
+    // FTPS: anonymous is refused; the user logs in over TLS and stores the second upload.
+    let (host, port) = ftp.rsplit_once(':').unwrap();
+    let files: Vec<String> = {
+        let mut f = crate::util::files_ending(&uploads[1], "");
+        f.sort_by_key(|p| p.to_string_lossy().ends_with(".changes"));
+        f.iter()
+            .filter(|p| !p.to_string_lossy().ends_with(".upload"))
+            .map(|p| format!("{:?}", p.to_str().unwrap()))
+            .collect()
+    };
+    let script = format!(
+        r#"
+import ftplib, os, ssl
+try:
+    f = ftplib.FTP(); f.connect("{host}", {port}, timeout=20); f.login()
+    print("anonymous allowed")
+except ftplib.error_perm as e:
+    print("anonymous refused", str(e).split()[0])
+f = ftplib.FTP_TLS(context=ssl.create_default_context(cafile="{cert}"))
+f.connect("{host}", {port}, timeout=20)
+f.login("dev", "dev-pw")
+f.prot_p()
+f.cwd("/incoming")
+for path in [{files}]:
+    with open(path, "rb") as data:
+        f.storbinary("STOR " + os.path.basename(path), data)
+print("stored over TLS", f.sock.version())
+f.quit()
+"#,
+        cert = cert.display(),
+        files = files.join(", ")
+    );
+    let (ok, out) = crate::util::run(
+        std::process::Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(&script),
+    );
+    assert!(ok, "ftps client: {out}\n{}", d.log());
+    assert!(out.contains("anonymous refused 530"), "{out}");
+    assert!(out.contains("stored over TLS TLSv1."), "{out}");
+    let events = wait_for_events(&d, 2);
+    assert_eq!(events[1]["kind"], "ACCEPTED", "{events:?}");
+    assert_eq!(events[1]["source"], "mbd-load-2");
+}

@@ -52,8 +52,8 @@ enum Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     let at = any::<usize>();
     prop_oneof![
-        4 => (at.clone(), 1..=255u8).prop_map(|(at, bits)| Mutation::Flip { at, bits }),
-        2 => (at.clone(), prop::collection::vec(prop_oneof![
+        4 => (at, 1..=255u8).prop_map(|(at, bits)| Mutation::Flip { at, bits }),
+        2 => (at, prop::collection::vec(prop_oneof![
             any::<u8>(),
             Just(b'\n'),
             Just(b' '),
@@ -62,11 +62,11 @@ fn mutation() -> impl Strategy<Value = Mutation> {
             Just(0xff),
         ], 1..16))
             .prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
-        2 => (at.clone(), 1..64usize).prop_map(|(at, len)| Mutation::Delete { at, len }),
-        1 => at.clone().prop_map(|at| Mutation::Truncate { at }),
-        1 => (at.clone(), 1..256usize, at.clone())
+        2 => (at, 1..64usize).prop_map(|(at, len)| Mutation::Delete { at, len }),
+        1 => at.prop_map(|at| Mutation::Truncate { at }),
+        1 => (at, 1..256usize, at)
             .prop_map(|(from, len, at)| Mutation::Repeat { from, len, at }),
-        1 => (any::<usize>(), at.clone(), 1..512usize, at)
+        1 => (any::<usize>(), at, 1..512usize, at)
             .prop_map(|(seed, from, len, at)| Mutation::Splice { seed, from, len, at }),
     ]
 }

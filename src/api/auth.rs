@@ -169,6 +169,12 @@ pub fn authenticate(engine: &Engine, header: Option<&str>) -> Result<Option<User
     let (name, secret) = decoded
         .split_once(':')
         .ok_or_else(|| refused("malformed Basic credentials"))?;
+    login(engine, name, secret).map(Some)
+}
+
+/// A user name with a password or one of the user's tokens (HTTP Basic, FTP `USER`/`PASS`).
+pub fn login(engine: &Engine, name: &str, secret: &str) -> Result<User, ApiError> {
+    let refused = |why: &str| ApiError::BadCredentials(why.to_string());
     let user: Option<User> = if valid_user_name(name) {
         engine.object(&user_key(name))?
     } else {
@@ -179,11 +185,11 @@ pub fn authenticate(engine: &Engine, header: Option<&str>) -> Result<Option<User
     };
     if let Some(token) = engine.object::<Token>(&token_key(secret))? {
         if token.user == user.name {
-            return Ok(Some(user));
+            return Ok(user);
         }
     }
     if verify_password(&user.password, secret) {
-        Ok(Some(user))
+        Ok(user)
     } else {
         Err(refused("wrong user name or password"))
     }

@@ -499,30 +499,43 @@ pub fn authority(url: &str) -> &str {
 }
 
 /// The dput.cf section for uploading over HTTP.
-pub fn dput_section(identity: &str, url: &str) -> String {
-    format!(
-        "[mbd-{identity}]\nmethod   = http\nfqdn     = {}\nincoming = /incoming\nlogin    = anonymous\n",
-        authority(url)
-    )
+/// Where and how dput reaches the incoming.
+pub struct Incoming<'a> {
+    pub url: &'a str,
+    /// `host:port`
+    pub https: Option<&'a str>,
+    /// `host:port`
+    pub ftp: Option<&'a str>,
+    /// The `login` dput uses (`anonymous` unless uploads need a login).
+    pub login: &'a str,
 }
 
-/// The dput.cf sections: HTTP (`mbd-<identity>`), and FTP (`mbd-<identity>-ftp`) if served.
-pub fn dput_sections(identity: &str, url: &str, ftp: Option<&str>) -> String {
-    let mut text = dput_section(identity, url);
-    if let Some(ftp) = ftp {
-        text.push_str(&format!(
-            "\n[mbd-{identity}-ftp]\nmethod   = ftp\nfqdn     = {ftp}\nincoming = /incoming\nlogin    = anonymous\n"
-        ));
+/// The dput.cf sections: HTTP (`mbd-<identity>`), and HTTPS (`mbd-<identity>-https`) and FTP
+/// (`mbd-<identity>-ftp`) if served.
+pub fn dput_sections(identity: &str, to: &Incoming<'_>) -> String {
+    let section = |suffix: &str, method: &str, fqdn: &str| {
+        format!(
+            "[mbd-{identity}{suffix}]\nmethod   = {method}\nfqdn     = {fqdn}\nincoming = /incoming\nlogin    = {}\n",
+            to.login
+        )
+    };
+    let mut text = section("", "http", authority(to.url));
+    if let Some(https) = to.https {
+        text.push('\n');
+        text.push_str(&section("-https", "https", https));
+    }
+    if let Some(ftp) = to.ftp {
+        text.push('\n');
+        text.push_str(&section("-ftp", "ftp", ftp));
     }
     text
 }
 
-fn dput_conf(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
+fn dput_conf(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let identity = ctx.engine().instance().identity.clone();
     Ok(Output::Text(dput_sections(
         &identity,
-        &ctx.url,
-        ctx.ftp.as_deref(),
+        &ctx.dput_incoming(inv.user.as_ref().map(|u| u.name.as_str())),
     )))
 }
 
@@ -1164,8 +1177,18 @@ mod tests {
 
     #[test]
     fn dput_section_names_the_host() {
-        let s = dput_section("box", "http://box.example.org:8066");
+        let s = dput_sections(
+            "box",
+            &Incoming {
+                url: "http://box.example.org:8066",
+                https: None,
+                ftp: Some("box.example.org:8067"),
+                login: "anonymous",
+            },
+        );
         assert!(s.starts_with("[mbd-box]\n"));
         assert!(s.contains("fqdn     = box.example.org:8066\n"));
+        assert!(s.contains("\n[mbd-box-ftp]\nmethod   = ftp\nfqdn     = box.example.org:8067\n"));
+        assert!(!s.contains("https"));
     }
 }

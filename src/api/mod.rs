@@ -385,6 +385,10 @@ pub struct Context {
     pub incoming: crate::incoming::Incoming,
     /// `host:port` of the FTP incoming, if FTP is served.
     pub ftp: Option<String>,
+    /// `host:port` of HTTPS, if it is served.
+    pub https: Option<String>,
+    /// Uploads (HTTP PUT, FTP) need a user's login; otherwise they are anonymous.
+    pub incoming_login: bool,
     /// Decisions as they happen, for `/api/events/stream`.
     pub live: tokio::sync::broadcast::Sender<crate::incoming::Event>,
     /// The latest changes made through the API, newest last.
@@ -410,12 +414,29 @@ impl Context {
             incoming: crate::incoming::Incoming::new(engine.home()),
             live: tokio::sync::broadcast::channel(256).0,
             ftp: None,
+            https: None,
+            incoming_login: false,
             engine: RwLock::new(engine),
             running: AtomicBool::new(true),
             url,
             started: std::time::SystemTime::now(),
             metrics: Metrics::default(),
             events: Default::default(),
+        }
+    }
+
+    /// What dput needs to reach the incoming; `user` is who asks (their name becomes the
+    /// `login` when uploads need one).
+    pub fn dput_incoming<'a>(&'a self, user: Option<&'a str>) -> calls::Incoming<'a> {
+        calls::Incoming {
+            url: &self.url,
+            https: self.https.as_deref(),
+            ftp: self.ftp.as_deref(),
+            login: match (self.incoming_login, user) {
+                (false, _) => "anonymous",
+                (true, Some(u)) => u,
+                (true, None) => "YOUR-USER",
+            },
         }
     }
 

@@ -1,4 +1,6 @@
-//! Anonymous FTP into incoming (libunftp), as mini-buildd's dput.cf uses it.
+//! FTP into incoming (libunftp), as mini-buildd's dput.cf uses it: anonymous by default, with
+//! users' logins when the daemon requires them, and FTPS (`AUTH TLS`) when a certificate is
+//! configured.
 //!
 //! The storage backend is write-only: a client may change into `/` or `/incoming` and store
 //! files there, nothing else — no listing (of others' uploads), no download, no delete,
@@ -226,14 +228,68 @@ impl StorageBackend<DefaultUser> for IncomingStorage {
 }
 
 /// Serves FTP on `addr` until the daemon stops.
-pub async fn serve(ctx: Arc<Context>, addr: String) -> std::result::Result<(), String> {
-    let storage = IncomingStorage::new(ctx);
-    let server = libunftp::ServerBuilder::new(Box::new(move || storage.clone()))
-        .greeting("mbd incoming: anonymous uploads")
+/// Logins when uploads need one: a user name with the user's password or one of their tokens.
+struct UserLogin {
+    ctx: Arc<Context>,
+}
+
+impl Debug for UserLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UserLogin")
+    }
+}
+
+#[async_trait]
+impl unftp_core::auth::Authenticator for UserLogin {
+    async fn authenticate(
+        &self,
+        username: &str,
+        creds: &unftp_core::auth::Credentials,
+    ) -> std::result::Result<unftp_core::auth::Principal, unftp_core::auth::AuthenticationError>
+    {
+        use unftp_core::auth::AuthenticationError;
+        let ctx = self.ctx.clone();
+        let (name, password) = (
+            username.to_string(),
+            creds.password.clone().unwrap_or_default(),
+        );
+        let checked = tokio::task::spawn_blocking(move || {
+            crate::api::auth::login(&ctx.engine(), &name, &password)
+        })
+        .await;
+        match checked {
+            Ok(Ok(user)) => Ok(unftp_core::auth::Principal {
+                username: user.name,
+            }),
+            _ => Err(AuthenticationError::BadPassword),
+        }
+    }
+}
+
+/// Serves FTP uploads on `addr`: anonymous, or with users' logins when the daemon requires
+/// them; FTPS (explicit, `AUTH TLS`) is offered when `ftps` names a certificate and key.
+pub async fn serve(
+    ctx: Arc<Context>,
+    addr: String,
+    ftps: Option<(PathBuf, PathBuf)>,
+) -> std::result::Result<(), String> {
+    let login = ctx.incoming_login;
+    let storage = IncomingStorage::new(ctx.clone());
+    let mut builder = libunftp::ServerBuilder::new(Box::new(move || storage.clone()))
+        .greeting(if login {
+            "mbd incoming: uploads with a user's login"
+        } else {
+            "mbd incoming: anonymous uploads"
+        })
         .passive_ports(49152..=65534)
-        .active_passive_mode(libunftp::options::ActivePassiveMode::ActiveAndPassive)
-        .build()
-        .map_err(|e| e.to_string())?;
+        .active_passive_mode(libunftp::options::ActivePassiveMode::ActiveAndPassive);
+    if login {
+        builder = builder.authenticator(Arc::new(UserLogin { ctx }));
+    }
+    if let Some((certificate, key)) = ftps {
+        builder = builder.ftps(certificate, key);
+    }
+    let server = builder.build().map_err(|e| e.to_string())?;
     server.listen(addr).await.map_err(|e| e.to_string())
 }
 

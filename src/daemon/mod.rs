@@ -9,6 +9,7 @@
 pub mod archive;
 pub mod ftp;
 pub mod log;
+pub mod tls;
 pub mod ui;
 
 use crate::api::{self, ApiError, Context, Output};
@@ -16,7 +17,7 @@ use crate::repo::{Engine, RepoError, SetupOptions};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, RawQuery, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -64,9 +65,22 @@ pub struct Settings {
     pub hostname: String,
     /// Addresses to serve HTTP on; the first one makes the URL.
     pub http_endpoints: Vec<String>,
-    /// Addresses for anonymous FTP uploads (empty: none).
+    /// Addresses to serve HTTPS on (needs `tls_certificate` and `tls_key`).
+    #[serde(default)]
+    pub https_endpoints: Vec<String>,
+    /// Addresses for FTP uploads (empty: none); FTPS (AUTH TLS) too when a certificate is set.
     #[serde(default = "default_ftp")]
     pub ftp_endpoints: Vec<String>,
+    /// PEM file with the server's certificate chain, for HTTPS and FTPS.
+    #[serde(default)]
+    pub tls_certificate: String,
+    /// PEM file with the certificate's private key.
+    #[serde(default)]
+    pub tls_key: String,
+    /// Uploads need a user's login (HTTP Basic for PUT; USER/PASS for FTP) instead of being
+    /// anonymous. Signatures are checked either way.
+    #[serde(default)]
+    pub incoming_login: bool,
     /// `tracing` filter: error, warn, info, debug, trace (or a full directive).
     pub log_level: String,
     /// How many builds run at once.
@@ -89,7 +103,11 @@ impl Default for Settings {
         Settings {
             hostname: String::new(),
             http_endpoints: vec!["0.0.0.0:8066".to_string()],
+            https_endpoints: Vec::new(),
             ftp_endpoints: default_ftp(),
+            tls_certificate: String::new(),
+            tls_key: String::new(),
+            incoming_login: false,
             log_level: "info".to_string(),
             build_slots: 1,
             incoming_orphan_age: default_orphan_age(),
@@ -425,6 +443,24 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
             .local_addr()
             .map_err(io(&home))?;
         let url = base_url(first, Some(settings.hostname.as_str()));
+        let tls = tls_config(&home, &settings)?;
+        let mut https = Vec::new();
+        for ep in &settings.https_endpoints {
+            let Some(config) = &tls else {
+                return Err(DaemonError::Settings {
+                    path: settings_path(&home),
+                    reason: format!("HTTPS on {ep} needs tls_certificate and tls_key"),
+                });
+            };
+            let l =
+                tokio::net::TcpListener::bind(ep)
+                    .await
+                    .map_err(|source| DaemonError::Bind {
+                        addr: ep.clone(),
+                        source,
+                    })?;
+            https.push(tls::TlsListener::new(l, config.clone()).map_err(io(&home))?);
+        }
         // FTP endpoints: bound here first so a busy port fails the start and port 0 works.
         let mut ftp = Vec::new();
         for ep in &settings.ftp_endpoints {
@@ -447,6 +483,14 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
                     api::calls::authority(&base_url(*a, Some(settings.hostname.as_str())))
                         .to_string()
                 });
+                ctx.https = https.first().and_then(|l| {
+                    let a = axum::serve::Listener::local_addr(l).ok()?;
+                    Some(
+                        api::calls::authority(&base_url(a, Some(settings.hostname.as_str())))
+                            .to_string(),
+                    )
+                });
+                ctx.incoming_login = settings.incoming_login;
                 ctx
             }),
         };
@@ -459,10 +503,17 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
                 path: incoming.dir.clone(),
                 reason: e.to_string(),
             })?;
+        let ftps = (!settings.tls_certificate.is_empty()).then(|| {
+            (
+                home.join(&settings.tls_certificate),
+                home.join(&settings.tls_key),
+            )
+        });
         for addr in ftp {
             let ctx = state.ctx.clone();
+            let ftps = ftps.clone();
             tokio::spawn(async move {
-                if let Err(e) = ftp::serve(ctx, addr.to_string()).await {
+                if let Err(e) = ftp::serve(ctx, addr.to_string(), ftps).await {
                     tracing::error!(%addr, error = %e, "FTP server stopped");
                 }
             });
@@ -511,6 +562,21 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
                     .await
             }));
         }
+        for l in https {
+            use axum::serve::ListenerExt;
+            let mut rx = tx.subscribe();
+            let app = app.clone();
+            servers.push(tokio::spawn(async move {
+                axum::serve(
+                    l.tap_io(|_| {}),
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move {
+                    let _ = rx.recv().await;
+                })
+                .await
+            }));
+        }
         shutdown.await;
         tracing::info!("shutting down");
         let _ = tx.send(());
@@ -522,6 +588,28 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
     })?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The TLS configuration, if a certificate is set (paths relative to the home).
+fn tls_config(
+    home: &Path,
+    settings: &Settings,
+) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>, DaemonError> {
+    match (
+        settings.tls_certificate.is_empty(),
+        settings.tls_key.is_empty(),
+    ) {
+        (true, true) => Ok(None),
+        (false, false) => tls::server_config(
+            &home.join(&settings.tls_certificate),
+            &home.join(&settings.tls_key),
+        )
+        .map(Some),
+        _ => Err(DaemonError::Settings {
+            path: settings_path(home),
+            reason: "set both tls_certificate and tls_key, or neither".to_string(),
+        }),
+    }
 }
 
 async fn shutdown_signal() {
@@ -575,7 +663,7 @@ fn print_banner(ctx: &Context, created: bool, password: Option<&str>) -> Result<
     ));
     out.push_str(&format!(
         "# dput: ~/.dput.cf\n{}\n",
-        api::calls::dput_sections(&identity, &ctx.url, ctx.ftp.as_deref())
+        api::calls::dput_sections(&identity, &ctx.dput_incoming(None))
     ));
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
@@ -613,6 +701,9 @@ fn router(state: AppState) -> Router {
 /// The largest request body accepted (API forms; uploads have their own route).
 pub const MAX_BODY: usize = 256 * 1024;
 
+/// How much of a refused upload is read before the 401 goes out.
+const UNAUTHORIZED_DRAIN: usize = 64 << 20;
+
 /// The largest file accepted by `PUT /incoming/<file>`.
 pub const MAX_UPLOAD: u64 = 4 << 30;
 
@@ -622,10 +713,46 @@ pub const MAX_UPLOAD: u64 = 4 << 30;
 async fn upload(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
     use http_body_util::BodyExt;
     use tokio::io::AsyncWriteExt;
+    if state.ctx.incoming_login {
+        let ctx = state.ctx.clone();
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let who = tokio::task::spawn_blocking(move || {
+            api::auth::authenticate(&ctx.engine(), given.as_deref())
+        })
+        .await;
+        let detail = match who {
+            Ok(Ok(Some(_))) => None,
+            Ok(Ok(None)) => Some("uploads need a user's login".to_string()),
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(detail) = detail {
+            // dput sends the whole file before it reads the answer: take it (up to a limit),
+            // so that closing the connection does not reset it before the 401 arrives.
+            let mut body = body;
+            let mut taken = 0usize;
+            while taken < UNAUTHORIZED_DRAIN {
+                match body.frame().await {
+                    Some(Ok(f)) => taken += f.data_ref().map_or(0, |d| d.len()),
+                    _ => break,
+                }
+            }
+            let mut r = simple_problem(StatusCode::UNAUTHORIZED, detail);
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"mbd incoming\""),
+            );
+            return r;
+        }
+    }
     let incoming = state.ctx.incoming.clone();
     if let Err(e) = incoming.target(&name) {
         return simple_problem(StatusCode::BAD_REQUEST, e.to_string());
