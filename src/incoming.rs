@@ -26,6 +26,7 @@ use crate::openpgp::Keyring;
 use crate::repo::{Engine, RepoError};
 use crate::version::Version;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -220,14 +221,10 @@ impl Incoming {
 
     /// Removes partial files and files no waiting `.changes` lists, once older than `age`.
     pub fn remove_orphans(&self, age: Duration) -> Result<usize, IncomingError> {
-        let mut listed = std::collections::BTreeSet::new();
+        let mut listed = BTreeSet::new();
         for c in self.pending()? {
             listed.insert(c.file_name().unwrap_or_default().to_os_string());
-            if let Ok(changes) = Changes::read(&c, Trust::Unchecked) {
-                for f in &changes.files.entries {
-                    listed.insert(f.name.clone().into());
-                }
-            }
+            listed.extend(listed_names(&c).into_iter().map(Into::into));
         }
         let mut removed = 0;
         let now = std::time::SystemTime::now();
@@ -457,11 +454,11 @@ fn record(engine: &Engine, mut events: Vec<Event>) -> Result<Vec<Event>, RepoErr
     Ok(events)
 }
 
-/// Removes a rejected `.changes` and the files it lists from incoming. The lists are read
-/// leniently, since the `.changes` may not parse: the last word of each line of `Files` and
-/// `Checksums-*`, by its base name, if that is a safe name of a file in incoming.
-fn discard(incoming: &Incoming, changes_path: &Path) {
+/// The names a `.changes` lists, read leniently (it may not parse): the last word of each
+/// line of `Files` and `Checksums-*`, by its base name.
+fn listed_names(changes_path: &Path) -> Vec<String> {
     let text = std::fs::read(changes_path).unwrap_or_default();
+    let mut names = Vec::new();
     let mut in_list = false;
     for line in String::from_utf8_lossy(&text).lines() {
         if !line.starts_with(' ') && !line.starts_with('\t') {
@@ -479,10 +476,33 @@ fn discard(incoming: &Incoming, changes_path: &Path) {
             continue;
         };
         let base = word.rsplit(['/', '\\']).next().unwrap_or(word);
-        if base.ends_with(".changes") {
+        if !base.ends_with(".changes") {
+            names.push(base.to_string());
+        }
+    }
+    names
+}
+
+/// The files the other waiting `.changes` list.
+fn listed_by_others(incoming: &Incoming, changes_path: &Path) -> BTreeSet<String> {
+    incoming
+        .pending()
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| p.as_path() != changes_path)
+        .flat_map(|p| listed_names(p))
+        .collect()
+}
+
+/// Removes a rejected `.changes` and the files it lists from incoming, except files that
+/// another waiting `.changes` lists too (two uploads may share an `.orig.tar`).
+fn discard(incoming: &Incoming, changes_path: &Path) {
+    let others = listed_by_others(incoming, changes_path);
+    for name in listed_names(changes_path) {
+        if others.contains(&name) {
             continue;
         }
-        if let Ok(p) = incoming.target(base) {
+        if let Ok(p) = incoming.target(&name) {
             let _ = std::fs::remove_file(p);
         }
     }
@@ -520,9 +540,14 @@ fn enqueue(incoming: &Incoming, changes: &Changes, path: &Path) -> Result<(), In
     sync_dir(&incoming.queue)
 }
 
-/// Removes an upload's files from incoming, the `.changes` last.
+/// Removes an upload's files from incoming (except those another waiting upload lists too),
+/// the `.changes` last.
 fn clear(incoming: &Incoming, changes: &Changes, path: &Path) -> Result<(), IncomingError> {
+    let others = listed_by_others(incoming, path);
     for f in &changes.files.entries {
+        if others.contains(&f.name) {
+            continue;
+        }
         let p = incoming.target(&f.name)?;
         match std::fs::remove_file(&p) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&p)(e)),
@@ -792,6 +817,40 @@ mod tests {
         };
         assert_eq!(left(&inc.dir), ["x_1.0.dsc"]);
         assert_eq!(left(&inc.queue), ["y_1.0"]);
+    }
+
+    #[test]
+    fn a_rejected_upload_leaves_files_another_upload_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let inc = Incoming::new(dir.path());
+        inc.create_dirs().unwrap();
+        let changes = |files: &[&str]| {
+            let mut text = "Format: 1.8\nFiles:\n".to_string();
+            for f in files {
+                text.push_str(&format!(" 0123 1 misc optional {f}\n"));
+            }
+            text
+        };
+        for f in ["x_1.0.orig.tar.gz", "x_1.0-1.dsc", "x_1.0-2.dsc"] {
+            std::fs::write(inc.dir.join(f), b"x").unwrap();
+        }
+        let one = inc.dir.join("x_1.0-1_source.changes");
+        std::fs::write(&one, changes(&["x_1.0.orig.tar.gz", "x_1.0-1.dsc"])).unwrap();
+        std::fs::write(
+            inc.dir.join("x_1.0-2_source.changes"),
+            changes(&["x_1.0.orig.tar.gz", "../x_1.0-2.dsc"]),
+        )
+        .unwrap();
+        discard(&inc, &one);
+        let mut left: Vec<_> = std::fs::read_dir(&inc.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["x_1.0-2.dsc", "x_1.0-2_source.changes", "x_1.0.orig.tar.gz"]
+        );
     }
 
     #[test]

@@ -1336,6 +1336,10 @@ attempt("MKD", lambda: f.mkd("sub"))
 attempt("CWD", lambda: f.cwd("/etc"))
 attempt("STOR-escape", lambda: f.storbinary("STOR ../escape.txt", io.BytesIO(b"x")))
 attempt("STOR-overwrite", lambda: f.storbinary("STOR note.txt", io.BytesIO(b"other")))
+# Active mode: the server connects back to the client for the data.
+f.set_pasv(False)
+f.storbinary("STOR active.txt", io.BytesIO(b"active"))
+print("ACTIVE stored")
 f.quit()
 "#
     );
@@ -1351,6 +1355,7 @@ f.quit()
         "CWD refused",
         "STOR-escape refused",
         "STOR-overwrite refused",
+        "ACTIVE stored",
     ] {
         assert!(out.contains(expected), "expected '{expected}' in:\n{out}");
     }
@@ -1359,6 +1364,10 @@ f.quit()
         b"hello"
     );
     assert!(!home.join("var/escape.txt").exists());
+    assert_eq!(
+        std::fs::read(home.join("var/incoming/active.txt")).unwrap(),
+        b"active"
+    );
 }
 
 /// `n` distinct unsigned uploads made by `fixtures/gen-uploads.sh`; the directory of each.
