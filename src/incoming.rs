@@ -64,6 +64,12 @@ pub enum EventKind {
     /// Accepted and waiting for its builds.
     Packaging,
     Installed,
+    /// A build started (the reason names the upload and architecture).
+    Building,
+    /// A build succeeded.
+    Built,
+    /// A build, or the upload as a whole, failed (or was cancelled).
+    Failed,
 }
 
 impl EventKind {
@@ -73,6 +79,9 @@ impl EventKind {
             "ACCEPTED" => Some(EventKind::Accepted),
             "PACKAGING" => Some(EventKind::Packaging),
             "INSTALLED" => Some(EventKind::Installed),
+            "BUILDING" => Some(EventKind::Building),
+            "BUILT" => Some(EventKind::Built),
+            "FAILED" => Some(EventKind::Failed),
             _ => None,
         }
     }
@@ -429,7 +438,7 @@ fn event_id(time_nanos: u128) -> String {
 
 /// Stores events in one transaction, giving each an id (ids sort by time and are unique
 /// even within one clock tick).
-fn record(engine: &Engine, mut events: Vec<Event>) -> Result<Vec<Event>, RepoError> {
+pub(crate) fn record(engine: &Engine, mut events: Vec<Event>) -> Result<Vec<Event>, RepoError> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

@@ -75,6 +75,10 @@ enum Command {
         /// The administrator's password at first start (else generated and printed once).
         #[arg(long, env = "MBD_ADMIN_PASSWORD", hide_env_values = true)]
         admin_password: Option<String>,
+        /// On a new home, do not prepare the build chroot for this host (needs root and the
+        /// network; `mbd api chroot_prepare` does it later).
+        #[arg(long)]
+        no_default_chroot: bool,
     },
     /// Print the archive's public key (what apt's signed-by needs).
     PubKey {
@@ -252,6 +256,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             hostname,
             log_level,
             admin_password,
+            no_default_chroot,
         } => {
             mbd::daemon::run(mbd::daemon::Options {
                 home,
@@ -260,6 +265,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 hostname,
                 log_level,
                 admin_password,
+                default_chroot: !no_default_chroot,
             })?;
             Ok(ExitCode::SUCCESS)
         }

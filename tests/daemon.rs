@@ -36,6 +36,7 @@ impl Daemon {
                 "127.0.0.1:0",
                 "--log-level",
                 "debug",
+                "--no-default-chroot",
             ],
         )
         .env("MBD_ADMIN_PASSWORD", ADMIN_PASSWORD)

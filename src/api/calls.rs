@@ -439,6 +439,96 @@ pub static CALLS: &[Call] = &[
         args: &[req("id", Kind::Str, "token id, as token_ls shows it")],
         run: token_revoke,
     },
+    Call {
+        name: "builds",
+        level: Level::None,
+        changes: false,
+        running: false,
+        doc: "The build queue: accepted uploads (building, installed, failed, cancelled) and each architecture's build (needs-build, building, built, failed, dep-wait, cancelled), oldest first.",
+        args: &[arg("source", Kind::Str, "", "only this source")],
+        run: builds,
+    },
+    Call {
+        name: "cancel",
+        level: Level::Staff,
+        changes: true,
+        running: false,
+        doc: "Cancel an upload's builds (running ones are stopped); the upload ends FAILED.",
+        args: &[req(
+            "upload",
+            Kind::Str,
+            "<source>_<version>, as `builds` lists it",
+        )],
+        run: cancel,
+    },
+    Call {
+        name: "retry",
+        level: Level::Staff,
+        changes: true,
+        running: false,
+        doc: "Build again what failed, waited for dependencies or was cancelled.",
+        args: &[req(
+            "upload",
+            Kind::Str,
+            "<source>_<version>, as `builds` lists it",
+        )],
+        run: retry,
+    },
+    Call {
+        name: "chroots",
+        level: Level::None,
+        changes: false,
+        running: false,
+        doc: "The build chroots: codename, architecture, backend, state (preparing, ready, failed) and message.",
+        args: &[],
+        run: chroots,
+    },
+    Call {
+        name: "chroot_prepare",
+        level: Level::Admin,
+        changes: true,
+        running: false,
+        doc: "Create (or re-create) a build chroot with mmdebstrap in the background; `chroots` shows its progress. Needs root.",
+        args: &[
+            req("codename", Kind::Str, "base codename, e.g. bookworm"),
+            req(
+                "architecture",
+                Kind::Str,
+                "e.g. amd64 (i386 on amd64 works)",
+            ),
+            arg(
+                "mirror",
+                Kind::Str,
+                "",
+                "archive URL (default: from the host's apt sources)",
+            ),
+            arg(
+                "backend",
+                Kind::Str,
+                "directory",
+                "directory (overlay sessions) or file (a tarball)",
+            ),
+        ],
+        run: chroot_prepare,
+    },
+    Call {
+        name: "chroot_check",
+        level: Level::Admin,
+        changes: true,
+        running: false,
+        doc: "Update and upgrade a chroot's packages (apt-get update, dist-upgrade, clean).",
+        args: &[req("chroot", Kind::Str, "<codename>-<architecture>")],
+        run: chroot_check,
+    },
+    Call {
+        name: "chroot_remove",
+        level: Level::Admin,
+        changes: true,
+        running: false,
+        doc: "Remove a chroot: its schroot configuration and its files.",
+        args: &[req("chroot", Kind::Str, "<codename>-<architecture>")],
+        run: chroot_remove,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Call> {
@@ -882,6 +972,149 @@ fn events(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         a.int("since"),
     )?;
     Output::json(&list)
+}
+
+fn builds(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let engine = ctx.engine();
+    let list: Vec<serde_json::Value> = crate::build::queue::overview(&engine)?
+        .into_iter()
+        .filter(|(u, _)| inv.args.opt("source").is_none_or(|s| u.source == s))
+        .map(|(u, b)| {
+            let builds: BTreeMap<String, serde_json::Value> = b
+                .into_iter()
+                .map(|(arch, b)| {
+                    (
+                        arch.clone(),
+                        json!({
+                            "state": crate::build::queue::state_name(b.state),
+                            "status": b.status,
+                            "fail_stage": b.fail_stage,
+                            "arch_all": b.arch_all,
+                            "optional": b.optional,
+                            "attempts": b.attempts,
+                            "started": b.started,
+                            "finished": b.finished,
+                            "log": format!("{}/logs/{}/{arch}", ctx.url, u.id),
+                        }),
+                    )
+                })
+                .collect();
+            json!({
+                "upload": u.id,
+                "source": u.source,
+                "version": u.version,
+                "distribution": u.distribution,
+                "state": u.state,
+                "reason": u.reason,
+                "builds": builds,
+            })
+        })
+        .collect();
+    Output::json(&list)
+}
+
+fn cancel(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let id = inv.args.str("upload");
+    let events = crate::build::queue::cancel(&ctx.engine_mut(), id)?;
+    ctx.builds.cancel(id);
+    for e in events {
+        ctx.announce(e);
+    }
+    Ok(Output::Text(format!("{id}: cancelled")))
+}
+
+fn retry(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let id = inv.args.str("upload");
+    let dirs = crate::build::queue::Dirs::new(&ctx.home());
+    let n = crate::build::queue::retry(&ctx.engine_mut(), &dirs, id)?;
+    ctx.builds.forget(id);
+    ctx.builds.nudge();
+    Ok(Output::Text(format!("{id}: {n} build(s) queued again")))
+}
+
+fn chroot_list(engine: &Engine) -> Result<Vec<crate::build::chroot::Chroot>, ApiError> {
+    Ok(engine
+        .objects::<crate::build::chroot::Chroot>("chroot/")?
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect())
+}
+
+fn chroots(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
+    Output::json(&chroot_list(&ctx.engine())?)
+}
+
+fn find_chroot(ctx: &Context, id: &str) -> Result<crate::build::chroot::Chroot, ApiError> {
+    ctx.engine()
+        .object::<crate::build::chroot::Chroot>(&format!("chroot/{id}"))?
+        .ok_or_else(|| crate::build::BuildError::NoSuchChroot(id.to_string()).into())
+}
+
+fn chroot_prepare(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    use crate::build::chroot::{Backend, Chroot, ChrootState};
+    let a = &inv.args;
+    let (codename, arch) = (a.str("codename"), a.str("architecture"));
+    let valid =
+        |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !valid(codename) || !valid(arch) {
+        return Err(ApiError::BadRequest(format!(
+            "chroot_prepare: '{codename}'/'{arch}' is not a codename and an architecture"
+        )));
+    }
+    let backend = match a.str("backend") {
+        "directory" => Backend::Directory,
+        "file" => Backend::File,
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "chroot_prepare: backend '{other}' is not directory or file"
+            )));
+        }
+    };
+    let id = format!("{codename}-{arch}");
+    if let Ok(c) = find_chroot(ctx, &id) {
+        if c.state == ChrootState::Preparing {
+            return Err(ApiError::Conflict(format!(
+                "chroot {id} is being prepared already"
+            )));
+        }
+    }
+    let mirror = match a.opt("mirror") {
+        Some(m) => m.to_string(),
+        None => crate::build::chroot::mirror_from_apt_sources(std::path::Path::new("/etc/apt"), codename)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "chroot_prepare: the host's apt sources name no archive for {codename}; give --mirror"
+                ))
+            })?,
+    };
+    let mut chroot = Chroot::new(codename, arch, &mirror, backend);
+    chroot.message = "waiting to be prepared".to_string();
+    ctx.engine_mut()
+        .put_object(&format!("chroot/{id}"), &chroot)?;
+    ctx.builds.prepare(chroot);
+    Ok(Output::Text(format!(
+        "preparing chroot {id} from {mirror} in the background (see `chroots`)"
+    )))
+}
+
+fn chroot_check(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let c = find_chroot(ctx, inv.args.str("chroot"))?;
+    crate::build::chroot::check(&c, &ctx.home())?;
+    Ok(Output::Text(format!("chroot {} checked", c.id())))
+}
+
+fn chroot_remove(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let c = find_chroot(ctx, inv.args.str("chroot"))?;
+    if c.state == crate::build::chroot::ChrootState::Preparing {
+        return Err(ApiError::Conflict(format!(
+            "chroot {} is being prepared",
+            c.id()
+        )));
+    }
+    crate::build::chroot::remove(&c, &ctx.home())?;
+    ctx.engine_mut()
+        .delete_object(&format!("chroot/{}", c.id()))?;
+    Ok(Output::Text(format!("chroot {} removed", c.id())))
 }
 
 fn start(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {

@@ -391,6 +391,8 @@ pub struct Context {
     pub incoming_login: bool,
     /// Decisions as they happen, for `/api/events/stream`.
     pub live: tokio::sync::broadcast::Sender<crate::incoming::Event>,
+    /// The build worker's wake-ups and cancellations.
+    pub builds: std::sync::Arc<crate::build::worker::Control>,
     /// The latest changes made through the API, newest last.
     pub events: std::sync::Mutex<std::collections::VecDeque<Event>>,
 }
@@ -416,6 +418,7 @@ impl Context {
             ftp: None,
             https: None,
             incoming_login: false,
+            builds: Default::default(),
             engine: RwLock::new(engine),
             running: AtomicBool::new(true),
             url,
@@ -466,11 +469,22 @@ impl Context {
         match result {
             Err(e) => tracing::error!(error = %e, "deciding uploads"),
             Ok(events) => {
+                if events
+                    .iter()
+                    .any(|e| e.kind == crate::incoming::EventKind::Packaging)
+                {
+                    self.builds.nudge();
+                }
                 for e in events {
                     self.announce(e);
                 }
             }
         }
+    }
+
+    /// The home directory.
+    pub fn home(&self) -> std::path::PathBuf {
+        self.engine().home().to_path_buf()
     }
 
     /// Tells the world about a decision: the JSON file in `var/events/`, the hooks in
@@ -603,5 +617,34 @@ impl Metrics {
             out.push_str(&format!("mbd_api_calls_total{{call=\"{name}\"}} {n}\n"));
         }
         out
+    }
+}
+
+impl From<crate::build::BuildError> for ApiError {
+    fn from(e: crate::build::BuildError) -> ApiError {
+        use crate::build::BuildError as B;
+        match e {
+            B::Repo(r) => ApiError::Repo(r),
+            B::NoSuchUpload(_) | B::NoSuchChroot(_) => ApiError::NotFound(e.to_string()),
+            B::Refused(_) => ApiError::Conflict(e.to_string()),
+            B::NoArchitecture { .. } | B::NoArchAll { .. } => ApiError::BadRequest(e.to_string()),
+            B::Io { .. } | B::Command { .. } => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl crate::build::worker::Host for Context {
+    fn with_engine(&self, f: &mut dyn FnMut(&Engine)) {
+        f(&self.engine_mut())
+    }
+
+    fn announce(&self, events: Vec<crate::incoming::Event>) {
+        for e in events {
+            Context::announce(self, e);
+        }
+    }
+
+    fn running(&self) -> bool {
+        self.is_running()
     }
 }

@@ -2,12 +2,23 @@
 //! run by sbuild in the daemon's chroots; results are installed when every mandatory
 //! architecture succeeded.
 //!
-//! So far: [`request`], which plans the build requests of a source package.
+//! - [`request`] plans which architectures a source builds on.
+//! - [`chroot`] makes, checks and removes the schroot chroots (mmdebstrap, overlay sessions).
+//! - [`sbuild`] is one sbuild run: its command line and what its log says.
+//! - [`queue`] is the durable queue in the store: uploads, their builds, their states.
+//! - [`worker`] runs the queue: build slots, threads, cancellation.
 
+pub mod chroot;
+pub mod queue;
 pub mod request;
+pub mod sbuild;
+pub mod worker;
+
+use crate::repo::RepoError;
+use std::path::{Path, PathBuf};
 
 /// Why a build cannot be planned or run.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error(
         "{source_name}: builds for none of {codename}'s architectures ({configured}); its Architecture field is '{wanted}'"
@@ -20,4 +31,32 @@ pub enum BuildError {
     },
     #[error("{codename}: no architecture builds Architecture: all packages (all are optional)")]
     NoArchAll { codename: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{command} failed ({reason}); its output is in {log}")]
+    Command {
+        command: String,
+        reason: String,
+        log: PathBuf,
+    },
+    #[error("no upload '{0}' in the build queue")]
+    NoSuchUpload(String),
+    #[error("no chroot '{0}'")]
+    NoSuchChroot(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
+
+impl BuildError {
+    pub fn io(path: &Path, source: std::io::Error) -> BuildError {
+        BuildError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }

@@ -85,9 +85,32 @@ pub struct Settings {
     pub log_level: String,
     /// How many builds run at once.
     pub build_slots: u32,
+    /// Parallel jobs within one build (`--jobs`, `DEB_BUILD_OPTIONS=parallel=N`).
+    #[serde(default = "default_build_jobs")]
+    pub build_jobs: u32,
+    /// Seconds one build may take before it is stopped (and fails).
+    #[serde(default = "default_build_timeout")]
+    pub build_timeout: u64,
+    /// On a new home, prepare the chroot for the host's codename and architecture.
+    #[serde(default = "default_true")]
+    pub prepare_default_chroot: bool,
     /// Seconds a file that belongs to no `.changes` may wait in incoming.
     #[serde(default = "default_orphan_age")]
     pub incoming_orphan_age: u64,
+}
+
+fn default_build_jobs() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+}
+
+fn default_build_timeout() -> u64 {
+    4 * 3600
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_orphan_age() -> u64 {
@@ -110,6 +133,9 @@ impl Default for Settings {
             incoming_login: false,
             log_level: "info".to_string(),
             build_slots: 1,
+            build_jobs: default_build_jobs(),
+            build_timeout: default_build_timeout(),
+            prepare_default_chroot: true,
             incoming_orphan_age: default_orphan_age(),
         }
     }
@@ -176,6 +202,8 @@ pub struct Options {
     pub log_level: Option<String>,
     /// The administrator's password at first start (else one is generated and printed).
     pub admin_password: Option<String>,
+    /// On a new home, prepare the build chroot for the host.
+    pub default_chroot: bool,
 }
 
 /// The exclusive lock on a home, held for the daemon's life.
@@ -541,6 +569,35 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
                 }
             });
         }
+        // Builds: the worker, and on a new home the chroot for the host.
+        {
+            let builder = crate::build::worker::Sbuild {
+                home: home.clone(),
+                limit: std::time::Duration::from_secs(settings.build_timeout),
+                jobs: settings.build_jobs,
+            };
+            let armored = state.ctx.engine().key().public_armored();
+            builder.write_key(&armored).map_err(io(&home))?;
+            let local = match first.ip() {
+                ip if ip.is_unspecified() => SocketAddr::new([127, 0, 0, 1].into(), first.port()),
+                _ => first,
+            };
+            let (codename, host_arch) = host_distribution();
+            crate::build::worker::spawn(
+                state.ctx.clone(),
+                state.ctx.builds.clone(),
+                Arc::new(builder),
+                crate::build::worker::Settings {
+                    home: home.clone(),
+                    slots: settings.build_slots.max(1) as usize,
+                    local_url: format!("http://{local}"),
+                    host_arch: host_arch.clone(),
+                },
+            );
+            if created && opts.default_chroot && settings.prepare_default_chroot {
+                prepare_default_chroot(&state.ctx, &codename, &host_arch);
+            }
+        }
         write_atomic(
             &api::client::url_file(&home),
             format!("{url}\n").as_bytes(),
@@ -590,6 +647,32 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
     Ok(())
 }
 
+/// On a new home: the chroot for the host's codename and architecture, from the host's own
+/// archive, prepared in the background.
+fn prepare_default_chroot(ctx: &Context, codename: &str, arch: &str) {
+    let Some(mirror) =
+        crate::build::chroot::mirror_from_apt_sources(Path::new("/etc/apt"), codename)
+    else {
+        tracing::warn!(%codename, "the host's apt sources name no archive: no default chroot");
+        return;
+    };
+    let mut c = crate::build::chroot::Chroot::new(
+        codename,
+        arch,
+        &mirror,
+        crate::build::chroot::Backend::Directory,
+    );
+    c.message = "waiting to be prepared".to_string();
+    if let Err(e) = ctx
+        .engine_mut()
+        .put_object(&format!("chroot/{}", c.id()), &c)
+    {
+        tracing::error!(error = %e, "storing the default chroot");
+        return;
+    }
+    ctx.builds.prepare(c);
+}
+
 /// The TLS configuration, if a certificate is set (paths relative to the home).
 fn tls_config(
     home: &Path,
@@ -609,6 +692,30 @@ fn tls_config(
             path: settings_path(home),
             reason: "set both tls_certificate and tls_key, or neither".to_string(),
         }),
+    }
+}
+
+/// `GET /logs/<source>_<version>/<arch>`: a build's log (also while it runs).
+async fn build_log(
+    State(state): State<AppState>,
+    UrlPath((upload, arch)): UrlPath<(String, String)>,
+) -> Response {
+    let safe = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with('.')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.~_:".contains(&b))
+    };
+    if !safe(&upload) || !safe(&arch) {
+        return simple_problem(StatusCode::BAD_REQUEST, "not a build".to_string());
+    }
+    let dirs = crate::build::queue::Dirs::new(&state.ctx.home());
+    match tokio::fs::read(dirs.log(&upload, &arch)).await {
+        Ok(data) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], data).into_response(),
+        Err(_) => simple_problem(
+            StatusCode::NOT_FOUND,
+            format!("no build log for {upload} on {arch}"),
+        ),
     }
 }
 
@@ -683,6 +790,7 @@ fn router(state: AppState) -> Router {
         .route("/ui/login", get(ui::login_form).post(ui::login))
         .route("/ui/logout", axum::routing::post(ui::logout))
         .route("/health", get(|| async { "ok\n" }))
+        .route("/logs/{upload}/{arch}", get(build_log))
         .route("/metrics", get(metrics))
         .route("/api", get(api_index))
         .route("/api/", get(api_index))

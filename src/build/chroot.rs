@@ -1,0 +1,403 @@
+//! Build chroots: one per codename and architecture, made with mmdebstrap (or debootstrap)
+//! and entered through schroot.
+//!
+//! A chroot lives in `<home>/var/chroots/<codename>-<arch>/` (the tree in `source/`, the
+//! preparation log in `prepare.log`) and is known to schroot as `mbd-<codename>-<arch>`
+//! through `/etc/schroot/chroot.d/mbd-<codename>-<arch>.conf`: a directory backend whose
+//! sessions are overlays (upper directories on tmpfs under `/dev/shm`), so builds never change
+//! the tree. Preparing needs root.
+//!
+//! The tree is made in `tmp/` and renamed to `source/` when complete; the schroot
+//! configuration is written last. A crash while preparing leaves no usable-looking chroot.
+
+use super::BuildError;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where schroot reads chroot definitions.
+pub const SCHROOT_CONF_DIR: &str = "/etc/schroot/chroot.d";
+
+/// Session overlays live here (tmpfs: builds write a lot and are thrown away).
+pub const OVERLAY_DIR: &str = "/dev/shm/mbd-schroot-overlay";
+
+/// What a chroot is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChrootState {
+    /// Being made (see its log).
+    Preparing,
+    /// Builds can use it.
+    Ready,
+    /// The last prepare or check failed (see its log).
+    Failed,
+}
+
+/// The backend schroot uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A directory; sessions are overlays.
+    #[default]
+    Directory,
+    /// A tarball unpacked for each session (slow; for filesystems without overlay).
+    File,
+}
+
+/// A chroot as the store keeps it (`chroot/<codename>-<arch>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chroot {
+    pub codename: String,
+    pub architecture: String,
+    pub backend: Backend,
+    pub state: ChrootState,
+    /// The archive the tree was made from.
+    pub mirror: String,
+    /// Why it failed, or what it is doing.
+    pub message: String,
+    /// Seconds since the epoch of the last state change.
+    pub changed: i64,
+}
+
+impl Chroot {
+    pub fn new(codename: &str, architecture: &str, mirror: &str, backend: Backend) -> Chroot {
+        Chroot {
+            codename: codename.to_string(),
+            architecture: architecture.to_string(),
+            backend,
+            state: ChrootState::Preparing,
+            mirror: mirror.to_string(),
+            message: String::new(),
+            changed: 0,
+        }
+    }
+
+    /// `<codename>-<arch>`: the store key's tail and the directory name.
+    pub fn id(&self) -> String {
+        format!("{}-{}", self.codename, self.architecture)
+    }
+
+    /// The schroot name.
+    pub fn schroot_name(&self) -> String {
+        format!("mbd-{}", self.id())
+    }
+
+    pub fn dir(&self, home: &Path) -> PathBuf {
+        home.join("var/chroots").join(self.id())
+    }
+
+    pub fn log_path(&self, home: &Path) -> PathBuf {
+        self.dir(home).join("prepare.log")
+    }
+
+    pub fn conf_path(&self) -> PathBuf {
+        Path::new(SCHROOT_CONF_DIR).join(format!("{}.conf", self.schroot_name()))
+    }
+
+    /// The tree (directory backend) or tarball (file backend) schroot uses.
+    pub fn source(&self, home: &Path) -> PathBuf {
+        match self.backend {
+            Backend::Directory => self.dir(home).join("source"),
+            Backend::File => self.dir(home).join("source.tar"),
+        }
+    }
+
+    /// The schroot configuration.
+    pub fn schroot_conf(&self, home: &Path, host_arch: &str) -> String {
+        let mut text = format!(
+            "# Written by mbd; removed with the chroot.\n[{name}]\ndescription=mbd build chroot {id}\n",
+            name = self.schroot_name(),
+            id = self.id()
+        );
+        match self.backend {
+            Backend::Directory => text.push_str(&format!(
+                "type=directory\ndirectory={}\nunion-type=overlay\nunion-overlay-directory={OVERLAY_DIR}\n",
+                self.source(home).display()
+            )),
+            Backend::File => {
+                text.push_str(&format!("type=file\nfile={}\n", self.source(home).display()))
+            }
+        }
+        text.push_str("users=root\nroot-users=root\ngroups=root,sbuild\nroot-groups=root,sbuild\nprofile=sbuild\n");
+        text.push_str(&format!(
+            "personality={}\n",
+            personality(host_arch, &self.architecture)
+        ));
+        text
+    }
+}
+
+/// `linux32` for a 32-bit chroot on its 64-bit host (i386 on amd64, armhf on arm64).
+pub fn personality(host_arch: &str, arch: &str) -> &'static str {
+    match (host_arch, arch) {
+        ("amd64", "i386") | ("arm64", "armhf") | ("arm64", "armel") => "linux32",
+        _ => "linux",
+    }
+}
+
+/// The host's archive for `codename`, as its apt sources name it (deb822 `.sources` files or
+/// `sources.list` lines); mini-buildd's `--archives-from-apt-sources`.
+pub fn mirror_from_apt_sources(etc_apt: &Path, codename: &str) -> Option<String> {
+    let mut texts: Vec<(bool, String)> = Vec::new();
+    if let Ok(t) = std::fs::read_to_string(etc_apt.join("sources.list")) {
+        texts.push((false, t));
+    }
+    if let Ok(dir) = std::fs::read_dir(etc_apt.join("sources.list.d")) {
+        let mut files: Vec<PathBuf> = dir.filter_map(Result::ok).map(|e| e.path()).collect();
+        files.sort();
+        for f in files {
+            let name = f.to_string_lossy().into_owned();
+            if let Ok(t) = std::fs::read_to_string(&f) {
+                if name.ends_with(".sources") {
+                    texts.push((true, t));
+                } else if name.ends_with(".list") {
+                    texts.push((false, t));
+                }
+            }
+        }
+    }
+    texts.iter().find_map(|(deb822, text)| {
+        if *deb822 {
+            mirror_in_deb822(text, codename)
+        } else {
+            mirror_in_one_line(text, codename)
+        }
+    })
+}
+
+fn mirror_in_deb822(text: &str, codename: &str) -> Option<String> {
+    for stanza in text.split("\n\n") {
+        let field = |name: &str| {
+            stanza.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
+            })
+        };
+        let enabled = field("Enabled").is_none_or(|v| v != "no");
+        let types = field("Types").unwrap_or_default();
+        let suites = field("Suites").unwrap_or_default();
+        if enabled
+            && types.split_whitespace().any(|t| t == "deb")
+            && suites.split_whitespace().any(|s| s == codename)
+        {
+            if let Some(uri) =
+                field("URIs").and_then(|u| u.split_whitespace().next().map(String::from))
+            {
+                return Some(uri);
+            }
+        }
+    }
+    None
+}
+
+fn mirror_in_one_line(text: &str, codename: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let line = line.split('#').next()?.trim();
+        let mut words = line.split_whitespace();
+        if words.next()? != "deb" {
+            return None;
+        }
+        let mut uri = words.next()?;
+        if uri.starts_with('[') {
+            // Options: skip to the word after the closing bracket.
+            while !uri.ends_with(']') {
+                uri = words.next()?;
+            }
+            uri = words.next()?;
+        }
+        (words.next()? == codename).then(|| uri.to_string())
+    })
+}
+
+/// Runs a command, appending its output to the log; an error names the command and the log.
+fn run_logged(cmd: &mut Command, log: &Path) -> Result<(), BuildError> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| BuildError::io(log, e))?;
+    let shown = format!("{cmd:?}");
+    let _ = writeln!(file, "$ {shown}");
+    let out = file.try_clone().map_err(|e| BuildError::io(log, e))?;
+    let err = file.try_clone().map_err(|e| BuildError::io(log, e))?;
+    let status = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status()
+        .map_err(|e| BuildError::Command {
+            command: shown.clone(),
+            reason: e.to_string(),
+            log: log.to_path_buf(),
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(BuildError::Command {
+            command: shown,
+            reason: status.to_string(),
+            log: log.to_path_buf(),
+        })
+    }
+}
+
+/// Makes the chroot: the tree with mmdebstrap (variant buildd, eatmydata included), then the
+/// schroot configuration. Output goes to the chroot's log. Needs root.
+pub fn prepare(chroot: &Chroot, home: &Path, host_arch: &str) -> Result<(), BuildError> {
+    let dir = chroot.dir(home);
+    std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
+    let log = chroot.log_path(home);
+    let _ = std::fs::remove_file(&log);
+    let tmp = dir.join(match chroot.backend {
+        Backend::Directory => "tmp",
+        Backend::File => "tmp.tar",
+    });
+    if tmp.exists() {
+        remove_tree(&tmp)?;
+    }
+    let mut cmd = Command::new("mmdebstrap");
+    cmd.args([
+        "--variant=buildd",
+        "--include=eatmydata",
+        "--components=main",
+    ])
+    .arg(format!("--architectures={}", chroot.architecture))
+    .arg(&chroot.codename)
+    .arg(&tmp)
+    .arg(&chroot.mirror);
+    if chroot.architecture != host_arch {
+        cmd.env("MMDEBSTRAP_ARCH_TEST", "skip");
+    }
+    run_logged(&mut cmd, &log)?;
+    let source = chroot.source(home);
+    if source.exists() {
+        remove_tree(&source)?;
+    }
+    std::fs::rename(&tmp, &source).map_err(|e| BuildError::io(&source, e))?;
+    std::fs::create_dir_all(OVERLAY_DIR).map_err(|e| BuildError::io(Path::new(OVERLAY_DIR), e))?;
+    let conf = chroot.conf_path();
+    write_file(&conf, chroot.schroot_conf(home, host_arch).as_bytes())?;
+    check(chroot, home)
+}
+
+/// Updates and upgrades the packages in the tree (through the schroot source chroot).
+pub fn check(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
+    let log = chroot.log_path(home);
+    std::fs::create_dir_all(OVERLAY_DIR).map_err(|e| BuildError::io(Path::new(OVERLAY_DIR), e))?;
+    let source = format!("source:{}", chroot.schroot_name());
+    for args in [
+        &["apt-get", "-q", "update"][..],
+        &[
+            "apt-get",
+            "-q",
+            "-y",
+            "-o",
+            "Dpkg::Options::=--force-confold",
+            "dist-upgrade",
+        ],
+        &["apt-get", "-q", "clean"],
+    ] {
+        let mut cmd = Command::new("schroot");
+        cmd.args(["--directory", "/", "-c", &source, "--"])
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        run_logged(&mut cmd, &log)?;
+    }
+    Ok(())
+}
+
+/// Removes the schroot configuration and the chroot's directory.
+pub fn remove(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
+    let conf = chroot.conf_path();
+    match std::fs::remove_file(&conf) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(BuildError::io(&conf, e)),
+        _ => {}
+    }
+    let dir = chroot.dir(home);
+    if dir.exists() {
+        remove_tree(&dir)?;
+    }
+    Ok(())
+}
+
+/// Removes a tree without crossing into other filesystems (a stale mount must not be
+/// followed).
+fn remove_tree(path: &Path) -> Result<(), BuildError> {
+    let status = Command::new("rm")
+        .args(["--recursive", "--force", "--one-file-system"])
+        .arg(path)
+        .status()
+        .map_err(|e| BuildError::io(path, e))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(BuildError::io(
+            path,
+            std::io::Error::other(format!("rm: {status}")),
+        ))
+    }
+}
+
+fn write_file(path: &Path, data: &[u8]) -> Result<(), BuildError> {
+    let tmp = path.with_extension("conf.tmp");
+    std::fs::write(&tmp, data).map_err(|e| BuildError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| BuildError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schroot_conf_is_an_overlay_directory_with_the_right_personality() {
+        let c = Chroot::new(
+            "bookworm",
+            "i386",
+            "http://deb.example/debian",
+            Backend::Directory,
+        );
+        let conf = c.schroot_conf(Path::new("/var/lib/mbd"), "amd64");
+        assert!(conf.contains("[mbd-bookworm-i386]\n"), "{conf}");
+        assert!(conf.contains("type=directory\ndirectory=/var/lib/mbd/var/chroots/bookworm-i386/source\nunion-type=overlay\n"));
+        assert!(conf.contains("personality=linux32\n"));
+        assert!(conf.contains("profile=sbuild\n"));
+        assert_eq!(
+            c.conf_path(),
+            Path::new("/etc/schroot/chroot.d/mbd-bookworm-i386.conf")
+        );
+        let f = Chroot::new("bookworm", "amd64", "m", Backend::File);
+        let conf = f.schroot_conf(Path::new("/h"), "amd64");
+        assert!(conf.contains("type=file\nfile=/h/var/chroots/bookworm-amd64/source.tar\n"));
+        assert!(conf.contains("personality=linux\n"));
+    }
+
+    #[test]
+    fn the_mirror_comes_from_the_hosts_apt_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path();
+        std::fs::create_dir_all(etc.join("sources.list.d")).unwrap();
+        std::fs::write(
+            etc.join("sources.list.d/debian.sources"),
+            "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\n\
+             Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n",
+        )
+        .unwrap();
+        assert_eq!(
+            mirror_from_apt_sources(etc, "bookworm").as_deref(),
+            Some("http://mirror.example/debian")
+        );
+        assert_eq!(mirror_from_apt_sources(etc, "trixie"), None);
+        std::fs::write(
+            etc.join("sources.list"),
+            "# comment\ndeb-src http://src.example/debian trixie main\ndeb [arch=amd64 signed-by=/k.gpg] http://one.example/debian trixie main\n",
+        )
+        .unwrap();
+        assert_eq!(
+            mirror_from_apt_sources(etc, "trixie").as_deref(),
+            Some("http://one.example/debian")
+        );
+    }
+}

@@ -1,0 +1,939 @@
+//! The durable build queue: what was accepted, which builds it needs, how they went.
+//!
+//! Records live in the store: `upload/<source>_<version>` for each accepted source upload
+//! (waiting in `<home>/var/queue/<source>_<version>/`), and `build/<source>_<version>/<arch>`
+//! for each of its builds. States use the names of Debian's buildd: needs-build, building,
+//! built, failed, dep-wait (and cancelled). A restart puts `building` back to `needs-build`,
+//! so an interrupted build runs again.
+//!
+//! The steps are functions over the [`Engine`], called with the engine locked: [`plan_new`]
+//! turns new queue directories into records, [`start_next`] hands out the next job when a
+//! slot and its chroot are free, [`finish`] stores a result and, once every build of the
+//! upload has ended, installs the results (when every mandatory architecture succeeded) or
+//! fails the upload. The build itself runs outside the lock, through a [`Builder`].
+
+use super::BuildError;
+use super::chroot::{Chroot, ChrootState};
+use super::sbuild::Outcome;
+use crate::changes::Changes;
+use crate::dsc::Dsc;
+use crate::files::Trust;
+use crate::incoming::{Event, EventKind};
+use crate::repo::{Engine, RepoError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The state of one architecture's build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    NeedsBuild,
+    Building,
+    Built,
+    Failed,
+    DepWait,
+    Cancelled,
+}
+
+impl State {
+    /// Whether the build has ended (for now: `retry` starts it again).
+    pub fn is_final(self) -> bool {
+        !matches!(self, State::NeedsBuild | State::Building)
+    }
+}
+
+/// One architecture's build of an upload (`build/<upload>/<arch>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Build {
+    /// `<source>_<version>`
+    pub upload: String,
+    pub architecture: String,
+    pub arch_all: bool,
+    pub optional: bool,
+    pub state: State,
+    /// sbuild's status, or why it did not run.
+    pub status: String,
+    pub fail_stage: Option<String>,
+    /// Seconds since the epoch; 0 when not yet.
+    pub started: i64,
+    pub finished: i64,
+    pub attempts: u32,
+}
+
+/// What happened to an accepted upload as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UploadState {
+    Building,
+    Installed,
+    Failed,
+    Cancelled,
+}
+
+/// An accepted source upload (`upload/<source>_<version>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upload {
+    pub id: String,
+    pub source: String,
+    pub version: String,
+    pub distribution: String,
+    /// File names in the queue directory.
+    pub changes: String,
+    pub dsc: String,
+    pub state: UploadState,
+    pub reason: String,
+    pub created: i64,
+}
+
+/// A build handed to a [`Builder`].
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub upload: Upload,
+    pub build: Build,
+    /// The upload's files.
+    pub queue_dir: PathBuf,
+    /// Where the build runs and leaves its results and log.
+    pub dir: PathBuf,
+    pub log: PathBuf,
+    /// The schroot chroot to use.
+    pub chroot: String,
+    pub codename: String,
+    /// `deb ...` of the target distribution, for build-dependencies from our repository.
+    pub extra_repository: Option<String>,
+}
+
+/// What a builder reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub outcome: Outcome,
+    pub status: String,
+    pub fail_stage: Option<String>,
+}
+
+/// Runs one build (sbuild in production; a fake in unit tests).
+pub trait Builder: Send + Sync {
+    fn build(&self, job: &Job, cancelled: &dyn Fn() -> bool) -> Finished;
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn upload_key(id: &str) -> String {
+    format!("upload/{id}")
+}
+
+fn build_key(upload: &str, arch: &str) -> String {
+    format!("build/{upload}/{arch}")
+}
+
+/// Paths of a home's build work.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    pub queue: PathBuf,
+    pub builds: PathBuf,
+}
+
+impl Dirs {
+    pub fn new(home: &Path) -> Dirs {
+        Dirs {
+            queue: home.join("var/queue"),
+            builds: home.join("var/builds"),
+        }
+    }
+
+    pub fn job_dir(&self, upload: &str, arch: &str) -> PathBuf {
+        self.builds.join(upload).join(arch)
+    }
+
+    /// The build log: served as `/logs/<upload>/<arch>`.
+    pub fn log(&self, upload: &str, arch: &str) -> PathBuf {
+        self.job_dir(upload, arch)
+            .join(format!("{upload}_{arch}.build"))
+    }
+}
+
+fn event(upload: &Upload, kind: EventKind, reason: String) -> Event {
+    Event {
+        id: String::new(),
+        time: 0,
+        kind,
+        file: upload.changes.clone(),
+        source: upload.source.clone(),
+        version: upload.version.clone(),
+        distribution: upload.distribution.clone(),
+        reason,
+    }
+}
+
+/// Every upload record, oldest first.
+pub fn uploads(engine: &Engine) -> Result<Vec<Upload>, RepoError> {
+    let mut all: Vec<Upload> = engine
+        .objects::<Upload>("upload/")?
+        .into_iter()
+        .map(|(_, u)| u)
+        .collect();
+    all.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+    Ok(all)
+}
+
+/// The builds of an upload, by architecture.
+pub fn builds_of(engine: &Engine, upload: &str) -> Result<Vec<Build>, RepoError> {
+    Ok(engine
+        .objects::<Build>(&format!("build/{upload}/"))?
+        .into_iter()
+        .map(|(_, b)| b)
+        .collect())
+}
+
+/// Turns queue directories without records into an upload and its build requests. An upload
+/// that cannot be planned fails (FAILED event) and leaves the queue.
+pub fn plan_new(engine: &Engine, dirs: &Dirs) -> Result<Vec<Event>, RepoError> {
+    let mut events = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&dirs.queue) else {
+        return Ok(events);
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    for id in names {
+        if engine.object::<Upload>(&upload_key(&id))?.is_some() {
+            continue;
+        }
+        let dir = dirs.queue.join(&id);
+        match plan_one(engine, &id, &dir) {
+            Ok((upload, builds)) => {
+                let mut items: Vec<(String, serde_json::Value)> = vec![(
+                    upload_key(&id),
+                    serde_json::to_value(&upload).unwrap_or_default(),
+                )];
+                let mut archs = Vec::new();
+                for b in &builds {
+                    archs.push(b.architecture.clone());
+                    items.push((
+                        build_key(&id, &b.architecture),
+                        serde_json::to_value(b).unwrap_or_default(),
+                    ));
+                }
+                engine.put_objects(&items)?;
+                tracing::info!(upload = %id, archs = ?archs, "build requests planned");
+            }
+            Err((upload, reason)) => {
+                let mut u = upload;
+                u.state = UploadState::Failed;
+                u.reason = reason.clone();
+                engine.put_object(&upload_key(&id), &u)?;
+                let _ = std::fs::remove_dir_all(&dir);
+                events.push(event(&u, EventKind::Failed, reason));
+            }
+        }
+    }
+    crate::incoming::record(engine, events)
+}
+
+fn plan_one(
+    engine: &Engine,
+    id: &str,
+    dir: &Path,
+) -> Result<(Upload, Vec<Build>), (Upload, String)> {
+    let mut upload = Upload {
+        id: id.to_string(),
+        source: id.split('_').next().unwrap_or(id).to_string(),
+        version: id.split_once('_').map(|(_, v)| v).unwrap_or("").to_string(),
+        distribution: String::new(),
+        changes: String::new(),
+        dsc: String::new(),
+        state: UploadState::Building,
+        reason: String::new(),
+        created: now(),
+    };
+    let file_ending = |suffix: &str| {
+        std::fs::read_dir(dir).ok().and_then(|r| {
+            r.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|n| n.ends_with(suffix))
+        })
+    };
+    let Some(changes_name) = file_ending(".changes") else {
+        return Err((upload, format!("{id}: no .changes in the queue")));
+    };
+    upload.changes = changes_name.clone();
+    let changes = Changes::read(&dir.join(&changes_name), Trust::Unchecked)
+        .map_err(|e| (upload.clone(), e.to_string()))?;
+    upload.source = changes.source.clone();
+    upload.version = changes.version.to_string();
+    let wanted = changes.distributions.first().cloned().unwrap_or_default();
+    let meta = engine.meta_distributions().unwrap_or_default();
+    upload.distribution = meta.get(&wanted).cloned().unwrap_or(wanted);
+    let Some(dsc_entry) = changes.dsc() else {
+        return Err((upload, format!("{changes_name}: lists no .dsc")));
+    };
+    upload.dsc = dsc_entry.name.clone();
+    let dsc = Dsc::read(&dir.join(&upload.dsc), Trust::Unchecked)
+        .map_err(|e| (upload.clone(), e.to_string()))?;
+    let resolved = engine
+        .resolve(&upload.distribution)
+        .map_err(|e| (upload.clone(), e.to_string()))?;
+    let requests = super::request::plan(&dsc.source, &dsc.architectures, &resolved.distribution)
+        .map_err(|e| (upload.clone(), e.to_string()))?;
+    let builds = requests
+        .into_iter()
+        .map(|r| Build {
+            upload: id.to_string(),
+            architecture: r.architecture,
+            arch_all: r.arch_all,
+            optional: r.optional,
+            state: State::NeedsBuild,
+            status: String::new(),
+            fail_stage: None,
+            started: 0,
+            finished: 0,
+            attempts: 0,
+        })
+        .collect();
+    Ok((upload, builds))
+}
+
+/// At start: builds that were running when the daemon stopped run again.
+pub fn recover(engine: &Engine) -> Result<usize, RepoError> {
+    let mut n = 0;
+    for (key, mut b) in engine.objects::<Build>("build/")? {
+        if b.state == State::Building {
+            b.state = State::NeedsBuild;
+            b.status = "interrupted; to be built again".to_string();
+            engine.put_object(&key, &b)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// The next job, oldest upload first, if its chroot is ready; marks the build `building`.
+/// `local_url` is where the chroot reaches our HTTP server (for the extra repository).
+pub fn start_next(
+    engine: &Engine,
+    dirs: &Dirs,
+    local_url: &str,
+) -> Result<Option<(Job, Vec<Event>)>, RepoError> {
+    for upload in uploads(engine)? {
+        if upload.state != UploadState::Building {
+            continue;
+        }
+        for mut build in builds_of(engine, &upload.id)? {
+            if build.state != State::NeedsBuild {
+                continue;
+            }
+            let Ok(resolved) = engine.resolve(&upload.distribution) else {
+                continue;
+            };
+            let codename = resolved.distribution.codename.clone();
+            let chroot_id = format!("{codename}-{}", build.architecture);
+            let ready = engine
+                .object::<Chroot>(&format!("chroot/{chroot_id}"))?
+                .is_some_and(|c| c.state == ChrootState::Ready);
+            if !ready {
+                continue;
+            }
+            build.state = State::Building;
+            build.started = now();
+            build.finished = 0;
+            build.attempts += 1;
+            build.status = String::new();
+            build.fail_stage = None;
+            engine.put_object(&build_key(&upload.id, &build.architecture), &build)?;
+            let components = resolved.distribution.components.join(" ");
+            let job = Job {
+                queue_dir: dirs.queue.join(&upload.id),
+                dir: dirs.job_dir(&upload.id, &build.architecture),
+                log: dirs.log(&upload.id, &build.architecture),
+                chroot: format!("mbd-{chroot_id}"),
+                codename,
+                extra_repository: Some(format!(
+                    "deb {local_url}/repositories/{} {} {components}",
+                    resolved.repository.identity, upload.distribution
+                )),
+                upload: upload.clone(),
+                build: build.clone(),
+            };
+            let events = crate::incoming::record(
+                engine,
+                vec![event(
+                    &upload,
+                    EventKind::Building,
+                    format!("{} on {}", upload.id, build.architecture),
+                )],
+            )?;
+            return Ok(Some((job, events)));
+        }
+    }
+    Ok(None)
+}
+
+/// Stores a finished build; when it was the upload's last, installs or fails the upload.
+pub fn finish(
+    engine: &Engine,
+    dirs: &Dirs,
+    job: &Job,
+    result: &Finished,
+) -> Result<Vec<Event>, RepoError> {
+    let key = build_key(&job.upload.id, &job.build.architecture);
+    let Some(mut build) = engine.object::<Build>(&key)? else {
+        return Ok(Vec::new());
+    };
+    if build.state == State::Cancelled {
+        return Ok(Vec::new());
+    }
+    build.state = match result.outcome {
+        Outcome::Successful => State::Built,
+        Outcome::DepWait => State::DepWait,
+        Outcome::Failed => State::Failed,
+    };
+    build.status = result.status.clone();
+    build.fail_stage = result.fail_stage.clone();
+    build.finished = now();
+    engine.put_object(&key, &build)?;
+    let (kind, what) = if build.state == State::Built {
+        (EventKind::Built, "built")
+    } else {
+        (EventKind::Failed, "failed")
+    };
+    let mut events = crate::incoming::record(
+        engine,
+        vec![event(
+            &job.upload,
+            kind,
+            format!(
+                "{} on {}: {what} ({}{}); log: /logs/{}/{}",
+                job.upload.id,
+                build.architecture,
+                build.status,
+                build
+                    .fail_stage
+                    .as_ref()
+                    .map(|s| format!(", stage {s}"))
+                    .unwrap_or_default(),
+                job.upload.id,
+                build.architecture
+            ),
+        )],
+    )?;
+    events.extend(settle(engine, dirs, &job.upload.id)?);
+    Ok(events)
+}
+
+/// If every build of the upload has ended: install the results when every mandatory one was
+/// built, otherwise fail the upload naming the architectures.
+pub fn settle(engine: &Engine, dirs: &Dirs, id: &str) -> Result<Vec<Event>, RepoError> {
+    let Some(mut upload) = engine.object::<Upload>(&upload_key(id))? else {
+        return Ok(Vec::new());
+    };
+    if upload.state != UploadState::Building {
+        return Ok(Vec::new());
+    }
+    let builds = builds_of(engine, id)?;
+    if builds.iter().any(|b| !b.state.is_final()) {
+        return Ok(Vec::new());
+    }
+    let failed: Vec<String> = builds
+        .iter()
+        .filter(|b| !b.optional && b.state != State::Built)
+        .map(|b| format!("{} ({})", b.architecture, state_name(b.state)))
+        .collect();
+    let (state, kind, reason) = if failed.is_empty() {
+        let mut files = vec![dirs.queue.join(id).join(&upload.changes)];
+        for b in builds.iter().filter(|b| b.state == State::Built) {
+            match result_changes(dirs, &upload, &b.architecture) {
+                Some(c) => files.push(c),
+                None => {
+                    return fail(
+                        engine,
+                        upload,
+                        format!("the results of {} are gone", b.architecture),
+                    );
+                }
+            }
+        }
+        match install(engine, &upload.distribution, &files) {
+            Ok(summary) => (
+                UploadState::Installed,
+                EventKind::Installed,
+                format!(
+                    "{} in {}: {}",
+                    upload.id,
+                    upload.distribution,
+                    summary.join(", ")
+                ),
+            ),
+            Err(e) => (
+                UploadState::Failed,
+                EventKind::Failed,
+                format!("installing: {e}"),
+            ),
+        }
+    } else {
+        (
+            UploadState::Failed,
+            EventKind::Failed,
+            format!("{}: failed on {}", upload.id, failed.join(", ")),
+        )
+    };
+    upload.state = state;
+    upload.reason = reason.clone();
+    engine.put_object(&upload_key(id), &upload)?;
+    if state == UploadState::Installed {
+        let _ = std::fs::remove_dir_all(dirs.queue.join(id));
+    }
+    crate::incoming::record(engine, vec![event(&upload, kind, reason)])
+}
+
+fn fail(engine: &Engine, mut upload: Upload, reason: String) -> Result<Vec<Event>, RepoError> {
+    upload.state = UploadState::Failed;
+    upload.reason = reason.clone();
+    engine.put_object(&upload_key(&upload.id), &upload)?;
+    crate::incoming::record(engine, vec![event(&upload, EventKind::Failed, reason)])
+}
+
+fn install(engine: &Engine, dist: &str, files: &[PathBuf]) -> Result<Vec<String>, RepoError> {
+    let summary = engine.include(dist, files)?;
+    let name = engine.resolve(dist)?.name;
+    engine.publish(&[name])?;
+    Ok(summary)
+}
+
+/// The `.changes` sbuild left for an architecture (`<source>_<version w/o epoch>_<arch>.changes`).
+fn result_changes(dirs: &Dirs, upload: &Upload, arch: &str) -> Option<PathBuf> {
+    let version = upload
+        .version
+        .split_once(':')
+        .map(|(_, v)| v)
+        .unwrap_or(&upload.version);
+    let p = dirs
+        .job_dir(&upload.id, arch)
+        .join(format!("{}_{version}_{arch}.changes", upload.source));
+    p.exists().then_some(p)
+}
+
+/// Debian's names for build states.
+pub fn state_name(s: State) -> &'static str {
+    match s {
+        State::NeedsBuild => "needs-build",
+        State::Building => "building",
+        State::Built => "built",
+        State::Failed => "failed",
+        State::DepWait => "dep-wait",
+        State::Cancelled => "cancelled",
+    }
+}
+
+/// Cancels an upload's builds that have not ended (a running one is stopped by the worker).
+pub fn cancel(engine: &Engine, id: &str) -> Result<Vec<Event>, BuildError> {
+    let Some(mut upload) = engine.object::<Upload>(&upload_key(id))? else {
+        return Err(BuildError::NoSuchUpload(id.to_string()));
+    };
+    if upload.state != UploadState::Building {
+        return Err(BuildError::Refused(format!(
+            "upload '{id}' is {:?}, not building",
+            upload.state
+        )));
+    }
+    for mut b in builds_of(engine, id)? {
+        if !b.state.is_final() {
+            b.state = State::Cancelled;
+            b.finished = now();
+            engine.put_object(&build_key(id, &b.architecture), &b)?;
+        }
+    }
+    upload.state = UploadState::Cancelled;
+    upload.reason = "cancelled".to_string();
+    engine.put_object(&upload_key(id), &upload)?;
+    Ok(crate::incoming::record(
+        engine,
+        vec![event(
+            &upload,
+            EventKind::Failed,
+            format!("{id}: cancelled"),
+        )],
+    )?)
+}
+
+/// Builds again what failed, waited for dependencies or was cancelled.
+pub fn retry(engine: &Engine, dirs: &Dirs, id: &str) -> Result<usize, BuildError> {
+    let Some(mut upload) = engine.object::<Upload>(&upload_key(id))? else {
+        return Err(BuildError::NoSuchUpload(id.to_string()));
+    };
+    if upload.state == UploadState::Installed {
+        return Err(BuildError::Refused(format!(
+            "upload '{id}' is installed already"
+        )));
+    }
+    if !dirs.queue.join(id).is_dir() {
+        return Err(BuildError::Refused(format!(
+            "the files of upload '{id}' are gone"
+        )));
+    }
+    let mut n = 0;
+    for mut b in builds_of(engine, id)? {
+        if matches!(b.state, State::Failed | State::DepWait | State::Cancelled) {
+            b.state = State::NeedsBuild;
+            b.status = String::new();
+            b.fail_stage = None;
+            engine.put_object(&build_key(id, &b.architecture), &b)?;
+            n += 1;
+        }
+    }
+    upload.state = UploadState::Building;
+    upload.reason = String::new();
+    engine.put_object(&upload_key(id), &upload)?;
+    Ok(n)
+}
+
+/// Uploads and their builds, for the API and the web UI.
+pub fn overview(engine: &Engine) -> Result<Vec<(Upload, BTreeMap<String, Build>)>, RepoError> {
+    uploads(engine)?
+        .into_iter()
+        .map(|u| {
+            let b = builds_of(engine, &u.id)?
+                .into_iter()
+                .map(|b| (b.architecture.clone(), b))
+                .collect();
+            Ok((u, b))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::SetupOptions;
+    use std::sync::{Arc, Mutex};
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/pkg")
+            .join(name)
+    }
+
+    /// A home with repository test for bookworm amd64 (+ i386, optional), both chroots ready.
+    fn home() -> (tempfile::TempDir, Engine, Dirs) {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::setup(
+            dir.path(),
+            &SetupOptions {
+                identity: Some("t".into()),
+                distributions: vec!["bookworm:amd64+i386".into()],
+                repositories: vec!["test:Default:bookworm".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut d = engine.distribution("bookworm").unwrap();
+        d.optional_architectures = vec!["i386".into()];
+        engine.put_object("distribution/bookworm", &d).unwrap();
+        for arch in ["amd64", "i386"] {
+            let mut c = Chroot::new("bookworm", arch, "http://m", Default::default());
+            c.state = ChrootState::Ready;
+            engine
+                .put_object(&format!("chroot/{}", c.id()), &c)
+                .unwrap();
+        }
+        let dirs = Dirs::new(dir.path());
+        (dir, engine, dirs)
+    }
+
+    /// Puts a fixture's source upload into the queue, as acceptance does.
+    fn queue_upload(dirs: &Dirs, stem: &str, files: &[&str]) -> String {
+        let q = dirs.queue.join(stem);
+        std::fs::create_dir_all(&q).unwrap();
+        for f in files {
+            std::fs::copy(fixture(f), q.join(f)).unwrap();
+        }
+        stem.to_string()
+    }
+
+    fn hello(dirs: &Dirs) -> String {
+        queue_upload(
+            dirs,
+            "mbd-hello_1.0-1~test12+1",
+            &[
+                "mbd-hello_1.0-1~test12+1_source.changes",
+                "mbd-hello_1.0-1~test12+1_source.buildinfo",
+                "mbd-hello_1.0-1~test12+1.dsc",
+                "mbd-hello_1.0.orig.tar.gz",
+                "mbd-hello_1.0-1~test12+1.debian.tar.xz",
+            ],
+        )
+    }
+
+    fn greeter(dirs: &Dirs) -> String {
+        queue_upload(
+            dirs,
+            "mbd-greeter_1.0~test12+1",
+            &[
+                "mbd-greeter_1.0~test12+1_source.changes",
+                "mbd-greeter_1.0~test12+1_source.buildinfo",
+                "mbd-greeter_1.0~test12+1.dsc",
+                "mbd-greeter_1.0~test12+1.tar.xz",
+            ],
+        )
+    }
+
+    /// What sbuild would leave for a successful amd64 build: the fixture's full .changes and
+    /// the files it lists.
+    fn leave_results(job: &Job) {
+        std::fs::create_dir_all(&job.dir).unwrap();
+        let changes = format!(
+            "{}_{}_{}.changes",
+            job.upload.source, job.upload.version, job.build.architecture
+        );
+        let c = Changes::read(&fixture(&changes), Trust::Unchecked).unwrap();
+        for f in &c.files.entries {
+            std::fs::copy(fixture(&f.name), job.dir.join(&f.name)).unwrap();
+        }
+        std::fs::copy(fixture(&changes), job.dir.join(&changes)).unwrap();
+    }
+
+    fn done(outcome: Outcome) -> Finished {
+        Finished {
+            outcome,
+            status: format!("{outcome:?}").to_lowercase(),
+            fail_stage: None,
+        }
+    }
+
+    fn kinds(events: &[Event]) -> Vec<EventKind> {
+        events.iter().map(|e| e.kind).collect()
+    }
+
+    #[test]
+    fn builds_run_in_architecture_order_and_install_when_the_mandatory_ones_succeed() {
+        let (_d, engine, dirs) = home();
+        let id = hello(&dirs);
+        assert!(plan_new(&engine, &dirs).unwrap().is_empty());
+        let builds = builds_of(&engine, &id).unwrap();
+        assert_eq!(builds.len(), 2);
+        assert!(builds.iter().all(|b| b.state == State::NeedsBuild));
+        let amd64 = builds.iter().find(|b| b.architecture == "amd64").unwrap();
+        assert!(amd64.arch_all && !amd64.optional);
+        // Planning again adds nothing.
+        plan_new(&engine, &dirs).unwrap();
+        assert_eq!(builds_of(&engine, &id).unwrap().len(), 2);
+
+        let (first, e) = start_next(&engine, &dirs, "http://127.0.0.1:1")
+            .unwrap()
+            .unwrap();
+        assert_eq!(kinds(&e), [EventKind::Building]);
+        assert_eq!(first.build.architecture, "amd64");
+        assert_eq!(
+            first.extra_repository.as_deref(),
+            Some("deb http://127.0.0.1:1/repositories/test bookworm-test-unstable main")
+        );
+        assert_eq!(first.chroot, "mbd-bookworm-amd64");
+        let (second, _) = start_next(&engine, &dirs, "http://x").unwrap().unwrap();
+        assert_eq!(second.build.architecture, "i386");
+        assert!(start_next(&engine, &dirs, "http://x").unwrap().is_none());
+
+        // The optional architecture fails: the upload waits for amd64, then installs.
+        let e = finish(&engine, &dirs, &second, &done(Outcome::Failed)).unwrap();
+        assert_eq!(kinds(&e), [EventKind::Failed]);
+        leave_results(&first);
+        let e = finish(&engine, &dirs, &first, &done(Outcome::Successful)).unwrap();
+        assert_eq!(kinds(&e), [EventKind::Built, EventKind::Installed], "{e:?}");
+        let u = engine.object::<Upload>(&upload_key(&id)).unwrap().unwrap();
+        assert_eq!(u.state, UploadState::Installed);
+        assert_eq!(
+            engine
+                .dist_sources("bookworm-test-unstable")
+                .unwrap()
+                .get("mbd-hello")
+                .map(String::as_str),
+            Some("1.0-1~test12+1")
+        );
+        assert!(!dirs.queue.join(&id).exists());
+    }
+
+    #[test]
+    fn a_mandatory_failure_fails_the_upload_naming_the_architecture() {
+        let (_d, engine, dirs) = home();
+        let id = greeter(&dirs);
+        plan_new(&engine, &dirs).unwrap();
+        // Architecture: all builds once, on amd64.
+        assert_eq!(builds_of(&engine, &id).unwrap().len(), 1);
+        let (job, _) = start_next(&engine, &dirs, "http://x").unwrap().unwrap();
+        let e = finish(&engine, &dirs, &job, &done(Outcome::DepWait)).unwrap();
+        assert_eq!(kinds(&e), [EventKind::Failed, EventKind::Failed]);
+        assert!(
+            e[1].reason.contains("failed on amd64 (dep-wait)"),
+            "{}",
+            e[1].reason
+        );
+        assert!(dirs.queue.join(&id).exists(), "kept for a retry");
+        assert_eq!(retry(&engine, &dirs, &id).unwrap(), 1);
+        let (job, _) = start_next(&engine, &dirs, "http://x").unwrap().unwrap();
+        assert_eq!(job.build.attempts, 2);
+        leave_results(&job);
+        let e = finish(&engine, &dirs, &job, &done(Outcome::Successful)).unwrap();
+        assert_eq!(kinds(&e), [EventKind::Built, EventKind::Installed]);
+    }
+
+    #[test]
+    fn interrupted_builds_run_again_and_cancelled_ones_do_not() {
+        let (_d, engine, dirs) = home();
+        let id = greeter(&dirs);
+        plan_new(&engine, &dirs).unwrap();
+        start_next(&engine, &dirs, "http://x").unwrap().unwrap();
+        assert!(start_next(&engine, &dirs, "http://x").unwrap().is_none());
+        // A restart.
+        assert_eq!(recover(&engine).unwrap(), 1);
+        let (job, _) = start_next(&engine, &dirs, "http://x").unwrap().unwrap();
+        assert_eq!(job.build.attempts, 2);
+        let e = cancel(&engine, &id).unwrap();
+        assert!(e[0].reason.contains("cancelled"));
+        // The result of the stopped build is dropped.
+        assert!(
+            finish(&engine, &dirs, &job, &done(Outcome::Failed))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(start_next(&engine, &dirs, "http://x").unwrap().is_none());
+        assert!(matches!(cancel(&engine, &id), Err(BuildError::Refused(_))));
+        assert!(matches!(
+            cancel(&engine, "nope_1"),
+            Err(BuildError::NoSuchUpload(_))
+        ));
+        retry(&engine, &dirs, &id).unwrap();
+        assert!(start_next(&engine, &dirs, "http://x").unwrap().is_some());
+    }
+
+    #[test]
+    fn builds_wait_for_a_ready_chroot() {
+        let (_d, engine, dirs) = home();
+        engine.delete_object("chroot/bookworm-amd64").unwrap();
+        greeter(&dirs);
+        plan_new(&engine, &dirs).unwrap();
+        assert!(start_next(&engine, &dirs, "http://x").unwrap().is_none());
+    }
+
+    #[test]
+    fn an_upload_that_cannot_be_planned_fails_and_leaves_the_queue() {
+        let (_d, engine, dirs) = home();
+        let q = dirs.queue.join("broken_1.0");
+        std::fs::create_dir_all(&q).unwrap();
+        std::fs::write(q.join("broken_1.0_source.changes"), "not a changes file").unwrap();
+        let e = plan_new(&engine, &dirs).unwrap();
+        assert_eq!(kinds(&e), [EventKind::Failed]);
+        assert!(
+            e[0].reason.contains("broken_1.0_source.changes"),
+            "{}",
+            e[0].reason
+        );
+        assert!(!q.exists());
+    }
+
+    /// The worker with a fake builder: one slot means one build at a time, and every upload
+    /// ends installed.
+    #[test]
+    fn the_worker_keeps_to_its_slots() {
+        use crate::build::worker::{self, Control, Host};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        struct TestHost {
+            engine: Mutex<Engine>,
+            events: Mutex<Vec<Event>>,
+        }
+        impl Host for TestHost {
+            fn with_engine(&self, f: &mut dyn FnMut(&Engine)) {
+                f(&self.engine.lock().unwrap())
+            }
+            fn announce(&self, events: Vec<Event>) {
+                self.events.lock().unwrap().extend(events);
+            }
+            fn running(&self) -> bool {
+                true
+            }
+        }
+        struct Fake {
+            running: AtomicUsize,
+            most: AtomicUsize,
+        }
+        impl Builder for Fake {
+            fn build(&self, job: &Job, _: &dyn Fn() -> bool) -> Finished {
+                let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+                self.most.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let outcome = if job.build.architecture == "amd64" {
+                    leave_results(job);
+                    Outcome::Successful
+                } else {
+                    Outcome::Failed
+                };
+                self.running.fetch_sub(1, Ordering::SeqCst);
+                done(outcome)
+            }
+        }
+        let (d, engine, dirs) = home();
+        hello(&dirs);
+        greeter(&dirs);
+        let host = Arc::new(TestHost {
+            engine: Mutex::new(engine),
+            events: Mutex::new(Vec::new()),
+        });
+        let fake = Arc::new(Fake {
+            running: AtomicUsize::new(0),
+            most: AtomicUsize::new(0),
+        });
+        let control = Arc::new(Control::default());
+        worker::spawn(
+            host.clone(),
+            control.clone(),
+            fake.clone(),
+            worker::Settings {
+                home: d.path().to_path_buf(),
+                slots: 1,
+                local_url: "http://x".into(),
+                host_arch: "amd64".into(),
+            },
+        );
+        let started = std::time::Instant::now();
+        loop {
+            let installed = host
+                .events
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|e| e.kind == EventKind::Installed)
+                .count();
+            if installed == 2 {
+                break;
+            }
+            assert!(
+                started.elapsed().as_secs() < 30,
+                "{:?}",
+                host.events.lock().unwrap()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(fake.most.load(Ordering::SeqCst), 1);
+        let events = host.events.lock().unwrap();
+        // Three builds (hello amd64 and i386, greeter amd64), one at a time, in queue order.
+        let building: Vec<&str> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::Building)
+            .map(|e| e.reason.as_str())
+            .collect();
+        assert_eq!(
+            building,
+            [
+                "mbd-greeter_1.0~test12+1 on amd64",
+                "mbd-hello_1.0-1~test12+1 on amd64",
+                "mbd-hello_1.0-1~test12+1 on i386"
+            ]
+        );
+    }
+}

@@ -1,0 +1,317 @@
+//! Runs the build queue: plans new uploads, starts jobs while build slots are free, runs each
+//! in its own thread through a [`Builder`], and stores results. Chroot preparation runs here
+//! too, in the background.
+//!
+//! The worker only touches the store through a [`Host`] (the daemon's engine lock), and only
+//! while the host is running (maintenance holds builds back; running ones finish).
+
+use super::chroot::{self, Chroot, ChrootState};
+use super::queue::{self, Builder, Dirs, Finished, Job};
+use super::sbuild::{self, Outcome};
+use crate::incoming::Event;
+use crate::repo::Engine;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// What the worker needs from the daemon.
+pub trait Host: Send + Sync + 'static {
+    /// Runs `f` with the engine locked for changes.
+    fn with_engine(&self, f: &mut dyn FnMut(&Engine));
+    /// Tells the world (event files, hooks, live stream).
+    fn announce(&self, events: Vec<Event>);
+    /// Started (not in maintenance).
+    fn running(&self) -> bool;
+}
+
+/// Shared between the worker and the API: wake-ups, cancellations, counts.
+#[derive(Debug, Default)]
+pub struct Control {
+    wake: Mutex<bool>,
+    cond: Condvar,
+    cancelled: Mutex<HashSet<String>>,
+    /// Chroots to prepare.
+    preparing: Mutex<Vec<Chroot>>,
+    /// Builds running now.
+    pub active: AtomicUsize,
+}
+
+impl Control {
+    /// Makes the worker look at the queue now.
+    pub fn nudge(&self) {
+        *self.wake.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cond.notify_all();
+    }
+
+    /// Prepares a chroot in the background.
+    pub fn prepare(&self, chroot: Chroot) {
+        self.preparing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(chroot);
+        self.nudge();
+    }
+
+    /// Stops the running builds of an upload.
+    pub fn cancel(&self, upload: &str) {
+        self.cancelled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(upload.to_string());
+        self.nudge();
+    }
+
+    fn is_cancelled(&self, upload: &str) -> bool {
+        self.cancelled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(upload)
+    }
+
+    /// Lets an upload's builds run again (`retry`).
+    pub fn forget(&self, upload: &str) {
+        self.cancelled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(upload);
+    }
+
+    fn wait(&self, timeout: Duration) {
+        let guard = self.wake.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut woken, _) = self
+            .cond
+            .wait_timeout_while(guard, timeout, |w| !*w)
+            .unwrap_or_else(|e| e.into_inner());
+        *woken = false;
+    }
+}
+
+/// How the worker is set up.
+#[derive(Clone)]
+pub struct Settings {
+    pub home: PathBuf,
+    pub slots: usize,
+    /// Where chroots reach our HTTP server.
+    pub local_url: String,
+    /// The host's architecture (for 32-bit personalities).
+    pub host_arch: String,
+}
+
+/// Starts the worker thread.
+pub fn spawn<H: Host>(
+    host: Arc<H>,
+    control: Arc<Control>,
+    builder: Arc<dyn Builder>,
+    settings: Settings,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("mbd-builds".to_string())
+        .spawn(move || run(host, control, builder, settings))
+        .expect("spawning the build worker")
+}
+
+fn run<H: Host>(
+    host: Arc<H>,
+    control: Arc<Control>,
+    builder: Arc<dyn Builder>,
+    settings: Settings,
+) {
+    let dirs = Dirs::new(&settings.home);
+    host.with_engine(&mut |engine| {
+        match queue::recover(engine) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(builds = n, "interrupted builds queued again"),
+            Err(e) => tracing::error!(error = %e, "recovering the build queue"),
+        }
+        // Chroots whose preparation was interrupted are prepared again.
+        for (_, c) in engine.objects::<Chroot>("chroot/").unwrap_or_default() {
+            if c.state == ChrootState::Preparing {
+                control.prepare(c);
+            }
+        }
+    });
+    loop {
+        let waiting: Vec<Chroot> =
+            std::mem::take(&mut *control.preparing.lock().unwrap_or_else(|e| e.into_inner()));
+        for c in waiting {
+            prepare_chroot(
+                host.clone(),
+                control.clone(),
+                &settings.home,
+                c,
+                settings.host_arch.clone(),
+            );
+        }
+        if host.running() {
+            let mut jobs = Vec::new();
+            let mut events = Vec::new();
+            host.with_engine(&mut |engine| {
+                match queue::plan_new(engine, &dirs) {
+                    Ok(e) => events.extend(e),
+                    Err(e) => tracing::error!(error = %e, "planning builds"),
+                }
+                while control.active.load(Ordering::SeqCst) + jobs.len() < settings.slots {
+                    match queue::start_next(engine, &dirs, &settings.local_url) {
+                        Ok(Some((job, e))) => {
+                            events.extend(e);
+                            jobs.push(job);
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::error!(error = %e, "starting a build");
+                            break;
+                        }
+                    }
+                }
+            });
+            host.announce(events);
+            for job in jobs {
+                control.active.fetch_add(1, Ordering::SeqCst);
+                let (host, control, builder, dirs) =
+                    (host.clone(), control.clone(), builder.clone(), dirs.clone());
+                std::thread::spawn(move || {
+                    tracing::info!(upload = %job.upload.id, arch = %job.build.architecture, "build started");
+                    let id = job.upload.id.clone();
+                    let result = builder.build(&job, &|| control.is_cancelled(&id));
+                    tracing::info!(upload = %id, arch = %job.build.architecture, status = %result.status, "build ended");
+                    let mut events = Vec::new();
+                    host.with_engine(
+                        &mut |engine| match queue::finish(engine, &dirs, &job, &result) {
+                            Ok(e) => events = e,
+                            Err(e) => {
+                                tracing::error!(error = %e, upload = %id, "storing a build result")
+                            }
+                        },
+                    );
+                    host.announce(events);
+                    control.active.fetch_sub(1, Ordering::SeqCst);
+                    control.nudge();
+                });
+            }
+        }
+        control.wait(Duration::from_secs(2));
+    }
+}
+
+/// The real builder: sbuild in our schroot chroots.
+pub struct Sbuild {
+    pub home: PathBuf,
+    /// Per-build time limit.
+    pub limit: Duration,
+    /// `--jobs`
+    pub jobs: u32,
+}
+
+impl Sbuild {
+    /// The archive key (armored) that signs our repositories, for `--extra-repository-key`.
+    fn key_file(&self) -> PathBuf {
+        self.home.join("var/builds/archive-key.asc")
+    }
+
+    /// Writes the archive key where sbuild reads it.
+    pub fn write_key(&self, armored: &[u8]) -> std::io::Result<()> {
+        let path = self.key_file();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, armored)
+    }
+}
+
+impl Builder for Sbuild {
+    fn build(&self, job: &Job, cancelled: &dyn Fn() -> bool) -> Finished {
+        let failed = |status: String| Finished {
+            outcome: Outcome::Failed,
+            status,
+            fail_stage: None,
+        };
+        if job.dir.exists() {
+            let _ = std::fs::remove_dir_all(&job.dir);
+        }
+        if let Err(e) = std::fs::create_dir_all(&job.dir) {
+            return failed(format!("{}: {e}", job.dir.display()));
+        }
+        let inv = sbuild::Invocation {
+            codename: job.codename.clone(),
+            architecture: job.build.architecture.clone(),
+            arch_all: job.build.arch_all,
+            chroot: job.chroot.clone(),
+            extra_repository: job.extra_repository.clone(),
+            extra_repository_key: Some(self.key_file()),
+            jobs: self.jobs,
+            deb_build_options: Vec::new(),
+            dsc: job.queue_dir.join(&job.upload.dsc),
+        };
+        let exit = match sbuild::run(&inv, &job.dir, &job.log, self.limit, cancelled) {
+            Ok(c) => c,
+            Err(e) => return failed(format!("sbuild did not run: {e}")),
+        };
+        let log = std::fs::read(&job.log).unwrap_or_default();
+        let report = sbuild::report(&String::from_utf8_lossy(&log), exit);
+        let status = if exit.is_none() && cancelled() {
+            "cancelled".to_string()
+        } else {
+            report.status
+        };
+        Finished {
+            outcome: report.outcome,
+            status,
+            fail_stage: report.fail_stage,
+        }
+    }
+}
+
+/// Prepares a chroot in the background: the store says `preparing` until it is `ready` (or
+/// `failed`, with the reason and the log).
+fn prepare_chroot<H: Host>(
+    host: Arc<H>,
+    control: Arc<Control>,
+    home: &Path,
+    mut c: Chroot,
+    host_arch: String,
+) {
+    let home = home.to_path_buf();
+    c.state = ChrootState::Preparing;
+    c.message = format!("preparing; log: {}", c.log_path(&home).display());
+    c.changed = now();
+    let key = format!("chroot/{}", c.id());
+    let stored = c.clone();
+    host.with_engine(&mut |engine| {
+        if let Err(e) = engine.put_object(&key, &stored) {
+            tracing::error!(error = %e, "storing a chroot");
+        }
+    });
+    std::thread::spawn(move || {
+        tracing::info!(chroot = %c.id(), mirror = %c.mirror, "preparing a chroot");
+        let started = std::time::Instant::now();
+        let result = chroot::prepare(&c, &home, &host_arch);
+        c.changed = now();
+        match result {
+            Ok(()) => {
+                c.state = ChrootState::Ready;
+                c.message = format!("prepared in {} s", started.elapsed().as_secs());
+                tracing::info!(chroot = %c.id(), seconds = started.elapsed().as_secs(), "chroot ready");
+            }
+            Err(e) => {
+                c.state = ChrootState::Failed;
+                c.message = e.to_string();
+                tracing::error!(chroot = %c.id(), error = %e, "preparing a chroot failed");
+            }
+        }
+        host.with_engine(&mut |engine| {
+            if let Err(e) = engine.put_object(&key, &c) {
+                tracing::error!(error = %e, "storing a chroot");
+            }
+        });
+        control.nudge();
+    });
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
