@@ -7,22 +7,34 @@ use std::time::{Duration, Instant};
 const ADMIN_PASSWORD: &str = "admin-secret-1";
 
 /// The real daemon on 127.0.0.1:0, stopped (SIGTERM) when dropped.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Option<Child>,
-    home: PathBuf,
-    url: String,
+    pub(crate) home: PathBuf,
+    pub(crate) url: String,
     stdout: PathBuf,
 }
 
 impl Daemon {
-    fn start(home: &Path) -> Daemon {
+    pub(crate) fn start(home: &Path) -> Daemon {
         let mut d = Daemon::spawn(home);
+        d.wait_ready();
+        d
+    }
+
+    /// Starts the daemon with other options (without `--no-default-chroot`).
+    pub(crate) fn start_with(home: &Path, extra: &[&str]) -> Daemon {
+        let mut d = Daemon::spawn_with(home, extra);
         d.wait_ready();
         d
     }
 
     /// Starts the daemon without waiting for it to serve.
     fn spawn(home: &Path) -> Daemon {
+        Daemon::spawn_with(home, &["--no-default-chroot"])
+    }
+
+    /// Starts the daemon with more options, without waiting for it to serve.
+    pub(crate) fn spawn_with(home: &Path, extra: &[&str]) -> Daemon {
         let url_file = home.join("var/run/http.url");
         let _ = std::fs::remove_file(&url_file);
         let stdout = home.with_extension("stdout");
@@ -36,9 +48,9 @@ impl Daemon {
                 "127.0.0.1:0",
                 "--log-level",
                 "debug",
-                "--no-default-chroot",
             ],
         )
+        .args(extra)
         .env("MBD_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .stdout(std::fs::File::create(&stdout).unwrap())
         .stderr(std::fs::File::create(home.with_extension("stderr")).unwrap())
@@ -52,7 +64,7 @@ impl Daemon {
         }
     }
 
-    fn wait_ready(&mut self) {
+    pub(crate) fn wait_ready(&mut self) {
         let d = self;
         let url_file = d.home.join("var/run/http.url");
         let started = Instant::now();
@@ -73,11 +85,11 @@ impl Daemon {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.home.with_extension("stderr")).unwrap_or_default()
     }
 
-    fn banner(&self) -> String {
+    pub(crate) fn banner(&self) -> String {
         std::fs::read_to_string(&self.stdout).unwrap()
     }
 
@@ -87,7 +99,7 @@ impl Daemon {
         c.wait().unwrap();
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             // SAFETY: signalling our own child process.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
@@ -97,13 +109,13 @@ impl Daemon {
     }
 
     /// `mbd api` as the local administrator (the daemon's token file).
-    fn api(&self, args: &[&str]) -> (bool, String) {
+    pub(crate) fn api(&self, args: &[&str]) -> (bool, String) {
         let mut a = vec!["api"];
         a.extend_from_slice(args);
         mbd(&self.home, &a)
     }
 
-    fn api_ok(&self, args: &[&str]) -> String {
+    pub(crate) fn api_ok(&self, args: &[&str]) -> String {
         let (ok, out) = self.api(args);
         assert!(ok, "mbd api {args:?} failed:\n{out}\n{}", self.log());
         out
@@ -132,7 +144,7 @@ impl Daemon {
         (status, head, buf[split + 4..].to_vec())
     }
 
-    fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+    pub(crate) fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
         let mut req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
@@ -190,7 +202,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-fn json(text: &str) -> serde_json::Value {
+pub(crate) fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
@@ -1373,18 +1385,20 @@ f.quit()
 
 /// `n` distinct unsigned uploads made by `fixtures/gen-uploads.sh`; the directory of each.
 fn generated_uploads(dir: &Path, n: usize, binary: bool) -> Vec<PathBuf> {
-    let out = dir.join(if binary { "binary-uploads" } else { "uploads" });
+    generated(dir, n, if binary { "--binary" } else { "--source" })
+}
+
+/// `n` uploads of a kind (`--source`, `--binary`, `--failing`) from `fixtures/gen-uploads.sh`.
+pub(crate) fn generated(dir: &Path, n: usize, mode: &str) -> Vec<PathBuf> {
+    let out = dir.join(format!("uploads{mode}"));
     let mut cmd = std::process::Command::new(fixtures().join("gen-uploads.sh"));
-    cmd.arg(&out).arg(n.to_string());
-    if binary {
-        cmd.arg("--binary");
-    }
+    cmd.arg(&out).arg(n.to_string()).arg(mode);
     let (ok, text) = crate::util::run(&mut cmd);
     assert!(ok, "gen-uploads.sh failed:\n{text}");
     (1..=n).map(|i| out.join(i.to_string())).collect()
 }
 
-fn changes_in(dir: &Path) -> PathBuf {
+pub(crate) fn changes_in(dir: &Path) -> PathBuf {
     crate::util::files_ending(dir, ".changes")
         .pop()
         .unwrap_or_else(|| panic!("no .changes in {}", dir.display()))

@@ -2,6 +2,8 @@
 
 /// Publishing stays atomic for apt when mbd is killed at any moment.
 mod atomic;
+/// Builds end to end: default chroot, dput, sbuild, installed binaries, apt-get install.
+mod build;
 /// The daemon: apt over its HTTP, every API call through `mbd api`, auth, bad input, restarts.
 mod daemon;
 /// Packages stanzas of real Debian packages against `apt-ftparchive packages`.

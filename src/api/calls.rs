@@ -544,10 +544,12 @@ fn status(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         "url": ctx.url,
         "incoming_url": format!("{}/incoming/", ctx.url),
         "running": running,
-        // Builds are not run yet: the load is 0 while started, -1 while stopped (as
-        // mini-buildd reports it).
-        "load": if running { 0.0 } else { -1.0 },
-        "chroots": [],
+        // Running builds per slot; -1 while stopped (as mini-buildd reports it).
+        "load": ctx.builds.load(running),
+        "chroots": chroot_list(&engine)?
+            .iter()
+            .map(|c| json!({"chroot": c.id(), "state": c.state}))
+            .collect::<Vec<_>>(),
         "remotes": [],
         "uptime": ctx.started.elapsed().map_or(0, |d| d.as_secs()),
     });

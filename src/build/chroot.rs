@@ -18,6 +18,9 @@ use std::process::Command;
 /// Where schroot reads chroot definitions.
 pub const SCHROOT_CONF_DIR: &str = "/etc/schroot/chroot.d";
 
+/// How often mmdebstrap is tried before preparing fails.
+pub const PREPARE_ATTEMPTS: u32 = 3;
+
 /// Session overlays live here (tmpfs: builds write a lot and are thrown away).
 pub const OVERLAY_DIR: &str = "/dev/shm/mbd-schroot-overlay";
 
@@ -247,6 +250,13 @@ fn run_logged(cmd: &mut Command, log: &Path) -> Result<(), BuildError> {
 /// Makes the chroot: the tree with mmdebstrap (variant buildd, eatmydata included), then the
 /// schroot configuration. Output goes to the chroot's log. Needs root.
 pub fn prepare(chroot: &Chroot, home: &Path, host_arch: &str) -> Result<(), BuildError> {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        return Err(BuildError::Refused(format!(
+            "chroot {}: preparing chroots (mmdebstrap, schroot) needs root; run the daemon as root",
+            chroot.id()
+        )));
+    }
     let dir = chroot.dir(home);
     std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
     let log = chroot.log_path(home);
@@ -258,20 +268,32 @@ pub fn prepare(chroot: &Chroot, home: &Path, host_arch: &str) -> Result<(), Buil
     if tmp.exists() {
         remove_tree(&tmp)?;
     }
-    let mut cmd = Command::new("mmdebstrap");
-    cmd.args([
-        "--variant=buildd",
-        "--include=eatmydata",
-        "--components=main",
-    ])
-    .arg(format!("--architectures={}", chroot.architecture))
-    .arg(&chroot.codename)
-    .arg(&tmp)
-    .arg(&chroot.mirror);
-    if chroot.architecture != host_arch {
-        cmd.env("MMDEBSTRAP_ARCH_TEST", "skip");
+    // Mirrors and networks fail now and then: up to three attempts.
+    let mut attempt = 1;
+    loop {
+        let mut cmd = Command::new("mmdebstrap");
+        cmd.args([
+            "--variant=buildd",
+            "--include=eatmydata",
+            "--components=main",
+        ])
+        .arg(format!("--architectures={}", chroot.architecture))
+        .arg(&chroot.codename)
+        .arg(&tmp)
+        .arg(&chroot.mirror);
+        match run_logged(&mut cmd, &log) {
+            Ok(()) => break,
+            Err(e) if attempt >= PREPARE_ATTEMPTS => return Err(e),
+            Err(e) => {
+                tracing::warn!(chroot = %chroot.id(), attempt, error = %e, "mmdebstrap failed; trying again");
+                if tmp.exists() {
+                    remove_tree(&tmp)?;
+                }
+                std::thread::sleep(std::time::Duration::from_secs(10));
+                attempt += 1;
+            }
+        }
     }
-    run_logged(&mut cmd, &log)?;
     let source = chroot.source(home);
     if source.exists() {
         remove_tree(&source)?;

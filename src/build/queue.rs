@@ -208,8 +208,9 @@ pub fn plan_new(engine: &Engine, dirs: &Dirs) -> Result<Vec<Event>, RepoError> {
             continue;
         }
         let dir = dirs.queue.join(&id);
-        match plan_one(engine, &id, &dir) {
-            Ok((upload, builds)) => {
+        let mut upload = new_upload(&id);
+        match plan_one(engine, &mut upload, &dir) {
+            Ok(builds) => {
                 let mut items: Vec<(String, serde_json::Value)> = vec![(
                     upload_key(&id),
                     serde_json::to_value(&upload).unwrap_or_default(),
@@ -225,7 +226,7 @@ pub fn plan_new(engine: &Engine, dirs: &Dirs) -> Result<Vec<Event>, RepoError> {
                 engine.put_objects(&items)?;
                 tracing::info!(upload = %id, archs = ?archs, "build requests planned");
             }
-            Err((upload, reason)) => {
+            Err(reason) => {
                 let mut u = upload;
                 u.state = UploadState::Failed;
                 u.reason = reason.clone();
@@ -238,12 +239,9 @@ pub fn plan_new(engine: &Engine, dirs: &Dirs) -> Result<Vec<Event>, RepoError> {
     crate::incoming::record(engine, events)
 }
 
-fn plan_one(
-    engine: &Engine,
-    id: &str,
-    dir: &Path,
-) -> Result<(Upload, Vec<Build>), (Upload, String)> {
-    let mut upload = Upload {
+/// A fresh upload record for a queue directory (filled in by [`plan_one`]).
+fn new_upload(id: &str) -> Upload {
+    Upload {
         id: id.to_string(),
         source: id.split('_').next().unwrap_or(id).to_string(),
         version: id.split_once('_').map(|(_, v)| v).unwrap_or("").to_string(),
@@ -253,7 +251,12 @@ fn plan_one(
         state: UploadState::Building,
         reason: String::new(),
         created: now(),
-    };
+    }
+}
+
+/// Reads the upload's `.changes` and `.dsc` into `upload`; its builds, or why there are none.
+fn plan_one(engine: &Engine, upload: &mut Upload, dir: &Path) -> Result<Vec<Build>, String> {
+    let id = upload.id.clone();
     let file_ending = |suffix: &str| {
         std::fs::read_dir(dir).ok().and_then(|r| {
             r.filter_map(Result::ok)
@@ -261,32 +264,30 @@ fn plan_one(
                 .find(|n| n.ends_with(suffix))
         })
     };
-    let Some(changes_name) = file_ending(".changes") else {
-        return Err((upload, format!("{id}: no .changes in the queue")));
-    };
+    let changes_name =
+        file_ending(".changes").ok_or_else(|| format!("{id}: no .changes in the queue"))?;
     upload.changes = changes_name.clone();
-    let changes = Changes::read(&dir.join(&changes_name), Trust::Unchecked)
-        .map_err(|e| (upload.clone(), e.to_string()))?;
+    let changes =
+        Changes::read(&dir.join(&changes_name), Trust::Unchecked).map_err(|e| e.to_string())?;
     upload.source = changes.source.clone();
     upload.version = changes.version.to_string();
     let wanted = changes.distributions.first().cloned().unwrap_or_default();
     let meta = engine.meta_distributions().unwrap_or_default();
     upload.distribution = meta.get(&wanted).cloned().unwrap_or(wanted);
-    let Some(dsc_entry) = changes.dsc() else {
-        return Err((upload, format!("{changes_name}: lists no .dsc")));
-    };
+    let dsc_entry = changes
+        .dsc()
+        .ok_or_else(|| format!("{changes_name}: lists no .dsc"))?;
     upload.dsc = dsc_entry.name.clone();
-    let dsc = Dsc::read(&dir.join(&upload.dsc), Trust::Unchecked)
-        .map_err(|e| (upload.clone(), e.to_string()))?;
+    let dsc = Dsc::read(&dir.join(&upload.dsc), Trust::Unchecked).map_err(|e| e.to_string())?;
     let resolved = engine
         .resolve(&upload.distribution)
-        .map_err(|e| (upload.clone(), e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     let requests = super::request::plan(&dsc.source, &dsc.architectures, &resolved.distribution)
-        .map_err(|e| (upload.clone(), e.to_string()))?;
-    let builds = requests
+        .map_err(|e| e.to_string())?;
+    Ok(requests
         .into_iter()
         .map(|r| Build {
-            upload: id.to_string(),
+            upload: id.clone(),
             architecture: r.architecture,
             arch_all: r.arch_all,
             optional: r.optional,
@@ -297,8 +298,7 @@ fn plan_one(
             finished: 0,
             attempts: 0,
         })
-        .collect();
-    Ok((upload, builds))
+        .collect())
 }
 
 /// At start: builds that were running when the daemon stopped run again.
@@ -594,8 +594,11 @@ pub fn retry(engine: &Engine, dirs: &Dirs, id: &str) -> Result<usize, BuildError
     Ok(n)
 }
 
+/// Uploads with their builds by architecture.
+pub type Overview = Vec<(Upload, BTreeMap<String, Build>)>;
+
 /// Uploads and their builds, for the API and the web UI.
-pub fn overview(engine: &Engine) -> Result<Vec<(Upload, BTreeMap<String, Build>)>, RepoError> {
+pub fn overview(engine: &Engine) -> Result<Overview, RepoError> {
     uploads(engine)?
         .into_iter()
         .map(|u| {

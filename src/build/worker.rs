@@ -36,6 +36,8 @@ pub struct Control {
     preparing: Mutex<Vec<Chroot>>,
     /// Builds running now.
     pub active: AtomicUsize,
+    /// Build slots (set when the worker starts).
+    pub slots: AtomicUsize,
 }
 
 impl Control {
@@ -78,6 +80,15 @@ impl Control {
             .remove(upload);
     }
 
+    /// mini-buildd's load: running builds per slot; -1 while in maintenance.
+    pub fn load(&self, running: bool) -> f64 {
+        if !running {
+            return -1.0;
+        }
+        let slots = self.slots.load(Ordering::SeqCst).max(1);
+        self.active.load(Ordering::SeqCst) as f64 / slots as f64
+    }
+
     fn wait(&self, timeout: Duration) {
         let guard = self.wake.lock().unwrap_or_else(|e| e.into_inner());
         let (mut woken, _) = self
@@ -118,6 +129,7 @@ fn run<H: Host>(
     builder: Arc<dyn Builder>,
     settings: Settings,
 ) {
+    control.slots.store(settings.slots, Ordering::SeqCst);
     let dirs = Dirs::new(&settings.home);
     host.with_engine(&mut |engine| {
         match queue::recover(engine) {

@@ -782,6 +782,7 @@ fn print_banner(ctx: &Context, created: bool, password: Option<&str>) -> Result<
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(ui::home))
+        .route("/ui/builds", get(ui::builds))
         .route("/ui/repository/{id}", get(ui::repository))
         .route("/ui/dist/{dist}", get(ui::dist))
         .route("/ui/package/{source}", get(ui::package))

@@ -27,6 +27,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("api.html", include_str!("templates/api.html")),
     ("api_call.html", include_str!("templates/api_call.html")),
     ("login.html", include_str!("templates/login.html")),
+    ("builds.html", include_str!("templates/builds.html")),
 ];
 
 fn templates() -> &'static Environment<'static> {
@@ -166,13 +167,58 @@ pub async fn home(
             "home.html",
             context! {
                 running => running,
-                load => if running { "0.00" } else { "-1" },
+                load => format!("{:.2}", ctx.builds.load(running)),
                 uptime => ctx.started.elapsed().map_or(0, |d| d.as_secs()),
                 version => env!("CARGO_PKG_VERSION"),
                 repositories => Value::from(Serde(engine.repositories()?)),
                 events => Value::from(Serde(&events)),
                 uploads => Value::from(Serde(&uploads)),
                 message => q.message,
+            },
+        ))
+    })
+    .await
+}
+
+/// The builds page: chroots, then every upload in the build queue with its builds.
+pub async fn builds(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    page(state, headers, move |ctx, _| {
+        let engine = ctx.engine();
+        let chroots: Vec<crate::build::chroot::Chroot> = engine
+            .objects("chroot/")?
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect();
+        let mut uploads = Vec::new();
+        for (u, builds) in crate::build::queue::overview(&engine)?.into_iter().rev() {
+            let builds: Vec<Value> = builds
+                .into_values()
+                .map(|b| {
+                    context! {
+                        arch => b.architecture.clone(),
+                        state => crate::build::queue::state_name(b.state),
+                        status => b.status.clone(),
+                        optional => b.optional,
+                        log => format!("/logs/{}/{}", u.id, b.architecture),
+                    }
+                })
+                .collect();
+            uploads.push(context! {
+                id => u.id.clone(),
+                source => u.source.clone(),
+                version => u.version.clone(),
+                distribution => u.distribution.clone(),
+                state => Value::from(Serde(u.state)),
+                reason => u.reason.clone(),
+                builds => builds,
+            });
+        }
+        Ok((
+            "builds.html",
+            context! {
+                chroots => Value::from(Serde(&chroots)),
+                uploads => uploads,
+                load => format!("{:.2}", ctx.builds.load(ctx.is_running())),
             },
         ))
     })

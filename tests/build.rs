@@ -1,0 +1,252 @@
+//! Builds end to end, with no fakes: a new home, the daemon's default setup, the chroot it
+//! prepares (mmdebstrap, schroot), the stock `dput`, real `sbuild` runs, and `apt-get install`
+//! of what was built from the daemon's HTTP server.
+//!
+//! It needs root (chroots, schroot) and the host's Debian mirror. Without root it says so and
+//! passes, unless `MBD_REQUIRE_BUILDS=1` (set by `.ci/run`) demands it.
+//!
+//! It also measures mbd's overhead around sbuild for the fixture package: the time from the
+//! upload's ACCEPTED to its INSTALLED event, minus the time between BUILDING and BUILT (event
+//! ids are nanosecond timestamps). `docs/PERFORMANCE.md` records the numbers.
+
+use crate::daemon::{Daemon, changes_in, generated, json};
+use crate::util::{Apt, fixtures};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn is_root() -> bool {
+    // SAFETY: getuid has no preconditions.
+    unsafe { libc::getuid() == 0 }
+}
+
+/// Waits for an event of `kind` about `source`; panics on FAILED (with the build log).
+fn wait_for(d: &Daemon, source: &str, kind: &str, limit: Duration) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let events = json(&d.api_ok(&["events", "--source", source]));
+        for e in events.as_array().unwrap() {
+            if e["kind"] == kind {
+                return e.clone();
+            }
+            if e["kind"] == "FAILED" && kind != "FAILED" || e["kind"] == "REJECTED" {
+                let builds = d.api_ok(&["builds", "--source", source]);
+                panic!("{source}: {e}\n{builds}\n{}", d.log());
+            }
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{source}: no {kind} within {limit:?}: {events}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn nanos(event: &serde_json::Value) -> u128 {
+    event["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// dput (http method) of a `.changes` with the daemon's own dput.cf section.
+fn dput(d: &Daemon, work: &Path, changes: &Path) {
+    let conf = d.api_ok(&["dput_conf"]);
+    let section = conf
+        .lines()
+        .next()
+        .unwrap()
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_string();
+    let cf = work.join("dput.cf");
+    std::fs::write(
+        &cf,
+        conf.replacen(
+            "login    = anonymous\n",
+            "login    = anonymous\nallow_unsigned_uploads = 1\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let (ok, out) = crate::util::run(
+        std::process::Command::new("dput")
+            .args(["-u", "-f", "-c"])
+            .arg(&cf)
+            .arg(&section)
+            .arg(changes),
+    );
+    assert!(ok, "dput: {out}");
+}
+
+#[test]
+fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
+    if !is_root() {
+        assert!(
+            std::env::var("MBD_REQUIRE_BUILDS").is_err(),
+            "MBD_REQUIRE_BUILDS is set, but builds need root"
+        );
+        eprintln!("skipped: building needs root (chroots and schroot)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let started = Instant::now();
+    // A new home: the daemon creates the default setup and prepares the host's chroot.
+    let d = Daemon::start_with(&home, &[]);
+    let chroot = {
+        let limit = Duration::from_secs(900);
+        loop {
+            let list = json(&d.api_ok(&["chroots"]));
+            let c = list[0].clone();
+            assert!(!c.is_null(), "no default chroot: {list}\n{}", d.log());
+            if c["state"] == "ready" {
+                break c;
+            }
+            if c["state"] == "failed" {
+                let log = home.join("var/chroots/bookworm-amd64/prepare.log");
+                panic!(
+                    "{c}\n{}\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default(),
+                    d.log()
+                );
+            }
+            assert!(started.elapsed() < limit, "chroot not ready: {c}");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    };
+    let chroot_id = format!(
+        "{}-{}",
+        chroot["codename"].as_str().unwrap(),
+        chroot["architecture"].as_str().unwrap()
+    );
+    let conf = Path::new("/etc/schroot/chroot.d").join(format!("mbd-{chroot_id}.conf"));
+    assert!(conf.exists(), "{}", conf.display());
+    eprintln!(
+        "chroot {chroot_id} ready after {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    // The fixtures are versioned for bookworm (~test12+1): the test needs a bookworm host.
+    assert_eq!(
+        chroot["codename"], "bookworm",
+        "the fixtures are built for bookworm"
+    );
+
+    // 1. mbd-hello from the fixtures: built, installed, installable with apt.
+    for f in crate::util::files_ending(&fixtures().join("pkg"), "") {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let wanted = (name.starts_with("mbd-hello_1.0-1~test12+1")
+            && (name.contains("_source.")
+                || name.ends_with(".dsc")
+                || name.ends_with(".debian.tar.xz")))
+            || name == "mbd-hello_1.0.orig.tar.gz"
+            || (name.starts_with("mbd-greeter_1.0~test12+1")
+                && (name.contains("_source.")
+                    || name.ends_with(".dsc")
+                    || name.ends_with(".tar.xz")));
+        if wanted {
+            std::fs::copy(&f, work.join(&name)).unwrap();
+        }
+    }
+    dput(
+        &d,
+        &work,
+        &work.join("mbd-hello_1.0-1~test12+1_source.changes"),
+    );
+    let limit = Duration::from_secs(600);
+    let accepted = wait_for(&d, "mbd-hello", "ACCEPTED", limit);
+    let building = wait_for(&d, "mbd-hello", "BUILDING", limit);
+    let built = wait_for(&d, "mbd-hello", "BUILT", limit);
+    let installed = wait_for(&d, "mbd-hello", "INSTALLED", limit);
+    let total = (nanos(&installed) - nanos(&accepted)) as f64 / 1e9;
+    let sbuild = (nanos(&built) - nanos(&building)) as f64 / 1e9;
+    eprintln!(
+        "mbd-hello: accepted → installed {total:.2} s, of which sbuild {sbuild:.2} s; mbd's overhead {:.2} s ({:.1}% of sbuild's time)",
+        total - sbuild,
+        100.0 * (total - sbuild) / sbuild
+    );
+    let builds = json(&d.api_ok(&["builds", "--source", "mbd-hello"]));
+    let b = &builds[0]["builds"]["amd64"];
+    assert_eq!(b["state"], "built", "{builds}");
+    assert_eq!(b["status"], "successful");
+    assert_eq!(builds[0]["state"], "installed");
+    // The log is served.
+    let log_url = b["log"].as_str().unwrap().to_string();
+    let path = log_url.trim_start_matches(&d.url).to_string();
+    let (code, _, body) = d.get(&path, &[]);
+    assert_eq!(code, 200, "{log_url}");
+    assert!(String::from_utf8_lossy(&body).contains("Status: successful"));
+    // The builds page shows the chroot and the build.
+    let (code, _, page) = d.get("/ui/builds", &[]);
+    let page = String::from_utf8_lossy(&page);
+    assert_eq!(code, 200);
+    for want in [
+        &format!("{chroot_id}</td>"),
+        "mbd-hello</a> 1.0-1~test12+1",
+        "amd64: built (successful)",
+        "<td>installed</td>",
+    ] {
+        assert!(
+            page.contains(want),
+            "'{want}' not on the builds page:\n{page}"
+        );
+    }
+    let status = json(&d.api_ok(&["status"]));
+    assert_eq!(status["load"], 0.0, "{status}");
+    assert_eq!(status["chroots"][0]["state"], "ready", "{status}");
+
+    let banner = d.banner();
+    let start = banner.find("Types: deb").unwrap();
+    let end = banner[start..]
+        .find("\n\n")
+        .map_or(banner.len(), |e| start + e + 1);
+    let apt = Apt::new(&banner[start..end]);
+    apt.update();
+    let (ok, out) = apt.get(&["install", "-y", "mbd-hello", "mbd-hello-doc"]);
+    assert!(ok, "apt-get install: {out}");
+    assert!(apt.root().join("usr/bin/mbd-hello").exists(), "{out}");
+
+    // 2. mbd-greeter build-depends on mbd-hello, which only our repository has.
+    dput(
+        &d,
+        &work,
+        &work.join("mbd-greeter_1.0~test12+1_source.changes"),
+    );
+    wait_for(&d, "mbd-greeter", "INSTALLED", limit);
+    apt.update();
+    let (ok, out) = apt.get(&["install", "-y", "mbd-greeter"]);
+    assert!(ok, "apt-get install: {out}");
+
+    // 3. A package that fails to build ends FAILED, with its log served.
+    let failing = generated(dir.path(), 1, "--failing");
+    dput(&d, &work, &changes_in(&failing[0]));
+    let failed = wait_for(&d, "mbd-load-1", "FAILED", limit);
+    let builds = json(&d.api_ok(&["builds", "--source", "mbd-load-1"]));
+    assert_eq!(builds[0]["state"], "failed", "{builds}");
+    let b = &builds[0]["builds"]["amd64"];
+    assert_eq!(b["state"], "failed", "{builds}");
+    assert!(
+        failed["reason"].as_str().unwrap().contains("amd64"),
+        "{failed}"
+    );
+    let path = b["log"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches(&d.url)
+        .to_string();
+    let (code, _, body) = d.get(&path, &[]);
+    assert_eq!(code, 200);
+    let log = String::from_utf8_lossy(&body);
+    assert!(
+        log.contains("mbd-load-1 fails to build on purpose"),
+        "{log}"
+    );
+    assert!(log.contains("Status: attempted"), "{log}");
+
+    // Removing the chroot takes its schroot configuration and files.
+    d.api_ok(&["chroot_remove", &chroot_id]);
+    assert!(!conf.exists());
+    assert!(!home.join("var/chroots").join(&chroot_id).exists());
+    eprintln!(
+        "builds e2e: {:.0} s in all",
+        started.elapsed().as_secs_f64()
+    );
+}
