@@ -119,7 +119,11 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
         chroot["architecture"].as_str().unwrap()
     );
     let conf = Path::new("/etc/schroot/chroot.d").join(format!("mbd-{chroot_id}.conf"));
-    assert!(conf.exists(), "{}", conf.display());
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert!(text.contains("union-type=overlay\n"), "{text}");
+    let (code, _, body) = d.get(&format!("/chroot-logs/{chroot_id}"), &[]);
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&body).contains("mmdebstrap"));
     eprintln!(
         "chroot {chroot_id} ready after {:.0} s",
         started.elapsed().as_secs_f64()

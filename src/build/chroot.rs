@@ -121,7 +121,8 @@ impl Chroot {
                 text.push_str(&format!("type=file\nfile={}\n", self.source(home).display()))
             }
         }
-        text.push_str("users=root\nroot-users=root\ngroups=root,sbuild\nroot-groups=root,sbuild\nprofile=sbuild\n");
+        // eatmydata is in every chroot: builds skip fsync.
+        text.push_str("users=root\nroot-users=root\ngroups=root,sbuild\nroot-groups=root,sbuild\nprofile=sbuild\ncommand-prefix=eatmydata\n");
         text.push_str(&format!(
             "personality={}\n",
             personality(host_arch, &self.architecture)
@@ -386,6 +387,7 @@ mod tests {
         assert!(conf.contains("type=directory\ndirectory=/var/lib/mbd/var/chroots/bookworm-i386/source\nunion-type=overlay\n"));
         assert!(conf.contains("personality=linux32\n"));
         assert!(conf.contains("profile=sbuild\n"));
+        assert!(conf.contains("command-prefix=eatmydata\n"));
         assert_eq!(
             c.conf_path(),
             Path::new("/etc/schroot/chroot.d/mbd-bookworm-i386.conf")

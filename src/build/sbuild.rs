@@ -27,6 +27,8 @@ pub struct Invocation {
     pub jobs: u32,
     /// Extra `DEB_BUILD_OPTIONS` words (from the upload's options).
     pub deb_build_options: Vec<String>,
+    /// Build profiles (`--profiles`, from the upload's options).
+    pub profiles: Vec<String>,
     /// The `.dsc` to build.
     pub dsc: PathBuf,
 }
@@ -52,6 +54,9 @@ impl Invocation {
             "--no-apt-distupgrade".to_string(),
             format!("--jobs={}", self.jobs.max(1)),
         ];
+        if !self.profiles.is_empty() {
+            a.push(format!("--profiles={}", self.profiles.join(",")));
+        }
         if let Some(repo) = &self.extra_repository {
             a.push(format!("--extra-repository={repo}"));
         }
@@ -181,6 +186,7 @@ mod tests {
             extra_repository_key: Some("/h/var/builds/k.asc".into()),
             jobs: 2,
             deb_build_options: vec!["nocheck".into(), "parallel=9".into()],
+            profiles: vec!["nocheck".into(), "nodoc".into()],
             dsc: "/h/var/queue/x_1.0/x_1.0.dsc".into(),
         }
     }
@@ -197,6 +203,7 @@ mod tests {
             "--jobs=2",
             "--extra-repository=deb http://127.0.0.1:8066/repositories/test bookworm-test-unstable main",
             "--extra-repository-key=/h/var/builds/k.asc",
+            "--profiles=nocheck,nodoc",
         ] {
             assert!(a.iter().any(|x| x == want), "{want} not in {a:?}");
         }

@@ -245,6 +245,7 @@ impl Builder for Sbuild {
         if let Err(e) = std::fs::create_dir_all(&job.dir) {
             return failed(format!("{}: {e}", job.dir.display()));
         }
+        let (deb_build_options, profiles) = upload_options(job);
         let inv = sbuild::Invocation {
             codename: job.codename.clone(),
             architecture: job.build.architecture.clone(),
@@ -253,7 +254,8 @@ impl Builder for Sbuild {
             extra_repository: job.extra_repository.clone(),
             extra_repository_key: Some(self.key_file()),
             jobs: self.jobs,
-            deb_build_options: Vec::new(),
+            deb_build_options,
+            profiles,
             dsc: job.queue_dir.join(&job.upload.dsc),
         };
         let exit = match sbuild::run(&inv, &job.dir, &job.log, self.limit, cancelled) {
@@ -273,6 +275,33 @@ impl Builder for Sbuild {
             fail_stage: report.fail_stage,
         }
     }
+}
+
+/// The upload's `deb-build-options` and `deb-build-profiles` (MINI_BUILDD_OPTION lines of
+/// its changelog entry) for the job's architecture.
+fn upload_options(job: &Job) -> (Vec<String>, Vec<String>) {
+    use crate::changelog::{OptionKey, OptionValue, UploadOptions};
+    let path = job.queue_dir.join(&job.upload.changes);
+    let Ok(changes) = crate::changes::Changes::read(&path, crate::files::Trust::Unchecked) else {
+        return (Vec::new(), Vec::new());
+    };
+    let Ok(options) = UploadOptions::from_changes_text(changes.changes_text()) else {
+        return (Vec::new(), Vec::new());
+    };
+    let words = |key| match options.get(key, Some(&job.build.architecture)) {
+        Some(OptionValue::Text(t)) => t.split_whitespace().map(str::to_string).collect(),
+        Some(OptionValue::List(l)) => l.clone(),
+        _ => Vec::new(),
+    };
+    (
+        words(OptionKey::DebBuildOptions),
+        words(OptionKey::DebBuildProfiles)
+            .iter()
+            .flat_map(|w| w.split(','))
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect(),
+    )
 }
 
 /// Prepares a chroot in the background: the store says `preparing` until it is `ready` (or

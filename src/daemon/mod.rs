@@ -453,14 +453,7 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
     runtime.block_on(async move {
         let mut listeners = Vec::new();
         for ep in &settings.http_endpoints {
-            let l =
-                tokio::net::TcpListener::bind(ep)
-                    .await
-                    .map_err(|source| DaemonError::Bind {
-                        addr: ep.clone(),
-                        source,
-                    })?;
-            listeners.push(l);
+            listeners.push(bind(ep).await?);
         }
         let first = listeners
             .first()
@@ -480,13 +473,7 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
                     reason: format!("HTTPS on {ep} needs tls_certificate and tls_key"),
                 });
             };
-            let l =
-                tokio::net::TcpListener::bind(ep)
-                    .await
-                    .map_err(|source| DaemonError::Bind {
-                        addr: ep.clone(),
-                        source,
-                    })?;
+            let l = bind(ep).await?;
             https.push(tls::TlsListener::new(l, config.clone()).map_err(io(&home))?);
         }
         // FTP endpoints: bound here first so a busy port fails the start and port 0 works.
@@ -673,6 +660,15 @@ fn prepare_default_chroot(ctx: &Context, codename: &str, arch: &str) {
     ctx.builds.prepare(c);
 }
 
+async fn bind(ep: &str) -> Result<tokio::net::TcpListener, DaemonError> {
+    tokio::net::TcpListener::bind(ep)
+        .await
+        .map_err(|source| DaemonError::Bind {
+            addr: ep.to_string(),
+            source,
+        })
+}
+
 /// The TLS configuration, if a certificate is set (paths relative to the home).
 fn tls_config(
     home: &Path,
@@ -692,6 +688,26 @@ fn tls_config(
             path: settings_path(home),
             reason: "set both tls_certificate and tls_key, or neither".to_string(),
         }),
+    }
+}
+
+/// `GET /chroot-logs/<codename>-<arch>`: a chroot's preparation log (also while it runs).
+async fn chroot_log(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> Response {
+    let chroot = state
+        .ctx
+        .engine()
+        .object::<crate::build::chroot::Chroot>(&format!("chroot/{id}"))
+        .ok()
+        .flatten();
+    let Some(chroot) = chroot else {
+        return simple_problem(StatusCode::NOT_FOUND, format!("no chroot '{id}'"));
+    };
+    match tokio::fs::read(chroot.log_path(&state.ctx.home())).await {
+        Ok(data) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], data).into_response(),
+        Err(_) => simple_problem(
+            StatusCode::NOT_FOUND,
+            format!("chroot {id} has no preparation log"),
+        ),
     }
 }
 
@@ -792,6 +808,7 @@ fn router(state: AppState) -> Router {
         .route("/ui/logout", axum::routing::post(ui::logout))
         .route("/health", get(|| async { "ok\n" }))
         .route("/logs/{upload}/{arch}", get(build_log))
+        .route("/chroot-logs/{chroot}", get(chroot_log))
         .route("/metrics", get(metrics))
         .route("/api", get(api_index))
         .route("/api/", get(api_index))
