@@ -9,7 +9,7 @@
 //! upload's ACCEPTED to its INSTALLED event, minus the time between BUILDING and BUILT (event
 //! ids are nanosecond timestamps). `docs/PERFORMANCE.md` records the numbers.
 
-use crate::daemon::{Daemon, changes_in, generated, json};
+use crate::daemon::{Daemon, changes_in, generated, generated_with, json};
 use crate::util::{Apt, fixtures};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -244,6 +244,36 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
         "{log}"
     );
     assert!(log.contains("Status: attempted"), "{log}");
+
+    // 4. Lintian on the host, as the upload asks (lintian-mode=errfail): the package builds,
+    // lintian finds errors (no copyright file), and the build fails at stage lintian.
+    let linted = generated_with(
+        dir.path(),
+        1,
+        "--source",
+        &[
+            ("MBD_GEN_NAME", "mbd-lint"),
+            ("MBD_GEN_OPTION", "lintian-mode=errfail"),
+        ],
+    );
+    dput(&d, &work, &changes_in(&linted[0]));
+    let failed = wait_for(&d, "mbd-lint-1", "FAILED", limit);
+    assert!(
+        failed["reason"].as_str().unwrap().contains("amd64"),
+        "{failed}"
+    );
+    let builds = json(&d.api_ok(&["builds", "--source", "mbd-lint-1"]));
+    let b = &builds[0]["builds"]["amd64"];
+    assert_eq!(b["fail_stage"], "lintian", "{builds}");
+    let path = b["log"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches(&d.url)
+        .to_string();
+    let (_, _, body) = d.get(&path, &[]);
+    let log = String::from_utf8_lossy(&body);
+    assert!(log.contains("Status: successful"), "{log}");
+    assert!(log.contains("E: mbd-lint-1"), "{log}");
 
     // Removing the chroot takes its schroot configuration and files.
     d.api_ok(&["chroot_remove", &chroot_id]);

@@ -1390,9 +1390,24 @@ fn generated_uploads(dir: &Path, n: usize, binary: bool) -> Vec<PathBuf> {
 
 /// `n` uploads of a kind (`--source`, `--binary`, `--failing`) from `fixtures/gen-uploads.sh`.
 pub(crate) fn generated(dir: &Path, n: usize, mode: &str) -> Vec<PathBuf> {
-    let out = dir.join(format!("uploads{mode}"));
+    generated_with(dir, n, mode, &[])
+}
+
+/// [`generated`] with environment for the script (`MBD_GEN_NAME`, `MBD_GEN_OPTION`).
+pub(crate) fn generated_with(
+    dir: &Path,
+    n: usize,
+    mode: &str,
+    env: &[(&str, &str)],
+) -> Vec<PathBuf> {
+    let name = env
+        .iter()
+        .find(|(k, _)| *k == "MBD_GEN_NAME")
+        .map_or("mbd-load", |(_, v)| v);
+    let out = dir.join(format!("uploads{mode}-{name}"));
     let mut cmd = std::process::Command::new(fixtures().join("gen-uploads.sh"));
     cmd.arg(&out).arg(n.to_string()).arg(mode);
+    cmd.envs(env.iter().copied());
     let (ok, text) = crate::util::run(&mut cmd);
     assert!(ok, "gen-uploads.sh failed:\n{text}");
     (1..=n).map(|i| out.join(i.to_string())).collect()

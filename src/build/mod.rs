@@ -5,10 +5,12 @@
 //! - [`request`] plans which architectures a source builds on.
 //! - [`chroot`] makes, checks and removes the schroot chroots (mmdebstrap, overlay sessions).
 //! - [`sbuild`] is one sbuild run: its command line and what its log says.
+//! - [`lintian`] checks the results on the host, in mini-buildd's modes.
 //! - [`queue`] is the durable queue in the store: uploads, their builds, their states.
 //! - [`worker`] runs the queue: build slots, threads, cancellation.
 
 pub mod chroot;
+pub mod lintian;
 pub mod queue;
 pub mod request;
 pub mod sbuild;

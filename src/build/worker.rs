@@ -214,6 +214,8 @@ pub struct Sbuild {
     pub limit: Duration,
     /// `--jobs`
     pub jobs: u32,
+    /// Lintian's mode unless the upload sets `lintian-mode`.
+    pub lintian: crate::changelog::QaMode,
 }
 
 impl Sbuild {
@@ -245,7 +247,8 @@ impl Builder for Sbuild {
         if let Err(e) = std::fs::create_dir_all(&job.dir) {
             return failed(format!("{}: {e}", job.dir.display()));
         }
-        let (deb_build_options, profiles) = upload_options(job);
+        let options = upload_options(job);
+        let (deb_build_options, profiles) = (options.deb_build_options, options.profiles);
         let inv = sbuild::Invocation {
             codename: job.codename.clone(),
             architecture: job.build.architecture.clone(),
@@ -269,6 +272,25 @@ impl Builder for Sbuild {
         } else {
             report.status
         };
+        if report.outcome == Outcome::Successful {
+            let mode = options.lintian.unwrap_or(self.lintian);
+            let version = job
+                .upload
+                .version
+                .split_once(':')
+                .map_or(job.upload.version.as_str(), |(_, v)| v);
+            let changes = job.dir.join(format!(
+                "{}_{version}_{}.changes",
+                job.upload.source, job.build.architecture
+            ));
+            if let Err(why) = super::lintian::check(&changes, mode, &job.log) {
+                return Finished {
+                    outcome: Outcome::Failed,
+                    status: why,
+                    fail_stage: Some("lintian".to_string()),
+                };
+            }
+        }
         Finished {
             outcome: report.outcome,
             status,
@@ -277,31 +299,44 @@ impl Builder for Sbuild {
     }
 }
 
-/// The upload's `deb-build-options` and `deb-build-profiles` (MINI_BUILDD_OPTION lines of
-/// its changelog entry) for the job's architecture.
-fn upload_options(job: &Job) -> (Vec<String>, Vec<String>) {
-    use crate::changelog::{OptionKey, OptionValue, UploadOptions};
+/// What an upload's MINI_BUILDD_OPTION lines (its changelog entry) ask of its builds.
+#[derive(Debug, Default)]
+struct UploadOptions {
+    deb_build_options: Vec<String>,
+    profiles: Vec<String>,
+    lintian: Option<crate::changelog::QaMode>,
+}
+
+/// The upload's options for the job's architecture.
+fn upload_options(job: &Job) -> UploadOptions {
+    use crate::changelog::{OptionKey, OptionValue};
     let path = job.queue_dir.join(&job.upload.changes);
     let Ok(changes) = crate::changes::Changes::read(&path, crate::files::Trust::Unchecked) else {
-        return (Vec::new(), Vec::new());
+        return UploadOptions::default();
     };
-    let Ok(options) = UploadOptions::from_changes_text(changes.changes_text()) else {
-        return (Vec::new(), Vec::new());
+    let Ok(options) = crate::changelog::UploadOptions::from_changes_text(changes.changes_text())
+    else {
+        return UploadOptions::default();
     };
-    let words = |key| match options.get(key, Some(&job.build.architecture)) {
+    let arch = Some(job.build.architecture.as_str());
+    let words = |key| match options.get(key, arch) {
         Some(OptionValue::Text(t)) => t.split_whitespace().map(str::to_string).collect(),
         Some(OptionValue::List(l)) => l.clone(),
         _ => Vec::new(),
     };
-    (
-        words(OptionKey::DebBuildOptions),
-        words(OptionKey::DebBuildProfiles)
+    UploadOptions {
+        deb_build_options: words(OptionKey::DebBuildOptions),
+        profiles: words(OptionKey::DebBuildProfiles)
             .iter()
             .flat_map(|w| w.split(','))
             .filter(|w| !w.is_empty())
             .map(str::to_string)
             .collect(),
-    )
+        lintian: match options.get(OptionKey::LintianMode, arch) {
+            Some(OptionValue::Mode(m)) => Some(*m),
+            _ => None,
+        },
+    }
 }
 
 /// Prepares a chroot in the background: the store says `preparing` until it is `ready` (or

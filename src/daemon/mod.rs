@@ -91,6 +91,10 @@ pub struct Settings {
     /// Seconds one build may take before it is stopped (and fails).
     #[serde(default = "default_build_timeout")]
     pub build_timeout: u64,
+    /// Lintian on build results (on the host): disabled, ignore (run only), errfail,
+    /// warnfail. An upload's `lintian-mode` option overrides it.
+    #[serde(default = "default_lintian")]
+    pub lintian_mode: String,
     /// On a new home, prepare the chroot for the host's codename and architecture.
     #[serde(default = "default_true")]
     pub prepare_default_chroot: bool,
@@ -107,6 +111,10 @@ fn default_build_jobs() -> u32 {
 
 fn default_build_timeout() -> u64 {
     4 * 3600
+}
+
+fn default_lintian() -> String {
+    "disabled".to_string()
 }
 
 fn default_true() -> bool {
@@ -135,6 +143,7 @@ impl Default for Settings {
             build_slots: 1,
             build_jobs: default_build_jobs(),
             build_timeout: default_build_timeout(),
+            lintian_mode: default_lintian(),
             prepare_default_chroot: true,
             incoming_orphan_age: default_orphan_age(),
         }
@@ -558,10 +567,21 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
         }
         // Builds: the worker, and on a new home the chroot for the host.
         {
+            let lintian =
+                crate::changelog::QaMode::parse(&settings.lintian_mode).ok_or_else(|| {
+                    DaemonError::Settings {
+                        path: settings_path(&home),
+                        reason: format!(
+                            "lintian_mode '{}' is not disabled, ignore, errfail or warnfail",
+                            settings.lintian_mode
+                        ),
+                    }
+                })?;
             let builder = crate::build::worker::Sbuild {
                 home: home.clone(),
                 limit: std::time::Duration::from_secs(settings.build_timeout),
                 jobs: settings.build_jobs,
+                lintian,
             };
             let armored = state.ctx.engine().key().public_armored();
             builder.write_key(&armored).map_err(io(&home))?;
