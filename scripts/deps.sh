@@ -14,7 +14,7 @@ PACKAGES=(
     # tests: uploads with the stock dput client; a certificate for HTTPS/FTPS
     dput openssl
     # builds: chroots and sbuild (the daemon uses them; the build test runs them for real)
-    sbuild schroot mmdebstrap debootstrap eatmydata arch-test lintian
+    sbuild schroot mmdebstrap debootstrap eatmydata arch-test lintian sudo
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

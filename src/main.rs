@@ -86,6 +86,13 @@ enum Command {
         #[arg(long)]
         binary: bool,
     },
+    /// Print the sudo rules a dedicated user needs to run the daemon on this home without
+    /// being root (for /etc/sudoers.d/; the user also needs `sbuild-adduser USER`).
+    Sudoers {
+        /// The user the daemon runs as.
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -232,6 +239,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     r.codenames.join(" ")
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sudoers { user } => {
+            std::fs::create_dir_all(&home)?;
+            let home = std::fs::canonicalize(&home)?;
+            print!("{}", mbd::build::chroot::sudoers(&user, &home));
             Ok(ExitCode::SUCCESS)
         }
         Command::PubKey { binary } => {

@@ -75,66 +75,61 @@ fn dput(d: &Daemon, work: &Path, changes: &Path) {
     assert!(ok, "dput: {out}");
 }
 
-#[test]
-fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
-    if !is_root() {
-        assert!(
-            std::env::var("MBD_REQUIRE_BUILDS").is_err(),
-            "MBD_REQUIRE_BUILDS is set, but builds need root"
-        );
-        eprintln!("skipped: building needs root (chroots and schroot)");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    let work = dir.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    let started = Instant::now();
-    // A new home: the daemon creates the default setup and prepares the host's chroot.
-    let d = Daemon::start_with(&home, &[]);
-    let chroot = {
-        let limit = Duration::from_secs(900);
-        loop {
-            let list = json(&d.api_ok(&["chroots"]));
-            let c = list[0].clone();
-            assert!(!c.is_null(), "no default chroot: {list}\n{}", d.log());
-            if c["state"] == "ready" {
-                break c;
-            }
-            if c["state"] == "failed" {
-                let log = home.join("var/chroots/bookworm-amd64/prepare.log");
-                panic!(
-                    "{c}\n{}\n{}",
-                    std::fs::read_to_string(log).unwrap_or_default(),
-                    d.log()
-                );
-            }
-            assert!(started.elapsed() < limit, "chroot not ready: {c}");
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    };
-    let chroot_id = format!(
-        "{}-{}",
-        chroot["codename"].as_str().unwrap(),
-        chroot["architecture"].as_str().unwrap()
-    );
-    let conf = Path::new("/etc/schroot/chroot.d").join(format!("mbd-{chroot_id}.conf"));
-    let text = std::fs::read_to_string(&conf).unwrap();
-    assert!(text.contains("union-type=overlay\n"), "{text}");
-    let (code, _, body) = d.get(&format!("/chroot-logs/{chroot_id}"), &[]);
-    assert_eq!(code, 200);
-    assert!(String::from_utf8_lossy(&body).contains("mmdebstrap"));
-    eprintln!(
-        "chroot {chroot_id} ready after {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
-    // The fixtures are versioned for bookworm (~test12+1): the test needs a bookworm host.
-    assert_eq!(
-        chroot["codename"], "bookworm",
-        "the fixtures are built for bookworm"
-    );
+/// Both tests make the chroot `mbd-bookworm-amd64`: one at a time.
+static CHROOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-    // 1. mbd-hello from the fixtures: built, installed, installable with apt.
+/// Whether the build tests can run here (as root); false means skipped, unless required.
+fn can_build() -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("MBD_REQUIRE_BUILDS").is_err(),
+        "MBD_REQUIRE_BUILDS is set, but builds need root"
+    );
+    eprintln!("skipped: building needs root (chroots and schroot)");
+    false
+}
+
+/// Waits until the daemon's first chroot is ready; its id.
+fn wait_for_chroot(d: &Daemon, home: &Path, started: Instant) -> String {
+    let limit = Duration::from_secs(900);
+    loop {
+        let list = json(&d.api_ok(&["chroots"]));
+        let c = list[0].clone();
+        assert!(!c.is_null(), "no default chroot: {list}\n{}", d.log());
+        let id = format!(
+            "{}-{}",
+            c["codename"].as_str().unwrap(),
+            c["architecture"].as_str().unwrap()
+        );
+        if c["state"] == "ready" {
+            eprintln!(
+                "chroot {id} ready after {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+            // The fixtures are versioned for bookworm (~test12+1).
+            assert_eq!(
+                c["codename"], "bookworm",
+                "the fixtures are built for bookworm"
+            );
+            return id;
+        }
+        if c["state"] == "failed" {
+            let log = home.join("var/chroots").join(&id).join("prepare.log");
+            panic!(
+                "{c}\n{}\n{}",
+                std::fs::read_to_string(log).unwrap_or_default(),
+                d.log()
+            );
+        }
+        assert!(started.elapsed() < limit, "chroot not ready: {c}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Copies the source uploads of mbd-hello 1.0-1 and mbd-greeter from the fixtures.
+fn copy_fixture_uploads(work: &Path) {
     for f in crate::util::files_ending(&fixtures().join("pkg"), "") {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         let wanted = (name.starts_with("mbd-hello_1.0-1~test12+1")
@@ -150,6 +145,109 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
             std::fs::copy(&f, work.join(&name)).unwrap();
         }
     }
+}
+
+/// Runs a shell command for the test's setup; panics with its output if it fails.
+fn sh(cmd: &str) {
+    let (ok, out) = crate::util::run(std::process::Command::new("sh").args(["-c", cmd]));
+    assert!(ok, "{cmd}: {out}");
+}
+
+/// Takes the test's sudo rules away again.
+struct SudoersFile(std::path::PathBuf);
+
+impl Drop for SudoersFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn a_dedicated_user_builds_with_the_documented_sudo_rules() {
+    if !can_build() {
+        return;
+    }
+    let _one = CHROOT.lock().unwrap_or_else(|e| e.into_inner());
+    const USER: &str = "mbd-test-builder";
+    sh(&format!(
+        "id {USER} >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin {USER}"
+    ));
+    sh(&format!("sbuild-adduser {USER} >/dev/null"));
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    sh(&format!(
+        "chmod 755 {d} && chown {USER}: {h}",
+        d = dir.path().display(),
+        h = home.display()
+    ));
+    // Exactly the rules `mbd sudoers` prints.
+    let rules = crate::util::mbd_ok(&home, &["sudoers", "--user", USER]);
+    let file = SudoersFile(std::path::PathBuf::from("/etc/sudoers.d/mbd-test-builder"));
+    std::fs::write(&file.0, &rules).unwrap();
+    sh(&format!(
+        "chmod 0440 {0} && visudo -cf {0}",
+        file.0.display()
+    ));
+
+    let started = Instant::now();
+    let d = Daemon::start_as(&home, USER);
+    let chroot_id = wait_for_chroot(&d, &home, started);
+    // The daemon's files are the user's; the chroot tree is root's.
+    use std::os::unix::fs::MetadataExt;
+    assert_ne!(
+        std::fs::metadata(home.join("var")).unwrap().uid(),
+        0,
+        "the daemon ran as root"
+    );
+    let tree = home.join("var/chroots").join(&chroot_id).join("source");
+    assert_eq!(std::fs::metadata(tree.join("usr/bin")).unwrap().uid(), 0);
+
+    copy_fixture_uploads(&work);
+    dput(
+        &d,
+        &work,
+        &work.join("mbd-hello_1.0-1~test12+1_source.changes"),
+    );
+    wait_for(&d, "mbd-hello", "INSTALLED", Duration::from_secs(600));
+    d.api_ok(&["chroot_remove", &chroot_id]);
+    assert!(!home.join("var/chroots").join(&chroot_id).exists());
+    assert!(
+        !Path::new("/etc/schroot/chroot.d")
+            .join(format!("mbd-{chroot_id}.conf"))
+            .exists()
+    );
+    eprintln!(
+        "builds as {USER}: {:.0} s in all",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
+    if !can_build() {
+        return;
+    }
+    let _one = CHROOT.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let started = Instant::now();
+    // A new home: the daemon creates the default setup and prepares the host's chroot.
+    let d = Daemon::start_with(&home, &[]);
+    let chroot_id = wait_for_chroot(&d, &home, started);
+    let conf = Path::new("/etc/schroot/chroot.d").join(format!("mbd-{chroot_id}.conf"));
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert!(text.contains("union-type=overlay\n"), "{text}");
+    let (code, _, body) = d.get(&format!("/chroot-logs/{chroot_id}"), &[]);
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&body).contains("mmdebstrap"));
+
+    // 1. mbd-hello from the fixtures: built, installed, installable with apt.
+    copy_fixture_uploads(&work);
     dput(
         &d,
         &work,

@@ -21,6 +21,13 @@ impl Daemon {
         d
     }
 
+    /// Starts the daemon as `user` (on a new home: with its default chroot).
+    pub(crate) fn start_as(home: &Path, user: &str) -> Daemon {
+        let mut d = Daemon::spawn_as(home, Some(user), &[]);
+        d.wait_ready();
+        d
+    }
+
     /// Starts the daemon with other options (without `--no-default-chroot`).
     pub(crate) fn start_with(home: &Path, extra: &[&str]) -> Daemon {
         let mut d = Daemon::spawn_with(home, extra);
@@ -35,27 +42,44 @@ impl Daemon {
 
     /// Starts the daemon with more options, without waiting for it to serve.
     pub(crate) fn spawn_with(home: &Path, extra: &[&str]) -> Daemon {
+        Daemon::spawn_as(home, None, extra)
+    }
+
+    /// Starts the daemon as another user (`setpriv`, which execs: the child is the daemon).
+    pub(crate) fn spawn_as(home: &Path, user: Option<&str>, extra: &[&str]) -> Daemon {
         let url_file = home.join("var/run/http.url");
         let _ = std::fs::remove_file(&url_file);
         let stdout = home.with_extension("stdout");
-        let child = mbd_command(
-            home,
-            &[
-                "daemon",
-                "--http-endpoint",
-                "127.0.0.1:0",
-                "--ftp-endpoint",
-                "127.0.0.1:0",
-                "--log-level",
-                "debug",
-            ],
-        )
-        .args(extra)
-        .env("MBD_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .stdout(std::fs::File::create(&stdout).unwrap())
-        .stderr(std::fs::File::create(home.with_extension("stderr")).unwrap())
-        .spawn()
-        .unwrap();
+        let daemon_args = [
+            "daemon",
+            "--http-endpoint",
+            "127.0.0.1:0",
+            "--ftp-endpoint",
+            "127.0.0.1:0",
+            "--log-level",
+            "debug",
+        ];
+        let mut cmd = match user {
+            None => mbd_command(home, &daemon_args),
+            Some(u) => {
+                let mut c = std::process::Command::new("setpriv");
+                c.arg(format!("--reuid={u}"))
+                    .arg(format!("--regid={u}"))
+                    .args(["--init-groups", "--"])
+                    .arg(env!("CARGO_BIN_EXE_mbd"))
+                    .arg("--home")
+                    .arg(home)
+                    .args(daemon_args);
+                c
+            }
+        };
+        let child = cmd
+            .args(extra)
+            .env("MBD_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(home.with_extension("stderr")).unwrap())
+            .spawn()
+            .unwrap();
         Daemon {
             child: Some(child),
             home: home.to_path_buf(),

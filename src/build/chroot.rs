@@ -105,8 +105,8 @@ impl Chroot {
         }
     }
 
-    /// The schroot configuration.
-    pub fn schroot_conf(&self, home: &Path, host_arch: &str) -> String {
+    /// The schroot configuration; `user` (besides root) may use it and its source chroot.
+    pub fn schroot_conf(&self, home: &Path, host_arch: &str, user: &str) -> String {
         let mut text = format!(
             "# Written by mbd; removed with the chroot.\n[{name}]\ndescription=mbd build chroot {id}\n",
             name = self.schroot_name(),
@@ -121,8 +121,16 @@ impl Chroot {
                 text.push_str(&format!("type=file\nfile={}\n", self.source(home).display()))
             }
         }
+        let users = if user == "root" {
+            "root".to_string()
+        } else {
+            format!("root,{user}")
+        };
+        text.push_str(&format!(
+            "users={users}\nroot-users={users}\nsource-root-users={users}\ngroups=root,sbuild\nroot-groups=root,sbuild\nprofile=sbuild\n"
+        ));
         // eatmydata is in every chroot: builds skip fsync.
-        text.push_str("users=root\nroot-users=root\ngroups=root,sbuild\nroot-groups=root,sbuild\nprofile=sbuild\ncommand-prefix=eatmydata\n");
+        text.push_str("command-prefix=eatmydata\n");
         text.push_str(&format!(
             "personality={}\n",
             personality(host_arch, &self.architecture)
@@ -249,15 +257,9 @@ fn run_logged(cmd: &mut Command, log: &Path) -> Result<(), BuildError> {
 }
 
 /// Makes the chroot: the tree with mmdebstrap (variant buildd, eatmydata included), then the
-/// schroot configuration. Output goes to the chroot's log. Needs root.
+/// schroot configuration. Output goes to the chroot's log. The steps that need root run
+/// directly when mbd is root, else through `sudo -n` (the rules [`sudoers`] prints).
 pub fn prepare(chroot: &Chroot, home: &Path, host_arch: &str) -> Result<(), BuildError> {
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
-        return Err(BuildError::Refused(format!(
-            "chroot {}: preparing chroots (mmdebstrap, schroot) needs root; run the daemon as root",
-            chroot.id()
-        )));
-    }
     let dir = chroot.dir(home);
     std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
     let log = chroot.log_path(home);
@@ -267,12 +269,12 @@ pub fn prepare(chroot: &Chroot, home: &Path, host_arch: &str) -> Result<(), Buil
         Backend::File => "tmp.tar",
     });
     if tmp.exists() {
-        remove_tree(&tmp)?;
+        remove_tree(&tmp, &log)?;
     }
     // Mirrors and networks fail now and then: up to three attempts.
     let mut attempt = 1;
     loop {
-        let mut cmd = Command::new("mmdebstrap");
+        let mut cmd = as_root(MMDEBSTRAP);
         cmd.args([
             "--variant=buildd",
             "--include=eatmydata",
@@ -288,7 +290,7 @@ pub fn prepare(chroot: &Chroot, home: &Path, host_arch: &str) -> Result<(), Buil
             Err(e) => {
                 tracing::warn!(chroot = %chroot.id(), attempt, error = %e, "mmdebstrap failed; trying again");
                 if tmp.exists() {
-                    remove_tree(&tmp)?;
+                    remove_tree(&tmp, &log)?;
                 }
                 std::thread::sleep(std::time::Duration::from_secs(10));
                 attempt += 1;
@@ -297,16 +299,28 @@ pub fn prepare(chroot: &Chroot, home: &Path, host_arch: &str) -> Result<(), Buil
     }
     let source = chroot.source(home);
     if source.exists() {
-        remove_tree(&source)?;
+        remove_tree(&source, &log)?;
     }
+    // Same parent: the owner of `dir` may rename root's tree.
     std::fs::rename(&tmp, &source).map_err(|e| BuildError::io(&source, e))?;
     std::fs::create_dir_all(OVERLAY_DIR).map_err(|e| BuildError::io(Path::new(OVERLAY_DIR), e))?;
-    let conf = chroot.conf_path();
-    write_file(&conf, chroot.schroot_conf(home, host_arch).as_bytes())?;
+    let staged = dir.join("schroot.conf");
+    std::fs::write(
+        &staged,
+        chroot.schroot_conf(home, host_arch, &daemon_user()),
+    )
+    .map_err(|e| BuildError::io(&staged, e))?;
+    let mut install = as_root(INSTALL);
+    install
+        .args(["-m", "0644"])
+        .arg(&staged)
+        .arg(chroot.conf_path());
+    run_logged(&mut install, &log)?;
     check(chroot, home)
 }
 
-/// Updates and upgrades the packages in the tree (through the schroot source chroot).
+/// Updates and upgrades the packages in the tree (through the schroot source chroot, as
+/// root: schroot allows it to the users the configuration names).
 pub fn check(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
     let log = chroot.log_path(home);
     std::fs::create_dir_all(OVERLAY_DIR).map_err(|e| BuildError::io(Path::new(OVERLAY_DIR), e))?;
@@ -324,7 +338,7 @@ pub fn check(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
         &["apt-get", "-q", "clean"],
     ] {
         let mut cmd = Command::new("schroot");
-        cmd.args(["--directory", "/", "-c", &source, "--"])
+        cmd.args(["--directory", "/", "--user", "root", "-c", &source, "--"])
             .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive");
         run_logged(&mut cmd, &log)?;
@@ -334,40 +348,93 @@ pub fn check(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
 
 /// Removes the schroot configuration and the chroot's directory.
 pub fn remove(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
+    let log = home.join("var/log/chroots.log");
+    if let Some(d) = log.parent() {
+        std::fs::create_dir_all(d).map_err(|e| BuildError::io(d, e))?;
+    }
     let conf = chroot.conf_path();
-    match std::fs::remove_file(&conf) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(BuildError::io(&conf, e)),
-        _ => {}
+    if conf.exists() {
+        let mut rm = as_root(RM);
+        rm.arg("--force").arg(&conf);
+        run_logged(&mut rm, &log)?;
     }
     let dir = chroot.dir(home);
     if dir.exists() {
-        remove_tree(&dir)?;
+        remove_tree(&dir, &log)?;
     }
     Ok(())
 }
 
-/// Removes a tree without crossing into other filesystems (a stale mount must not be
-/// followed).
-fn remove_tree(path: &Path) -> Result<(), BuildError> {
-    let status = Command::new("rm")
-        .args(["--recursive", "--force", "--one-file-system"])
-        .arg(path)
-        .status()
-        .map_err(|e| BuildError::io(path, e))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(BuildError::io(
-            path,
-            std::io::Error::other(format!("rm: {status}")),
-        ))
+const MMDEBSTRAP: &str = "/usr/bin/mmdebstrap";
+const RM: &str = "/usr/bin/rm";
+const INSTALL: &str = "/usr/bin/install";
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The user mbd runs as.
+pub fn daemon_user() -> String {
+    // SAFETY: getpwuid returns a pointer into static storage or NULL; read at once.
+    unsafe {
+        let pw = libc::getpwuid(libc::geteuid());
+        if pw.is_null() {
+            return "root".to_string();
+        }
+        std::ffi::CStr::from_ptr((*pw).pw_name)
+            .to_string_lossy()
+            .into_owned()
     }
 }
 
-fn write_file(path: &Path, data: &[u8]) -> Result<(), BuildError> {
-    let tmp = path.with_extension("conf.tmp");
-    std::fs::write(&tmp, data).map_err(|e| BuildError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| BuildError::io(path, e))
+/// A command that needs root: itself when mbd is root, else through `sudo -n` (never asks
+/// for a password; fails if the rules do not allow it).
+fn as_root(program: &str) -> Command {
+    if is_root() {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg("-n").arg(program);
+        c
+    }
+}
+
+/// The exact sudo rules a dedicated (non-root) user needs to run mbd with the home `home`
+/// (an absolute path), for `/etc/sudoers.d/`. The user must also be in group sbuild
+/// (`sbuild-adduser USER`). sudoers' `*` also matches spaces, and mmdebstrap and rm as root
+/// are powerful: these rules keep mistakes out, they do not make the user less than root.
+pub fn sudoers(user: &str, home: &Path) -> String {
+    let c = home.join("var/chroots");
+    let c = c.display();
+    let commands = [
+        format!(
+            "{MMDEBSTRAP} --variant=buildd --include=eatmydata --components=main --architectures=* {c}/*/tmp *"
+        ),
+        format!(
+            "{MMDEBSTRAP} --variant=buildd --include=eatmydata --components=main --architectures=* {c}/*/tmp.tar *"
+        ),
+        format!("{RM} --recursive --force --one-file-system {c}/*"),
+        format!("{RM} --force /etc/schroot/chroot.d/mbd-*.conf"),
+        format!("{INSTALL} -m 0644 {c}/*/schroot.conf /etc/schroot/chroot.d/mbd-*.conf"),
+    ];
+    format!(
+        "# mbd: what user {user} may run as root for build chroots (home {}).\n\
+         # Written by `mbd sudoers`; check with visudo -cf FILE.\n\
+         Cmnd_Alias MBD_CHROOTS = \\\n    {}\n\
+         {user} ALL=(root) NOPASSWD: MBD_CHROOTS\n",
+        home.display(),
+        commands.join(", \\\n    ")
+    )
+}
+
+/// Removes a tree as root, without crossing into other filesystems (a stale mount must not
+/// be followed).
+fn remove_tree(path: &Path, log: &Path) -> Result<(), BuildError> {
+    let mut rm = as_root(RM);
+    rm.args(["--recursive", "--force", "--one-file-system"])
+        .arg(path);
+    run_logged(&mut rm, log)
 }
 
 #[cfg(test)]
@@ -382,20 +449,32 @@ mod tests {
             "http://deb.example/debian",
             Backend::Directory,
         );
-        let conf = c.schroot_conf(Path::new("/var/lib/mbd"), "amd64");
+        let conf = c.schroot_conf(Path::new("/var/lib/mbd"), "amd64", "mbd");
         assert!(conf.contains("[mbd-bookworm-i386]\n"), "{conf}");
         assert!(conf.contains("type=directory\ndirectory=/var/lib/mbd/var/chroots/bookworm-i386/source\nunion-type=overlay\n"));
         assert!(conf.contains("personality=linux32\n"));
         assert!(conf.contains("profile=sbuild\n"));
         assert!(conf.contains("command-prefix=eatmydata\n"));
+        assert!(conf.contains("users=root,mbd\nroot-users=root,mbd\nsource-root-users=root,mbd\n"));
         assert_eq!(
             c.conf_path(),
             Path::new("/etc/schroot/chroot.d/mbd-bookworm-i386.conf")
         );
         let f = Chroot::new("bookworm", "amd64", "m", Backend::File);
-        let conf = f.schroot_conf(Path::new("/h"), "amd64");
+        let conf = f.schroot_conf(Path::new("/h"), "amd64", "root");
         assert!(conf.contains("type=file\nfile=/h/var/chroots/bookworm-amd64/source.tar\n"));
         assert!(conf.contains("personality=linux\n"));
+        assert!(conf.contains("users=root\n"));
+    }
+
+    #[test]
+    fn sudoers_names_exact_commands_under_the_home() {
+        let s = sudoers("mbd", Path::new("/var/lib/mbd"));
+        assert!(s.contains("mbd ALL=(root) NOPASSWD: MBD_CHROOTS\n"), "{s}");
+        assert!(s.contains(
+            "/usr/bin/rm --recursive --force --one-file-system /var/lib/mbd/var/chroots/*,"
+        ));
+        assert!(s.contains("/usr/bin/install -m 0644 /var/lib/mbd/var/chroots/*/schroot.conf /etc/schroot/chroot.d/mbd-*.conf\n"));
     }
 
     #[test]

@@ -427,6 +427,8 @@ pub struct AppState {
 pub fn run(opts: Options) -> Result<(), DaemonError> {
     let home = opts.home.clone();
     std::fs::create_dir_all(&home).map_err(io(&home))?;
+    // Absolute from here on: chroot paths go into schroot's configuration and sudo rules.
+    let home = std::fs::canonicalize(&home).map_err(io(&home))?;
     let _lock = HomeLock::acquire(&home)?;
     let mut settings = Settings::load_or_create(&home)?;
     if !opts.http_endpoints.is_empty() {
