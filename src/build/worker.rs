@@ -34,6 +34,8 @@ pub struct Control {
     cancelled: Mutex<HashSet<String>>,
     /// Chroots to prepare.
     preparing: Mutex<Vec<Chroot>>,
+    /// Ids of the chroots being prepared now: never two preparations of one chroot.
+    in_progress: Mutex<HashSet<String>>,
     /// Builds running now.
     pub active: AtomicUsize,
     /// Build slots (set when the worker starts).
@@ -54,6 +56,27 @@ impl Control {
             .unwrap_or_else(|e| e.into_inner())
             .push(chroot);
         self.nudge();
+    }
+
+    /// The requested preparations to start now: each chroot once, and none that is being
+    /// prepared already (the daemon's default chroot and the restart pass may ask for the
+    /// same one). Each is in progress until [`Control::prepared`].
+    fn take_preparations(&self) -> Vec<Chroot> {
+        let waiting =
+            std::mem::take(&mut *self.preparing.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut running = self.in_progress.lock().unwrap_or_else(|e| e.into_inner());
+        waiting
+            .into_iter()
+            .filter(|c| running.insert(c.id()))
+            .collect()
+    }
+
+    /// A preparation ended.
+    fn prepared(&self, id: &str) {
+        self.in_progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
     }
 
     /// Stops the running builds of an upload.
@@ -145,9 +168,7 @@ fn run<H: Host>(
         }
     });
     loop {
-        let waiting: Vec<Chroot> =
-            std::mem::take(&mut *control.preparing.lock().unwrap_or_else(|e| e.into_inner()));
-        for c in waiting {
+        for c in control.take_preparations() {
             prepare_chroot(
                 host.clone(),
                 control.clone(),
@@ -381,6 +402,7 @@ fn prepare_chroot<H: Host>(
                 tracing::error!(error = %e, "storing a chroot");
             }
         });
+        control.prepared(&c.id());
         control.nudge();
     });
 }
@@ -390,4 +412,32 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chroot_is_prepared_once_at_a_time() {
+        let control = Control::default();
+        let c = Chroot::new("bookworm", "amd64", "http://m", Default::default());
+        // The default setup and the restart pass both ask.
+        control.prepare(c.clone());
+        control.prepare(c.clone());
+        control.prepare(Chroot::new(
+            "bookworm",
+            "i386",
+            "http://m",
+            Default::default(),
+        ));
+        let ids: Vec<String> = control.take_preparations().iter().map(Chroot::id).collect();
+        assert_eq!(ids, ["bookworm-amd64", "bookworm-i386"]);
+        // Asked again while it runs: not started twice.
+        control.prepare(c.clone());
+        assert!(control.take_preparations().is_empty());
+        control.prepared("bookworm-amd64");
+        control.prepare(c);
+        assert_eq!(control.take_preparations().len(), 1);
+    }
 }
