@@ -805,6 +805,16 @@ mod tests {
         }
     }
 
+    /// The names in a directory, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
     #[test]
     fn recovery_removes_partial_files_and_unfinished_queue_directories() {
         let dir = tempfile::tempdir().unwrap();
@@ -816,16 +826,8 @@ mod tests {
         std::fs::write(inc.queue.join(".new-x_1.0/x_1.0.dsc"), b"x").unwrap();
         std::fs::create_dir(inc.queue.join("y_1.0")).unwrap();
         assert_eq!(inc.recover().unwrap(), 2);
-        let left = |d: &Path| {
-            let mut v: Vec<_> = std::fs::read_dir(d)
-                .unwrap()
-                .map(|e| e.unwrap().file_name().into_string().unwrap())
-                .collect();
-            v.sort();
-            v
-        };
-        assert_eq!(left(&inc.dir), ["x_1.0.dsc"]);
-        assert_eq!(left(&inc.queue), ["y_1.0"]);
+        assert_eq!(names(&inc.dir), ["x_1.0.dsc"]);
+        assert_eq!(names(&inc.queue), ["y_1.0"]);
     }
 
     #[test]
@@ -851,13 +853,8 @@ mod tests {
         )
         .unwrap();
         discard(&inc, &one);
-        let mut left: Vec<_> = std::fs::read_dir(&inc.dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        left.sort();
         assert_eq!(
-            left,
+            names(&inc.dir),
             ["x_1.0-2.dsc", "x_1.0-2_source.changes", "x_1.0.orig.tar.gz"]
         );
     }

@@ -271,7 +271,7 @@ pub static CALLS: &[Call] = &[
                 "type",
                 Kind::Str,
                 "",
-                "only this type: REJECTED, ACCEPTED, PACKAGING or INSTALLED",
+                "only this type: REJECTED, ACCEPTED, PACKAGING, BUILDING, BUILT, INSTALLED or FAILED",
             ),
             arg("source", Kind::Str, "", "only this source"),
             arg("distribution", Kind::Str, "", "only this distribution"),
@@ -546,7 +546,7 @@ fn status(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         "running": running,
         // Running builds per slot; -1 while stopped (as mini-buildd reports it).
         "load": ctx.builds.load(running),
-        "chroots": chroot_list(&engine)?
+        "chroots": crate::build::chroot::all(&engine)?
             .iter()
             .map(|c| json!({"chroot": c.id(), "state": c.state}))
             .collect::<Vec<_>>(),
@@ -962,7 +962,7 @@ fn events(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         None => None,
         Some(t) => Some(crate::incoming::EventKind::parse(t).ok_or_else(|| {
             ApiError::BadRequest(format!(
-                "events: type '{t}' is not REJECTED, ACCEPTED, PACKAGING or INSTALLED"
+                "events: type '{t}' is not REJECTED, ACCEPTED, PACKAGING, BUILDING, BUILT, INSTALLED or FAILED"
             ))
         })?),
     };
@@ -1034,22 +1034,12 @@ fn retry(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     Ok(Output::Text(format!("{id}: {n} build(s) queued again")))
 }
 
-fn chroot_list(engine: &Engine) -> Result<Vec<crate::build::chroot::Chroot>, ApiError> {
-    Ok(engine
-        .objects::<crate::build::chroot::Chroot>("chroot/")?
-        .into_iter()
-        .map(|(_, c)| c)
-        .collect())
-}
-
 fn chroots(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
-    Output::json(&chroot_list(&ctx.engine())?)
+    Output::json(&crate::build::chroot::all(&ctx.engine())?)
 }
 
 fn find_chroot(ctx: &Context, id: &str) -> Result<crate::build::chroot::Chroot, ApiError> {
-    ctx.engine()
-        .object::<crate::build::chroot::Chroot>(&format!("chroot/{id}"))?
-        .ok_or_else(|| crate::build::BuildError::NoSuchChroot(id.to_string()).into())
+    Ok(crate::build::chroot::find(&ctx.engine(), id)?)
 }
 
 fn chroot_prepare(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
@@ -1089,11 +1079,10 @@ fn chroot_prepare(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
                 ))
             })?,
     };
-    let mut chroot = Chroot::new(codename, arch, &mirror, backend);
-    chroot.message = "waiting to be prepared".to_string();
-    ctx.engine_mut()
-        .put_object(&format!("chroot/{id}"), &chroot)?;
-    ctx.builds.prepare(chroot);
+    ctx.builds.request(
+        &ctx.engine_mut(),
+        Chroot::new(codename, arch, &mirror, backend),
+    )?;
     Ok(Output::Text(format!(
         "preparing chroot {id} from {mirror} in the background (see `chroots`)"
     )))

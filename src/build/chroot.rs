@@ -139,6 +139,22 @@ impl Chroot {
     }
 }
 
+/// Every chroot the store knows.
+pub fn all(engine: &crate::repo::Engine) -> Result<Vec<Chroot>, crate::repo::RepoError> {
+    Ok(engine
+        .objects::<Chroot>("chroot/")?
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect())
+}
+
+/// One chroot by id (`<codename>-<arch>`).
+pub fn find(engine: &crate::repo::Engine, id: &str) -> Result<Chroot, BuildError> {
+    engine
+        .object::<Chroot>(&format!("chroot/{id}"))?
+        .ok_or_else(|| BuildError::NoSuchChroot(id.to_string()))
+}
+
 /// `linux32` for a 32-bit chroot on its 64-bit host (i386 on amd64, armhf on arm64).
 pub fn personality(host_arch: &str, arch: &str) -> &'static str {
     match (host_arch, arch) {

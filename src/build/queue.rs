@@ -14,7 +14,7 @@
 
 use super::BuildError;
 use super::chroot::{Chroot, ChrootState};
-use super::sbuild::Outcome;
+use super::sbuild::{Outcome, Report};
 use crate::changes::Changes;
 use crate::dsc::Dsc;
 use crate::files::Trust;
@@ -86,6 +86,18 @@ pub struct Upload {
     pub created: i64,
 }
 
+impl Upload {
+    /// The `.changes` sbuild writes for an architecture:
+    /// `<source>_<version without epoch>_<arch>.changes`.
+    pub fn result_changes_name(&self, arch: &str) -> String {
+        let version = self
+            .version
+            .split_once(':')
+            .map_or(self.version.as_str(), |(_, v)| v);
+        format!("{}_{version}_{arch}.changes", self.source)
+    }
+}
+
 /// A build handed to a [`Builder`].
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -103,20 +115,13 @@ pub struct Job {
     pub extra_repository: Option<String>,
 }
 
-/// What a builder reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finished {
-    pub outcome: Outcome,
-    pub status: String,
-    pub fail_stage: Option<String>,
-}
-
-/// Runs one build (sbuild in production; a fake in unit tests).
+/// Runs one build (sbuild in production; a fake in unit tests) and says how it ended.
 pub trait Builder: Send + Sync {
-    fn build(&self, job: &Job, cancelled: &dyn Fn() -> bool) -> Finished;
+    fn build(&self, job: &Job, cancelled: &dyn Fn() -> bool) -> Report;
 }
 
-fn now() -> i64 {
+/// Seconds since the epoch.
+pub(super) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -381,7 +386,7 @@ pub fn finish(
     engine: &Engine,
     dirs: &Dirs,
     job: &Job,
-    result: &Finished,
+    result: &Report,
 ) -> Result<Vec<Event>, RepoError> {
     let key = build_key(&job.upload.id, &job.build.architecture);
     let Some(mut build) = engine.object::<Build>(&key)? else {
@@ -509,14 +514,9 @@ fn install(engine: &Engine, dist: &str, files: &[PathBuf]) -> Result<Vec<String>
 
 /// The `.changes` sbuild left for an architecture (`<source>_<version w/o epoch>_<arch>.changes`).
 fn result_changes(dirs: &Dirs, upload: &Upload, arch: &str) -> Option<PathBuf> {
-    let version = upload
-        .version
-        .split_once(':')
-        .map(|(_, v)| v)
-        .unwrap_or(&upload.version);
     let p = dirs
         .job_dir(&upload.id, arch)
-        .join(format!("{}_{version}_{arch}.changes", upload.source));
+        .join(upload.result_changes_name(arch));
     p.exists().then_some(p)
 }
 
@@ -702,8 +702,8 @@ mod tests {
         std::fs::copy(fixture(&changes), job.dir.join(&changes)).unwrap();
     }
 
-    fn done(outcome: Outcome) -> Finished {
-        Finished {
+    fn done(outcome: Outcome) -> Report {
+        Report {
             outcome,
             status: format!("{outcome:?}").to_lowercase(),
             fail_stage: None,
@@ -866,7 +866,7 @@ mod tests {
             most: AtomicUsize,
         }
         impl Builder for Fake {
-            fn build(&self, job: &Job, _: &dyn Fn() -> bool) -> Finished {
+            fn build(&self, job: &Job, _: &dyn Fn() -> bool) -> Report {
                 let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
                 self.most.fetch_max(now, Ordering::SeqCst);
                 std::thread::sleep(std::time::Duration::from_millis(100));

@@ -6,8 +6,8 @@
 //! while the host is running (maintenance holds builds back; running ones finish).
 
 use super::chroot::{self, Chroot, ChrootState};
-use super::queue::{self, Builder, Dirs, Finished, Job};
-use super::sbuild::{self, Outcome};
+use super::queue::{self, Builder, Dirs, Job, now};
+use super::sbuild::{self, Outcome, Report};
 use crate::incoming::Event;
 use crate::repo::Engine;
 use std::collections::HashSet;
@@ -49,8 +49,21 @@ impl Control {
         self.cond.notify_all();
     }
 
+    /// Records a chroot as waiting to be prepared and asks the worker to prepare it.
+    pub fn request(
+        &self,
+        engine: &Engine,
+        mut chroot: Chroot,
+    ) -> Result<(), crate::repo::RepoError> {
+        chroot.state = ChrootState::Preparing;
+        chroot.message = "waiting to be prepared".to_string();
+        engine.put_object(&format!("chroot/{}", chroot.id()), &chroot)?;
+        self.prepare(chroot);
+        Ok(())
+    }
+
     /// Prepares a chroot in the background.
-    pub fn prepare(&self, chroot: Chroot) {
+    fn prepare(&self, chroot: Chroot) {
         self.preparing
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -161,7 +174,7 @@ fn run<H: Host>(
             Err(e) => tracing::error!(error = %e, "recovering the build queue"),
         }
         // Chroots whose preparation was interrupted are prepared again.
-        for (_, c) in engine.objects::<Chroot>("chroot/").unwrap_or_default() {
+        for c in chroot::all(engine).unwrap_or_default() {
             if c.state == ChrootState::Preparing {
                 control.prepare(c);
             }
@@ -256,8 +269,8 @@ impl Sbuild {
 }
 
 impl Builder for Sbuild {
-    fn build(&self, job: &Job, cancelled: &dyn Fn() -> bool) -> Finished {
-        let failed = |status: String| Finished {
+    fn build(&self, job: &Job, cancelled: &dyn Fn() -> bool) -> Report {
+        let failed = |status: String| Report {
             outcome: Outcome::Failed,
             status,
             fail_stage: None,
@@ -295,28 +308,18 @@ impl Builder for Sbuild {
         };
         if report.outcome == Outcome::Successful {
             let mode = options.lintian.unwrap_or(self.lintian);
-            let version = job
-                .upload
-                .version
-                .split_once(':')
-                .map_or(job.upload.version.as_str(), |(_, v)| v);
-            let changes = job.dir.join(format!(
-                "{}_{version}_{}.changes",
-                job.upload.source, job.build.architecture
-            ));
+            let changes = job
+                .dir
+                .join(job.upload.result_changes_name(&job.build.architecture));
             if let Err(why) = super::lintian::check(&changes, mode, &job.log) {
-                return Finished {
+                return Report {
                     outcome: Outcome::Failed,
                     status: why,
                     fail_stage: Some("lintian".to_string()),
                 };
             }
         }
-        Finished {
-            outcome: report.outcome,
-            status,
-            fail_stage: report.fail_stage,
-        }
+        Report { status, ..report }
     }
 }
 
@@ -405,13 +408,6 @@ fn prepare_chroot<H: Host>(
         control.prepared(&c.id());
         control.nudge();
     });
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -665,21 +665,15 @@ fn prepare_default_chroot(ctx: &Context, codename: &str, arch: &str) {
         tracing::warn!(%codename, "the host's apt sources name no archive: no default chroot");
         return;
     };
-    let mut c = crate::build::chroot::Chroot::new(
+    let c = crate::build::chroot::Chroot::new(
         codename,
         arch,
         &mirror,
         crate::build::chroot::Backend::Directory,
     );
-    c.message = "waiting to be prepared".to_string();
-    if let Err(e) = ctx
-        .engine_mut()
-        .put_object(&format!("chroot/{}", c.id()), &c)
-    {
+    if let Err(e) = ctx.builds.request(&ctx.engine_mut(), c) {
         tracing::error!(error = %e, "storing the default chroot");
-        return;
     }
-    ctx.builds.prepare(c);
 }
 
 async fn bind(ep: &str) -> Result<tokio::net::TcpListener, DaemonError> {
@@ -715,45 +709,48 @@ fn tls_config(
 
 /// `GET /chroot-logs/<codename>-<arch>`: a chroot's preparation log (also while it runs).
 async fn chroot_log(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> Response {
-    let chroot = state
-        .ctx
-        .engine()
-        .object::<crate::build::chroot::Chroot>(&format!("chroot/{id}"))
-        .ok()
-        .flatten();
-    let Some(chroot) = chroot else {
-        return simple_problem(StatusCode::NOT_FOUND, format!("no chroot '{id}'"));
-    };
-    match tokio::fs::read(chroot.log_path(&state.ctx.home())).await {
-        Ok(data) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], data).into_response(),
-        Err(_) => simple_problem(
-            StatusCode::NOT_FOUND,
-            format!("chroot {id} has no preparation log"),
-        ),
+    let found = crate::build::chroot::find(&state.ctx.engine(), &id);
+    match found {
+        Ok(c) => {
+            text_file(
+                c.log_path(&state.ctx.home()),
+                format!("chroot {id} has no preparation log"),
+            )
+            .await
+        }
+        Err(e) => simple_problem(StatusCode::NOT_FOUND, e.to_string()),
     }
 }
 
-/// `GET /logs/<source>_<version>/<arch>`: a build's log (also while it runs).
+/// `GET /logs/<source>_<version>/<arch>`: a build's log (also while it runs). Only builds the
+/// queue knows are served; the path is made from the stored record, not from the URL.
 async fn build_log(
     State(state): State<AppState>,
     UrlPath((upload, arch)): UrlPath<(String, String)>,
 ) -> Response {
-    let safe = |s: &str| {
-        !s.is_empty()
-            && !s.starts_with('.')
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+-.~_:".contains(&b))
-    };
-    if !safe(&upload) || !safe(&arch) {
-        return simple_problem(StatusCode::BAD_REQUEST, "not a build".to_string());
-    }
-    let dirs = crate::build::queue::Dirs::new(&state.ctx.home());
-    match tokio::fs::read(dirs.log(&upload, &arch)).await {
-        Ok(data) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], data).into_response(),
-        Err(_) => simple_problem(
+    let known = crate::build::queue::builds_of(&state.ctx.engine(), &upload)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|b| b.architecture == arch);
+    let Some(build) = known else {
+        return simple_problem(
             StatusCode::NOT_FOUND,
-            format!("no build log for {upload} on {arch}"),
-        ),
+            format!("no build of {upload} on {arch}"),
+        );
+    };
+    let dirs = crate::build::queue::Dirs::new(&state.ctx.home());
+    text_file(
+        dirs.log(&build.upload, &build.architecture),
+        format!("no build log for {upload} on {arch} yet"),
+    )
+    .await
+}
+
+/// A log file as `text/plain`, or 404 with `missing`.
+async fn text_file(path: PathBuf, missing: String) -> Response {
+    match tokio::fs::read(&path).await {
+        Ok(data) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], data).into_response(),
+        Err(_) => simple_problem(StatusCode::NOT_FOUND, missing),
     }
 }
 

@@ -184,11 +184,7 @@ pub async fn home(
 pub async fn builds(State(state): State<AppState>, headers: HeaderMap) -> Response {
     page(state, headers, move |ctx, _| {
         let engine = ctx.engine();
-        let chroots: Vec<crate::build::chroot::Chroot> = engine
-            .objects("chroot/")?
-            .into_iter()
-            .map(|(_, c)| c)
-            .collect();
+        let chroots = crate::build::chroot::all(&engine)?;
         let mut uploads = Vec::new();
         for (u, builds) in crate::build::queue::overview(&engine)?.into_iter().rev() {
             let builds: Vec<Value> = builds
