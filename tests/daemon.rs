@@ -684,6 +684,31 @@ fn bad_input_gets_a_4xx_with_a_reason_and_changes_nothing() {
             "Invalid snapshot name",
         ),
         (&["user_add", "a/b"], 400, "not a valid user name"),
+        (
+            &["chroot_prepare", "book worm", "amd64"],
+            400,
+            "is not a codename and an architecture",
+        ),
+        (
+            &["chroot_prepare", "bookworm", "amd64", "--backend", "zfs"],
+            400,
+            "backend 'zfs' is not directory or file",
+        ),
+        (
+            &["chroot_remove", "nosuch-amd64"],
+            404,
+            "no chroot 'nosuch-amd64'",
+        ),
+        (
+            &["cancel", "nosuch_1.0"],
+            404,
+            "no upload 'nosuch_1.0' in the build queue",
+        ),
+        (
+            &["retry", "nosuch_1.0"],
+            404,
+            "no upload 'nosuch_1.0' in the build queue",
+        ),
     ];
     for (args, status, text) in cases {
         let (ok, out) = d.api(args);
@@ -692,6 +717,17 @@ fn bad_input_gets_a_4xx_with_a_reason_and_changes_nothing() {
             out.contains(text) && out.contains(&format!("HTTP {status}")),
             "{args:?}: {out}"
         );
+    }
+    assert_eq!(json(&d.api_ok(&["chroots"])), serde_json::json!([]));
+    // Logs only of builds and chroots that exist; no path is made from the URL.
+    for path in [
+        "/logs/nosuch_1.0/amd64",
+        "/logs/..%2F..%2Fetc/passwd",
+        "/chroot-logs/nosuch-amd64",
+        "/chroot-logs/..%2Fetc",
+    ] {
+        let (code, _, _) = d.get(path, &[]);
+        assert_eq!(code, 404, "{path}");
     }
     // Raw HTTP: unknown call, unknown argument, wrong method, wrong output, oversized body.
     let token = std::fs::read_to_string(home.join("etc/api-token")).unwrap();
@@ -1841,4 +1877,50 @@ f.quit()
     let events = wait_for_events(&d, 2);
     assert_eq!(events[1]["kind"], "ACCEPTED", "{events:?}");
     assert_eq!(events[1]["source"], "mbd-load-2");
+}
+
+#[test]
+fn bad_build_and_tls_settings_stop_the_start_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    std::fs::create_dir_all(home.join("etc")).unwrap();
+    let base = "http_endpoints = [\"127.0.0.1:0\"]\nftp_endpoints = []\nlog_level = \"info\"\nbuild_slots = 1\n";
+    let cases = [
+        (
+            "lintian_mode = \"strict\"\n".to_string(),
+            "lintian_mode 'strict' is not disabled, ignore, errfail or warnfail",
+        ),
+        (
+            "tls_certificate = \"etc/none.crt\"\n".to_string(),
+            "set both tls_certificate and tls_key, or neither",
+        ),
+        (
+            "tls_certificate = \"etc/none.crt\"\ntls_key = \"etc/none.key\"\n".to_string(),
+            "none.crt: reading the TLS certificate",
+        ),
+        (
+            "https_endpoints = [\"127.0.0.1:0\"]\n".to_string(),
+            "needs tls_certificate and tls_key",
+        ),
+    ];
+    for (extra, reason) in cases {
+        std::fs::write(home.join("etc/mbd.toml"), format!("{base}{extra}")).unwrap();
+        let (ok, out) = crate::util::run(
+            mbd_command(&home, &["daemon", "--no-default-chroot"])
+                .env("MBD_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        );
+        assert!(!ok, "started with {extra}: {out}");
+        let file = if reason.contains("none.crt") {
+            "etc/none.crt"
+        } else {
+            "etc/mbd.toml"
+        };
+        assert!(
+            out.contains(reason) && out.contains(file),
+            "{extra}: expected '{file}' and '{reason}' in:\n{out}"
+        );
+        // Nothing was served.
+        assert!(!home.join("var/run/http.url").exists());
+    }
 }
