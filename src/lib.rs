@@ -9,6 +9,7 @@ pub mod build;
 pub mod changelog;
 pub mod changes;
 pub mod checksums;
+pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod deb;

@@ -341,8 +341,17 @@ impl Keyring {
 
     /// Verifies a clear-signed document and returns its signer and the signed text.
     pub fn verify_cleartext(&self, data: &[u8]) -> Result<Verified, OpenPgpError> {
+        self.verify_cleartext_issuers(data).0
+    }
+
+    /// [`Keyring::verify_cleartext`], plus the issuer key ids of every signature on the
+    /// document (good or not): what a failed archive check reports.
+    pub fn verify_cleartext_issuers(
+        &self,
+        data: &[u8],
+    ) -> (Result<Verified, OpenPgpError>, Vec<String>) {
         if !data.starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----") {
-            return Err(OpenPgpError::NotSigned);
+            return (Err(OpenPgpError::NotSigned), Vec::new());
         }
         let outcome = Outcome::default();
         let helper = Helper::new(&self.certs, outcome.clone());
@@ -350,30 +359,124 @@ impl Keyring {
         let result = VerifierBuilder::from_bytes(data)
             .and_then(|b| b.with_policy(&POLICY, None, helper))
             .and_then(|mut v| v.read_to_end(&mut body).map_err(Into::into));
-        let fingerprint = outcome.settle(result)?;
-        Ok(Verified { fingerprint, body })
+        let issuers = outcome.issuers();
+        let verified = outcome
+            .settle(result)
+            .map(|fingerprint| Verified { fingerprint, body });
+        (verified, issuers)
     }
 
     /// Verifies a detached signature over `data`; returns the signer's fingerprint.
     pub fn verify_detached(&self, data: &[u8], signature: &[u8]) -> Result<String, OpenPgpError> {
+        self.verify_detached_issuers(data, signature).0
+    }
+
+    /// [`Keyring::verify_detached`], plus the issuer key ids of every signature.
+    pub fn verify_detached_issuers(
+        &self,
+        data: &[u8],
+        signature: &[u8],
+    ) -> (Result<String, OpenPgpError>, Vec<String>) {
         let outcome = Outcome::default();
         let helper = Helper::new(&self.certs, outcome.clone());
         let result = DetachedVerifierBuilder::from_bytes(signature)
             .and_then(|b| b.with_policy(&POLICY, None, helper))
             .and_then(|mut v| v.verify_bytes(data));
-        outcome.settle(result)
+        let issuers = outcome.issuers();
+        (outcome.settle(result), issuers)
+    }
+
+    /// What is known about each certificate, in keyring order.
+    pub fn infos(&self) -> Vec<KeyInfo> {
+        self.certs.iter().map(KeyInfo::of).collect()
+    }
+
+    /// The certificate whose primary key or one of whose subkeys has an id or fingerprint
+    /// ending in `id` (hex, case-insensitive, at least 8 digits): its info and its public key,
+    /// ASCII armored.
+    pub fn find(&self, id: &str) -> Option<(KeyInfo, Vec<u8>)> {
+        let want = id.to_ascii_uppercase().replace(' ', "");
+        if want.len() < 8 || !want.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let cert = self.certs.iter().find(|c| {
+            c.keys()
+                .any(|k| k.key().fingerprint().to_hex().ends_with(&want))
+        })?;
+        let armored = cert.armored().to_vec().ok()?;
+        Some((KeyInfo::of(cert), armored))
+    }
+}
+
+/// What an administrator sees of a public key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyInfo {
+    /// The primary key's 16-digit id.
+    pub long_id: String,
+    pub fingerprint: String,
+    /// The primary user id ("" if none).
+    pub name: String,
+    /// Creation time, seconds since the epoch.
+    pub created: i64,
+    /// Expiry time (seconds since the epoch), if the key expires.
+    pub expires: Option<i64>,
+    /// The ids of its subkeys (signatures made by a subkey name these).
+    pub subkeys: Vec<String>,
+}
+
+impl KeyInfo {
+    fn of(cert: &Cert) -> KeyInfo {
+        let secs = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        };
+        let vc = cert.with_policy(&POLICY, None).ok();
+        let name = vc
+            .as_ref()
+            .and_then(|vc| vc.primary_userid().ok())
+            .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
+            .or_else(|| {
+                cert.userids()
+                    .next()
+                    .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
+            })
+            .unwrap_or_default();
+        let expires = vc
+            .as_ref()
+            .and_then(|vc| vc.primary_key().key_expiration_time())
+            .map(secs);
+        KeyInfo {
+            long_id: cert.keyid().to_hex(),
+            fingerprint: cert.fingerprint().to_hex(),
+            name,
+            created: secs(cert.primary_key().key().creation_time()),
+            expires,
+            subkeys: cert
+                .keys()
+                .subkeys()
+                .map(|k| k.key().keyid().to_hex())
+                .collect(),
+        }
     }
 }
 
 /// What the verification helper found, shared with the caller: sequoia consumes the helper
-/// and reports failures only as text.
+/// and reports failures only as text. The third part collects the issuer key ids of every
+/// signature seen (what an error about an unknown signer names).
 #[derive(Clone, Default)]
-struct Outcome(Rc<RefCell<(Option<String>, Option<OpenPgpError>)>>);
+struct Outcome(Rc<RefCell<Found>>);
+
+/// The signer's fingerprint, the first failure, the issuers seen.
+type Found = (Option<String>, Option<OpenPgpError>, Vec<String>);
 
 impl Outcome {
+    fn issuers(&self) -> Vec<String> {
+        self.0.borrow().2.clone()
+    }
+
     /// The signer's fingerprint if a good signature was found, else the most telling error.
     fn settle<T>(self, result: pgp::Result<T>) -> Result<String, OpenPgpError> {
-        let (signer, failure) = self.0.take();
+        let (signer, failure, _) = self.0.take();
         match (result, signer) {
             (Ok(_), Some(fingerprint)) => Ok(fingerprint),
             (Ok(_), None) => Err(failure.unwrap_or(OpenPgpError::Malformed {
@@ -510,17 +613,36 @@ impl VerificationHelper for Helper<'_> {
     }
 
     fn check(&mut self, structure: MessageStructure) -> pgp::Result<()> {
+        let mut found = false;
         for layer in structure.into_iter() {
             let MessageLayer::SignatureGroup { results } = layer else {
                 continue;
             };
             for result in results {
+                let issuer = match &result {
+                    Ok(good) => key_id(good.sig.get_issuers().first()),
+                    Err(VerificationError::MissingKey { sig }) => key_id(sig.get_issuers().first()),
+                    Err(VerificationError::UnboundKey { sig, .. }) => {
+                        key_id(sig.get_issuers().first())
+                    }
+                    Err(VerificationError::BadKey { sig, .. }) => key_id(sig.get_issuers().first()),
+                    Err(VerificationError::BadSignature { sig, .. }) => {
+                        key_id(sig.get_issuers().first())
+                    }
+                    Err(VerificationError::MalformedSignature { sig, .. }) => {
+                        key_id(sig.get_issuers().first())
+                    }
+                    Err(_) => "(unknown)".to_string(),
+                };
+                self.outcome.0.borrow_mut().2.push(issuer);
                 let failure = match result {
                     Ok(good) => match Helper::check_now(&good.ka) {
                         Ok(()) => {
-                            *self.outcome.0.borrow_mut() =
-                                (Some(good.ka.cert().fingerprint().to_hex()), None);
-                            return Ok(());
+                            let mut o = self.outcome.0.borrow_mut();
+                            o.0 = Some(good.ka.cert().fingerprint().to_hex());
+                            o.1 = None;
+                            found = true;
+                            continue;
                         }
                         Err(e) => e,
                     },
@@ -560,6 +682,9 @@ impl VerificationHelper for Helper<'_> {
                     o.1 = Some(failure);
                 }
             }
+        }
+        if found {
+            return Ok(());
         }
         let mut o = self.outcome.0.borrow_mut();
         let failure = o.1.get_or_insert(OpenPgpError::Malformed {

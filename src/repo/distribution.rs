@@ -14,6 +14,20 @@ pub struct Distribution {
     /// Build architectures; the first non-optional one also builds `Architecture: all`.
     pub architectures: Vec<String>,
     pub optional_architectures: Vec<String>,
+    /// The Source (its codename) the distribution builds on; empty for one made by
+    /// `--distributions` alone, which builds from the host's mirror.
+    #[serde(default)]
+    pub base_source: String,
+    /// Further sources for builds, with their apt pin priorities (security, backports).
+    #[serde(default)]
+    pub extra_sources: Vec<PrioritySource>,
+}
+
+/// A source and its apt pin priority.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrioritySource {
+    pub source: String,
+    pub priority: i64,
 }
 
 impl Distribution {
@@ -44,6 +58,8 @@ impl Distribution {
             components: vec!["main".to_string()],
             architectures,
             optional_architectures: Vec::new(),
+            base_source: String::new(),
+            extra_sources: Vec::new(),
         })
     }
 

@@ -152,6 +152,43 @@ pub struct Repository {
     pub allow_binary_uploads: bool,
 }
 
+impl Repository {
+    /// Parses `<id>:<layout>:<codename>[+<codename>...]` (the `setup --repositories` syntax);
+    /// repository `test` allows unauthenticated uploads, as in mini-buildd.
+    pub fn parse_spec(spec: &str, layouts: &[Layout]) -> Result<Repository, String> {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (id, layout_name, codenames) = match parts.as_slice() {
+            [id, layout, codenames] => (*id, *layout, *codenames),
+            _ => {
+                return Err(format!(
+                    "'{spec}' is not '<id>:<layout>:<codename>[+<codename>...]'"
+                ));
+            }
+        };
+        if !distribution::valid_word(id) {
+            return Err(format!("repository identity '{id}' must match [a-z0-9]+"));
+        }
+        if !layouts.iter().any(|l| l.name == layout_name) {
+            let names: Vec<&str> = layouts.iter().map(|l| l.name.as_str()).collect();
+            return Err(format!(
+                "unknown layout '{layout_name}' (known: {})",
+                names.join(", ")
+            ));
+        }
+        let codenames: Vec<String> = codenames.split('+').map(str::to_string).collect();
+        if let Some(bad) = codenames.iter().find(|c| !distribution::valid_word(c)) {
+            return Err(format!("repository '{id}': '{bad}' is not a codename"));
+        }
+        Ok(Repository {
+            identity: id.to_string(),
+            layout: layout_name.to_string(),
+            codenames,
+            allow_unauthenticated_uploads: id == "test",
+            allow_binary_uploads: false,
+        })
+    }
+}
+
 /// What `setup` is asked to create.
 #[derive(Debug, Clone, Default)]
 pub struct SetupOptions {
@@ -322,72 +359,20 @@ impl Engine {
             instance.identity, instance.identity
         );
         let (key, _) = ArchiveKey::load_or_generate(&key_path(home), &user_id, opts.key_algorithm)?;
-        let layouts = layout::builtin();
         let mut distributions = Vec::new();
         for spec in &opts.distributions {
             distributions.push(Distribution::parse_spec(spec).map_err(RepoError::Setup)?);
         }
-        let known_codenames: BTreeSet<String> = distributions
-            .iter()
-            .map(|d| d.codename.clone())
-            .chain(
-                store
-                    .configs::<Distribution>("distribution/")?
-                    .into_iter()
-                    .map(|(_, d)| d.codename),
-            )
-            .collect();
+        let layouts = layout::builtin();
         let mut repositories = Vec::new();
         for spec in &opts.repositories {
-            let parts: Vec<&str> = spec.split(':').collect();
-            let (id, layout_name, codenames) = match parts.as_slice() {
-                [id, layout, codenames] => (*id, *layout, *codenames),
-                _ => {
-                    return Err(RepoError::Setup(format!(
-                        "'{spec}' is not '<id>:<layout>:<codename>[+<codename>...]'"
-                    )));
-                }
-            };
-            if !distribution::valid_word(id) {
-                return Err(RepoError::Setup(format!(
-                    "repository identity '{id}' must match [a-z0-9]+"
-                )));
-            }
-            if !layouts.iter().any(|l| l.name == layout_name) {
-                let names: Vec<&str> = layouts.iter().map(|l| l.name.as_str()).collect();
-                return Err(RepoError::Setup(format!(
-                    "unknown layout '{layout_name}' (known: {})",
-                    names.join(", ")
-                )));
-            }
-            let codenames: Vec<String> = codenames.split('+').map(str::to_string).collect();
-            for c in &codenames {
-                if !known_codenames.contains(c) {
-                    return Err(RepoError::Setup(format!(
-                        "repository '{id}': no distribution for codename '{c}' (add --distributions {c}:<arch>)"
-                    )));
-                }
-            }
-            repositories.push(Repository {
-                identity: id.to_string(),
-                layout: layout_name.to_string(),
-                codenames,
-                allow_unauthenticated_uploads: id == "test",
-                allow_binary_uploads: false,
-            });
+            repositories.push(Repository::parse_spec(spec, &layouts).map_err(RepoError::Setup)?);
         }
-        let mut tx = store.write()?;
-        tx.put_config("instance", &instance)?;
-        for l in &layouts {
-            tx.put_config(&format!("layout/{}", l.name), l)?;
+        {
+            let mut tx = store.write()?;
+            tx.put_config("instance", &instance)?;
+            tx.commit()?;
         }
-        for d in &distributions {
-            tx.put_config(&format!("distribution/{}", d.codename), d)?;
-        }
-        for r in &repositories {
-            tx.put_config(&format!("repository/{}", r.identity), r)?;
-        }
-        tx.commit()?;
         let engine = Engine {
             home: home.to_path_buf(),
             store,
@@ -396,9 +381,66 @@ impl Engine {
             compression: Levels::default(),
             cold: false,
         };
-        engine.check_meta_distributions()?;
-        engine.publish_all()?;
+        engine.configure(&distributions, &repositories)?;
         Ok(engine)
+    }
+
+    /// Adds or replaces distributions and repositories (and writes the built-in layouts);
+    /// every repository's codenames must have a distribution. Checks the meta-distribution
+    /// map and publishes. Nothing is written when a check fails.
+    pub fn configure(
+        &self,
+        distributions: &[Distribution],
+        repositories: &[Repository],
+    ) -> Result<(), RepoError> {
+        let layouts = layout::builtin();
+        let known_codenames: BTreeSet<String> = distributions
+            .iter()
+            .map(|d| d.codename.clone())
+            .chain(
+                self.store
+                    .configs::<Distribution>("distribution/")?
+                    .into_iter()
+                    .map(|(_, d)| d.codename),
+            )
+            .collect();
+        for r in repositories {
+            for c in &r.codenames {
+                if !known_codenames.contains(c) {
+                    return Err(RepoError::Setup(format!(
+                        "repository '{}': no distribution for codename '{c}' (add --distributions {c}:<arch>)",
+                        r.identity
+                    )));
+                }
+            }
+        }
+        let before_meta = self.meta_distributions();
+        let mut tx = self.store.write()?;
+        for l in &layouts {
+            tx.put_config(&format!("layout/{}", l.name), l)?;
+        }
+        for d in distributions {
+            tx.put_config(&format!("distribution/{}", d.codename), d)?;
+        }
+        for r in repositories {
+            tx.put_config(&format!("repository/{}", r.identity), r)?;
+        }
+        if before_meta.is_ok() {
+            // A new repository must not make the meta-distribution map ambiguous: look at
+            // the map this transaction would make before committing it.
+            let mut repos = self.repositories()?;
+            repos.retain(|r| !repositories.iter().any(|n| n.identity == r.identity));
+            repos.extend(repositories.iter().cloned());
+            meta_map(&repos, |name| {
+                match layouts.iter().find(|l| l.name == name) {
+                    Some(l) => Ok(l.clone()),
+                    None => self.layout(name),
+                }
+            })?;
+        }
+        tx.commit()?;
+        self.check_meta_distributions()?;
+        self.publish_all()
     }
 
     /// Opens an existing setup. Finishes what a crash interrupted: removes pool files placed
@@ -653,28 +695,7 @@ impl Engine {
 
     /// The global map meta-distribution → distribution; a meta claimed twice is an error.
     pub fn meta_distributions(&self) -> Result<BTreeMap<String, String>, RepoError> {
-        let mut map: BTreeMap<String, String> = BTreeMap::new();
-        for repo in self.repositories()? {
-            let layout = self.layout(&repo.layout)?;
-            for (meta, target) in &layout.meta_distributions {
-                let Some((codename, suite)) = target.split_once('-') else {
-                    continue;
-                };
-                if !repo.codenames.iter().any(|c| c == codename) {
-                    continue;
-                }
-                let full = format!("{codename}-{}-{suite}", repo.identity);
-                if let Some(first) = map.get(meta) {
-                    return Err(RepoError::AmbiguousMeta {
-                        meta: meta.clone(),
-                        first: first.clone(),
-                        second: full,
-                    });
-                }
-                map.insert(meta.clone(), full);
-            }
-        }
-        Ok(map)
+        meta_map(&self.repositories()?, |name| self.layout(name))
     }
 
     fn check_meta_distributions(&self) -> Result<(), RepoError> {
@@ -1806,4 +1827,33 @@ fn package_list_section(dsc: &Dsc) -> (String, String) {
             (w.len() >= 4).then(|| (w[2].to_string(), w[3].to_string()))
         })
         .unwrap_or_else(|| ("misc".into(), "optional".into()))
+}
+
+/// The meta-distribution map of a set of repositories; a meta claimed twice is an error.
+fn meta_map(
+    repos: &[Repository],
+    layout_of: impl Fn(&str) -> Result<Layout, RepoError>,
+) -> Result<BTreeMap<String, String>, RepoError> {
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    for repo in repos {
+        let layout = layout_of(&repo.layout)?;
+        for (meta, target) in &layout.meta_distributions {
+            let Some((codename, suite)) = target.split_once('-') else {
+                continue;
+            };
+            if !repo.codenames.iter().any(|c| c == codename) {
+                continue;
+            }
+            let full = format!("{codename}-{}-{suite}", repo.identity);
+            if let Some(first) = map.get(meta) {
+                return Err(RepoError::AmbiguousMeta {
+                    meta: meta.clone(),
+                    first: first.clone(),
+                    second: full,
+                });
+            }
+            map.insert(meta.clone(), full);
+        }
+    }
+    Ok(map)
 }

@@ -1,0 +1,817 @@
+//! Configuration objects that describe where packages come from: Archives (mirror URLs),
+//! AptKeys (the keys that sign them), Sources (an origin's codename, checked against its real
+//! Release file), with mini-buildd's status model ([`status`]), built-in knowledge of Debian
+//! and Ubuntu ([`origin`]), and the `setup` command that creates a working instance from them
+//! ([`setup`]). Network access goes through the small [`Fetch`] trait.
+
+pub mod origin;
+pub mod setup;
+pub mod status;
+
+use crate::control::Paragraph;
+use crate::openpgp::{KeyInfo, Keyring};
+use crate::repo::{Engine, RepoError};
+use serde::{Deserialize, Serialize};
+use status::Status;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("{kind} '{id}': {reason}")]
+    Object {
+        kind: &'static str,
+        id: String,
+        reason: String,
+    },
+    #[error("no {kind} '{id}'")]
+    NotFound { kind: &'static str, id: String },
+    #[error("setup: {0}")]
+    Setup(String),
+}
+
+fn object_error(kind: &'static str, id: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Object {
+        kind,
+        id: id.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// The network, as the checks need it: a GET that answers with the HTTP status and body.
+pub trait Fetch {
+    /// `Err` means no answer at all (name, connection, timeout).
+    fn get(&self, url: &str) -> Result<(u16, Vec<u8>), String>;
+}
+
+/// Plain HTTP with a timeout (mirrors are reached over http, as apt reaches them).
+pub struct Http {
+    agent: ureq::Agent,
+}
+
+impl Http {
+    pub fn new(timeout: Duration) -> Http {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .build()
+            .into();
+        Http { agent }
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http::new(Duration::from_secs(15))
+    }
+}
+
+impl Fetch for Http {
+    fn get(&self, url: &str) -> Result<(u16, Vec<u8>), String> {
+        let mut response = self.agent.get(url).call().map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_vec()
+            .map_err(|e| e.to_string())?;
+        Ok((status, body))
+    }
+}
+
+/// A mirror. Not a status model; its ping is refreshed by Source checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Archive {
+    /// Ends in exactly one `/`.
+    pub url: String,
+    /// Milliseconds for `GET <url>dists` at the last check; -1 when unreachable.
+    pub ping_ms: f64,
+}
+
+impl Archive {
+    pub fn new(url: &str) -> Result<Archive, ConfigError> {
+        let valid = (url.starts_with("http://") || url.starts_with("https://"))
+            && url.ends_with('/')
+            && !url.ends_with("//")
+            && !url.chars().any(char::is_whitespace);
+        if !valid {
+            return Err(object_error(
+                "archive",
+                url,
+                "must be an http:// or https:// URL ending in exactly one '/'",
+            ));
+        }
+        Ok(Archive {
+            url: url.to_string(),
+            ping_ms: -1.0,
+        })
+    }
+
+    pub fn key(url: &str) -> String {
+        format!("archive/{url}")
+    }
+
+    /// Measures the ping (any HTTP answer counts as reachable).
+    pub fn ping(&mut self, fetch: &dyn Fetch) -> Result<(), String> {
+        let started = std::time::Instant::now();
+        match fetch.get(&format!("{}dists", self.url)) {
+            Ok(_) => {
+                self.ping_ms = started.elapsed().as_secs_f64() * 1000.0;
+                Ok(())
+            }
+            Err(e) => {
+                self.ping_ms = -1.0;
+                Err(format!("unreachable: {e}"))
+            }
+        }
+    }
+}
+
+/// Where AptKeys are found by id when no key text is given.
+pub const HOST_KEYRINGS: &str = "/usr/share/keyrings";
+
+/// A key that signs archives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AptKey {
+    /// The id it was asked for (at least 8 hex digits); the long id once prepared.
+    pub key_id: String,
+    /// The public key, ASCII armored (filled on prepare when only an id was given).
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub info: Option<KeyInfo>,
+    pub status: Status,
+}
+
+impl AptKey {
+    pub fn new(key_id: &str) -> Result<AptKey, ConfigError> {
+        let id = key_id.to_ascii_uppercase();
+        if id.len() < 8 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(object_error(
+                "aptkey",
+                key_id,
+                "a key id has at least 8 hexadecimal digits",
+            ));
+        }
+        Ok(AptKey {
+            key_id: id,
+            key: String::new(),
+            info: None,
+            status: Status::default(),
+        })
+    }
+
+    pub fn key(id: &str) -> String {
+        format!("aptkey/{}", id.to_ascii_uppercase())
+    }
+
+    /// Resolves the key: from its text, else from the host keyrings
+    /// (`/usr/share/keyrings/*-archive-*.gpg`, as debian-archive-keyring and ubuntu-keyring
+    /// install them).
+    pub fn prepare(&mut self, keyrings: &Path) -> Result<(), String> {
+        let ring = if self.key.is_empty() {
+            host_keyring(keyrings)?
+        } else {
+            Keyring::from_bytes(self.key.as_bytes()).map_err(|e| e.to_string())?
+        };
+        let (info, armored) = ring.find(&self.key_id).ok_or_else(|| {
+            if self.key.is_empty() {
+                format!(
+                    "key {} is in none of {}/*-archive-*.gpg (install the origin's keyring package or give the key itself)",
+                    self.key_id,
+                    keyrings.display()
+                )
+            } else {
+                format!("the given key text has no key {}", self.key_id)
+            }
+        })?;
+        self.key = String::from_utf8_lossy(&armored).into_owned();
+        self.info = Some(info);
+        Ok(())
+    }
+
+    /// Check: the key is there and has an id.
+    pub fn check(&self) -> Result<(), String> {
+        match &self.info {
+            Some(i) if !self.key.is_empty() && !i.long_id.is_empty() => Ok(()),
+            _ => Err("no key material: prepare it".to_string()),
+        }
+    }
+}
+
+/// Every certificate in the host's archive keyrings.
+fn host_keyring(dir: &Path) -> Result<Keyring, String> {
+    let mut ring = Keyring::new();
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.contains("-archive-") && n.ends_with(".gpg"))
+        })
+        .collect();
+    names.sort();
+    for p in names {
+        if let Ok(data) = std::fs::read(&p) {
+            let _ = ring.add_bytes(&data);
+        }
+    }
+    Ok(ring)
+}
+
+/// An origin's codename at some archives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub origin: String,
+    /// The directory under `dists/`.
+    pub codename: String,
+    #[serde(default)]
+    pub extra_identifiers: BTreeMap<String, String>,
+    /// Ids of the AptKeys of which at least one must have signed the Release file.
+    pub apt_keys: Vec<String>,
+    #[serde(default)]
+    pub codeversion_override: String,
+    #[serde(default = "yes")]
+    pub check_valid_until: bool,
+    #[serde(default)]
+    pub remove_from_component: String,
+    // What the last good check found.
+    #[serde(default)]
+    pub codeversion_guessed: String,
+    #[serde(default)]
+    pub description: String,
+    /// Archives that carry it, fastest first.
+    #[serde(default)]
+    pub archives: Vec<String>,
+    #[serde(default)]
+    pub components: Vec<String>,
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    pub status: Status,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What a good check found in one archive's Release file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub description: String,
+    pub codeversion: String,
+    pub components: Vec<String>,
+    pub architectures: Vec<String>,
+}
+
+impl Source {
+    pub fn new(spec: &origin::SourceSpec) -> Source {
+        Source {
+            origin: spec.origin.clone(),
+            codename: spec.codename.clone(),
+            extra_identifiers: spec.extra_identifiers.clone(),
+            apt_keys: spec.apt_keys.clone(),
+            codeversion_override: String::new(),
+            check_valid_until: true,
+            remove_from_component: spec.remove_from_component.clone(),
+            codeversion_guessed: String::new(),
+            description: String::new(),
+            archives: Vec::new(),
+            components: Vec::new(),
+            architectures: Vec::new(),
+            status: Status::default(),
+        }
+    }
+
+    pub fn key(codename: &str) -> String {
+        format!("source/{codename}")
+    }
+
+    /// The codeversion version rules use: the override, else what the Release file said.
+    pub fn codeversion(&self) -> &str {
+        if self.codeversion_override.is_empty() {
+            &self.codeversion_guessed
+        } else {
+            &self.codeversion_override
+        }
+    }
+
+    /// Checks one archive: its `dists/<codename>/InRelease` (or `Release` and `Release.gpg`)
+    /// must exist, identify this source, be valid now and be signed by one of `keys`.
+    pub fn check_archive(
+        &self,
+        archive: &str,
+        keys: &Keyring,
+        fetch: &dyn Fetch,
+        now: i64,
+    ) -> Result<Found, String> {
+        let base = format!("{archive}dists/{}/", self.codename);
+        let (status, data) = fetch.get(&format!("{base}InRelease"))?;
+        let (verified, issuers, body) = match status {
+            200 => {
+                let (verified, issuers) = keys.verify_cleartext_issuers(&data);
+                let body = crate::openpgp::cleartext_body(&String::from_utf8_lossy(&data))
+                    .map_err(|e| format!("InRelease: {e}"))?;
+                (verified.map(|_| ()), issuers, body)
+            }
+            404 => {
+                let (status, release) = fetch.get(&format!("{base}Release"))?;
+                if status != 200 {
+                    return Err(format!("no {base}InRelease or Release (HTTP {status})"));
+                }
+                let (status, sig) = fetch.get(&format!("{base}Release.gpg"))?;
+                if status != 200 {
+                    return Err(format!("{base}Release.gpg: HTTP {status}"));
+                }
+                let (verified, issuers) = keys.verify_detached_issuers(&release, &sig);
+                (
+                    verified.map(|_| ()),
+                    issuers,
+                    String::from_utf8_lossy(&release).into_owned(),
+                )
+            }
+            other => return Err(format!("{base}InRelease: HTTP {other}")),
+        };
+        let release = Paragraph::parse(&body).map_err(|e| format!("{base}: Release: {e}"))?;
+        let field = |name: &str| release.get(name).unwrap_or("").trim().to_string();
+        let mut wanted: Vec<(String, String)> = vec![("Origin".into(), self.origin.clone())];
+        if !self.extra_identifiers.contains_key("Codename") {
+            wanted.push(("Codename".into(), self.codename.clone()));
+        }
+        wanted.extend(
+            self.extra_identifiers
+                .iter()
+                .filter(|(k, _)| k.as_str() != "Origin")
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        for (name, value) in &wanted {
+            let got = field(name);
+            if &got != value {
+                return Err(format!(
+                    "{base}: the Release file says {name}: '{got}', not '{value}'"
+                ));
+            }
+        }
+        if self.check_valid_until {
+            let until = field("Valid-Until");
+            if !until.is_empty() {
+                let t = httpdate::parse_http_date(&until.replace("UTC", "GMT"))
+                    .map_err(|_| format!("{base}: Valid-Until '{until}' is not a date"))?;
+                let t = t
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                if t < now {
+                    return Err(format!("{base}: the Release file expired at {until}"));
+                }
+            }
+        }
+        if let Err(e) = verified {
+            let mut ids = issuers;
+            ids.dedup();
+            return Err(format!(
+                "{base}: no good signature by the source's keys ({}): {e}; it is signed by {}",
+                self.apt_keys.join(", "),
+                if ids.is_empty() {
+                    "no key".to_string()
+                } else {
+                    ids.join(", ")
+                }
+            ));
+        }
+        let strip = |c: &str| {
+            c.strip_prefix(self.remove_from_component.as_str())
+                .unwrap_or(c)
+                .to_string()
+        };
+        Ok(Found {
+            description: field("Description"),
+            codeversion: origin::codeversion(&self.origin, &self.codename, &field("Version")),
+            components: field("Components").split_whitespace().map(strip).collect(),
+            architectures: field("Architectures")
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+        })
+    }
+
+    /// The whole check: every archive is pinged and tried; those that carry the source are
+    /// kept (fastest first) and the Release data taken from the first. Fails, naming each
+    /// archive's reason, when none does.
+    pub fn check(
+        &mut self,
+        archives: &mut [Archive],
+        keys: &Keyring,
+        fetch: &dyn Fetch,
+        now: i64,
+    ) -> Result<(), String> {
+        if archives.is_empty() {
+            return Err("no archives are set up".to_string());
+        }
+        let mut good: Vec<(f64, String, Found)> = Vec::new();
+        let mut errors = Vec::new();
+        for a in archives.iter_mut() {
+            if let Err(e) = a.ping(fetch) {
+                errors.push(format!("{}: {e}", a.url));
+                continue;
+            }
+            match self.check_archive(&a.url, keys, fetch, now) {
+                Ok(found) => good.push((a.ping_ms, a.url.clone(), found)),
+                Err(e) => errors.push(e),
+            }
+        }
+        if good.is_empty() {
+            return Err(format!(
+                "no archive carries {} '{}': {}",
+                self.origin,
+                self.codename,
+                errors.join("; ")
+            ));
+        }
+        good.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let found = good[0].2.clone();
+        self.archives = good.into_iter().map(|(_, url, _)| url).collect();
+        self.description = found.description;
+        self.codeversion_guessed = found.codeversion;
+        self.components = found.components;
+        self.architectures = found.architectures;
+        Ok(())
+    }
+}
+
+/// Reads a stored object of a kind.
+pub fn load<T: serde::de::DeserializeOwned>(
+    engine: &Engine,
+    kind: &'static str,
+    key: &str,
+) -> Result<T, ConfigError> {
+    engine
+        .object::<T>(key)?
+        .ok_or_else(|| ConfigError::NotFound {
+            kind,
+            id: key.split_once('/').map_or(key, |(_, id)| id).to_string(),
+        })
+}
+
+/// The keyring of a source's active keys.
+pub fn source_keyring(engine: &Engine, source: &Source) -> Result<Keyring, ConfigError> {
+    let mut ring = Keyring::new();
+    for id in &source.apt_keys {
+        let k: AptKey = load(engine, "aptkey", &AptKey::key(id))?;
+        if k.status.is_active() {
+            ring.add_bytes(k.key.as_bytes())
+                .map_err(|e| object_error("aptkey", id, e.to_string()))?;
+        }
+    }
+    Ok(ring)
+}
+
+/// The kinds `objects` and `object_action` work on.
+pub const KINDS: &[&str] = &["archive", "aptkey", "source"];
+
+/// An action of the status model on a stored AptKey or Source; for a Source, its keys are
+/// prepared, checked and activated first (its dependencies). Returns the new status; a failed
+/// check is stored (Failed, with its reason) and also returned as the error.
+pub fn act(
+    engine: &Engine,
+    kind: &str,
+    id: &str,
+    action: &str,
+    fetch: &dyn Fetch,
+    now: i64,
+) -> Result<Status, ConfigError> {
+    match kind {
+        "aptkey" => act_key(engine, id, action, now),
+        "source" => act_source(engine, id, action, fetch, now),
+        "archive" => Err(object_error(
+            "archive",
+            id,
+            "archives have no status; a source check pings them",
+        )),
+        other => Err(ConfigError::Setup(format!(
+            "unknown kind '{other}' (known: {})",
+            KINDS.join(", ")
+        ))),
+    }
+}
+
+/// An object with the status model: its own prepare and check work.
+trait StatusObject {
+    fn status(&mut self) -> &mut Status;
+    fn prepare(&mut self) -> Result<(), String>;
+    fn check(&mut self) -> Result<(), String>;
+}
+
+/// The steps of an action: `prepare`, `check`, `activate`, `deactivate`, `remove`, `pc`
+/// (prepare and check) and `pca` (prepare, check, activate).
+pub fn steps(action: &str) -> Option<&'static [&'static str]> {
+    Some(match action {
+        "prepare" => &["prepare"],
+        "check" => &["check"],
+        "activate" => &["activate"],
+        "deactivate" => &["deactivate"],
+        "remove" => &["remove"],
+        "pc" => &["prepare", "check"],
+        "pca" => &["prepare", "check", "activate"],
+        _ => return None,
+    })
+}
+
+pub const ACTIONS: &str = "prepare, check, activate, deactivate, remove, pc, pca";
+
+/// Runs an action on an object; a failing prepare or check leaves the object Failed with the
+/// reason (and is returned as the error).
+fn drive(obj: &mut dyn StatusObject, action: &str, now: i64) -> Result<(), String> {
+    let steps =
+        steps(action).ok_or_else(|| format!("unknown action '{action}' (known: {ACTIONS})"))?;
+    for step in steps {
+        match *step {
+            "prepare" => {
+                if obj.status().needs_prepare() {
+                    match obj.prepare() {
+                        Ok(()) => obj.status().prepared(),
+                        Err(e) => {
+                            obj.status().failed(e.clone());
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+            "check" => {
+                obj.status().may_check().map_err(|r| r.to_string())?;
+                match obj.check() {
+                    Ok(()) => obj.status().checked(now),
+                    Err(e) => {
+                        obj.status().failed(e.clone());
+                        return Err(e);
+                    }
+                }
+            }
+            "activate" => obj.status().activate().map_err(|r| r.to_string())?,
+            "deactivate" => obj.status().deactivate(),
+            _ => obj.status().remove(),
+        }
+    }
+    Ok(())
+}
+
+impl StatusObject for AptKey {
+    fn status(&mut self) -> &mut Status {
+        &mut self.status
+    }
+    fn prepare(&mut self) -> Result<(), String> {
+        AptKey::prepare(self, Path::new(HOST_KEYRINGS))
+    }
+    fn check(&mut self) -> Result<(), String> {
+        AptKey::check(self)
+    }
+}
+
+/// A source with what its check needs.
+struct SourceCheck<'a> {
+    source: &'a mut Source,
+    archives: &'a mut [Archive],
+    keys: Keyring,
+    fetch: &'a dyn Fetch,
+    now: i64,
+}
+
+impl StatusObject for SourceCheck<'_> {
+    fn status(&mut self) -> &mut Status {
+        &mut self.source.status
+    }
+    fn prepare(&mut self) -> Result<(), String> {
+        if self.source.apt_keys.is_empty() {
+            return Err("no apt keys: a source needs at least one".to_string());
+        }
+        Ok(())
+    }
+    fn check(&mut self) -> Result<(), String> {
+        if self.keys.is_empty() {
+            return Err(format!(
+                "none of its keys ({}) is active",
+                self.source.apt_keys.join(", ")
+            ));
+        }
+        self.source
+            .check(self.archives, &self.keys, self.fetch, self.now)
+    }
+}
+
+fn act_key(engine: &Engine, id: &str, action: &str, now: i64) -> Result<Status, ConfigError> {
+    let key = AptKey::key(id);
+    let mut k: AptKey = load(engine, "aptkey", &key)?;
+    let result = drive(&mut k, action, now);
+    engine.put_object(&key, &k)?;
+    result
+        .map(|()| k.status.clone())
+        .map_err(|e| object_error("aptkey", id, e))
+}
+
+fn act_source(
+    engine: &Engine,
+    id: &str,
+    action: &str,
+    fetch: &dyn Fetch,
+    now: i64,
+) -> Result<Status, ConfigError> {
+    let key = Source::key(id);
+    let mut source: Source = load(engine, "source", &key)?;
+    // Its keys first, with the same action (deactivate and remove stay with the source).
+    let mut key_errors = Vec::new();
+    if !matches!(action, "deactivate" | "remove") {
+        for k in &source.apt_keys {
+            if let Err(e) = act_key(engine, k, action, now) {
+                key_errors.push(e.to_string());
+            }
+        }
+    }
+    let mut archives: Vec<Archive> = engine
+        .objects::<Archive>("archive/")?
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect();
+    let keys = source_keyring(engine, &source)?;
+    let result = {
+        let mut sc = SourceCheck {
+            source: &mut source,
+            archives: &mut archives,
+            keys,
+            fetch,
+            now,
+        };
+        drive(&mut sc, action, now)
+    };
+    let result = result.map_err(|e| {
+        if key_errors.is_empty() {
+            e
+        } else {
+            format!("{e} ({})", key_errors.join("; "))
+        }
+    });
+    if let Err(e) = &result {
+        source.status.message = e.clone();
+    }
+    engine.put_objects(
+        &archives
+            .iter()
+            .map(|a| (Archive::key(&a.url), a.clone()))
+            .collect::<Vec<_>>(),
+    )?;
+    engine.put_object(&key, &source)?;
+    result
+        .map(|()| source.status.clone())
+        .map_err(|e| object_error("source", id, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openpgp::{ArchiveKey, KeyAlgorithm};
+    use std::collections::HashMap;
+
+    /// Canned answers; any other URL is unreachable.
+    struct Canned(HashMap<String, (u16, Vec<u8>)>);
+
+    impl Fetch for Canned {
+        fn get(&self, url: &str) -> Result<(u16, Vec<u8>), String> {
+            if url.starts_with("http://down.invalid/") {
+                return Err("dns error: failed to lookup address".to_string());
+            }
+            Ok(self.0.get(url).cloned().unwrap_or((404, Vec::new())))
+        }
+    }
+
+    const RELEASE: &str = "Origin: Debian\nLabel: Debian\nSuite: stable\nVersion: 12.15\nCodename: bookworm\nDate: Sat, 08 Nov 2025 10:00:00 UTC\nArchitectures: all amd64 arm64\nComponents: main contrib\nDescription: Debian 12.15 Released 08 November 2025\n";
+
+    fn archive_with(signer: &ArchiveKey, release: &str) -> Canned {
+        let mut m = HashMap::new();
+        m.insert(
+            "http://mirror.example/debian/dists/bookworm/InRelease".to_string(),
+            (200, signer.clearsign(release.as_bytes()).unwrap()),
+        );
+        Canned(m)
+    }
+
+    fn source() -> Source {
+        let (spec, _) = origin::find("Debian")
+            .unwrap()
+            .sources_for("bookworm", true);
+        Source::new(&spec)
+    }
+
+    fn archives() -> Vec<Archive> {
+        vec![
+            Archive::new("http://down.invalid/debian/").unwrap(),
+            Archive::new("http://mirror.example/debian/").unwrap(),
+        ]
+    }
+
+    #[test]
+    fn a_good_release_fills_in_the_source() {
+        let key = ArchiveKey::generate("archive <a@example>", KeyAlgorithm::Ed25519).unwrap();
+        let mut s = source();
+        let mut a = archives();
+        s.check(&mut a, &key.keyring(), &archive_with(&key, RELEASE), 0)
+            .unwrap();
+        assert_eq!(s.archives, ["http://mirror.example/debian/"]);
+        assert_eq!(s.codeversion(), "12");
+        assert_eq!(s.components, ["main", "contrib"]);
+        assert_eq!(s.architectures, ["all", "amd64", "arm64"]);
+        assert!(s.description.starts_with("Debian 12.15"));
+        assert!(a[0].ping_ms < 0.0 && a[1].ping_ms >= 0.0);
+        s.codeversion_override = "12x".into();
+        assert_eq!(s.codeversion(), "12x");
+    }
+
+    #[test]
+    fn a_release_signed_by_other_keys_names_the_keys_that_signed_it() {
+        let signer = ArchiveKey::generate("signer <s@example>", KeyAlgorithm::Ed25519).unwrap();
+        let ours = ArchiveKey::generate("ours <o@example>", KeyAlgorithm::Ed25519).unwrap();
+        let mut s = source();
+        let err = s
+            .check(
+                &mut archives(),
+                &ours.keyring(),
+                &archive_with(&signer, RELEASE),
+                0,
+            )
+            .unwrap_err();
+        let info = &signer.keyring().infos()[0];
+        let named = std::iter::once(&info.long_id)
+            .chain(info.subkeys.iter())
+            .any(|id| err.contains(&format!("it is signed by {id}")));
+        assert!(named, "{err} / {info:?}");
+        assert!(
+            err.contains("http://down.invalid/debian/: unreachable"),
+            "{err}"
+        );
+        assert!(s.archives.is_empty());
+    }
+
+    #[test]
+    fn identity_validity_and_presence_are_checked() {
+        let key = ArchiveKey::generate("archive <a@example>", KeyAlgorithm::Ed25519).unwrap();
+        let other = RELEASE.replace("Codename: bookworm", "Codename: trixie");
+        let err = source()
+            .check(
+                &mut archives(),
+                &key.keyring(),
+                &archive_with(&key, &other),
+                0,
+            )
+            .unwrap_err();
+        assert!(err.contains("Codename: 'trixie', not 'bookworm'"), "{err}");
+        let expired = format!("{RELEASE}Valid-Until: Sat, 15 Nov 2025 10:00:00 UTC\n");
+        let fetch = archive_with(&key, &expired);
+        let err = source()
+            .check(&mut archives(), &key.keyring(), &fetch, 1_795_910_400)
+            .unwrap_err();
+        assert!(err.contains("expired at Sat, 15 Nov 2025"), "{err}");
+        let mut lax = source();
+        lax.check_valid_until = false;
+        lax.check(&mut archives(), &key.keyring(), &fetch, 1_795_910_400)
+            .unwrap();
+        let err = source()
+            .check(&mut archives(), &key.keyring(), &Canned(HashMap::new()), 0)
+            .unwrap_err();
+        assert!(
+            err.contains(
+                "no http://mirror.example/debian/dists/bookworm/InRelease or Release (HTTP 404)"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn keys_come_from_their_text_or_the_host_keyrings() {
+        let key = ArchiveKey::generate("archive <a@example>", KeyAlgorithm::Ed25519).unwrap();
+        let id = key.keyring().infos()[0].long_id.clone();
+        let mut k = AptKey::new(&id).unwrap();
+        k.key = String::from_utf8(key.public_armored()).unwrap();
+        k.prepare(Path::new("/nonexistent")).unwrap();
+        assert_eq!(k.info.as_ref().unwrap().name, "archive <a@example>");
+        k.check().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("x-archive-keyring.gpg"),
+            key.public_binary(),
+        )
+        .unwrap();
+        let mut k = AptKey::new(&id[8..]).unwrap();
+        k.prepare(dir.path()).unwrap();
+        assert_eq!(k.info.unwrap().long_id, id);
+        let err = AptKey::new("DEADBEEFDEADBEEF")
+            .unwrap()
+            .prepare(dir.path())
+            .unwrap_err();
+        assert!(err.contains("key DEADBEEFDEADBEEF is in none of"), "{err}");
+        assert!(AptKey::new("xyz").is_err());
+        assert!(Archive::new("http://x.example/debian").is_err());
+        assert!(Archive::new("http://x.example/debian//").is_err());
+    }
+}
