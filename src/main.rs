@@ -79,6 +79,10 @@ enum Command {
         /// network; `mbd api chroot_prepare` does it later).
         #[arg(long)]
         no_default_chroot: bool,
+        /// On a new home, create only the archive key and the administrator, no repository:
+        /// `mbd api setup ...` makes the rest (e.g. `--preset Debian`).
+        #[arg(long)]
+        no_default_setup: bool,
     },
     /// Print the archive's public key (what apt's signed-by needs).
     PubKey {
@@ -270,6 +274,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             log_level,
             admin_password,
             no_default_chroot,
+            no_default_setup,
         } => {
             mbd::daemon::run(mbd::daemon::Options {
                 home,
@@ -279,6 +284,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 log_level,
                 admin_password,
                 default_chroot: !no_default_chroot,
+                default_setup: !no_default_setup,
             })?;
             Ok(ExitCode::SUCCESS)
         }

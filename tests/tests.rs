@@ -14,6 +14,8 @@ mod fixtures;
 mod fuzz;
 /// The repository engine: apt against published suites, rollbacks, migrations, refusals.
 mod repo;
+/// `setup` against the host's real Debian archive: sources checked with real keys, refusals.
+mod setup;
 /// The real gpgv accepts what mbd signs; uploads signed outside the keyring are refused.
 mod signatures;
 /// Helpers: fixture paths, running external tools, an HTTP server, an isolated apt.

@@ -529,8 +529,154 @@ pub static CALLS: &[Call] = &[
         args: &[req("chroot", Kind::Str, "<codename>-<architecture>")],
         run: chroot_remove,
     },
+    Call {
+        name: "setup",
+        level: Level::Admin,
+        changes: true,
+        running: false,
+        doc: "Report (and with update/pca create, prepare, check and activate) the archives, keys, sources, distributions, repositories and chroots a setup needs. Explicit lists replace the implicit '..._from_...' ones; a preset (Debian, Ubuntu) bootstraps everything from that origin.",
+        args: &[
+            arg(
+                "preset",
+                Kind::Str,
+                "",
+                "bootstrap preset: Debian or Ubuntu (everything from the origin, repository test, update and pca)",
+            ),
+            arg(
+                "from_origins",
+                Kind::List,
+                "",
+                "origins for the implicit options: Debian|Ubuntu[:lts|:all]",
+            ),
+            arg("archives", Kind::List, "", "archive URLs (ending in /)"),
+            arg(
+                "archives_from_origins",
+                Kind::Bool,
+                "false",
+                "the origins' known archives",
+            ),
+            arg(
+                "archives_from_apt_sources",
+                Kind::Bool,
+                "false",
+                "the archives the host's apt sources name",
+            ),
+            arg(
+                "sources",
+                Kind::List,
+                "",
+                "codenames (each with its security and backports sources)",
+            ),
+            arg(
+                "sources_from_origins",
+                Kind::Bool,
+                "false",
+                "the origins' supported codenames (':lts' adds LTS, ':all' all)",
+            ),
+            arg(
+                "distributions",
+                Kind::List,
+                "",
+                "<codename>:<arch>[+<arch>...]",
+            ),
+            arg(
+                "distributions_from_sources",
+                Kind::Bool,
+                "false",
+                "one distribution per source codename, for the host's architecture",
+            ),
+            arg(
+                "repositories",
+                Kind::List,
+                "",
+                "<id>:<layout>:<codename>[+<codename>...]",
+            ),
+            arg(
+                "repositories_from_distributions",
+                Kind::List,
+                "",
+                "<id>[:<layout>]: a repository on every distribution",
+            ),
+            arg("chroots", Kind::List, "", "<codename>:<arch>"),
+            arg(
+                "chroots_from_sources",
+                Kind::Bool,
+                "false",
+                "a chroot per distribution and architecture",
+            ),
+            arg(
+                "chroots_backend",
+                Kind::Str,
+                "directory",
+                "directory or file",
+            ),
+            arg(
+                "update",
+                Kind::Bool,
+                "false",
+                "create missing objects and update differing ones",
+            ),
+            arg(
+                "pca",
+                Kind::Bool,
+                "false",
+                "prepare, check and activate the objects (chroots are prepared in the background)",
+            ),
+            arg("format", Kind::Str, "text", "text or json"),
+        ],
+        run: setup,
+    },
+    Call {
+        name: "config_objects",
+        level: Level::Staff,
+        changes: false,
+        running: false,
+        doc: "Archives, apt keys and sources with their status (Removed, Prepared (-*xA), Active) and what their last check found.",
+        args: &[arg(
+            "kind",
+            Kind::Str,
+            "",
+            "archive, aptkey or source (default: all)",
+        )],
+        run: config_objects,
+    },
+    Call {
+        name: "config_action",
+        level: Level::Admin,
+        changes: true,
+        running: false,
+        doc: "Run a status action on an apt key or a source: prepare, check, activate, deactivate, remove, pc or pca. A source's keys get the action first; a failed check leaves it Failed with the reason.",
+        args: &[
+            req("kind", Kind::Str, "aptkey or source"),
+            req("id", Kind::Str, "key id or source codename"),
+            req(
+                "action",
+                Kind::Str,
+                "prepare, check, activate, deactivate, remove, pc or pca",
+            ),
+        ],
+        run: config_action,
+    },
+    Call {
+        name: "config_set",
+        level: Level::Admin,
+        changes: true,
+        running: false,
+        doc: "Edit an apt key (key: armored text) or a source (apt_keys, codeversion_override, check_valid_until, extra_identifiers as k=v lists, remove_from_component); the object is marked changed and must be prepared again.",
+        args: &[
+            req("kind", Kind::Str, "aptkey or source"),
+            req("id", Kind::Str, "key id or source codename"),
+            req("field", Kind::Str, "the field to set"),
+            arg(
+                "value",
+                Kind::List,
+                "",
+                "the new value (lists: one item per value)",
+            ),
+        ],
+        run: config_set,
+    },
 ];
-
 pub fn find(name: &str) -> Option<&'static Call> {
     CALLS.iter().find(|c| c.name == name)
 }
@@ -1343,6 +1489,168 @@ fn token_revoke(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     };
     engine.delete_object(&key)?;
     Ok(Output::Text(format!("revoked token {id}")))
+}
+
+impl From<crate::config::ConfigError> for ApiError {
+    fn from(e: crate::config::ConfigError) -> ApiError {
+        use crate::config::ConfigError as C;
+        match e {
+            C::Repo(r) => ApiError::Repo(r),
+            C::NotFound { .. } => ApiError::NotFound(e.to_string()),
+            C::Object { .. } | C::Setup(_) => ApiError::BadRequest(e.to_string()),
+        }
+    }
+}
+
+/// What setup needs from the running daemon: the network, the host, the build queue.
+struct DaemonEnv<'a> {
+    ctx: &'a Context,
+    http: crate::config::Http,
+}
+
+impl crate::config::setup::Env for DaemonEnv<'_> {
+    fn fetch(&self) -> &dyn crate::config::Fetch {
+        &self.http
+    }
+    fn now(&self) -> i64 {
+        crate::repo::publish_time()
+    }
+    fn distro_info(&self, file: &str) -> Option<String> {
+        std::fs::read_to_string(std::path::Path::new("/usr/share/distro-info").join(file)).ok()
+    }
+    fn apt_archives(&self) -> Vec<String> {
+        crate::config::setup::apt_archives(std::path::Path::new("/etc/apt"))
+    }
+    fn host_arch(&self) -> String {
+        crate::daemon::host_distribution().1
+    }
+    fn request_chroot(
+        &mut self,
+        engine: &Engine,
+        chroot: crate::build::chroot::Chroot,
+    ) -> Result<(), String> {
+        self.ctx
+            .builds
+            .request(engine, chroot)
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn setup(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let a = &inv.args;
+    let list = |n: &str| a.list(n).to_vec();
+    let req = crate::config::setup::Request {
+        from_origins: list("from_origins"),
+        preset: a
+            .opt("preset")
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
+        archives: list("archives"),
+        archives_from_origins: a.bool("archives_from_origins"),
+        archives_from_apt_sources: a.bool("archives_from_apt_sources"),
+        sources: list("sources"),
+        sources_from_origins: a.bool("sources_from_origins"),
+        distributions: list("distributions"),
+        distributions_from_sources: a.bool("distributions_from_sources"),
+        repositories: list("repositories"),
+        repositories_from_distributions: list("repositories_from_distributions"),
+        chroots: list("chroots"),
+        chroots_from_sources: a.bool("chroots_from_sources"),
+        chroots_backend: a.str("chroots_backend").to_string(),
+        update: a.bool("update"),
+        pca: a.bool("pca"),
+    };
+    let format = a.str("format");
+    if !matches!(format, "text" | "json") {
+        return Err(ApiError::BadRequest(format!(
+            "setup: format '{format}' is not text or json"
+        )));
+    }
+    let mut env = DaemonEnv {
+        ctx,
+        http: crate::config::Http::default(),
+    };
+    let report = crate::config::setup::run(&ctx.engine_mut(), &req, &mut env)?;
+    match format {
+        "json" => Output::json(&report),
+        _ => Ok(Output::Text(report.text())),
+    }
+}
+
+fn config_objects(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    use crate::config::{AptKey, Archive, KINDS, Source};
+    let kind = inv.args.str("kind");
+    if !kind.is_empty() && !KINDS.contains(&kind) {
+        return Err(ApiError::BadRequest(format!(
+            "config_objects: kind '{kind}' is not one of {}",
+            KINDS.join(", ")
+        )));
+    }
+    let engine = ctx.engine();
+    let with_label = |status: &crate::config::status::Status, v: serde_json::Value| {
+        let mut v = v;
+        v["label"] = json!(status.label());
+        v
+    };
+    let mut out = serde_json::Map::new();
+    if kind.is_empty() || kind == "archive" {
+        let all: Vec<Archive> = engine
+            .objects::<Archive>("archive/")?
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect();
+        out.insert("archive".into(), json!(all));
+    }
+    if kind.is_empty() || kind == "aptkey" {
+        let all: Vec<serde_json::Value> = engine
+            .objects::<AptKey>("aptkey/")?
+            .into_iter()
+            .map(|(_, k)| {
+                let mut k = k;
+                k.key.clear();
+                with_label(&k.status, json!(k))
+            })
+            .collect();
+        out.insert("aptkey".into(), json!(all));
+    }
+    if kind.is_empty() || kind == "source" {
+        let all: Vec<serde_json::Value> = engine
+            .objects::<Source>("source/")?
+            .into_iter()
+            .map(|(_, s)| {
+                let mut v = with_label(&s.status, json!(s));
+                v["codeversion"] = json!(s.codeversion());
+                v
+            })
+            .collect();
+        out.insert("source".into(), json!(all));
+    }
+    Ok(Output::Json(serde_json::Value::Object(out)))
+}
+
+fn config_action(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let a = &inv.args;
+    let status = crate::config::act(
+        &ctx.engine_mut(),
+        a.str("kind"),
+        a.str("id"),
+        a.str("action"),
+        &crate::config::Http::default(),
+        crate::repo::publish_time(),
+    )?;
+    Output::json(&json!({"status": status, "label": status.label()}))
+}
+
+fn config_set(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let a = &inv.args;
+    let status = crate::config::set(
+        &ctx.engine_mut(),
+        a.str("kind"),
+        a.str("id"),
+        a.str("field"),
+        a.list("value"),
+    )?;
+    Output::json(&json!({"status": status, "label": status.label()}))
 }
 
 #[cfg(test)]

@@ -93,7 +93,10 @@ pub struct Archive {
 }
 
 impl Archive {
+    /// An archive at `url`; a missing final `/` is added.
     pub fn new(url: &str) -> Result<Archive, ConfigError> {
+        let with_slash = format!("{url}/");
+        let url = if url.ends_with('/') { url } else { &with_slash };
         let valid = (url.starts_with("http://") || url.starts_with("https://"))
             && url.ends_with('/')
             && !url.ends_with("//")
@@ -102,7 +105,7 @@ impl Archive {
             return Err(object_error(
                 "archive",
                 url,
-                "must be an http:// or https:// URL ending in exactly one '/'",
+                "must be an http:// or https:// URL (ending in one '/', not more)",
             ));
         }
         Ok(Archive {
@@ -668,6 +671,116 @@ fn act_source(
         .map_err(|e| object_error("source", id, e))
 }
 
+/// Edits one field of a stored AptKey or Source; the object is marked changed (prepare it
+/// again) unless it was removed.
+pub fn set(
+    engine: &Engine,
+    kind: &str,
+    id: &str,
+    field: &str,
+    value: &[String],
+) -> Result<Status, ConfigError> {
+    let one = || -> Result<String, ConfigError> {
+        match value {
+            [v] => Ok(v.clone()),
+            _ => Err(object_error(
+                "source",
+                id,
+                format!("{field} takes exactly one value"),
+            )),
+        }
+    };
+    match kind {
+        "aptkey" => {
+            let key = AptKey::key(id);
+            let mut k: AptKey = load(engine, "aptkey", &key)?;
+            match field {
+                "key" => {
+                    let text = one()?;
+                    Keyring::from_bytes(text.as_bytes())
+                        .map_err(|e| object_error("aptkey", id, e.to_string()))?;
+                    k.key = text;
+                    k.info = None;
+                }
+                other => {
+                    return Err(object_error(
+                        "aptkey",
+                        id,
+                        format!("'{other}' cannot be set (settable: key)"),
+                    ));
+                }
+            }
+            k.status.changed();
+            engine.put_object(&key, &k)?;
+            Ok(k.status)
+        }
+        "source" => {
+            let key = Source::key(id);
+            let mut s: Source = load(engine, "source", &key)?;
+            match field {
+                "apt_keys" => {
+                    let mut keys = Vec::new();
+                    for v in value {
+                        let k = AptKey::new(v)?;
+                        if engine.object::<AptKey>(&AptKey::key(&k.key_id))?.is_none() {
+                            engine.put_object(&AptKey::key(&k.key_id), &k)?;
+                        }
+                        keys.push(k.key_id);
+                    }
+                    s.apt_keys = keys;
+                }
+                "codeversion_override" => s.codeversion_override = one()?,
+                "remove_from_component" => s.remove_from_component = one()?,
+                "check_valid_until" => {
+                    s.check_valid_until = match one()?.as_str() {
+                        "true" | "yes" | "1" => true,
+                        "false" | "no" | "0" => false,
+                        other => {
+                            return Err(object_error(
+                                "source",
+                                id,
+                                format!("check_valid_until: '{other}' is not true or false"),
+                            ));
+                        }
+                    }
+                }
+                "extra_identifiers" => {
+                    let mut ids = BTreeMap::new();
+                    for v in value {
+                        let (k, v) = v.split_once('=').ok_or_else(|| {
+                            object_error("source", id, format!("'{v}' is not <Field>=<value>"))
+                        })?;
+                        if k == "Origin" {
+                            return Err(object_error(
+                                "source",
+                                id,
+                                "Origin is the source's origin, not an extra identifier",
+                            ));
+                        }
+                        ids.insert(k.to_string(), v.to_string());
+                    }
+                    s.extra_identifiers = ids;
+                }
+                other => {
+                    return Err(object_error(
+                        "source",
+                        id,
+                        format!(
+                            "'{other}' cannot be set (settable: apt_keys, codeversion_override, check_valid_until, extra_identifiers, remove_from_component; origin and codename are fixed)"
+                        ),
+                    ));
+                }
+            }
+            s.status.changed();
+            engine.put_object(&key, &s)?;
+            Ok(s.status)
+        }
+        other => Err(ConfigError::Setup(format!(
+            "kind '{other}' cannot be edited (editable: aptkey, source)"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -811,7 +924,11 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("key DEADBEEFDEADBEEF is in none of"), "{err}");
         assert!(AptKey::new("xyz").is_err());
-        assert!(Archive::new("http://x.example/debian").is_err());
+        assert_eq!(
+            Archive::new("http://x.example/debian").unwrap().url,
+            "http://x.example/debian/"
+        );
+        assert!(Archive::new("ftp://x.example/debian/").is_err());
         assert!(Archive::new("http://x.example/debian//").is_err());
     }
 }

@@ -87,7 +87,9 @@ impl Report {
             "failed" => 3,
             "missing" | "changed" | "waiting" => 2,
             _ if !e.diff.is_empty() => 2,
-            "exists" | "preparing" => 1,
+            // A key or source that exists but is not active is worth a look.
+            "exists" if matches!(e.kind, "aptkey" | "source") => 1,
+            "preparing" => 1,
             _ => 0,
         };
         self.severity = self.severity.max(sev);
@@ -277,11 +279,15 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
     if req.archives_from_apt_sources {
         archive_urls.extend(env.apt_archives());
     }
+    let mut archives = Vec::new();
+    for u in &archive_urls {
+        archives.push(Archive::new(u)?);
+    }
     let mut seen = BTreeSet::new();
-    archive_urls.retain(|u| seen.insert(u.clone()));
+    archives.retain(|a| seen.insert(a.url.clone()));
     let mut new_archives = Vec::new();
-    for url in &archive_urls {
-        let a = Archive::new(url)?;
+    for a in archives {
+        let url = &a.url.clone();
         match engine.object::<Archive>(&Archive::key(url))? {
             Some(existing) => {
                 let mut e = entry("archive", url, "exists");

@@ -213,6 +213,8 @@ pub struct Options {
     pub admin_password: Option<String>,
     /// On a new home, prepare the build chroot for the host.
     pub default_chroot: bool,
+    /// On a new home, create the default repository (else only the key and the instance).
+    pub default_setup: bool,
 }
 
 /// The exclusive lock on a home, held for the daemon's life.
@@ -328,9 +330,13 @@ pub fn host_distribution() -> (String, String) {
 
 /// Opens the engine; on an empty home creates the embedded default: one repository `test`
 /// (layout Default, unauthenticated uploads allowed) for the host's codename and architecture.
-fn open_or_create(home: &Path) -> Result<(Engine, bool), DaemonError> {
+fn open_or_create(home: &Path, default_setup: bool) -> Result<(Engine, bool), DaemonError> {
     match Engine::open(home) {
         Ok(e) => Ok((e, false)),
+        Err(RepoError::NotSetUp { .. }) if !default_setup => {
+            tracing::info!("empty home: creating the archive key only (no default setup)");
+            Ok((Engine::setup(home, &SetupOptions::default())?, true))
+        }
         Err(RepoError::NotSetUp { .. }) => {
             let (codename, arch) = host_distribution();
             tracing::info!(%codename, %arch, "empty home: creating the default setup");
@@ -450,7 +456,7 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
         settings.log_level = l.clone();
     }
     init_logging(&home, &settings.log_level)?;
-    let (engine, created) = open_or_create(&home)?;
+    let (engine, created) = open_or_create(&home, opts.default_setup)?;
     let admin_password = opts
         .admin_password
         .clone()
@@ -545,7 +551,11 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
             });
             tracing::info!(%addr, "FTP uploads");
         }
-        print_banner(&state.ctx, created, generated.as_deref())?;
+        print_banner(
+            &state.ctx,
+            created.then_some(opts.default_setup),
+            generated.as_deref(),
+        )?;
         // Uploads that waited through a restart are decided now; leftovers of interrupted
         // uploads go after their age, checked here and every few minutes.
         {
@@ -603,7 +613,11 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
                     host_arch: host_arch.clone(),
                 },
             );
-            if created && opts.default_chroot && settings.prepare_default_chroot {
+            if created
+                && opts.default_setup
+                && opts.default_chroot
+                && settings.prepare_default_chroot
+            {
                 prepare_default_chroot(&state.ctx, &codename, &host_arch);
             }
         }
@@ -766,7 +780,12 @@ async fn shutdown_signal() {
 
 /// What a newcomer needs: the URL, an apt entry, a dput.cf section (and the admin password
 /// if it was generated).
-fn print_banner(ctx: &Context, created: bool, password: Option<&str>) -> Result<(), DaemonError> {
+/// `created`: whether this start created the home, and if so with the default setup.
+fn print_banner(
+    ctx: &Context,
+    created: Option<bool>,
+    password: Option<&str>,
+) -> Result<(), DaemonError> {
     let engine = ctx.engine();
     let identity = engine.instance().identity.clone();
     drop(engine);
@@ -788,8 +807,14 @@ fn print_banner(ctx: &Context, created: bool, password: Option<&str>) -> Result<
         })
         .unwrap_or_default();
     let mut out = String::new();
-    if created {
-        out.push_str("mbd: created the default setup (repository 'test', layout Default)\n");
+    match created {
+        Some(true) => {
+            out.push_str("mbd: created the default setup (repository 'test', layout Default)\n")
+        }
+        Some(false) => out.push_str(
+            "mbd: created an archive key and no repositories: `mbd api setup --help` makes them\n",
+        ),
+        None => {}
     }
     out.push_str(&format!(
         "mbd: archive '{identity}' serving at {0}/ (repositories under {0}/repositories/)\n",

@@ -1,0 +1,304 @@
+//! `setup` against the real Debian archive this machine uses: from an empty home (a daemon
+//! started with `--no-default-setup`) to checked sources, a distribution whose codeversion comes
+//! from the real Release file, and a published repository; and the refusals — an unknown
+//! origin, an unknown codename, an unreachable archive, keys that did not sign — each ending
+//! with clear reasons and no half-created objects.
+//!
+//! It needs the host's Debian mirror over http (as the build test does).
+
+use crate::daemon::{Daemon, json};
+use std::path::Path;
+
+/// This machine's Debian codename and major version (from /etc/os-release).
+fn host_release() -> (String, String) {
+    let text = std::fs::read_to_string("/etc/os-release").unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(|v| v.trim_matches('"').to_string())
+            .unwrap_or_default()
+    };
+    (field("VERSION_CODENAME"), field("VERSION_ID"))
+}
+
+fn sources(d: &Daemon) -> serde_json::Value {
+    json(&d.api_ok(&["config_objects", "--kind", "source"]))["source"].clone()
+}
+
+fn source<'a>(all: &'a serde_json::Value, codename: &str) -> &'a serde_json::Value {
+    all.as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["codename"] == codename)
+        .unwrap_or_else(|| panic!("no source {codename}: {all}"))
+}
+
+fn report(d: &Daemon, args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["setup", "--format", "json"];
+    a.extend_from_slice(args);
+    json(&d.api_ok(&a))
+}
+
+fn entry<'a>(r: &'a serde_json::Value, kind: &str, id: &str) -> &'a serde_json::Value {
+    r["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == kind && e["id"] == id)
+        .unwrap_or_else(|| panic!("no {kind} {id} in {r}"))
+}
+
+#[test]
+fn setup_from_the_debian_origin_checks_real_sources_and_refuses_bad_ones() {
+    let (codename, version) = host_release();
+    let mirror = mbd::build::chroot::mirror_from_apt_sources(Path::new("/etc/apt"), &codename)
+        .expect("the host's apt sources name a Debian mirror");
+    let mirror = format!("{}/", mirror.trim_end_matches('/'));
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let d = Daemon::start_with(&home, &["--no-default-setup", "--no-default-chroot"]);
+    assert!(d.banner().contains("no repositories"), "{}", d.banner());
+    let status = json(&d.api_ok(&["status", "--with-repositories"]));
+    assert_eq!(status["repositories"], serde_json::json!({}), "{status}");
+
+    // An unknown origin: refused, nothing created.
+    let (ok, out) = d.api(&[
+        "setup",
+        "--from-origins",
+        "Foo",
+        "--sources",
+        &codename,
+        "--update",
+    ]);
+    assert!(
+        !ok && out.contains("unknown origin 'Foo' (known: Debian, Ubuntu)"),
+        "{out}"
+    );
+    assert_eq!(sources(&d), serde_json::json!([]));
+
+    // Report only: everything missing, nothing stored.
+    let args = [
+        "--from-origins",
+        "Debian",
+        "--archives",
+        &mirror,
+        "--sources",
+        &codename,
+        "--distributions-from-sources",
+        "--repositories-from-distributions",
+        "test",
+    ];
+    let r = report(&d, &args);
+    assert_eq!(entry(&r, "source", &codename)["status"], "missing", "{r}");
+    assert_eq!(entry(&r, "archive", &mirror)["status"], "missing", "{r}");
+    assert_eq!(r["severity"], 2);
+    assert_eq!(sources(&d), serde_json::json!([]));
+
+    // Update and pca: the source is checked against the real InRelease and its real keys.
+    let mut apply = args.to_vec();
+    apply.extend(["--update", "--pca"]);
+    let r = report(&d, &apply);
+    let e = entry(&r, "source", &codename);
+    assert_eq!(e["status"], "active", "{r}");
+    assert_eq!(e["actions"], serde_json::json!(["created", "pca"]), "{r}");
+    assert_eq!(
+        entry(&r, "distribution", &codename)["status"],
+        "exists",
+        "{r}"
+    );
+    assert_eq!(
+        entry(&r, "repository", "test")["actions"][0],
+        "created",
+        "{r}"
+    );
+    let all = sources(&d);
+    let s = source(&all, &codename);
+    assert_eq!(s["label"], "Active (C)", "{s}");
+    assert_eq!(s["codeversion"], version.as_str(), "{s}");
+    assert_eq!(s["archives"][0], mirror.as_str(), "{s}");
+    assert!(
+        s["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "main")
+    );
+    let keys = json(&d.api_ok(&["config_objects", "--kind", "aptkey"]))["aptkey"].clone();
+    let used: Vec<&serde_json::Value> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| s["apt_keys"].as_array().unwrap().contains(&k["key_id"]))
+        .collect();
+    assert!(
+        used.iter().all(|k| k["label"] == "Active (C)"
+            && k["info"]["fingerprint"].as_str().unwrap().len() == 40),
+        "{keys}"
+    );
+    // The security source is an extra source of the distribution (the backports one too,
+    // when the archive carries it).
+    let security = format!("{codename}-security");
+    assert_eq!(
+        source(&all, &security)["label"],
+        "Prepared (x)",
+        "only {mirror} was given: {all}"
+    );
+    // The repository is published for the distribution, with the source's codeversion.
+    let (code, _, _) = d.get(
+        &format!("/repositories/test/dists/{codename}-test-unstable/InRelease"),
+        &[],
+    );
+    assert_eq!(code, 200);
+    let status = json(&d.api_ok(&["status", "--with-repositories"]));
+    assert_eq!(
+        status["repositories"]["test"]["codenames"][0],
+        codename.as_str(),
+        "{status}"
+    );
+
+    // Again: nothing to do.
+    let r = report(&d, &apply);
+    let created: Vec<&serde_json::Value> = r["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["actions"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == "created"))
+        })
+        .collect();
+    assert!(created.is_empty(), "{r}");
+
+    // Keys that did not sign the Release: the check fails, naming the keys that did.
+    let (ok, out) = d.api(&[
+        "config_set",
+        "source",
+        &codename,
+        "apt_keys",
+        "--value",
+        "605C66F00D6C9793",
+    ]);
+    assert!(ok, "{out}");
+    assert_eq!(source(&sources(&d), &codename)["label"], "Prepared (*)");
+    let (ok, out) = d.api(&["config_action", "source", &codename, "pca"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("no good signature by the source's keys (605C66F00D6C9793)"),
+        "{out}"
+    );
+    assert!(out.contains("it is signed by "), "{out}");
+    let all = sources(&d);
+    let s = source(&all, &codename);
+    assert_eq!(s["label"], "Prepared (x)", "{s}");
+    assert!(
+        s["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("it is signed by"),
+        "{s}"
+    );
+
+    // An unknown codename: its source ends Failed with the archive's answer; no distribution,
+    // and the repository is not extended with it.
+    let r = report(
+        &d,
+        &[
+            "--from-origins",
+            "Debian",
+            "--sources",
+            "bookwurm",
+            "--distributions-from-sources",
+            "--repositories-from-distributions",
+            "test",
+            "--update",
+            "--pca",
+        ],
+    );
+    let e = entry(&r, "source", "bookwurm");
+    assert_eq!(e["status"], "failed", "{r}");
+    assert!(
+        e["message"].as_str().unwrap().contains(&format!(
+            "no {mirror}dists/bookwurm/InRelease or Release (HTTP 404)"
+        )),
+        "{r}"
+    );
+    assert_eq!(r["severity"], 3);
+    assert_eq!(
+        entry(&r, "distribution", "bookwurm")["status"],
+        "waiting",
+        "{r}"
+    );
+    let status = json(&d.api_ok(&["status", "--with-repositories"]));
+    assert_eq!(
+        status["repositories"]["test"]["codenames"],
+        serde_json::json!([codename]),
+        "{status}"
+    );
+    assert_eq!(source(&sources(&d), "bookwurm")["label"], "Prepared (x)");
+}
+
+#[test]
+fn a_source_on_an_unreachable_archive_fails_with_the_reason() {
+    let (codename, _) = host_release();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with(
+        &dir.path().join("home"),
+        &["--no-default-setup", "--no-default-chroot"],
+    );
+    let r = report(
+        &d,
+        &[
+            "--from-origins",
+            "Debian",
+            "--archives",
+            "http://example.invalid/debian/",
+            "--sources",
+            &codename,
+            "--distributions-from-sources",
+            "--repositories-from-distributions",
+            "test",
+            "--chroots-from-sources",
+            "--update",
+            "--pca",
+        ],
+    );
+    let e = entry(&r, "source", &codename);
+    assert_eq!(e["status"], "failed", "{r}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("http://example.invalid/debian/: unreachable"),
+        "{r}"
+    );
+    for (kind, id) in [
+        ("distribution", codename.clone()),
+        ("repository", "test".to_string()),
+    ] {
+        assert_eq!(entry(&r, kind, &id)["status"], "waiting", "{r}");
+    }
+    let chroots: Vec<&serde_json::Value> = r["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "chroot")
+        .collect();
+    assert!(
+        !chroots.is_empty() && chroots.iter().all(|e| e["status"] == "waiting"),
+        "{r}"
+    );
+    let status = json(&d.api_ok(&["status", "--with-repositories"]));
+    assert_eq!(status["repositories"], serde_json::json!({}), "{status}");
+    assert_eq!(json(&d.api_ok(&["chroots"])), serde_json::json!([]));
+    // A bad archive URL or chroot backend is refused before anything is created.
+    let (ok, out) = d.api(&["setup", "--archives", "ftp://x.example/debian/", "--update"]);
+    assert!(
+        !ok && out.contains("must be an http:// or https:// URL"),
+        "{out}"
+    );
+    let (ok, out) = d.api(&["setup", "--chroots-backend", "lvm"]);
+    assert!(!ok && out.contains("chroot backend 'lvm'"), "{out}");
+    let (ok, out) = d.api(&["setup", "--preset", "Arch"]);
+    assert!(!ok && out.contains("unknown preset 'Arch'"), "{out}");
+}
