@@ -1,5 +1,5 @@
-//! Builds end to end, with no fakes: a new home, the daemon's default setup, the chroot it
-//! prepares (mmdebstrap, schroot), the stock `dput`, real `sbuild` runs, and `apt-get install`
+//! Builds end to end, with no fakes: a new home, `setup` with the Debian preset (or, for the
+//! dedicated user, the daemon's default setup), the chroot it prepares (mmdebstrap, schroot), the stock `dput`, real `sbuild` runs, and `apt-get install`
 //! of what was built from the daemon's HTTP server.
 //!
 //! It needs root (chroots, schroot) and the host's Debian mirror. Without root it says so and
@@ -236,8 +236,30 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     let started = Instant::now();
-    // A new home: the daemon creates the default setup and prepares the host's chroot.
-    let d = Daemon::start_with(&home, &[]);
+    // A new home with nothing but a key, then the README's setup: the Debian preset
+    // restricted to this machine's codename and apt mirrors — sources checked against the
+    // real archive and keys, distribution and repository `test`, the chroot prepared.
+    let d = Daemon::start_with(&home, &["--no-default-setup"]);
+    let (codename, _) = mbd::daemon::host_distribution();
+    let report = d.api_ok(&[
+        "setup",
+        "--preset",
+        "Debian",
+        "--archives-from-apt-sources",
+        "--sources",
+        &codename,
+    ]);
+    for want in [
+        format!("source       {codename:<40} active [created, pca]"),
+        format!("distribution {codename:<40} exists [created]"),
+        format!("repository   {:<40} exists [created]", "test"),
+        format!("chroot       {codename}-"),
+    ] {
+        assert!(
+            report.contains(&want),
+            "'{want}' not in the setup report:\n{report}"
+        );
+    }
     let chroot_id = wait_for_chroot(&d, &home, started);
     let conf = Path::new("/etc/schroot/chroot.d").join(format!("mbd-{chroot_id}.conf"));
     let text = std::fs::read_to_string(&conf).unwrap();
@@ -295,12 +317,16 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
     assert_eq!(status["load"], 0.0, "{status}");
     assert_eq!(status["chroots"][0]["state"], "ready", "{status}");
 
-    let banner = d.banner();
-    let start = banner.find("Types: deb").unwrap();
-    let end = banner[start..]
-        .find("\n\n")
-        .map_or(banner.len(), |e| start + e + 1);
-    let apt = Apt::new(&banner[start..end]);
+    let sources = d.api_ok(&[
+        "sources_list",
+        "--format",
+        "sources",
+        "--signed-by",
+        "inline",
+        "--suites",
+        "unstable",
+    ]);
+    let apt = Apt::new(&sources);
     apt.update();
     let (ok, out) = apt.get(&["install", "-y", "mbd-hello", "mbd-hello-doc"]);
     assert!(ok, "apt-get install: {out}");
