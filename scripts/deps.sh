@@ -13,6 +13,8 @@ PACKAGES=(
     chromium chromium-driver python3-selenium
     # tests: uploads with the stock dput client; a certificate for HTTPS/FTPS
     dput openssl
+    # setup: the release tables --from-origins selects codenames from
+    distro-info-data
     # builds: chroots and sbuild (the daemon uses them; the build test runs them for real)
     sbuild schroot mmdebstrap debootstrap eatmydata arch-test lintian sudo
 )
