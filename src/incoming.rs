@@ -269,9 +269,10 @@ struct Subject {
     distribution: String,
 }
 
-/// The keyring of uploader keys: every user's key set with `set_user_key`.
+/// The keyring of uploader keys: every user's key set with `set_user_key`, and the archive's
+/// own key (ports and keyring packages are uploads it signs).
 pub fn uploaders(engine: &Engine) -> Result<Keyring, RepoError> {
-    let mut keyring = Keyring::new();
+    let mut keyring = engine.key().keyring();
     for (_, user) in engine.objects::<crate::api::auth::User>("user/")? {
         if let Some(key) = user.key {
             // A stored key was checked when it was set; skip one that no longer parses.

@@ -16,6 +16,8 @@ pub mod deb;
 pub mod dsc;
 pub mod files;
 pub mod incoming;
+pub mod keyring_package;
 pub mod openpgp;
+pub mod port;
 pub mod repo;
 pub mod version;

@@ -42,6 +42,32 @@ fn wait_for(d: &Daemon, source: &str, kind: &str, limit: Duration) -> serde_json
     }
 }
 
+/// Waits for an event of `kind` about one version of `source`; panics on FAILED or REJECTED.
+fn wait_for_version(d: &Daemon, source: &str, version: &str, kind: &str, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let events = json(&d.api_ok(&["events", "--source", source]));
+        for e in events.as_array().unwrap() {
+            if e["version"] != version {
+                continue;
+            }
+            if e["kind"] == kind {
+                return;
+            }
+            if e["kind"] == "FAILED" || e["kind"] == "REJECTED" {
+                let builds = d.api_ok(&["builds", "--source", source]);
+                panic!("{source} {version}: {e}\n{builds}\n{}", d.log());
+            }
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{source} {version}: no {kind} within {limit:?}: {events}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 fn nanos(event: &serde_json::Value) -> u128 {
     event["id"].as_str().unwrap().parse().unwrap()
 }
@@ -398,6 +424,121 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
     let log = String::from_utf8_lossy(&body);
     assert!(log.contains("Status: successful"), "{log}");
     assert!(log.contains("E: mbd-lint-1"), "{log}");
+
+    // 5. A port of mbd-hello to another repository's distribution (repository dev, signed
+    // uploads only): a new version by mini-buildd's rules, signed by the archive key, built
+    // and installed there.
+    let r = d.api_ok(&[
+        "setup",
+        "--repositories",
+        "dev:Default:bookworm",
+        "--update",
+    ]);
+    assert!(r.contains("repository   dev"), "{r}");
+    let ported = json(&d.api_ok(&[
+        "port",
+        "mbd-hello",
+        "bookworm-test-unstable",
+        "bookworm-dev-unstable",
+    ]));
+    assert_eq!(ported["version"], "1.0-1~dev12+1", "{ported}");
+    wait_for_version(&d, "mbd-hello", "1.0-1~dev12+1", "INSTALLED", limit);
+    let ls = json(&d.api_ok(&["ls", "mbd-hello"]));
+    assert_eq!(
+        ls["dev"]["bookworm-dev-unstable"]["version"], "1.0-1~dev12+1",
+        "{ls}"
+    );
+
+    // An upload asking for auto-ports is ported there once it is installed.
+    let auto = generated_with(
+        dir.path(),
+        1,
+        "--source",
+        &[
+            ("MBD_GEN_NAME", "mbd-auto"),
+            ("MBD_GEN_OPTION", "auto-ports=bookworm-dev-unstable"),
+        ],
+    );
+    dput(&d, &work, &changes_in(&auto[0]));
+    wait_for_version(&d, "mbd-auto-1", "1.0~test12+1", "INSTALLED", limit);
+    wait_for_version(&d, "mbd-auto-1", "1.0~dev12+1", "INSTALLED", limit);
+
+    // 6. The keyring package: built through the normal path, migrated on to stable; a client
+    // that installs it trusts the repository with no key step of its own.
+    let uploads = json(&d.api_ok(&["keyring_packages"]));
+    let keyring = uploads[0]["source"].as_str().unwrap().to_string();
+    for u in uploads.as_array().unwrap() {
+        wait_for_version(
+            &d,
+            &keyring,
+            u["version"].as_str().unwrap(),
+            "INSTALLED",
+            limit,
+        );
+    }
+    let test_version = uploads
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["distribution"] == "bookworm-test-unstable")
+        .unwrap()["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started_migration = Instant::now();
+    loop {
+        let ls = json(&d.api_ok(&["ls", &keyring]));
+        if ls["test"]["bookworm-test-stable"]["version"] == test_version.as_str() {
+            break;
+        }
+        assert!(
+            started_migration.elapsed() < Duration::from_secs(60),
+            "not migrated to stable: {ls}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let plain = |trusted: bool| {
+        format!(
+            "Types: deb\nURIs: {}/repositories/test/\nSuites: bookworm-test-stable\nComponents: main\n{}",
+            d.url,
+            if trusted { "Trusted: yes\n" } else { "" }
+        )
+    };
+    let client = Apt::new(&plain(false));
+    let (ok, out) = client.get(&["--error-on=any", "update"]);
+    assert!(!ok, "an unknown key must not be trusted:\n{out}");
+    std::fs::write(
+        client.root().join("etc/apt/sources.list.d/mbd.sources"),
+        plain(true),
+    )
+    .unwrap();
+    client.update();
+    let (ok, out) = client.get(&["install", "-y", &keyring]);
+    assert!(ok, "apt-get install {keyring}: {out}");
+    let root = client.root();
+    assert!(
+        root.join(format!("etc/apt/trusted.gpg.d/{keyring}.gpg"))
+            .exists()
+    );
+    let sources = std::fs::read_to_string(root.join(format!(
+        "usr/share/{keyring}/sources.list.d/bookworm/test_unstable.sources"
+    )))
+    .unwrap();
+    assert!(
+        sources.contains(&format!("Signed-By: /usr/share/keyrings/{keyring}.gpg")),
+        "{sources}"
+    );
+    assert!(
+        root.join(format!("usr/share/keyrings/{keyring}.gpg"))
+            .exists()
+    );
+    std::fs::write(
+        root.join("etc/apt/sources.list.d/mbd.sources"),
+        plain(false),
+    )
+    .unwrap();
+    client.update();
 
     // Removing the chroot takes its schroot configuration and files.
     d.api_ok(&["chroot_remove", &chroot_id]);

@@ -676,7 +676,54 @@ pub static CALLS: &[Call] = &[
         ],
         run: config_set,
     },
+    Call {
+        name: "port",
+        level: Level::Staff,
+        changes: true,
+        running: true,
+        doc: "Port a source package from one distribution to another (or rebuild it in the same one): a new version by mini-buildd's rules, a changelog entry and signatures by the archive key, uploaded to our own incoming and built like any upload.",
+        args: &[
+            SOURCE,
+            req(
+                "from_distribution",
+                Kind::Str,
+                "where the source is (rollbacks too)",
+            ),
+            req("to_distribution", Kind::Str, "an uploadable distribution"),
+            VERSION,
+            arg(
+                "options",
+                Kind::List,
+                "lintian-mode=ignore",
+                "MINI_BUILDD_OPTION lines for the new entry",
+            ),
+        ],
+        run: port,
+    },
+    Call {
+        name: "keyring_packages",
+        level: Level::Admin,
+        changes: true,
+        running: true,
+        doc: "Build the <identity>-archive-keyring package (the archive key for apt, .sources files for every repository, a dput configuration) for each distribution whose suite builds keyring packages, through the normal upload and build path; once installed it migrates on to stable.",
+        args: &[
+            arg(
+                "distributions",
+                Kind::List,
+                "",
+                "target distributions (default: every unstable-like suite that builds keyring packages)",
+            ),
+            arg(
+                "without_migration",
+                Kind::Bool,
+                "false",
+                "leave it in the target distribution",
+            ),
+        ],
+        run: keyring_packages,
+    },
 ];
+
 pub fn find(name: &str) -> Option<&'static Call> {
     CALLS.iter().find(|c| c.name == name)
 }
@@ -1651,6 +1698,55 @@ fn config_set(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         a.list("value"),
     )?;
     Output::json(&json!({"status": status, "label": status.label()}))
+}
+
+impl From<crate::port::PortError> for ApiError {
+    fn from(e: crate::port::PortError) -> ApiError {
+        use crate::port::PortError as P;
+        match e {
+            P::Repo(r) => ApiError::Repo(r),
+            P::Refused(_) | P::Incoming { .. } => ApiError::BadRequest(e.to_string()),
+            P::Command { .. } | P::Io { .. } => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+fn keyring_packages(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let a = &inv.args;
+    let engine = ctx.engine_mut();
+    let dput = dput_sections(&engine.instance().identity, &ctx.dput_incoming(None));
+    let uploads = crate::keyring_package::upload_all(
+        &engine,
+        &ctx.incoming,
+        &ctx.url,
+        &dput,
+        a.list("distributions"),
+        !a.bool("without_migration"),
+        crate::repo::publish_time(),
+    )?;
+    drop(engine);
+    for u in &uploads {
+        ctx.process_uploads(Some(&u.changes));
+    }
+    Output::json(&uploads)
+}
+
+fn port(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let a = &inv.args;
+    let ported = crate::port::port(
+        &ctx.engine_mut(),
+        &ctx.incoming,
+        &crate::port::Request {
+            source: a.str("source"),
+            from: a.str("from_distribution"),
+            to: a.str("to_distribution"),
+            version: a.opt("version").filter(|v| !v.is_empty()),
+            options: a.list("options"),
+        },
+        crate::repo::publish_time(),
+    )?;
+    ctx.process_uploads(Some(&ported.changes));
+    Output::json(&ported)
 }
 
 #[cfg(test)]

@@ -482,6 +482,47 @@ impl Context {
         }
     }
 
+    /// What an installed upload asked for next (see [`crate::port::AfterInstall`]): migrate
+    /// it on (`--full`), port it to further distributions. Failures are logged.
+    pub fn after_install(&self, source: &str, version: &str, dist: &str) {
+        let engine = self.engine_mut();
+        let todo = match crate::port::AfterInstall::take(&engine, source, version) {
+            Ok(Some(t)) => t,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, %source, %version, "reading what to do after installing");
+                return;
+            }
+        };
+        if todo.migrate_full {
+            match engine.migrate(source, dist, true, Some(version)) {
+                Ok(to) => tracing::info!(%source, %version, ?to, "migrated after installation"),
+                Err(e) => {
+                    tracing::error!(error = %e, %source, %version, "migrating after installation")
+                }
+            }
+        }
+        let mut ported = Vec::new();
+        for to in &todo.ports {
+            let options = ["lintian-mode=ignore".to_string()];
+            let req = crate::port::Request {
+                source,
+                from: dist,
+                to,
+                version: Some(version),
+                options: &options,
+            };
+            match crate::port::port(&engine, &self.incoming, &req, crate::repo::publish_time()) {
+                Ok(p) => ported.push(p.changes),
+                Err(e) => tracing::error!(error = %e, %source, %version, %to, "auto-port"),
+            }
+        }
+        drop(engine);
+        for changes in ported {
+            self.process_uploads(Some(&changes));
+        }
+    }
+
     /// The home directory.
     pub fn home(&self) -> std::path::PathBuf {
         self.engine().home().to_path_buf()
@@ -640,7 +681,12 @@ impl crate::build::worker::Host for Context {
 
     fn announce(&self, events: Vec<crate::incoming::Event>) {
         for e in events {
+            let installed = (e.kind == crate::incoming::EventKind::Installed)
+                .then(|| (e.source.clone(), e.version.clone(), e.distribution.clone()));
             Context::announce(self, e);
+            if let Some((source, version, dist)) = installed {
+                self.after_install(&source, &version, &dist);
+            }
         }
     }
 

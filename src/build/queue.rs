@@ -493,9 +493,36 @@ pub fn settle(engine: &Engine, dirs: &Dirs, id: &str) -> Result<Vec<Event>, Repo
     upload.reason = reason.clone();
     engine.put_object(&upload_key(id), &upload)?;
     if state == UploadState::Installed {
+        remember_auto_ports(engine, &dirs.queue.join(id).join(&upload.changes), &upload)?;
         let _ = std::fs::remove_dir_all(dirs.queue.join(id));
     }
     crate::incoming::record(engine, vec![event(&upload, kind, reason)])
+}
+
+/// The upload's `auto-ports` option, kept for after its installation (its queue directory
+/// goes now).
+fn remember_auto_ports(engine: &Engine, changes: &Path, upload: &Upload) -> Result<(), RepoError> {
+    use crate::changelog::{OptionKey, OptionValue, UploadOptions};
+    let Ok(text) = std::fs::read_to_string(changes) else {
+        return Ok(());
+    };
+    let Ok(options) = UploadOptions::from_changes_text(&text) else {
+        return Ok(());
+    };
+    let ports = match options.get(OptionKey::AutoPorts, None) {
+        Some(OptionValue::List(l)) => l.clone(),
+        Some(OptionValue::Text(t)) => t
+            .split([',', ' '])
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        _ => return Ok(()),
+    };
+    crate::port::AfterInstall {
+        migrate_full: false,
+        ports,
+    }
+    .store(engine, &upload.source, &upload.version)
 }
 
 fn fail(engine: &Engine, mut upload: Upload, reason: String) -> Result<Vec<Event>, RepoError> {

@@ -1483,6 +1483,35 @@ impl Engine {
     }
 
     /// Like [`Engine::ls`], with `.dsc` paths and migration state per distribution.
+    /// The version of `source` in a distribution (rollbacks too) and its pool files, the
+    /// `.dsc` first; `version` picks one exactly.
+    pub fn source_files(
+        &self,
+        dist: &str,
+        source: &str,
+        version: Option<&str>,
+    ) -> Result<(String, Vec<PathBuf>), RepoError> {
+        let r = self.resolve(dist)?;
+        let name = r.name.to_string();
+        let found = self
+            .store
+            .source_everywhere(&r.repository.identity, source)?
+            .into_iter()
+            .find(|(d, _)| d == &name)
+            .and_then(|(_, g)| g.source)
+            .filter(|s| version.is_none_or(|v| v == s.version));
+        let s = found.ok_or_else(|| RepoError::NoSuchSource {
+            source_name: source.to_string(),
+            dist: name.clone(),
+            version: version.map(str::to_string),
+        })?;
+        let dir = self.repo_dir(&r.repository.identity).join(&s.directory);
+        Ok((
+            s.version.clone(),
+            s.files.iter().map(|f| dir.join(&f.name)).collect(),
+        ))
+    }
+
     pub fn show(&self, source: &str) -> Result<Show, RepoError> {
         let mut out: Show = BTreeMap::new();
         for repo in self.repositories()? {
