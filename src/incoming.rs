@@ -269,11 +269,14 @@ struct Subject {
     distribution: String,
 }
 
-/// The keyring of uploader keys: every user's key set with `set_user_key`, and the archive's
-/// own key (ports and keyring packages are uploads it signs).
-pub fn uploaders(engine: &Engine) -> Result<Keyring, RepoError> {
+/// The keyring of a repository's uploader keys: the keys of active uploaders who may upload
+/// there, and the archive's own key (ports and keyring packages are uploads it signs).
+pub fn uploaders(engine: &Engine, repository: &str) -> Result<Keyring, RepoError> {
     let mut keyring = engine.key().keyring();
     for (_, user) in engine.objects::<crate::api::auth::User>("user/")? {
+        if !user.may_upload(repository) {
+            continue;
+        }
         if let Some(key) = user.key {
             // A stored key was checked when it was set; skip one that no longer parses.
             let _ = keyring.add_bytes(key.as_bytes());
@@ -312,7 +315,6 @@ fn same_file(a: &Path, b: &Path) -> bool {
 fn decide(
     engine: &Engine,
     incoming: &Incoming,
-    keyring: &Keyring,
     path: &Path,
     subject: &mut Subject,
 ) -> Result<(Changes, String, Verdict), Rejection> {
@@ -365,7 +367,9 @@ fn decide(
     }
     // 3. signature
     if !r.repository.allow_unauthenticated_uploads {
-        Changes::read(path, Trust::Keyring(keyring)).map_err(|e| named(&e))?;
+        let keyring =
+            uploaders(engine, &r.repository.identity).map_err(|e| reject(e.to_string()))?;
+        Changes::read(path, Trust::Keyring(&keyring)).map_err(|e| named(&e))?;
     }
     // 4. the suite's version rule
     let rule = r.layout.mandatory_version_regex(
@@ -582,7 +586,6 @@ pub fn process(
         .unwrap_or_default()
         .to_string_lossy()
         .into_owned();
-    let keyring = uploaders(engine)?;
     let mut subject = Subject::default();
     let event = |kind, subject: &Subject, reason: String| Event {
         id: String::new(),
@@ -599,7 +602,7 @@ pub fn process(
         discard(incoming, path);
         Ok(e)
     };
-    let (changes, dist, verdict) = match decide(engine, incoming, &keyring, path, &mut subject) {
+    let (changes, dist, verdict) = match decide(engine, incoming, path, &mut subject) {
         Err(Rejection(reason)) => return rejected(&subject, reason),
         Ok(decided) => decided,
     };

@@ -287,6 +287,13 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
         );
     }
     let chroot_id = wait_for_chroot(&d, &home, started);
+    // The chroot is made with the security source too (the host's apt sources name it).
+    let chroots = json(&d.api_ok(&["chroots"]));
+    assert_eq!(
+        chroots[0]["extra_sources"][0],
+        format!("deb http://deb.debian.org/debian-security/ {codename}-security main"),
+        "{chroots}"
+    );
     let conf = Path::new("/etc/schroot/chroot.d").join(format!("mbd-{chroot_id}.conf"));
     let text = std::fs::read_to_string(&conf).unwrap();
     assert!(text.contains("union-type=overlay\n"), "{text}");

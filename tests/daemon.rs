@@ -534,6 +534,25 @@ fn apt_and_every_api_call_through_the_real_daemon() {
         up["test"]["uploaders"][0]["fingerprint"],
         fingerprint("uploader").as_str()
     );
+    // A new key waits for staff.
+    assert_eq!(up["test"]["uploaders"][0]["status"], "Prepared (-)", "{up}");
+    assert_eq!(up["test"]["uploaders"][0]["active"], false, "{up}");
+    let (ok, out) = d.api(&["uploader_activate", "viewer"]);
+    assert!(!ok && out.contains("has set no key"), "{out}");
+    let (ok, out) = d.api(&["uploader_activate", "dev", "--repositories", "nosuch"]);
+    assert!(!ok && out.contains("No repository 'nosuch'"), "{out}");
+    d.api_ok(&["uploader_activate", "dev", "--repositories", "test"]);
+    let up = json(&d.api_ok(&["uploaders"]));
+    assert_eq!(up["test"]["uploaders"][0]["status"], "Active (C)", "{up}");
+    assert_eq!(up["test"]["uploaders"][0]["active"], true, "{up}");
+    // Setting a key again needs a new activation.
+    d.api_as(Some(("dev", "dev-pw")), &["set_user_key", &uploader]);
+    let up = json(&d.api_ok(&["uploaders"]));
+    assert_eq!(up["test"]["uploaders"][0]["active"], false, "{up}");
+    d.api_ok(&["uploader_activate", "dev"]);
+    d.api_ok(&["uploader_deactivate", "dev"]);
+    let up = json(&d.api_ok(&["uploaders"]));
+    assert_eq!(up["test"]["uploaders"][0]["status"], "Prepared (C)", "{up}");
 
     // Health and metrics.
     let (code, _, body) = d.get("/health", &[]);
@@ -1009,6 +1028,10 @@ fn dput_uploads_are_accepted_or_rejected_with_their_reason() {
         let key = std::fs::read_to_string(fixtures().join("keys").join(key)).unwrap();
         let (ok, out) = d.api_as(Some((user, "pw")), &["set_user_key", &key]);
         assert!(ok, "{out}");
+    }
+    // Staff activates the uploaders (only active uploaders' keys are in the keyring).
+    for user in ["dev", "old", "gone"] {
+        d.api_ok(&["uploader_activate", user]);
     }
 
     // Each broken twin is rejected with its own reason, and leaves nothing behind.

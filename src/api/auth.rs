@@ -24,6 +24,22 @@ pub struct User {
     /// Its fingerprint.
     #[serde(default)]
     pub key_fingerprint: Option<String>,
+    /// The user as an uploader (mini-buildd's status model): a new key leaves it Prepared
+    /// until staff activates it; only active uploaders' keys sign uploads.
+    #[serde(default)]
+    pub uploader: crate::config::status::Status,
+    /// Repositories the user may upload to once active (empty: all).
+    #[serde(default)]
+    pub may_upload_to: Vec<String>,
+}
+
+impl User {
+    /// Whether this user's key is in the uploader keyring of `repository`.
+    pub fn may_upload(&self, repository: &str) -> bool {
+        self.key.is_some()
+            && self.uploader.is_active()
+            && (self.may_upload_to.is_empty() || self.may_upload_to.iter().any(|r| r == repository))
+    }
 }
 
 /// An API token; stored under the SHA-256 of its secret.
@@ -109,7 +125,9 @@ pub fn put_user(
         level,
         password: hash_password(password),
         key: old.as_ref().and_then(|u| u.key.clone()),
-        key_fingerprint: old.and_then(|u| u.key_fingerprint),
+        key_fingerprint: old.as_ref().and_then(|u| u.key_fingerprint.clone()),
+        uploader: old.as_ref().map(|u| u.uploader.clone()).unwrap_or_default(),
+        may_upload_to: old.map(|u| u.may_upload_to).unwrap_or_default(),
     };
     engine.put_object(&user_key(name), &user)?;
     Ok(user)

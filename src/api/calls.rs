@@ -722,6 +722,32 @@ pub static CALLS: &[Call] = &[
         ],
         run: keyring_packages,
     },
+    Call {
+        name: "uploader_activate",
+        level: Level::Staff,
+        changes: true,
+        running: false,
+        doc: "Activate a user as an uploader (after they set a key): their key then signs uploads to the given repositories (default: all).",
+        args: &[
+            req("name", Kind::Str, "user name"),
+            arg(
+                "repositories",
+                Kind::List,
+                "",
+                "repositories they may upload to (default: all)",
+            ),
+        ],
+        run: uploader_activate,
+    },
+    Call {
+        name: "uploader_deactivate",
+        level: Level::Staff,
+        changes: true,
+        running: false,
+        doc: "Deactivate an uploader: their key no longer signs uploads.",
+        args: &[req("name", Kind::Str, "user name")],
+        run: uploader_deactivate,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Call> {
@@ -1330,16 +1356,24 @@ fn all_users(engine: &Engine) -> Result<Vec<User>, ApiError> {
 fn uploaders(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let engine = ctx.engine();
     let repos = inv.args.list("repositories");
-    let keys: Vec<serde_json::Value> = all_users(&engine)?
-        .into_iter()
-        .filter_map(|u| {
-            u.key_fingerprint
-                .map(|f| json!({"user": u.name, "fingerprint": f}))
-        })
-        .collect();
+    let users = all_users(&engine)?;
     let mut out = BTreeMap::new();
     for r in engine.repositories()? {
         if repos.is_empty() || repos.contains(&r.identity) {
+            let keys: Vec<serde_json::Value> = users
+                .iter()
+                .filter(|u| u.may_upload_to.is_empty() || u.may_upload_to.contains(&r.identity))
+                .filter_map(|u| {
+                    u.key_fingerprint.as_ref().map(|f| {
+                        json!({
+                            "user": u.name,
+                            "fingerprint": f,
+                            "status": u.uploader.label(),
+                            "active": u.may_upload(&r.identity),
+                        })
+                    })
+                })
+                .collect();
             out.insert(
                 r.identity.clone(),
                 json!({
@@ -1369,6 +1403,61 @@ fn caller(inv: &Invocation) -> Result<&User, ApiError> {
         .ok_or_else(|| ApiError::Internal("authorized call without a user".to_string()))
 }
 
+fn load_user(engine: &Engine, name: &str) -> Result<User, ApiError> {
+    engine
+        .object(&auth::user_key(name))?
+        .ok_or_else(|| ApiError::NotFound(format!("No user '{name}'")))
+}
+
+fn uploader_activate(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let engine = ctx.engine_mut();
+    let name = inv.args.str("name");
+    let mut user = load_user(&engine, name)?;
+    let Some(key) = user.key.clone() else {
+        return Err(ApiError::BadRequest(format!(
+            "uploader_activate: '{name}' has set no key (set_user_key)"
+        )));
+    };
+    let repos = inv.args.list("repositories").to_vec();
+    let known: Vec<String> = engine
+        .repositories()?
+        .into_iter()
+        .map(|r| r.identity)
+        .collect();
+    if let Some(bad) = repos.iter().find(|r| !known.contains(r)) {
+        return Err(ApiError::NotFound(format!("No repository '{bad}'")));
+    }
+    // Prepare, check (the key still parses), activate.
+    user.uploader.prepared();
+    match crate::openpgp::Keyring::from_bytes(key.as_bytes()) {
+        Ok(_) => user.uploader.checked(crate::repo::publish_time()),
+        Err(e) => {
+            user.uploader.failed(e.to_string());
+            engine.put_object(&auth::user_key(name), &user)?;
+            return Err(ApiError::BadRequest(format!(
+                "uploader_activate: the key of '{name}' is not usable: {e}"
+            )));
+        }
+    }
+    user.uploader
+        .activate()
+        .map_err(|r| ApiError::BadRequest(format!("uploader_activate: {r}")))?;
+    user.may_upload_to = repos;
+    engine.put_object(&auth::user_key(name), &user)?;
+    Output::json(
+        &json!({"user": name, "status": user.uploader.label(), "may_upload_to": user.may_upload_to}),
+    )
+}
+
+fn uploader_deactivate(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let engine = ctx.engine_mut();
+    let name = inv.args.str("name");
+    let mut user = load_user(&engine, name)?;
+    user.uploader.deactivate();
+    engine.put_object(&auth::user_key(name), &user)?;
+    Output::json(&json!({"user": name, "status": user.uploader.label()}))
+}
+
 fn set_user_key(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let engine = ctx.engine_mut();
     let text = inv.args.str("key");
@@ -1387,8 +1476,13 @@ fn set_user_key(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("No user '{name}'")))?;
     user.key = Some(text.to_string());
     user.key_fingerprint = Some(fingerprint.clone());
+    // A new key waits for staff: the uploader is Prepared, not active.
+    user.uploader.changed();
+    user.uploader.prepared();
     engine.put_object(&auth::user_key(&name), &user)?;
-    Ok(Output::Text(format!("key {fingerprint} set for {name}")))
+    Ok(Output::Text(format!(
+        "key {fingerprint} set for {name}; uploads signed with it are taken once staff activates it (uploader_activate)"
+    )))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]

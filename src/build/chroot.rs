@@ -60,6 +60,10 @@ pub struct Chroot {
     pub message: String,
     /// Seconds since the epoch of the last state change.
     pub changed: i64,
+    /// Further apt lines the tree is made with and keeps (`deb URL SUITE main`: the
+    /// distribution's security source).
+    #[serde(default)]
+    pub extra_sources: Vec<String>,
 }
 
 impl Chroot {
@@ -72,6 +76,7 @@ impl Chroot {
             mirror: mirror.to_string(),
             message: String::new(),
             changed: 0,
+            extra_sources: Vec::new(),
         }
     }
 
@@ -299,7 +304,8 @@ pub fn prepare(chroot: &Chroot, home: &Path, host_arch: &str) -> Result<(), Buil
         .arg(format!("--architectures={}", chroot.architecture))
         .arg(&chroot.codename)
         .arg(&tmp)
-        .arg(&chroot.mirror);
+        .arg(&chroot.mirror)
+        .args(&chroot.extra_sources);
         match run_logged(&mut cmd, &log) {
             Ok(()) => break,
             Err(e) if attempt >= PREPARE_ATTEMPTS => return Err(e),

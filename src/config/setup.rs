@@ -684,7 +684,9 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
             }
             Some(s) if needs && req.pca => {
                 let mirror = s.archives.first().cloned().unwrap_or_default();
-                match env.request_chroot(engine, Chroot::new(codename, arch, &mirror, backend)) {
+                let mut chroot = Chroot::new(codename, arch, &mirror, backend);
+                chroot.extra_sources = security_lines(engine, codename)?;
+                match env.request_chroot(engine, chroot) {
                     Ok(()) => {
                         e.status = "preparing".to_string();
                         e.message = format!("from {mirror}");
@@ -702,6 +704,26 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
         report.push(e);
     }
     Ok(report)
+}
+
+/// The apt lines of a distribution's active extra sources that builds always want (priority
+/// 500 and up: security updates), for its chroots.
+fn security_lines(engine: &Engine, codename: &str) -> Result<Vec<String>, ConfigError> {
+    let Some(d) = engine.object::<Distribution>(&format!("distribution/{codename}"))? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for extra in d.extra_sources.iter().filter(|e| e.priority >= 500) {
+        if let Some(s) = engine
+            .object::<Source>(&Source::key(&extra.source))?
+            .filter(|s| s.status.is_active())
+        {
+            if let Some(url) = s.archives.first() {
+                out.push(format!("deb {url} {} main", s.codename));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `YYYY-MM-DD` (UTC) of a time in seconds since the epoch.
