@@ -227,31 +227,127 @@ pub fn port(
         .unwrap_or_default()
         .to_string_lossy()
         .into_owned();
-    run(Command::new("dpkg-source")
-        .args(["--no-check", "-x", &dsc_name, "src"])
-        .current_dir(work.path()))?;
-    let tree = work.path().join("src");
-    let mut lines = vec![
+    let lines = vec![
         "Automated port via mbd (no changes).".to_string(),
         format!("  Original DSC's SHA1: {sha1}."),
     ];
-    lines.extend(options.iter().map(|o| format!("MINI_BUILDD_OPTION: {o}")));
-    prepend_changelog(
+    let to_name = to_r.name.to_string();
+    repack(
         engine,
-        &tree,
-        source,
-        &new,
-        &to_r.name.to_string(),
-        &lines,
+        incoming,
+        &work,
+        &dsc_name,
+        (source, &new, &to_name),
+        lines,
+        options,
         &date,
-    )?;
-    let changes = build_upload(engine, incoming, work.path(), &tree, source, &new)?;
+    )
+}
+
+/// Unpacks the `.dsc` in `work`, adds the changelog entry (`lines`, then one line per
+/// option) for (source, version, distribution) and uploads the result.
+#[allow(clippy::too_many_arguments)]
+fn repack(
+    engine: &Engine,
+    incoming: &Incoming,
+    work: &Workdir,
+    dsc_name: &str,
+    (source, version, dist): (&str, &str, &str),
+    mut lines: Vec<String>,
+    options: &[String],
+    date: &str,
+) -> Result<Ported, PortError> {
+    run(Command::new("dpkg-source")
+        .args(["--no-check", "-x", dsc_name, "src"])
+        .current_dir(work.path()))?;
+    let tree = work.path().join("src");
+    lines.extend(options.iter().map(|o| format!("MINI_BUILDD_OPTION: {o}")));
+    prepend_changelog(engine, &tree, source, version, dist, &lines, date)?;
+    let changes = build_upload(engine, incoming, work.path(), &tree, source, version)?;
     Ok(Ported {
         source: source.to_string(),
-        version: new,
-        distribution: to_r.name.to_string(),
+        version: version.to_string(),
+        distribution: dist.to_string(),
         changes,
     })
+}
+
+/// An external port: the source package at `dsc_url` (fetched with the files it lists,
+/// checksums verified; its signature must be by one of the target repository's uploaders
+/// unless `allow_unauthenticated`) becomes an upload to `to` with the target's default
+/// version appended (`1.2.3` → `1.2.3~test12+1`).
+#[allow(clippy::too_many_arguments)]
+pub fn port_ext(
+    engine: &Engine,
+    incoming: &Incoming,
+    fetch: &dyn crate::config::Fetch,
+    dsc_url: &str,
+    to: &str,
+    options: &[String],
+    allow_unauthenticated: bool,
+    now: i64,
+) -> Result<Ported, PortError> {
+    let to_r = engine.resolve(to)?;
+    if to_r.is_rollback() || !to_r.suite.uploadable {
+        return Err(PortError::Refused(format!(
+            "port_ext: {to} is not an uploadable distribution"
+        )));
+    }
+    let (base, dsc_name) = dsc_url
+        .rsplit_once('/')
+        .filter(|(_, n)| n.ends_with(".dsc") && crate::files::safe_file_name(n).is_ok())
+        .ok_or_else(|| PortError::Refused(format!("port_ext: {dsc_url} does not name a .dsc")))?;
+    let get = |url: &str| -> Result<Vec<u8>, PortError> {
+        match fetch.get(url) {
+            Ok((200, body)) => Ok(body),
+            Ok((status, _)) => Err(PortError::Refused(format!(
+                "port_ext: {url}: HTTP {status}"
+            ))),
+            Err(e) => Err(PortError::Refused(format!("port_ext: {url}: {e}"))),
+        }
+    };
+    let data = get(dsc_url)?;
+    let keyring = crate::incoming::uploaders(engine, &to_r.repository.identity)?;
+    let trust = if allow_unauthenticated {
+        crate::files::Trust::Unchecked
+    } else {
+        crate::files::Trust::Keyring(&keyring)
+    };
+    let dsc = crate::dsc::Dsc::parse(&data, Path::new(dsc_name), trust)
+        .map_err(|e| PortError::Refused(format!("port_ext: {e}")))?;
+    let work = Workdir::new(engine.home())?;
+    let dsc_path = work.path().join(dsc_name);
+    std::fs::write(&dsc_path, &data).map_err(io(&dsc_path))?;
+    for f in &dsc.files.entries {
+        let name = crate::files::safe_file_name(&f.name)
+            .map_err(|e| PortError::Refused(format!("port_ext: {e}")))?;
+        let body = get(&format!("{base}/{name}"))?;
+        let p = work.path().join(name);
+        std::fs::write(&p, body).map_err(io(&p))?;
+    }
+    dsc.verify_files(work.path())
+        .map_err(|e| PortError::Refused(format!("port_ext: {e}")))?;
+    let to_default = to_r.layout.default_version(
+        &to_r.suite,
+        &to_r.repository.identity,
+        &to_r.distribution.codeversion,
+    );
+    let new = format!("{}{to_default}", dsc.version);
+    let (_, date) = stamps(now);
+    let to_name = to_r.name.to_string();
+    repack(
+        engine,
+        incoming,
+        &work,
+        dsc_name,
+        (&dsc.source, &new, &to_name),
+        vec![
+            "Automated port via mbd (no changes).".to_string(),
+            format!("  External port from: {dsc_url}"),
+        ],
+        options,
+        &date,
+    )
 }
 
 /// The archive's name and address for changelog trailers.

@@ -456,6 +456,31 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
         "{ls}"
     );
 
+    // An external port: a .dsc by URL (here our own published one), with the experimental
+    // suite's appendix. It is signed by the fixtures' uploader key, which counts only once
+    // staff has activated an uploader with it.
+    let dsc_url = format!(
+        "{}/repositories/test/pool/main/m/mbd-hello/mbd-hello_1.0-1~test12+1.dsc",
+        d.url
+    );
+    let (ok, out) = d.api(&["port_ext", &dsc_url, "bookworm-test-experimental"]);
+    assert!(
+        !ok && out.contains("port_ext: ") && out.contains("signed by unknown key"),
+        "{out}"
+    );
+    let key = std::fs::read_to_string(fixtures().join("keys/uploader.asc")).unwrap();
+    d.api_ok(&["set_user_key", &key]);
+    d.api_ok(&["uploader_activate", "admin", "--repositories", "test"]);
+    let ported = json(&d.api_ok(&["port_ext", &dsc_url, "bookworm-test-experimental"]));
+    assert_eq!(ported["version"], "1.0-1~test12+1~test12+0", "{ported}");
+    wait_for_version(
+        &d,
+        "mbd-hello",
+        "1.0-1~test12+1~test12+0",
+        "INSTALLED",
+        limit,
+    );
+
     // An upload asking for auto-ports is ported there once it is installed.
     let auto = generated_with(
         dir.path(),

@@ -748,6 +748,30 @@ pub static CALLS: &[Call] = &[
         args: &[req("name", Kind::Str, "user name")],
         run: uploader_deactivate,
     },
+    Call {
+        name: "port_ext",
+        level: Level::Staff,
+        changes: true,
+        running: true,
+        doc: "Port an external source package (a .dsc URL; its files are fetched from beside it and checked) to a distribution: its version plus the distribution's default appendix, signed by the archive key. The .dsc must be signed by an uploader of the target repository unless allow_unauthenticated.",
+        args: &[
+            req("dsc_url", Kind::Str, "http URL of the .dsc"),
+            req("to_distribution", Kind::Str, "an uploadable distribution"),
+            arg(
+                "options",
+                Kind::List,
+                "lintian-mode=ignore",
+                "MINI_BUILDD_OPTION lines for the new entry",
+            ),
+            arg(
+                "allow_unauthenticated",
+                Kind::Bool,
+                "false",
+                "take a .dsc that no uploader signed",
+            ),
+        ],
+        run: port_ext,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Call> {
@@ -1823,6 +1847,22 @@ fn keyring_packages(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError>
         ctx.process_uploads(Some(&u.changes));
     }
     Output::json(&uploads)
+}
+
+fn port_ext(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let a = &inv.args;
+    let ported = crate::port::port_ext(
+        &ctx.engine_mut(),
+        &ctx.incoming,
+        &crate::config::Http::default(),
+        a.str("dsc_url"),
+        a.str("to_distribution"),
+        a.list("options"),
+        a.bool("allow_unauthenticated"),
+        crate::repo::publish_time(),
+    )?;
+    ctx.process_uploads(Some(&ported.changes));
+    Output::json(&ported)
 }
 
 fn port(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
