@@ -83,6 +83,10 @@ enum Command {
         /// `mbd api setup ...` makes the rest (e.g. `--preset Debian`).
         #[arg(long)]
         no_default_setup: bool,
+        /// On a new home, the instance identity (names the archive and its key; default: the
+        /// short host name).
+        #[arg(long)]
+        identity: Option<String>,
     },
     /// Print the archive's public key (what apt's signed-by needs).
     PubKey {
@@ -275,6 +279,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             admin_password,
             no_default_chroot,
             no_default_setup,
+            identity,
         } => {
             mbd::daemon::run(mbd::daemon::Options {
                 home,
@@ -285,6 +290,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 admin_password,
                 default_chroot: !no_default_chroot,
                 default_setup: !no_default_setup,
+                identity,
             })?;
             Ok(ExitCode::SUCCESS)
         }

@@ -244,7 +244,24 @@ fn a_source_on_an_unreachable_archive_fails_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start_with(
         &dir.path().join("home"),
-        &["--no-default-setup", "--no-default-chroot"],
+        &[
+            "--no-default-setup",
+            "--no-default-chroot",
+            "--identity",
+            "lab",
+        ],
+    );
+    assert!(d.banner().contains("archive 'lab'"), "{}", d.banner());
+    // The identity is fixed once the key exists: a different one is reported, not applied.
+    let r = report(&d, &["--identity", "other", "--update"]);
+    let e = entry(&r, "instance", "lab");
+    assert_eq!(e["diff"][0], "identity: lab → other", "{r}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("mbd daemon --identity"),
+        "{r}"
     );
     let r = report(
         &d,
@@ -301,4 +318,71 @@ fn a_source_on_an_unreachable_archive_fails_with_the_reason() {
     assert!(!ok && out.contains("chroot backend 'lvm'"), "{out}");
     let (ok, out) = d.api(&["setup", "--preset", "Arch"]);
     assert!(!ok && out.contains("unknown preset 'Arch'"), "{out}");
+}
+
+#[test]
+fn a_custom_layout_is_checked_and_carries_a_new_repository() {
+    let (codename, _) = host_release();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&dir.path().join("home"));
+    let all = json(&d.api_ok(&["layouts"]));
+    let mut small = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "Default")
+        .unwrap()
+        .clone();
+    // Two suites: unstable (uploadable) migrates to stable.
+    small["name"] = "Small".into();
+    small["meta_distributions"] = serde_json::json!({});
+    let suites: Vec<serde_json::Value> = small["suites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"] == "stable" || s["name"] == "unstable")
+        .cloned()
+        .collect();
+    small["suites"] = serde_json::json!(suites);
+    small["suites"][1]["migrates_to"] = "stable".into();
+
+    // Broken variants are refused with the reason.
+    let mut bad = small.clone();
+    bad["suites"][1]["migrates_to"] = "nowhere".into();
+    let (ok, out) = d.api(&["layout_set", &bad.to_string()]);
+    assert!(
+        !ok && out.contains("migrates to 'nowhere', which is not in this layout"),
+        "{out}"
+    );
+    let mut bad = small.clone();
+    bad["name"] = "Default".into();
+    let (ok, out) = d.api(&["layout_set", &bad.to_string()]);
+    assert!(!ok && out.contains("is built in"), "{out}");
+    let (ok, out) = d.api(&["layout_set", "{\"name\": 1}"]);
+    assert!(!ok && out.contains("not a layout"), "{out}");
+
+    d.api_ok(&["layout_set", &small.to_string()]);
+    let r = d.api_ok(&[
+        "setup",
+        "--repositories",
+        &format!("small:Small:{codename}"),
+        "--update",
+    ]);
+    assert!(r.contains("repository   small"), "{r}");
+    let (code, _, _) = d.get(
+        &format!("/repositories/small/dists/{codename}-small-unstable/InRelease"),
+        &[],
+    );
+    assert_eq!(code, 200);
+    let (code, _, _) = d.get(
+        &format!("/repositories/small/dists/{codename}-small-testing/InRelease"),
+        &[],
+    );
+    assert_eq!(code, 404, "the layout has no testing suite");
+    // In use now: it cannot change.
+    let (ok, out) = d.api(&["layout_set", &small.to_string()]);
+    assert!(
+        !ok && out.contains("is used by repositories small"),
+        "{out}"
+    );
 }

@@ -537,6 +537,12 @@ pub static CALLS: &[Call] = &[
         doc: "Report (and with update/pca create, prepare, check and activate) the archives, keys, sources, distributions, repositories and chroots a setup needs. Explicit lists replace the implicit '..._from_...' ones; a preset (Debian, Ubuntu) bootstraps everything from that origin.",
         args: &[
             arg(
+                "identity",
+                Kind::Str,
+                "",
+                "the instance identity (fixed once the archive key exists: only reported)",
+            ),
+            arg(
                 "preset",
                 Kind::Str,
                 "",
@@ -771,6 +777,24 @@ pub static CALLS: &[Call] = &[
             ),
         ],
         run: port_ext,
+    },
+    Call {
+        name: "layouts",
+        level: Level::None,
+        changes: false,
+        running: false,
+        doc: "Every layout (built-in and custom) with its suites and version rules, as JSON that layout_set takes.",
+        args: &[],
+        run: layouts,
+    },
+    Call {
+        name: "layout_set",
+        level: Level::Admin,
+        changes: true,
+        running: false,
+        doc: "Add a custom layout from JSON (the shape `layouts` shows); it is checked as mini-buildd checks suite options. Built-in layouts and layouts in use cannot change.",
+        args: &[req("layout", Kind::Str, "the layout as JSON")],
+        run: layout_set,
     },
 ];
 
@@ -1705,6 +1729,10 @@ fn setup(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let a = &inv.args;
     let list = |n: &str| a.list(n).to_vec();
     let req = crate::config::setup::Request {
+        identity: a
+            .opt("identity")
+            .filter(|i| !i.is_empty())
+            .map(str::to_string),
         from_origins: list("from_origins"),
         preset: a
             .opt("preset")
@@ -1863,6 +1891,17 @@ fn port_ext(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     )?;
     ctx.process_uploads(Some(&ported.changes));
     Output::json(&ported)
+}
+
+fn layouts(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
+    Output::json(&ctx.engine().layouts()?)
+}
+
+fn layout_set(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let layout: crate::repo::layout::Layout = serde_json::from_str(inv.args.str("layout"))
+        .map_err(|e| ApiError::BadRequest(format!("layout_set: not a layout: {e}")))?;
+    ctx.engine_mut().set_layout(&layout)?;
+    Ok(Output::Text(format!("layout '{}' set", layout.name)))
 }
 
 fn port(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {

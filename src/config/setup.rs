@@ -12,13 +12,16 @@ use super::status::Status;
 use super::{AptKey, Archive, ConfigError, Fetch, Source};
 use crate::build::chroot::{Backend, Chroot, ChrootState};
 use crate::repo::distribution::{Distribution, PrioritySource};
-use crate::repo::{Engine, Repository, layout};
+use crate::repo::{Engine, Repository};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What `setup` is asked for.
 #[derive(Debug, Clone, Default)]
 pub struct Request {
+    /// The instance identity wanted; it is fixed once the archive key exists, so a different
+    /// one is only reported.
+    pub identity: Option<String>,
     /// `<Origin>[:lts|:all]`
     pub from_origins: Vec<String>,
     /// A bootstrap preset: `Debian` or `Ubuntu` (origins, everything from them, repository
@@ -268,6 +271,14 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
     let planned = plan_sources(&req, env)?;
     let now = env.now();
     let mut report = Report::default();
+
+    let current = engine.instance().identity.clone();
+    let mut e = entry("instance", &current, "active");
+    if let Some(want) = req.identity.as_ref().filter(|w| **w != current) {
+        e.diff.push(format!("identity: {current} → {want}"));
+        e.message = "the identity is fixed once the archive key exists: give it to `mbd daemon --identity` on a new home".to_string();
+    }
+    report.push(e);
 
     // Archives.
     let mut archive_urls: Vec<String> = req.archives.clone();
@@ -557,7 +568,7 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
     };
 
     // Repositories.
-    let layouts = layout::builtin();
+    let layouts = engine.layouts()?;
     let mut wanted_repos: Vec<Repository> = Vec::new();
     for spec in &req.repositories {
         wanted_repos.push(Repository::parse_spec(spec, &layouts).map_err(ConfigError::Setup)?);

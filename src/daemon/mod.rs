@@ -215,6 +215,8 @@ pub struct Options {
     pub default_chroot: bool,
     /// On a new home, create the default repository (else only the key and the instance).
     pub default_setup: bool,
+    /// On a new home, the instance identity (default: the short host name).
+    pub identity: Option<String>,
 }
 
 /// The exclusive lock on a home, held for the daemon's life.
@@ -330,12 +332,20 @@ pub fn host_distribution() -> (String, String) {
 
 /// Opens the engine; on an empty home creates the embedded default: one repository `test`
 /// (layout Default, unauthenticated uploads allowed) for the host's codename and architecture.
-fn open_or_create(home: &Path, default_setup: bool) -> Result<(Engine, bool), DaemonError> {
+fn open_or_create(
+    home: &Path,
+    default_setup: bool,
+    identity: Option<String>,
+) -> Result<(Engine, bool), DaemonError> {
     match Engine::open(home) {
         Ok(e) => Ok((e, false)),
         Err(RepoError::NotSetUp { .. }) if !default_setup => {
             tracing::info!("empty home: creating the archive key only (no default setup)");
-            Ok((Engine::setup(home, &SetupOptions::default())?, true))
+            let opts = SetupOptions {
+                identity,
+                ..SetupOptions::default()
+            };
+            Ok((Engine::setup(home, &opts)?, true))
         }
         Err(RepoError::NotSetUp { .. }) => {
             let (codename, arch) = host_distribution();
@@ -343,7 +353,7 @@ fn open_or_create(home: &Path, default_setup: bool) -> Result<(Engine, bool), Da
             let engine = Engine::setup(
                 home,
                 &SetupOptions {
-                    identity: None,
+                    identity,
                     distributions: vec![format!("{codename}:{arch}")],
                     repositories: vec![format!("test:Default:{codename}")],
                     ..SetupOptions::default()
@@ -456,7 +466,7 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
         settings.log_level = l.clone();
     }
     init_logging(&home, &settings.log_level)?;
-    let (engine, created) = open_or_create(&home, opts.default_setup)?;
+    let (engine, created) = open_or_create(&home, opts.default_setup, opts.identity.clone())?;
     let admin_password = opts
         .admin_password
         .clone()

@@ -629,6 +629,76 @@ impl Engine {
             .ok_or_else(|| RepoError::Setup(format!("layout '{name}' is missing from the store")))
     }
 
+    /// Every layout: the built-in ones and those added with [`Engine::set_layout`].
+    pub fn layouts(&self) -> Result<Vec<Layout>, RepoError> {
+        let mut all = layout::builtin();
+        for (_, l) in self.store.configs::<Layout>("layout/")? {
+            if !all.iter().any(|b| b.name == l.name) {
+                all.push(l);
+            }
+        }
+        Ok(all)
+    }
+
+    /// Adds or replaces a custom layout. Built-in layouts cannot be replaced, and a layout a
+    /// repository uses cannot change (its distributions are published already).
+    pub fn set_layout(&self, new: &Layout) -> Result<(), RepoError> {
+        let valid_name = !new.name.is_empty()
+            && new.name.len() <= 64
+            && new
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b" ()_-.".contains(&b));
+        if !valid_name {
+            return Err(RepoError::Setup(format!(
+                "layout name '{}' must be 1 to 64 of [A-Za-z0-9 ()_.-]",
+                new.name
+            )));
+        }
+        if layout::builtin().iter().any(|b| b.name == new.name) {
+            return Err(RepoError::Setup(format!(
+                "layout '{}' is built in; give a custom layout another name",
+                new.name
+            )));
+        }
+        if new.suites.is_empty() {
+            return Err(RepoError::Setup(format!(
+                "layout '{}' has no suites",
+                new.name
+            )));
+        }
+        new.validate()
+            .map_err(|e| RepoError::Setup(e.to_string()))?;
+        for rule in [
+            &new.mandatory_version_regex,
+            &new.experimental_mandatory_version_regex,
+        ] {
+            regex::Regex::new(rule).map_err(|e| {
+                RepoError::Setup(format!(
+                    "layout '{}': version rule '{rule}' is not a regular expression: {e}",
+                    new.name
+                ))
+            })?;
+        }
+        let users: Vec<String> = self
+            .repositories()?
+            .into_iter()
+            .filter(|r| r.layout == new.name)
+            .map(|r| r.identity)
+            .collect();
+        if !users.is_empty() {
+            return Err(RepoError::Setup(format!(
+                "layout '{}' is used by repositories {}; add a new layout instead",
+                new.name,
+                users.join(", ")
+            )));
+        }
+        let mut tx = self.store.write()?;
+        tx.put_config(&format!("layout/{}", new.name), new)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Resolves `<codename>-<repo>-<suite>[-rollback<N>]` against the configuration.
     pub fn resolve(&self, name: &str) -> Result<Resolved, RepoError> {
         let name = DistName::parse(name).map_err(RepoError::Malformed)?;
