@@ -379,6 +379,44 @@ fn a_custom_layout_is_checked_and_carries_a_new_repository() {
         &[],
     );
     assert_eq!(code, 404, "the layout has no testing suite");
+    // Build options per distribution.
+    let (ok, out) = d.api(&[
+        "distribution_set",
+        &codename,
+        "lintian_mode",
+        "--value",
+        "sometimes",
+    ]);
+    assert!(!ok && out.contains("lintian_mode 'sometimes'"), "{out}");
+    let (ok, out) = d.api(&["distribution_set", &codename, "colour", "--value", "x"]);
+    assert!(!ok && out.contains("'colour' cannot be set"), "{out}");
+    let (ok, out) = d.api(&["distribution_set", "nosuch", "lintian_mode"]);
+    assert!(!ok && out.contains("No distribution 'nosuch'"), "{out}");
+    d.api_ok(&[
+        "distribution_set",
+        &codename,
+        "lintian_mode",
+        "--value",
+        "warnfail",
+    ]);
+    d.api_ok(&[
+        "distribution_set",
+        &codename,
+        "deb_build_options",
+        "--value",
+        "nocheck",
+        "--value",
+        "noddebs",
+    ]);
+    let all = json(&d.api_ok(&["distributions"]));
+    let dist = &all[0];
+    assert_eq!(dist["build"]["lintian_mode"], "warnfail", "{all}");
+    assert_eq!(
+        dist["build"]["deb_build_options"],
+        serde_json::json!(["nocheck", "noddebs"]),
+        "{all}"
+    );
+
     // In use now: it cannot change.
     let (ok, out) = d.api(&["layout_set", &small.to_string()]);
     assert!(

@@ -796,6 +796,37 @@ pub static CALLS: &[Call] = &[
         args: &[req("layout", Kind::Str, "the layout as JSON")],
         run: layout_set,
     },
+    Call {
+        name: "distributions",
+        level: Level::None,
+        changes: false,
+        running: false,
+        doc: "The distributions: codename, codeversion, components, architectures, base and extra sources, build options.",
+        args: &[],
+        run: distributions,
+    },
+    Call {
+        name: "distribution_set",
+        level: Level::Admin,
+        changes: true,
+        running: false,
+        doc: "Set a distribution's build options: deb_build_options and deb_build_profiles (words), lintian_mode (disabled, ignore, errfail, warnfail; empty: the daemon's). Uploads' options add to or override them.",
+        args: &[
+            req("codename", Kind::Str, "the distribution's codename"),
+            req(
+                "field",
+                Kind::Str,
+                "deb_build_options, deb_build_profiles or lintian_mode",
+            ),
+            arg(
+                "value",
+                Kind::List,
+                "",
+                "the new value (lists: one word per value)",
+            ),
+        ],
+        run: distribution_set,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Call> {
@@ -1902,6 +1933,60 @@ fn layout_set(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("layout_set: not a layout: {e}")))?;
     ctx.engine_mut().set_layout(&layout)?;
     Ok(Output::Text(format!("layout '{}' set", layout.name)))
+}
+
+fn distributions(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
+    let all: Vec<crate::repo::distribution::Distribution> = ctx
+        .engine()
+        .objects("distribution/")?
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect();
+    Output::json(&all)
+}
+
+fn distribution_set(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let a = &inv.args;
+    let engine = ctx.engine_mut();
+    let codename = a.str("codename");
+    let key = format!("distribution/{codename}");
+    let mut d: crate::repo::distribution::Distribution = engine
+        .object(&key)?
+        .ok_or_else(|| ApiError::NotFound(format!("No distribution '{codename}'")))?;
+    let value = a.list("value");
+    let word = |w: &String| {
+        !w.is_empty()
+            && w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"=._+-:,".contains(&b))
+    };
+    if let Some(bad) = value.iter().find(|w| !word(w)) {
+        return Err(ApiError::BadRequest(format!(
+            "distribution_set: '{bad}' is not a word of [A-Za-z0-9=._+-:,]"
+        )));
+    }
+    match a.str("field") {
+        "deb_build_options" => d.build.deb_build_options = value.to_vec(),
+        "deb_build_profiles" => d.build.deb_build_profiles = value.to_vec(),
+        "lintian_mode" => {
+            let mode = value.first().cloned().unwrap_or_default();
+            if value.len() > 1
+                || (!mode.is_empty() && crate::changelog::QaMode::parse(&mode).is_none())
+            {
+                return Err(ApiError::BadRequest(format!(
+                    "distribution_set: lintian_mode '{}' is not disabled, ignore, errfail or warnfail",
+                    value.join(" ")
+                )));
+            }
+            d.build.lintian_mode = mode;
+        }
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "distribution_set: '{other}' cannot be set (settable: deb_build_options, deb_build_profiles, lintian_mode; setup sets the rest)"
+            )));
+        }
+    }
+    engine.put_object(&key, &d)?;
+    Output::json(&d)
 }
 
 fn port(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {

@@ -113,6 +113,8 @@ pub struct Job {
     pub codename: String,
     /// `deb ...` of the target distribution, for build-dependencies from our repository.
     pub extra_repository: Option<String>,
+    /// The distribution's defaults for its builds.
+    pub options: crate::repo::distribution::BuildOptions,
 }
 
 /// Runs one build (sbuild in production; a fake in unit tests) and says how it ended.
@@ -364,6 +366,7 @@ pub fn start_next(
                     "deb {local_url}/repositories/{} {} {components}",
                     resolved.repository.identity, upload.distribution
                 )),
+                options: resolved.distribution.build.clone(),
                 upload: upload.clone(),
                 build: build.clone(),
             };

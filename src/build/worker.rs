@@ -281,8 +281,9 @@ impl Builder for Sbuild {
         if let Err(e) = std::fs::create_dir_all(&job.dir) {
             return failed(format!("{}: {e}", job.dir.display()));
         }
-        let options = upload_options(job);
-        let (deb_build_options, profiles) = (options.deb_build_options, options.profiles);
+        let options = upload_options(job).over(&job.options, self.lintian);
+        let (deb_build_options, profiles) =
+            (options.deb_build_options.clone(), options.profiles.clone());
         let inv = sbuild::Invocation {
             codename: job.codename.clone(),
             architecture: job.build.architecture.clone(),
@@ -329,6 +330,32 @@ struct UploadOptions {
     deb_build_options: Vec<String>,
     profiles: Vec<String>,
     lintian: Option<crate::changelog::QaMode>,
+}
+
+impl UploadOptions {
+    /// The upload's options over its distribution's defaults: word lists add up (the
+    /// distribution's first), the upload's lintian mode wins, then the distribution's, then
+    /// the daemon's.
+    fn over(
+        self,
+        dist: &crate::repo::distribution::BuildOptions,
+        daemon_lintian: crate::changelog::QaMode,
+    ) -> UploadOptions {
+        let join = |a: &[String], b: Vec<String>| {
+            let mut all = a.to_vec();
+            all.extend(b);
+            all
+        };
+        UploadOptions {
+            deb_build_options: join(&dist.deb_build_options, self.deb_build_options),
+            profiles: join(&dist.deb_build_profiles, self.profiles),
+            lintian: Some(
+                self.lintian
+                    .or_else(|| crate::changelog::QaMode::parse(&dist.lintian_mode))
+                    .unwrap_or(daemon_lintian),
+            ),
+        }
+    }
 }
 
 /// The upload's options for the job's architecture.
@@ -413,6 +440,40 @@ fn prepare_chroot<H: Host>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upload_options_add_to_and_override_the_distribution_defaults() {
+        use crate::changelog::QaMode;
+        let dist = crate::repo::distribution::BuildOptions {
+            deb_build_options: vec!["noddebs".into()],
+            deb_build_profiles: vec!["nodoc".into()],
+            lintian_mode: "warnfail".into(),
+        };
+        let upload = UploadOptions {
+            deb_build_options: vec!["nocheck".into()],
+            profiles: Vec::new(),
+            lintian: None,
+        };
+        let o = upload.over(&dist, QaMode::Ignore);
+        assert_eq!(o.deb_build_options, ["noddebs", "nocheck"]);
+        assert_eq!(o.profiles, ["nodoc"]);
+        assert_eq!(o.lintian, Some(QaMode::WarnFail));
+        let upload = UploadOptions {
+            lintian: Some(QaMode::Disabled),
+            ..UploadOptions::default()
+        };
+        assert_eq!(
+            upload.over(&dist, QaMode::Ignore).lintian,
+            Some(QaMode::Disabled)
+        );
+        let plain = crate::repo::distribution::BuildOptions::default();
+        assert_eq!(
+            UploadOptions::default()
+                .over(&plain, QaMode::ErrFail)
+                .lintian,
+            Some(QaMode::ErrFail)
+        );
+    }
 
     #[test]
     fn a_chroot_is_prepared_once_at_a_time() {

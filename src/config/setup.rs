@@ -11,7 +11,7 @@ use super::origin::{self, Origin};
 use super::status::Status;
 use super::{AptKey, Archive, ConfigError, Fetch, Source};
 use crate::build::chroot::{Backend, Chroot, ChrootState};
-use crate::repo::distribution::{Distribution, PrioritySource};
+use crate::repo::distribution::{BuildOptions, Distribution, PrioritySource};
 use crate::repo::{Engine, Repository};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -502,6 +502,18 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
                 .unwrap_or_default(),
             base_source: codename.clone(),
             extra_sources,
+            build: existing.as_ref().map_or_else(
+                || BuildOptions {
+                    // Ubuntu's debhelper makes .ddeb packages unless told not to.
+                    deb_build_options: if source.origin == "Ubuntu" {
+                        vec!["noddebs".to_string()]
+                    } else {
+                        Vec::new()
+                    },
+                    ..BuildOptions::default()
+                },
+                |d| d.build.clone(),
+            ),
         };
         match existing {
             Some(d) if d == want => e.status = "exists".to_string(),

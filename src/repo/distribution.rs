@@ -21,6 +21,24 @@ pub struct Distribution {
     /// Further sources for builds, with their apt pin priorities (security, backports).
     #[serde(default)]
     pub extra_sources: Vec<PrioritySource>,
+    /// What builds for this distribution get unless an upload says otherwise.
+    #[serde(default)]
+    pub build: BuildOptions,
+}
+
+/// A distribution's defaults for its builds (an upload's `MINI_BUILDD_OPTION` lines add to
+/// the word lists and override the lintian mode).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildOptions {
+    /// `DEB_BUILD_OPTIONS` words, e.g. `noddebs` (Ubuntu) or `nocheck`.
+    #[serde(default)]
+    pub deb_build_options: Vec<String>,
+    /// Build profiles (`DEB_BUILD_PROFILES`).
+    #[serde(default)]
+    pub deb_build_profiles: Vec<String>,
+    /// disabled, ignore, errfail or warnfail; empty: the daemon's `lintian_mode`.
+    #[serde(default)]
+    pub lintian_mode: String,
 }
 
 /// A source and its apt pin priority.
@@ -60,6 +78,7 @@ impl Distribution {
             optional_architectures: Vec::new(),
             base_source: String::new(),
             extra_sources: Vec::new(),
+            build: BuildOptions::default(),
         })
     }
 
