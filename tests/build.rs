@@ -572,6 +572,26 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
     .unwrap();
     client.update();
 
+    // The chroot on the status model: deactivated, it starts no builds; activated, the
+    // waiting build runs.
+    let label = |d: &Daemon| json(&d.api_ok(&["chroots"]))[0]["label"].clone();
+    assert_eq!(label(&d), "Active (C)");
+    d.api_ok(&["config_action", "chroot", &chroot_id, "deactivate"]);
+    assert_eq!(label(&d), "Prepared (C)");
+    let waiting = generated_with(dir.path(), 1, "--source", &[("MBD_GEN_NAME", "mbd-wait")]);
+    dput(&d, &work, &changes_in(&waiting[0]));
+    wait_for_version(&d, "mbd-wait-1", "1.0~test12+1", "PACKAGING", limit);
+    std::thread::sleep(Duration::from_secs(5));
+    let builds = json(&d.api_ok(&["builds", "--source", "mbd-wait-1"]));
+    assert_eq!(
+        builds[0]["builds"]["amd64"]["state"], "needs-build",
+        "{builds}"
+    );
+    let (ok, out) = d.api(&["config_action", "chroot", "nosuch-amd64", "activate"]);
+    assert!(!ok, "{out}");
+    d.api_ok(&["config_action", "chroot", &chroot_id, "activate"]);
+    wait_for_version(&d, "mbd-wait-1", "1.0~test12+1", "INSTALLED", limit);
+
     // Removing the chroot takes its schroot configuration and files.
     d.api_ok(&["chroot_remove", &chroot_id]);
     assert!(!conf.exists());

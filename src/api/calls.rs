@@ -651,10 +651,14 @@ pub static CALLS: &[Call] = &[
         level: Level::Admin,
         changes: true,
         running: false,
-        doc: "Run a status action on an apt key or a source: prepare, check, activate, deactivate, remove, pc or pca. A source's keys get the action first; a failed check leaves it Failed with the reason.",
+        doc: "Run a status action on an apt key, a source or a chroot: prepare, check, activate, deactivate, remove, pc or pca. A source's keys get the action first; a failed check leaves it Failed with the reason; a deactivated chroot starts no builds.",
         args: &[
-            req("kind", Kind::Str, "aptkey or source"),
-            req("id", Kind::Str, "key id or source codename"),
+            req("kind", Kind::Str, "aptkey, source or chroot"),
+            req(
+                "id",
+                Kind::Str,
+                "key id, source codename or <codename>-<arch>",
+            ),
             req(
                 "action",
                 Kind::Str,
@@ -1333,7 +1337,15 @@ fn retry(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 }
 
 fn chroots(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
-    Output::json(&crate::build::chroot::all(&ctx.engine())?)
+    let all: Vec<serde_json::Value> = crate::build::chroot::all(&ctx.engine())?
+        .into_iter()
+        .map(|c| {
+            let mut v = json!(c);
+            v["label"] = json!(c.status().label());
+            v
+        })
+        .collect();
+    Ok(Output::Json(json!(all)))
 }
 
 fn find_chroot(ctx: &Context, id: &str) -> Result<crate::build::chroot::Chroot, ApiError> {
@@ -1852,8 +1864,82 @@ fn config_objects(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     Ok(Output::Json(serde_json::Value::Object(out)))
 }
 
+/// The status actions on a chroot: prepare (make it again, in the background), check
+/// (update and upgrade it), activate, deactivate (no builds start in it), remove; pca
+/// prepares it and it is active once ready.
+fn chroot_action(ctx: &Context, id: &str, action: &str) -> Result<Output, ApiError> {
+    use crate::build::chroot::ChrootState;
+    let mut c = find_chroot(ctx, id)?;
+    let key = format!("chroot/{}", c.id());
+    let busy = || ApiError::Conflict(format!("chroot {} is being prepared", c.id()));
+    match action {
+        "prepare" | "pca" => {
+            if c.state == ChrootState::Preparing {
+                return Err(busy());
+            }
+            c.deactivated = false;
+            ctx.builds.request(&ctx.engine_mut(), c.clone())?;
+            c = find_chroot(ctx, id)?;
+        }
+        "check" | "pc" => {
+            if c.state == ChrootState::Preparing {
+                return Err(busy());
+            }
+            let result = crate::build::chroot::check(&c, &ctx.home());
+            c.changed = crate::repo::publish_time();
+            match &result {
+                Ok(()) => {
+                    c.state = ChrootState::Ready;
+                    c.message = "checked".to_string();
+                }
+                Err(e) => {
+                    c.state = ChrootState::Failed;
+                    c.message = e.to_string();
+                }
+            }
+            ctx.engine_mut().put_object(&key, &c)?;
+            result?;
+        }
+        "activate" => {
+            if c.state != ChrootState::Ready {
+                return Err(ApiError::BadRequest(format!(
+                    "chroot {}: prepare and check it first ({})",
+                    c.id(),
+                    c.status().label()
+                )));
+            }
+            c.deactivated = false;
+            ctx.engine_mut().put_object(&key, &c)?;
+            ctx.builds.nudge();
+        }
+        "deactivate" => {
+            c.deactivated = true;
+            ctx.engine_mut().put_object(&key, &c)?;
+        }
+        "remove" => {
+            if c.state == ChrootState::Preparing {
+                return Err(busy());
+            }
+            crate::build::chroot::remove(&c, &ctx.home())?;
+            ctx.engine_mut().delete_object(&key)?;
+            return Output::json(&json!({"label": "Removed"}));
+        }
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "config_action: unknown action '{other}' (known: {})",
+                crate::config::ACTIONS
+            )));
+        }
+    }
+    let status = c.status();
+    Output::json(&json!({"status": status, "label": status.label()}))
+}
+
 fn config_action(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let a = &inv.args;
+    if a.str("kind") == "chroot" {
+        return chroot_action(ctx, a.str("id"), a.str("action"));
+    }
     let status = crate::config::act(
         &ctx.engine_mut(),
         a.str("kind"),

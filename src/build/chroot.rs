@@ -64,6 +64,9 @@ pub struct Chroot {
     /// distribution's security source).
     #[serde(default)]
     pub extra_sources: Vec<String>,
+    /// Deactivated by staff: kept, but no build starts in it.
+    #[serde(default)]
+    pub deactivated: bool,
 }
 
 impl Chroot {
@@ -77,6 +80,26 @@ impl Chroot {
             message: String::new(),
             changed: 0,
             extra_sources: Vec::new(),
+            deactivated: false,
+        }
+    }
+
+    /// Its state in mini-buildd's status model: preparing is Prepared (-), ready is Active
+    /// (checked when it became ready) unless deactivated, failed is Prepared (x).
+    pub fn status(&self) -> crate::config::status::Status {
+        use crate::config::status::{Check, State, Status};
+        let (state, check) = match self.state {
+            ChrootState::Preparing => (State::Prepared, Check::Unchecked),
+            ChrootState::Ready if self.deactivated => {
+                (State::Prepared, Check::Checked(self.changed))
+            }
+            ChrootState::Ready => (State::Active, Check::Checked(self.changed)),
+            ChrootState::Failed => (State::Prepared, Check::Failed),
+        };
+        Status {
+            state,
+            check,
+            message: self.message.clone(),
         }
     }
 

@@ -344,7 +344,7 @@ pub fn start_next(
             let chroot_id = format!("{codename}-{}", build.architecture);
             let ready = engine
                 .object::<Chroot>(&format!("chroot/{chroot_id}"))?
-                .is_some_and(|c| c.state == ChrootState::Ready);
+                .is_some_and(|c| c.state == ChrootState::Ready && !c.deactivated);
             if !ready {
                 continue;
             }
