@@ -6,7 +6,7 @@
 //! whose suite builds keyring packages, built like any upload, and (after it is installed)
 //! migrated on to the stable suite.
 
-use crate::port::{AfterInstall, PortError, Ported, Workdir};
+use crate::port::{AfterInstall, PortError, Ported, Workdir, io};
 use crate::repo::Engine;
 use std::os::unix::fs::PermissionsExt;
 
@@ -80,12 +80,9 @@ fn upload_one(
     let write = |rel: &str, data: &[u8]| -> Result<(), PortError> {
         let p = tree.join(rel);
         if let Some(d) = p.parent() {
-            std::fs::create_dir_all(d).map_err(|source| PortError::Io {
-                path: d.to_path_buf(),
-                source,
-            })?;
+            std::fs::create_dir_all(d).map_err(io(d))?;
         }
-        std::fs::write(&p, data).map_err(|source| PortError::Io { path: p, source })
+        std::fs::write(&p, data).map_err(io(&p))
     };
     let maintainer = crate::port::archive_maintainer(engine);
     write(
@@ -97,12 +94,7 @@ fn upload_one(
     )?;
     write("debian/rules", b"#!/usr/bin/make -f\n%:\n\tdh $@\n")?;
     let rules = tree.join("debian/rules");
-    std::fs::set_permissions(&rules, std::fs::Permissions::from_mode(0o755)).map_err(|source| {
-        PortError::Io {
-            path: rules.clone(),
-            source,
-        }
-    })?;
+    std::fs::set_permissions(&rules, std::fs::Permissions::from_mode(0o755)).map_err(io(&rules))?;
     write("debian/source/format", b"3.0 (native)\n")?;
     write(
         "debian/copyright",

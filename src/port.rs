@@ -34,7 +34,7 @@ pub enum PortError {
     Incoming { path: PathBuf, reason: String },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PortError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PortError + '_ {
     move |source| PortError::Io {
         path: path.to_path_buf(),
         source,
@@ -398,15 +398,8 @@ pub fn build_upload(
     run(Command::new("dpkg-source")
         .args(["-b", "src"])
         .current_dir(work))?;
-    let plain = crate::version::Version::parse(version)
-        .map(|v| {
-            let s = v.to_string();
-            match s.split_once(':') {
-                Some((_, rest)) => rest.to_string(),
-                None => s,
-            }
-        })
-        .unwrap_or_else(|_| version.to_string());
+    // File names carry the version without its epoch.
+    let plain = version.split_once(':').map_or(version, |(_, v)| v);
     let dsc = work.join(format!("{source}_{plain}.dsc"));
     sign_in_place(engine, &dsc)?;
     let changes_name = format!("{source}_{plain}_source.changes");

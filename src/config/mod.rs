@@ -680,11 +680,12 @@ pub fn set(
     field: &str,
     value: &[String],
 ) -> Result<Status, ConfigError> {
+    let kind_name: &'static str = if kind == "aptkey" { "aptkey" } else { "source" };
     let one = || -> Result<String, ConfigError> {
         match value {
             [v] => Ok(v.clone()),
             _ => Err(object_error(
-                "source",
+                kind_name,
                 id,
                 format!("{field} takes exactly one value"),
             )),

@@ -84,18 +84,23 @@ pub struct Report {
     pub severity: u8,
 }
 
-impl Report {
-    fn push(&mut self, e: Entry) {
-        let sev = match e.status.as_str() {
+impl Entry {
+    /// How much this entry asks for attention (see [`Report::severity`]).
+    fn severity(&self) -> u8 {
+        match self.status.as_str() {
             "failed" => 3,
             "missing" | "changed" | "waiting" => 2,
-            _ if !e.diff.is_empty() => 2,
+            _ if !self.diff.is_empty() => 2,
             // A key or source that exists but is not active is worth a look.
-            "exists" if matches!(e.kind, "aptkey" | "source") => 1,
+            "exists" if matches!(self.kind, "aptkey" | "source") => 1,
             "preparing" => 1,
             _ => 0,
-        };
-        self.severity = self.severity.max(sev);
+        }
+    }
+}
+
+impl Report {
+    fn push(&mut self, e: Entry) {
         self.entries.push(e);
     }
 
@@ -426,11 +431,6 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
             }
         }
     }
-    report.severity = 0;
-    let entries = std::mem::take(&mut report.entries);
-    for e in entries {
-        report.push(e);
-    }
 
     // Distributions.
     let active_source = |codename: &str| -> Result<Option<Source>, ConfigError> {
@@ -444,8 +444,9 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
         wanted_dists.push((d.codename, d.architectures));
     }
     if req.distributions_from_sources && req.distributions.is_empty() {
+        let host_arch = env.host_arch();
         for (c, _) in &planned.base {
-            wanted_dists.push((c.clone(), vec![env.host_arch()]));
+            wanted_dists.push((c.clone(), vec![host_arch.clone()]));
         }
     }
     let mut new_dists = Vec::new();
@@ -726,6 +727,12 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
         }
         report.push(e);
     }
+    report.severity = report
+        .entries
+        .iter()
+        .map(Entry::severity)
+        .max()
+        .unwrap_or(0);
     Ok(report)
 }
 
