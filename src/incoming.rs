@@ -347,6 +347,19 @@ fn decide(
             "{dist} is a rollback distribution; upload to its suite"
         )));
     }
+    if !r.repository.status.is_active() {
+        return Err(reject(format!(
+            "repository '{}' is not active ({}{}); staff activates it with config_action repository {} activate",
+            r.repository.identity,
+            r.repository.status.label(),
+            if r.repository.status.message.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", r.repository.status.message)
+            },
+            r.repository.identity,
+        )));
+    }
     if !r.suite.uploadable {
         return Err(reject(format!(
             "suite '{}' of {dist} is not uploadable (it is fed by migration)",

@@ -278,7 +278,7 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
     for want in [
         format!("source       {codename:<40} active [created, pca]"),
         format!("distribution {codename:<40} exists [created]"),
-        format!("repository   {:<40} exists [created]", "test"),
+        format!("repository   {:<40} active [created, pca]", "test"),
         format!("chroot       {codename}-"),
     ] {
         assert!(
@@ -440,6 +440,7 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
         "--repositories",
         "dev:Default:bookworm",
         "--update",
+        "--pca",
     ]);
     assert!(r.contains("repository   dev"), "{r}");
     let ported = json(&d.api_ok(&[

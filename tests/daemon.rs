@@ -1224,6 +1224,60 @@ fn dput_uploads_are_accepted_or_rejected_with_their_reason() {
 }
 
 #[test]
+fn a_repository_takes_uploads_only_while_active_and_its_check_finds_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    let d = Daemon::start(&home);
+    let label = |d: &Daemon| {
+        json(&d.api_ok(&["config_objects", "--kind", "repository"]))["repository"][0]["label"]
+            .clone()
+    };
+    assert_eq!(label(&d), "Active (C)");
+    d.api_ok(&["config_action", "repository", "test", "deactivate"]);
+    assert_eq!(label(&d), "Prepared (C)");
+    put_upload(&d, &source_upload());
+    let events = wait_for_events(&d, 1);
+    assert_eq!(events[0]["kind"], "REJECTED", "{events:?}");
+    assert!(
+        events[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("repository 'test' is not active (Prepared (C))"),
+        "{events:?}"
+    );
+    // A damaged index (and the by-hash copy it is a link of) fails the check, naming the
+    // file; prepare publishes it anew and the repository passes again.
+    let packages =
+        home.join("repositories/test/dists/bookworm-test-unstable/main/binary-amd64/Packages");
+    std::fs::write(&packages, b"Package: damaged\n").unwrap();
+    let (ok, out) = d.api(&["config_action", "repository", "test", "check"]);
+    assert!(
+        !ok && out.contains("binary-amd64/Packages: 17 bytes, InRelease says"),
+        "{out}"
+    );
+    assert_eq!(label(&d), "Prepared (x)");
+    let (ok, out) = d.api(&["config_action", "repository", "test", "activate"]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        label(&d),
+        "Prepared (A)",
+        "activates on its next good check"
+    );
+    d.api_ok(&["config_action", "repository", "test", "remove"]);
+    assert_eq!(label(&d), "Removed");
+    d.api_ok(&["config_action", "repository", "test", "pca"]);
+    assert_eq!(label(&d), "Active (C)");
+    assert_ne!(std::fs::read(&packages).unwrap(), b"Package: damaged\n");
+    // Active again: the same upload is accepted.
+    put_upload(&d, &source_upload());
+    let events = wait_for_events(&d, 2);
+    assert_eq!(events[1]["kind"], "ACCEPTED", "{events:?}");
+    let (ok, out) = d.api(&["config_action", "repository", "nosuch", "check"]);
+    assert!(!ok && out.contains("nosuch"), "{out}");
+}
+
+#[test]
 fn uploads_waiting_through_maintenance_and_a_kill_are_decided_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");

@@ -369,6 +369,20 @@ fn a_custom_layout_is_checked_and_carries_a_new_repository() {
         "--update",
     ]);
     assert!(r.contains("repository   small"), "{r}");
+    // Created and published, but not active until staff says so (pca).
+    let label = |d: &Daemon| {
+        let all = json(&d.api_ok(&["config_objects", "--kind", "repository"]));
+        all["repository"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["identity"] == "small")
+            .unwrap()["label"]
+            .clone()
+    };
+    assert_eq!(label(&d), "Prepared (-)");
+    d.api_ok(&["config_action", "repository", "small", "pca"]);
+    assert_eq!(label(&d), "Active (C)");
     let (code, _, _) = d.get(
         &format!("/repositories/small/dists/{codename}-small-unstable/InRelease"),
         &[],

@@ -637,12 +637,12 @@ pub static CALLS: &[Call] = &[
         level: Level::Staff,
         changes: false,
         running: false,
-        doc: "Archives, apt keys and sources with their status (Removed, Prepared (-*xA), Active) and what their last check found.",
+        doc: "Archives, apt keys, sources and repositories with their status (Removed, Prepared (-*xA), Active) and what their last check found.",
         args: &[arg(
             "kind",
             Kind::Str,
             "",
-            "archive, aptkey or source (default: all)",
+            "archive, aptkey, source or repository (default: all)",
         )],
         run: config_objects,
     },
@@ -651,13 +651,13 @@ pub static CALLS: &[Call] = &[
         level: Level::Admin,
         changes: true,
         running: false,
-        doc: "Run a status action on an apt key, a source or a chroot: prepare, check, activate, deactivate, remove, pc or pca. A source's keys get the action first; a failed check leaves it Failed with the reason; a deactivated chroot starts no builds.",
+        doc: "Run a status action on an apt key, a source, a repository or a chroot: prepare, check, activate, deactivate, remove, pc or pca. A source's keys get the action first; a failed check leaves it Failed with the reason. A repository's prepare publishes it and its check verifies the published tree as apt would; only an active repository takes uploads (remove keeps its packages). A deactivated chroot starts no builds.",
         args: &[
-            req("kind", Kind::Str, "aptkey, source or chroot"),
+            req("kind", Kind::Str, "aptkey, source, repository or chroot"),
             req(
                 "id",
                 Kind::Str,
-                "key id, source codename or <codename>-<arch>",
+                "key id, source codename, repository identity or <codename>-<arch>",
             ),
             req(
                 "action",
@@ -1860,6 +1860,14 @@ fn config_objects(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
             })
             .collect();
         out.insert("source".into(), json!(all));
+    }
+    if kind.is_empty() || kind == "repository" {
+        let all: Vec<serde_json::Value> = engine
+            .repositories()?
+            .into_iter()
+            .map(|r| with_label(&r.status, json!(r)))
+            .collect();
+        out.insert("repository".into(), json!(all));
     }
     Ok(Output::Json(serde_json::Value::Object(out)))
 }

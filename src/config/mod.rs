@@ -474,7 +474,7 @@ pub fn source_keyring(engine: &Engine, source: &Source) -> Result<Keyring, Confi
 }
 
 /// The kinds `objects` and `object_action` work on.
-pub const KINDS: &[&str] = &["archive", "aptkey", "source"];
+pub const KINDS: &[&str] = &["archive", "aptkey", "source", "repository"];
 
 /// An action of the status model on a stored AptKey or Source; for a Source, its keys are
 /// prepared, checked and activated first (its dependencies). Returns the new status; a failed
@@ -490,6 +490,7 @@ pub fn act(
     match kind {
         "aptkey" => act_key(engine, id, action, now),
         "source" => act_source(engine, id, action, fetch, now),
+        "repository" => act_repository(engine, id, action, now),
         "archive" => Err(object_error(
             "archive",
             id,
@@ -603,6 +604,68 @@ impl StatusObject for SourceCheck<'_> {
         self.source
             .check(self.archives, &self.keys, self.fetch, self.now)
     }
+}
+
+/// A repository with the engine that publishes and checks it. Prepare publishes its
+/// distributions and repairs damaged index files; check verifies what is published as apt
+/// would (signature, sizes, digests).
+/// Remove only takes its status back to Removed: packages and the published tree stay, and a
+/// removed repository takes no uploads until it is prepared and activated again.
+struct RepositoryCheck<'a> {
+    engine: &'a Engine,
+    repository: &'a mut crate::repo::Repository,
+}
+
+impl StatusObject for RepositoryCheck<'_> {
+    fn status(&mut self) -> &mut Status {
+        &mut self.repository.status
+    }
+    fn prepare(&mut self) -> Result<(), String> {
+        let problems = self
+            .engine
+            .repair_repository(&self.repository.identity)
+            .map_err(|e| e.to_string())?;
+        report_problems(&problems)
+    }
+    fn check(&mut self) -> Result<(), String> {
+        let problems = self
+            .engine
+            .check_repository(&self.repository.identity)
+            .map_err(|e| e.to_string())?;
+        report_problems(&problems)
+    }
+}
+
+/// The first five problems of a repository check, and how many more there are.
+fn report_problems(problems: &[crate::repo::publish::Problem]) -> Result<(), String> {
+    let shown: Vec<String> = problems.iter().take(5).map(|p| p.to_string()).collect();
+    match problems.len() {
+        0 => Ok(()),
+        n if n <= 5 => Err(shown.join("; ")),
+        n => Err(format!("{}; and {} more", shown.join("; "), n - 5)),
+    }
+}
+
+fn act_repository(
+    engine: &Engine,
+    id: &str,
+    action: &str,
+    now: i64,
+) -> Result<Status, ConfigError> {
+    let key = format!("repository/{id}");
+    let mut repository: crate::repo::Repository = load(engine, "repository", &key)?;
+    let result = drive(
+        &mut RepositoryCheck {
+            engine,
+            repository: &mut repository,
+        },
+        action,
+        now,
+    );
+    engine.put_object(&key, &repository)?;
+    result
+        .map(|()| repository.status.clone())
+        .map_err(|e| object_error("repository", id, e))
 }
 
 fn act_key(engine: &Engine, id: &str, action: &str, now: i64) -> Result<Status, ConfigError> {

@@ -605,6 +605,7 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
         );
     }
     let mut new_repos = Vec::new();
+    let mut repo_entries = Vec::new();
     for r in &wanted_repos {
         let mut e = entry("repository", &r.identity, "missing");
         let existing = engine.object::<Repository>(&format!("repository/{}", r.identity))?;
@@ -623,7 +624,12 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
         let mut want = r.clone();
         match &existing {
             Some(old) => {
-                e.status = "exists".to_string();
+                e.status = status_word(&old.status).to_string();
+                e.message = if old.status.message.is_empty() {
+                    e.message
+                } else {
+                    old.status.message.clone()
+                };
                 want = old.clone();
                 for c in &ready {
                     if !want.codenames.contains(c) {
@@ -653,16 +659,41 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
                 if want.codenames.is_empty() {
                     e.status = "waiting".to_string();
                 } else if req.update {
+                    // Published at once, active only when asked (pca).
+                    want.status = Status::default();
+                    want.status.prepared();
                     new_repos.push(want);
                     e.status = "exists".to_string();
                     e.actions.push("created".to_string());
                 }
             }
         }
-        report.push(e);
+        repo_entries.push(e);
     }
     if !new_dists.is_empty() || !new_repos.is_empty() {
         engine.configure(&new_dists, &new_repos)?;
+    }
+    for mut e in repo_entries {
+        let status = engine
+            .object::<Repository>(&format!("repository/{}", e.id))?
+            .map(|r| r.status);
+        if let Some(status) = status
+            && req.pca
+            && !status.is_active()
+        {
+            match super::act(engine, "repository", &e.id, "pca", env.fetch(), now) {
+                Ok(s) => {
+                    e.status = status_word(&s).to_string();
+                    e.actions.push("pca".to_string());
+                }
+                Err(err) => {
+                    e.status = "failed".to_string();
+                    e.message = err.to_string();
+                    e.actions.push("pca(failed)".to_string());
+                }
+            }
+        }
+        report.push(e);
     }
 
     // Chroots.

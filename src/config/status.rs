@@ -66,6 +66,16 @@ impl std::fmt::Display for Refusal {
 }
 
 impl Status {
+    /// Active and checked (at time 0: before checks were recorded), for objects that existed
+    /// before they had a status.
+    pub fn active() -> Status {
+        Status {
+            state: State::Active,
+            check: Check::Checked(0),
+            message: String::new(),
+        }
+    }
+
     pub fn is_prepared(&self) -> bool {
         self.state >= State::Prepared
     }

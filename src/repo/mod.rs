@@ -16,6 +16,7 @@ pub mod store;
 
 use crate::changes::Changes;
 use crate::checksums::Digests;
+use crate::config::status::Status;
 use crate::deb::{self, BinaryPackage, DebError};
 use crate::dsc::Dsc;
 use crate::files::{ControlFileError, FileEntry, Trust};
@@ -150,6 +151,10 @@ pub struct Repository {
     /// Binary-only uploads are installed directly (off by default: sources are built here).
     #[serde(default)]
     pub allow_binary_uploads: bool,
+    /// Where it stands in the status model: uploads are accepted only while it is active.
+    /// Repositories stored before the status model existed are active.
+    #[serde(default = "Status::active")]
+    pub status: Status,
 }
 
 impl Repository {
@@ -185,6 +190,7 @@ impl Repository {
             codenames,
             allow_unauthenticated_uploads: id == "test",
             allow_binary_uploads: false,
+            status: Status::active(),
         })
     }
 }
@@ -761,6 +767,79 @@ impl Engine {
             }
         }
         Ok(out)
+    }
+
+    /// A repository's check: its layout and distributions exist, and every distribution it
+    /// publishes verifies as apt would see it (signed by the archive key, every listed index
+    /// of the listed size and SHA-256). Returns the problems found; none means it passed.
+    pub fn check_repository(&self, id: &str) -> Result<Vec<publish::Problem>, RepoError> {
+        let repo: Repository = self
+            .store
+            .config(&format!("repository/{id}"))?
+            .ok_or_else(|| RepoError::NoSuchRepository(id.to_string()))?;
+        let mut problems = Vec::new();
+        let dists_root = self.repo_dir(id).join("dists");
+        let config_problem = |reason: String| publish::Problem {
+            path: dists_root.clone(),
+            reason,
+            stale: Vec::new(),
+        };
+        let layout = match self.layout(&repo.layout) {
+            Ok(l) => l,
+            Err(e) => return Ok(vec![config_problem(e.to_string())]),
+        };
+        let keyring = self.key.keyring();
+        for codename in &repo.codenames {
+            if self
+                .store
+                .config::<Distribution>(&format!("distribution/{codename}"))?
+                .is_none()
+            {
+                problems.push(config_problem(format!(
+                    "no distribution for codename '{codename}'"
+                )));
+                continue;
+            }
+            for suite in &layout.suites {
+                let main = DistName::new(codename, id, &suite.name);
+                for n in std::iter::once(None).chain((0..suite.rollback).map(Some)) {
+                    let name = main.with_rollback(n).to_string();
+                    problems.extend(publish::verify(&dists_root.join(&name), &keyring));
+                }
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Publishes a repository's distributions and repairs what [`Engine::check_repository`]
+    /// finds: damaged index files (and their by-hash copies) are deleted and published anew.
+    /// Returns the problems that remain.
+    pub fn repair_repository(&self, id: &str) -> Result<Vec<publish::Problem>, RepoError> {
+        let dists: Vec<DistName> = self
+            .all_dists()?
+            .into_iter()
+            .filter(|d| d.repository == id)
+            .collect();
+        self.publish(&dists)?;
+        let problems = self.check_repository(id)?;
+        if problems.is_empty() {
+            return Ok(problems);
+        }
+        for p in &problems {
+            for f in &p.stale {
+                match std::fs::remove_file(f) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(RepoError::Io {
+                            path: f.clone(),
+                            source: e,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.publish(&dists)?;
+        self.check_repository(id)
     }
 
     /// The global map meta-distribution → distribution; a meta claimed twice is an error.
