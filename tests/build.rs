@@ -30,7 +30,20 @@ fn wait_for(d: &Daemon, source: &str, kind: &str, limit: Duration) -> serde_json
             }
             if e["kind"] == "FAILED" && kind != "FAILED" || e["kind"] == "REJECTED" {
                 let builds = d.api_ok(&["builds", "--source", source]);
-                panic!("{source}: {e}\n{builds}\n{}", d.log());
+                // The end of each build log says why.
+                let mut logs = String::new();
+                for b in json(&builds)[0]["builds"].as_object().into_iter().flatten() {
+                    let path = b.1["log"].as_str().unwrap_or_default();
+                    let (_, _, body) = d.get(path.trim_start_matches(&d.url), &[]);
+                    let text = String::from_utf8_lossy(&body);
+                    let tail: Vec<&str> = text.lines().rev().take(80).collect();
+                    logs.push_str(&format!("--- {path}\n"));
+                    for l in tail.into_iter().rev() {
+                        logs.push_str(l);
+                        logs.push('\n');
+                    }
+                }
+                panic!("{source}: {e}\n{builds}\n{logs}\n{}", d.log());
             }
         }
         assert!(
@@ -289,9 +302,11 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
     let chroot_id = wait_for_chroot(&d, &home, started);
     // The chroot is made with the security source too (the host's apt sources name it).
     let chroots = json(&d.api_ok(&["chroots"]));
-    assert_eq!(
-        chroots[0]["extra_sources"][0],
-        format!("deb http://deb.debian.org/debian-security/ {codename}-security main"),
+    let security = chroots[0]["extra_sources"][0].as_str().unwrap_or_default();
+    assert!(
+        security.starts_with(&format!(
+            "deb http://deb.debian.org/debian-security/ {codename}-security main"
+        )),
         "{chroots}"
     );
     let conf = Path::new("/etc/schroot/chroot.d").join(format!("mbd-{chroot_id}.conf"));
@@ -579,6 +594,36 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
     assert_eq!(label(&d), "Active (C)");
     d.api_ok(&["config_action", "chroot", &chroot_id, "deactivate"]);
     assert_eq!(label(&d), "Prepared (C)");
+    // The distribution's build settings reach sbuild: an extra build-dependency (from our
+    // own repository), a chroot setup script, an .sbuildrc snippet, and the backports source
+    // the setup gave the distribution, pinned at its priority.
+    let dists = json(&d.api_ok(&["distributions"]));
+    let extras = dists[0]["extra_sources"].to_string();
+    assert!(
+        extras.contains(&format!("\"{codename}-backports\"")),
+        "{dists}"
+    );
+    d.api_ok(&[
+        "distribution_set",
+        &codename,
+        "add_depends",
+        "--value",
+        "mbd-hello (>= 1.0)",
+    ]);
+    d.api_ok(&[
+        "distribution_set",
+        &codename,
+        "chroot_setup_script",
+        "--value",
+        "#!/bin/sh -e\necho \"mbd setup script in $(cat /etc/debian_version | cut -d. -f1)\"\n",
+    ]);
+    d.api_ok(&[
+        "distribution_set",
+        &codename,
+        "sbuildrc_snippet",
+        "--value",
+        "$build_environment = { 'MBD_LIBDIR' => '%LIBDIR%' };",
+    ]);
     let waiting = generated_with(dir.path(), 1, "--source", &[("MBD_GEN_NAME", "mbd-wait")]);
     dput(&d, &work, &changes_in(&waiting[0]));
     wait_for_version(&d, "mbd-wait-1", "1.0~test12+1", "PACKAGING", limit);
@@ -592,6 +637,30 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
     assert!(!ok, "{out}");
     d.api_ok(&["config_action", "chroot", &chroot_id, "activate"]);
     wait_for_version(&d, "mbd-wait-1", "1.0~test12+1", "INSTALLED", limit);
+    let builds = json(&d.api_ok(&["builds", "--source", "mbd-wait-1"]));
+    let path = builds[0]["builds"]["amd64"]["log"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches(&d.url)
+        .to_string();
+    let (_, _, body) = d.get(&path, &[]);
+    let log = String::from_utf8_lossy(&body);
+    let arch = chroot_id.rsplit('-').next().unwrap();
+    for want in [
+        "mbd setup script in 12".to_string(),
+        format!("Pin: release n={codename}-backports\nPin-Priority: 1\n"),
+        format!("{codename}-backports"),
+        "Unpacking mbd-hello ".to_string(),
+        format!(
+            "MBD_LIBDIR={}",
+            home.join("var/chroots-libdir")
+                .join(&codename)
+                .join(arch)
+                .display()
+        ),
+    ] {
+        assert!(log.contains(&want), "'{want}' not in the build log:\n{log}");
+    }
 
     // Removing the chroot takes its schroot configuration and files.
     d.api_ok(&["chroot_remove", &chroot_id]);

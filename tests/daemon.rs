@@ -47,20 +47,29 @@ impl Daemon {
 
     /// Starts the daemon as another user (`setpriv`, which execs: the child is the daemon).
     pub(crate) fn spawn_as(home: &Path, user: Option<&str>, extra: &[&str]) -> Daemon {
+        Daemon::spawn_full(
+            home,
+            user,
+            &[
+                "daemon",
+                "--http-endpoint",
+                "127.0.0.1:0",
+                "--ftp-endpoint",
+                "127.0.0.1:0",
+                "--log-level",
+                "debug",
+            ],
+            extra,
+        )
+    }
+
+    /// Starts the daemon with exactly these arguments (and `extra`).
+    fn spawn_full(home: &Path, user: Option<&str>, daemon_args: &[&str], extra: &[&str]) -> Daemon {
         let url_file = home.join("var/run/http.url");
         let _ = std::fs::remove_file(&url_file);
         let stdout = home.with_extension("stdout");
-        let daemon_args = [
-            "daemon",
-            "--http-endpoint",
-            "127.0.0.1:0",
-            "--ftp-endpoint",
-            "127.0.0.1:0",
-            "--log-level",
-            "debug",
-        ];
         let mut cmd = match user {
-            None => mbd_command(home, &daemon_args),
+            None => mbd_command(home, daemon_args),
             Some(u) => {
                 let mut c = std::process::Command::new("setpriv");
                 c.arg(format!("--reuid={u}"))
@@ -1275,6 +1284,89 @@ fn a_repository_takes_uploads_only_while_active_and_its_check_finds_damage() {
     assert_eq!(events[1]["kind"], "ACCEPTED", "{events:?}");
     let (ok, out) = d.api(&["config_action", "repository", "nosuch", "check"]);
     assert!(!ok && out.contains("nosuch"), "{out}");
+    // The setup page: staff only; the repository with its status and its action buttons,
+    // which run the action and come back with a message.
+    let (code, _, _) = d.get("/ui/setup", &[]);
+    assert_eq!(code, 401);
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("admin:{ADMIN_PASSWORD}")
+        )
+    );
+    let (code, _, page) = d.get("/ui/setup", &[("Authorization", &basic)]);
+    let page = String::from_utf8_lossy(&page);
+    assert_eq!(code, 200, "{page}");
+    for want in [
+        "<td><a href=\"/ui/repository/test\">test</a></td><td>Default</td><td>bookworm</td><td>Active (C)</td>",
+        "id=\"repository-test-check\"",
+        "id=\"setup-form\"",
+    ] {
+        assert!(
+            page.contains(want),
+            "'{want}' not on the setup page:\n{page}"
+        );
+    }
+    let form = "kind=repository&id=test&action=deactivate&next=%2Fui%2Fsetup";
+    let (code, head, _) = d.raw(&format!(
+        "POST /ui/api/config_action HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {basic}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    ));
+    assert_eq!(code, 303, "{head}");
+    assert!(head.contains("location: /ui/setup?message="), "{head}");
+    assert_eq!(label(&d), "Prepared (C)");
+}
+
+#[test]
+fn setup_moves_the_ftp_endpoint_from_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    let mut d = Daemon::start(&home);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let want = format!("127.0.0.1:{port}");
+    let settings = home.join("etc/mbd.toml");
+    let before = std::fs::read_to_string(&settings).unwrap();
+    // Report only: the difference, nothing written.
+    let r = d.api_ok(&["setup", "--ftp-endpoint", &want]);
+    assert!(
+        r.contains("daemon       ftp_endpoints")
+            && r.contains(&format!("ftp_endpoints: [0.0.0.0:8067] → [{want}]")),
+        "{r}"
+    );
+    assert_eq!(std::fs::read_to_string(&settings).unwrap(), before);
+    let (ok, out) = d.api(&["setup", "--ftp-endpoint", "nohost", "--update"]);
+    assert!(
+        !ok && out.contains("FTP endpoint 'nohost' is not '<host>:<port>' or 'none'"),
+        "{out}"
+    );
+    let r = d.api_ok(&["setup", "--ftp-endpoint", &want, "--update"]);
+    assert!(r.contains("[updated]") && r.contains("next start"), "{r}");
+    assert!(
+        std::fs::read_to_string(&settings)
+            .unwrap()
+            .contains(&format!("ftp_endpoints = [\"{want}\"]")),
+    );
+    d.stop();
+    // Started without an --ftp-endpoint of its own, the daemon serves FTP where setup said.
+    let mut d = Daemon::spawn_full(
+        &home,
+        None,
+        &["daemon", "--http-endpoint", "127.0.0.1:0"],
+        &["--no-default-chroot"],
+    );
+    d.wait_ready();
+    let mut ftp = std::net::TcpStream::connect(&want).unwrap();
+    let mut greeting = [0u8; 3];
+    ftp.read_exact(&mut greeting).unwrap();
+    assert_eq!(&greeting, b"220");
+    let conf = d.api_ok(&["dput_conf"]);
+    assert!(conf.contains(&format!("fqdn     = {want}\n")), "{conf}");
 }
 
 #[test]

@@ -404,6 +404,22 @@ fn a_custom_layout_is_checked_and_carries_a_new_repository() {
     assert!(!ok && out.contains("lintian_mode 'sometimes'"), "{out}");
     let (ok, out) = d.api(&["distribution_set", &codename, "colour", "--value", "x"]);
     assert!(!ok && out.contains("'colour' cannot be set"), "{out}");
+    let (ok, out) = d.api(&[
+        "distribution_set",
+        &codename,
+        "chroot_setup_script",
+        "--value",
+        "echo no shebang",
+    ]);
+    assert!(!ok && out.contains("must start with a '#!' line"), "{out}");
+    let (ok, out) = d.api(&[
+        "distribution_set",
+        &codename,
+        "add_depends",
+        "--value",
+        "a\nb",
+    ]);
+    assert!(!ok && out.contains("is not one dependency"), "{out}");
     let (ok, out) = d.api(&["distribution_set", "nosuch", "lintian_mode"]);
     assert!(!ok && out.contains("No distribution 'nosuch'"), "{out}");
     d.api_ok(&[

@@ -543,6 +543,12 @@ pub static CALLS: &[Call] = &[
                 "the instance identity (fixed once the archive key exists: only reported)",
             ),
             arg(
+                "ftp_endpoint",
+                Kind::Str,
+                "",
+                "<host>:<port> for FTP uploads, or none (kept in etc/mbd.toml; in effect from the daemon's next start)",
+            ),
+            arg(
                 "preset",
                 Kind::Str,
                 "",
@@ -814,19 +820,19 @@ pub static CALLS: &[Call] = &[
         level: Level::Admin,
         changes: true,
         running: false,
-        doc: "Set a distribution's build options: deb_build_options and deb_build_profiles (words), lintian_mode (disabled, ignore, errfail, warnfail; empty: the daemon's). Uploads' options add to or override them.",
+        doc: "Set a distribution's build options: deb_build_options and deb_build_profiles (words), lintian_mode (disabled, ignore, errfail, warnfail; empty: the daemon's), add_depends (one dependency per value), chroot_setup_script (a script starting with #!, run in the chroot before build-dependencies are installed), sbuildrc_snippet (Perl for the build's .sbuildrc; %LIBDIR% is a directory kept per codename and architecture). Uploads' options add to or override them.",
         args: &[
             req("codename", Kind::Str, "the distribution's codename"),
             req(
                 "field",
                 Kind::Str,
-                "deb_build_options, deb_build_profiles or lintian_mode",
+                "deb_build_options, deb_build_profiles, lintian_mode, add_depends, chroot_setup_script or sbuildrc_snippet",
             ),
             arg(
                 "value",
                 Kind::List,
                 "",
-                "the new value (lists: one word per value)",
+                "the new value (lists: one item per value; texts: one value, none to clear)",
             ),
         ],
         run: distribution_set,
@@ -1738,6 +1744,8 @@ impl From<crate::config::ConfigError> for ApiError {
 struct DaemonEnv<'a> {
     ctx: &'a Context,
     http: crate::config::Http,
+    /// The daemon's home (its settings file).
+    home: std::path::PathBuf,
 }
 
 impl crate::config::setup::Env for DaemonEnv<'_> {
@@ -1766,6 +1774,16 @@ impl crate::config::setup::Env for DaemonEnv<'_> {
             .request(engine, chroot)
             .map_err(|e| e.to_string())
     }
+    fn ftp_endpoints(&self) -> (Vec<String>, Option<String>) {
+        let configured = crate::daemon::Settings::load_or_create(&self.home)
+            .map(|s| s.ftp_endpoints)
+            .unwrap_or_default();
+        (configured, self.ctx.ftp.clone())
+    }
+    fn set_ftp_endpoints(&mut self, endpoints: &[String]) -> Result<(), String> {
+        crate::daemon::Settings::update(&self.home, |s| s.ftp_endpoints = endpoints.to_vec())
+            .map_err(|e| e.to_string())
+    }
 }
 
 fn setup(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
@@ -1774,6 +1792,10 @@ fn setup(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let req = crate::config::setup::Request {
         identity: a
             .opt("identity")
+            .filter(|i| !i.is_empty())
+            .map(str::to_string),
+        ftp_endpoint: a
+            .opt("ftp_endpoint")
             .filter(|i| !i.is_empty())
             .map(str::to_string),
         from_origins: list("from_origins"),
@@ -1802,11 +1824,13 @@ fn setup(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
             "setup: format '{format}' is not text or json"
         )));
     }
+    let engine = ctx.engine_mut();
     let mut env = DaemonEnv {
         ctx,
         http: crate::config::Http::default(),
+        home: engine.home().to_path_buf(),
     };
-    let report = crate::config::setup::run(&ctx.engine_mut(), &req, &mut env)?;
+    let report = crate::config::setup::run(&engine, &req, &mut env)?;
     match format {
         "json" => Output::json(&report),
         _ => Ok(Output::Text(report.text())),
@@ -2048,6 +2072,47 @@ fn distribution_set(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError>
         .object(&key)?
         .ok_or_else(|| ApiError::NotFound(format!("No distribution '{codename}'")))?;
     let value = a.list("value");
+    let field = a.str("field");
+    let text = || -> Result<String, ApiError> {
+        match value {
+            [] => Ok(String::new()),
+            [t] => Ok(t.replace("\r\n", "\n")),
+            _ => Err(ApiError::BadRequest(format!(
+                "distribution_set: {field} takes one text (or none to clear it)"
+            ))),
+        }
+    };
+    match field {
+        "chroot_setup_script" => {
+            let script = text()?;
+            if !script.is_empty() && !script.starts_with("#!") {
+                return Err(ApiError::BadRequest(
+                    "distribution_set: chroot_setup_script must start with a '#!' line".into(),
+                ));
+            }
+            d.build.chroot_setup_script = script;
+        }
+        "sbuildrc_snippet" => d.build.sbuildrc_snippet = text()?,
+        "add_depends" => {
+            if let Some(bad) = value
+                .iter()
+                .find(|v| v.trim().is_empty() || v.contains(',') || v.chars().any(char::is_control))
+            {
+                return Err(ApiError::BadRequest(format!(
+                    "distribution_set: add_depends '{bad}' is not one dependency (give one value per dependency)"
+                )));
+            }
+            d.build.add_depends = value.iter().map(|v| v.trim().to_string()).collect();
+        }
+        _ => {}
+    }
+    if matches!(
+        field,
+        "chroot_setup_script" | "sbuildrc_snippet" | "add_depends"
+    ) {
+        engine.put_object(&key, &d)?;
+        return Output::json(&d);
+    }
     let word = |w: &String| {
         !w.is_empty()
             && w.bytes()
@@ -2058,7 +2123,7 @@ fn distribution_set(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError>
             "distribution_set: '{bad}' is not a word of [A-Za-z0-9=._+-:,]"
         )));
     }
-    match a.str("field") {
+    match field {
         "deb_build_options" => d.build.deb_build_options = value.to_vec(),
         "deb_build_profiles" => d.build.deb_build_profiles = value.to_vec(),
         "lintian_mode" => {
@@ -2075,7 +2140,7 @@ fn distribution_set(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError>
         }
         other => {
             return Err(ApiError::BadRequest(format!(
-                "distribution_set: '{other}' cannot be set (settable: deb_build_options, deb_build_profiles, lintian_mode; setup sets the rest)"
+                "distribution_set: '{other}' cannot be set (settable: deb_build_options, deb_build_profiles, lintian_mode, add_depends, chroot_setup_script, sbuildrc_snippet; setup sets the rest)"
             )));
         }
     }

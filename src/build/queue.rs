@@ -115,6 +115,8 @@ pub struct Job {
     pub extra_repository: Option<String>,
     /// The distribution's defaults for its builds.
     pub options: crate::repo::distribution::BuildOptions,
+    /// The distribution's extra sources the chroot does not carry (below priority 500).
+    pub pinned: Vec<super::sbuild::PinnedSource>,
 }
 
 /// Runs one build (sbuild in production; a fake in unit tests) and says how it ended.
@@ -367,6 +369,14 @@ pub fn start_next(
                     resolved.repository.identity, upload.distribution
                 )),
                 options: resolved.distribution.build.clone(),
+                pinned: crate::config::pinned_sources(engine, &resolved.distribution)
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "reading the distribution's extra sources");
+                        Vec::new()
+                    })
+                    .into_iter()
+                    .filter(|p| p.priority < 500)
+                    .collect(),
                 upload: upload.clone(),
                 build: build.clone(),
             };

@@ -282,8 +282,19 @@ impl Builder for Sbuild {
             return failed(format!("{}: {e}", job.dir.display()));
         }
         let options = upload_options(job).over(&job.options, self.lintian);
-        let (deb_build_options, profiles) =
-            (options.deb_build_options.clone(), options.profiles.clone());
+        let (deb_build_options, profiles, add_depends) = (
+            options.deb_build_options.clone(),
+            options.profiles.clone(),
+            options.add_depends.clone(),
+        );
+        let libdir = self
+            .home
+            .join("var/chroots-libdir")
+            .join(&job.codename)
+            .join(&job.build.architecture);
+        if let Err(e) = std::fs::create_dir_all(&libdir) {
+            return failed(format!("{}: {e}", libdir.display()));
+        }
         let inv = sbuild::Invocation {
             codename: job.codename.clone(),
             architecture: job.build.architecture.clone(),
@@ -294,8 +305,19 @@ impl Builder for Sbuild {
             jobs: self.jobs,
             deb_build_options,
             profiles,
+            pinned: job.pinned.clone(),
+            add_depends,
+            chroot_setup_script: job.options.chroot_setup_script.clone(),
+            sbuildrc_snippet: job
+                .options
+                .sbuildrc_snippet
+                .replace("%LIBDIR%", &libdir.display().to_string()),
             dsc: job.queue_dir.join(&job.upload.dsc),
         };
+        let rc = job.dir.join(".sbuildrc");
+        if let Err(e) = std::fs::write(&rc, inv.sbuildrc()) {
+            return failed(format!("{}: {e}", rc.display()));
+        }
         let exit = match sbuild::run(&inv, &job.dir, &job.log, self.limit, cancelled) {
             Ok(c) => c,
             Err(e) => return failed(format!("sbuild did not run: {e}")),
@@ -329,6 +351,7 @@ impl Builder for Sbuild {
 struct UploadOptions {
     deb_build_options: Vec<String>,
     profiles: Vec<String>,
+    add_depends: Vec<String>,
     lintian: Option<crate::changelog::QaMode>,
 }
 
@@ -349,6 +372,7 @@ impl UploadOptions {
         UploadOptions {
             deb_build_options: join(&dist.deb_build_options, self.deb_build_options),
             profiles: join(&dist.deb_build_profiles, self.profiles),
+            add_depends: join(&dist.add_depends, self.add_depends),
             lintian: Some(
                 self.lintian
                     .or_else(|| crate::changelog::QaMode::parse(&dist.lintian_mode))
@@ -383,6 +407,10 @@ fn upload_options(job: &Job) -> UploadOptions {
             .filter(|w| !w.is_empty())
             .map(str::to_string)
             .collect(),
+        add_depends: match options.get(OptionKey::AddDepends, arch) {
+            Some(OptionValue::List(l)) => l.clone(),
+            _ => Vec::new(),
+        },
         lintian: match options.get(OptionKey::LintianMode, arch) {
             Some(OptionValue::Mode(m)) => Some(*m),
             _ => None,
@@ -448,14 +476,18 @@ mod tests {
             deb_build_options: vec!["noddebs".into()],
             deb_build_profiles: vec!["nodoc".into()],
             lintian_mode: "warnfail".into(),
+            add_depends: vec!["libfoo-dev".into()],
+            ..Default::default()
         };
         let upload = UploadOptions {
             deb_build_options: vec!["nocheck".into()],
             profiles: Vec::new(),
+            add_depends: vec!["bar (>= 2)".into()],
             lintian: None,
         };
         let o = upload.over(&dist, QaMode::Ignore);
         assert_eq!(o.deb_build_options, ["noddebs", "nocheck"]);
+        assert_eq!(o.add_depends, ["libfoo-dev", "bar (>= 2)"]);
         assert_eq!(o.profiles, ["nodoc"]);
         assert_eq!(o.lintian, Some(QaMode::WarnFail));
         let upload = UploadOptions {

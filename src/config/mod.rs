@@ -503,6 +503,31 @@ pub fn act(
     }
 }
 
+/// A distribution's active extra sources as builds see them: the apt line (its first
+/// archive, the distribution's components) and pin priority of each.
+pub fn pinned_sources(
+    engine: &Engine,
+    d: &crate::repo::distribution::Distribution,
+) -> Result<Vec<crate::build::sbuild::PinnedSource>, ConfigError> {
+    let mut out = Vec::new();
+    for extra in &d.extra_sources {
+        let Some(s) = engine
+            .object::<Source>(&Source::key(&extra.source))?
+            .filter(|s| s.status.is_active())
+        else {
+            continue;
+        };
+        if let Some(url) = s.archives.first() {
+            out.push(crate::build::sbuild::PinnedSource {
+                line: format!("deb {url} {} {}", s.codename, d.components.join(" ")),
+                codename: s.codename.clone(),
+                priority: extra.priority,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// An object with the status model: its own prepare and check work.
 trait StatusObject {
     fn status(&mut self) -> &mut Status;

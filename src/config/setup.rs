@@ -22,6 +22,9 @@ pub struct Request {
     /// The instance identity wanted; it is fixed once the archive key exists, so a different
     /// one is only reported.
     pub identity: Option<String>,
+    /// `host:port` for FTP uploads (`none`: no FTP); kept in the daemon's settings, in
+    /// effect from its next start.
+    pub ftp_endpoint: Option<String>,
     /// `<Origin>[:lts|:all]`
     pub from_origins: Vec<String>,
     /// A bootstrap preset: `Debian` or `Ubuntu` (origins, everything from them, repository
@@ -60,6 +63,27 @@ pub trait Env {
     fn host_arch(&self) -> String;
     /// Starts preparing a chroot in the background.
     fn request_chroot(&mut self, engine: &Engine, chroot: Chroot) -> Result<(), String>;
+    /// The FTP endpoints of the daemon's settings, and the one it serves now (`host:port`).
+    fn ftp_endpoints(&self) -> (Vec<String>, Option<String>);
+    /// Writes the FTP endpoints into the daemon's settings.
+    fn set_ftp_endpoints(&mut self, endpoints: &[String]) -> Result<(), String>;
+}
+
+/// Checks an FTP endpoint: `host:port` (port 0 is for tests), or `none`.
+fn ftp_endpoints_wanted(spec: &str) -> Result<Vec<String>, ConfigError> {
+    if spec == "none" {
+        return Ok(Vec::new());
+    }
+    let bad = || {
+        ConfigError::Setup(format!(
+            "FTP endpoint '{spec}' is not '<host>:<port>' or 'none'"
+        ))
+    };
+    let (host, port) = spec.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(vec![spec.to_string()])
 }
 
 /// One object in the report.
@@ -284,6 +308,38 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
         e.message = "the identity is fixed once the archive key exists: give it to `mbd daemon --identity` on a new home".to_string();
     }
     report.push(e);
+    if let Some(spec) = &req.ftp_endpoint {
+        let want = ftp_endpoints_wanted(spec)?;
+        let (configured, serving) = env.ftp_endpoints();
+        let mut e = entry("daemon", "ftp_endpoints", "active");
+        e.message = match &serving {
+            Some(s) => format!("serving FTP on {s}"),
+            None => "no FTP".to_string(),
+        };
+        if want != configured {
+            e.diff.push(format!(
+                "ftp_endpoints: [{}] → [{}]",
+                configured.join(", "),
+                want.join(", ")
+            ));
+            if req.update {
+                match env.set_ftp_endpoints(&want) {
+                    Ok(()) => {
+                        e.status = "changed".to_string();
+                        e.actions.push("updated".to_string());
+                        e.message =
+                            "written to etc/mbd.toml; in effect from the daemon's next start"
+                                .to_string();
+                    }
+                    Err(err) => {
+                        e.status = "failed".to_string();
+                        e.message = err;
+                    }
+                }
+            }
+        }
+        report.push(e);
+    }
 
     // Archives.
     let mut archive_urls: Vec<String> = req.archives.clone();
@@ -773,18 +829,11 @@ fn security_lines(engine: &Engine, codename: &str) -> Result<Vec<String>, Config
     let Some(d) = engine.object::<Distribution>(&format!("distribution/{codename}"))? else {
         return Ok(Vec::new());
     };
-    let mut out = Vec::new();
-    for extra in d.extra_sources.iter().filter(|e| e.priority >= 500) {
-        if let Some(s) = engine
-            .object::<Source>(&Source::key(&extra.source))?
-            .filter(|s| s.status.is_active())
-        {
-            if let Some(url) = s.archives.first() {
-                out.push(format!("deb {url} {} main", s.codename));
-            }
-        }
-    }
-    Ok(out)
+    Ok(super::pinned_sources(engine, &d)?
+        .into_iter()
+        .filter(|p| p.priority >= 500)
+        .map(|p| p.line)
+        .collect())
 }
 
 /// `YYYY-MM-DD` (UTC) of a time in seconds since the epoch.

@@ -165,18 +165,33 @@ impl Settings {
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let s = Settings::default();
-                let text = format!(
-                    "# mbd daemon settings. Runtime objects (repositories, users) live in the store.\n{}",
-                    toml::to_string(&s).map_err(|e| DaemonError::Settings {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    })?
-                );
-                write_atomic(&path, text.as_bytes(), 0o644)?;
+                s.save(home)?;
                 Ok(s)
             }
             Err(e) => Err(DaemonError::Io { path, source: e }),
         }
+    }
+}
+
+impl Settings {
+    /// Changes the settings file (what `setup --ftp-endpoint` does); the running daemon reads
+    /// it at its next start.
+    pub fn update(home: &Path, change: impl FnOnce(&mut Settings)) -> Result<(), DaemonError> {
+        let mut s = Settings::load_or_create(home)?;
+        change(&mut s);
+        s.save(home)
+    }
+
+    fn save(&self, home: &Path) -> Result<(), DaemonError> {
+        let path = settings_path(home);
+        let text = format!(
+            "# mbd daemon settings. Runtime objects (repositories, users) live in the store.\n{}",
+            toml::to_string(self).map_err(|e| DaemonError::Settings {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?
+        );
+        write_atomic(&path, text.as_bytes(), 0o644)
     }
 }
 
@@ -853,6 +868,7 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(ui::home))
         .route("/ui/builds", get(ui::builds))
+        .route("/ui/setup", get(ui::setup))
         .route("/ui/repository/{id}", get(ui::repository))
         .route("/ui/dist/{dist}", get(ui::dist))
         .route("/ui/package/{source}", get(ui::package))

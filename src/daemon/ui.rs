@@ -28,6 +28,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("api_call.html", include_str!("templates/api_call.html")),
     ("login.html", include_str!("templates/login.html")),
     ("builds.html", include_str!("templates/builds.html")),
+    ("setup.html", include_str!("templates/setup.html")),
 ];
 
 fn templates() -> &'static Environment<'static> {
@@ -215,6 +216,35 @@ pub async fn builds(State(state): State<AppState>, headers: HeaderMap) -> Respon
                 chroots => Value::from(Serde(&chroots)),
                 uploads => uploads,
                 load => format!("{:.2}", ctx.builds.load(ctx.is_running())),
+            },
+        ))
+    })
+    .await
+}
+
+/// The setup page (staff): every configuration object with its status and buttons for its
+/// actions, and a short setup form whose report shows on the call's result page.
+pub async fn setup(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<MessageQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let creds = credentials(&headers);
+    page(state, headers, move |ctx, _| {
+        let json = |call: &str| -> Result<serde_json::Value, ApiError> {
+            match ctx.invoke(call, "GET", &[], creds.as_deref())? {
+                Output::Json(v) => Ok(v),
+                Output::Text(t) => Ok(serde_json::Value::String(t)),
+            }
+        };
+        let objects = json("config_objects")?;
+        let chroots = json("chroots")?;
+        Ok((
+            "setup.html",
+            context! {
+                objects => Value::from(Serde(&objects)),
+                chroots => Value::from(Serde(&chroots)),
+                message => q.message,
             },
         ))
     })

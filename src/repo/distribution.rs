@@ -39,6 +39,17 @@ pub struct BuildOptions {
     /// disabled, ignore, errfail or warnfail; empty: the daemon's `lintian_mode`.
     #[serde(default)]
     pub lintian_mode: String,
+    /// Extra build-dependencies of every build (sbuild's `--add-depends`).
+    #[serde(default)]
+    pub add_depends: Vec<String>,
+    /// A script, starting with `#!`, run in the chroot before build-dependencies are
+    /// installed.
+    #[serde(default)]
+    pub chroot_setup_script: String,
+    /// Perl appended to the build's `.sbuildrc`; `%LIBDIR%` is a directory kept per codename
+    /// and architecture (`<home>/var/chroots-libdir/<codename>/<arch>`).
+    #[serde(default)]
+    pub sbuildrc_snippet: String,
 }
 
 /// A source and its apt pin priority.
