@@ -454,3 +454,115 @@ fn a_custom_layout_is_checked_and_carries_a_new_repository() {
         "{out}"
     );
 }
+
+/// The Ubuntu keyring package from the Ubuntu archive itself (Debian 12's mirror has none):
+/// its `ubuntu-archive-keyring.gpg`, or `None` when archive.ubuntu.com cannot be reached.
+fn ubuntu_archive_keyring(work: &Path) -> Option<Vec<u8>> {
+    use mbd::config::Fetch;
+    let http = mbd::config::Http::default();
+    let base = "http://archive.ubuntu.com/ubuntu/";
+    let (code, gz) = http
+        .get(&format!("{base}dists/noble/main/binary-amd64/Packages.gz"))
+        .ok()?;
+    assert_eq!(code, 200);
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text).unwrap();
+    let stanza = text
+        .split("\n\n")
+        .find(|s| s.starts_with("Package: ubuntu-keyring\n"))
+        .expect("noble has ubuntu-keyring");
+    let filename = stanza
+        .lines()
+        .find_map(|l| l.strip_prefix("Filename: "))
+        .unwrap();
+    let (code, deb) = http.get(&format!("{base}{filename}")).unwrap();
+    assert_eq!(code, 200);
+    let path = work.join("ubuntu-keyring.deb");
+    std::fs::write(&path, deb).unwrap();
+    let out = work.join("x");
+    let (ok, log) = crate::util::run(
+        std::process::Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&path)
+            .arg(&out),
+    );
+    assert!(ok, "{log}");
+    Some(std::fs::read(out.join("usr/share/keyrings/ubuntu-archive-keyring.gpg")).unwrap())
+}
+
+#[test]
+fn setup_from_the_ubuntu_origin_checks_noble_against_the_real_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(keyring) = ubuntu_archive_keyring(dir.path()) else {
+        eprintln!("archive.ubuntu.com unreachable: Ubuntu setup not tested");
+        return;
+    };
+    let home = dir.path().join("home");
+    let d = Daemon::start_with(&home, &["--no-default-setup", "--no-default-chroot"]);
+    let args = [
+        "--from-origins",
+        "Ubuntu",
+        "--archives",
+        "http://archive.ubuntu.com/ubuntu/",
+        "--sources",
+        "noble",
+        "--distributions-from-sources",
+        "--repositories-from-distributions",
+        "test",
+        "--update",
+        "--pca",
+    ];
+    // The host has no Ubuntu keyring: the key cannot be found, the source fails saying so, and
+    // nothing is built on it.
+    let r = report(&d, &args);
+    let e = entry(&r, "source", "noble");
+    assert_eq!(e["status"], "failed", "{r}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("key 871920D1991BC93C is in none of the keyrings"),
+        "{r}"
+    );
+    assert_eq!(
+        entry(&r, "distribution", "noble")["status"],
+        "waiting",
+        "{r}"
+    );
+    // The keyring in the home's etc/keyrings: the same setup checks noble against the real
+    // InRelease and the Ubuntu key, with its security and backports sources.
+    std::fs::create_dir_all(home.join("etc/keyrings")).unwrap();
+    std::fs::write(
+        home.join("etc/keyrings/ubuntu-archive-keyring.gpg"),
+        keyring,
+    )
+    .unwrap();
+    let r = report(&d, &args);
+    for id in ["noble", "noble-security", "noble-backports"] {
+        assert_eq!(entry(&r, "source", id)["status"], "active", "{id}: {r}");
+    }
+    let all = sources(&d);
+    let s = source(&all, "noble");
+    assert_eq!(s["label"], "Active (C)", "{s}");
+    assert_eq!(s["origin"], "Ubuntu", "{s}");
+    assert_eq!(s["codeversion"], "2404", "{s}");
+    let dists = json(&d.api_ok(&["distributions"]));
+    let noble = &dists[0];
+    assert_eq!(noble["codename"], "noble", "{dists}");
+    assert_eq!(
+        noble["build"]["deb_build_options"],
+        serde_json::json!(["noddebs"]),
+        "{dists}"
+    );
+    let extras = noble["extra_sources"].to_string();
+    assert!(
+        extras.contains("noble-security") && extras.contains("noble-backports"),
+        "{dists}"
+    );
+    assert_eq!(entry(&r, "repository", "test")["status"], "active", "{r}");
+    let (code, _, _) = d.get(
+        "/repositories/test/dists/noble-test-unstable/InRelease",
+        &[],
+    );
+    assert_eq!(code, 200);
+}

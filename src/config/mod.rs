@@ -175,18 +175,28 @@ impl AptKey {
     /// Resolves the key: from its text, else from the host keyrings
     /// (`/usr/share/keyrings/*-archive-*.gpg`, as debian-archive-keyring and ubuntu-keyring
     /// install them).
-    pub fn prepare(&mut self, keyrings: &Path) -> Result<(), String> {
+    /// Resolves the key: from its own text, else from the keyrings in `dirs`: the host's
+    /// `*-archive-*.gpg` (what keyring packages install) and any `*.gpg` or `*.asc` in the
+    /// home's `etc/keyrings` (for origins whose keyring package the host lacks).
+    pub fn prepare(&mut self, dirs: &[&Path]) -> Result<(), String> {
         let ring = if self.key.is_empty() {
-            host_keyring(keyrings)?
+            let mut ring = Keyring::new();
+            for dir in dirs {
+                add_keyrings(&mut ring, dir);
+            }
+            ring
         } else {
             Keyring::from_bytes(self.key.as_bytes()).map_err(|e| e.to_string())?
         };
         let (info, armored) = ring.find(&self.key_id).ok_or_else(|| {
             if self.key.is_empty() {
                 format!(
-                    "key {} is in none of {}/*-archive-*.gpg (install the origin's keyring package or give the key itself)",
+                    "key {} is in none of the keyrings in {} (install the origin's keyring package, put its keyring there, or give the key itself)",
                     self.key_id,
-                    keyrings.display()
+                    dirs.iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" and ")
                 )
             } else {
                 format!("the given key text has no key {}", self.key_id)
@@ -206,17 +216,25 @@ impl AptKey {
     }
 }
 
-/// Every certificate in the host's archive keyrings.
-fn host_keyring(dir: &Path) -> Result<Keyring, String> {
-    let mut ring = Keyring::new();
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
+/// Adds the certificates of a directory's keyrings: in the host's keyring directory only
+/// the archive keyrings (`*-archive-*.gpg`), elsewhere every `*.gpg` and `*.asc`. A missing
+/// directory adds nothing.
+fn add_keyrings(ring: &mut Keyring, dir: &Path) {
+    let host = dir == Path::new(HOST_KEYRINGS);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut names: Vec<_> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.contains("-archive-") && n.ends_with(".gpg"))
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                if host {
+                    n.contains("-archive-") && n.ends_with(".gpg")
+                } else {
+                    n.ends_with(".gpg") || n.ends_with(".asc")
+                }
+            })
         })
         .collect();
     names.sort();
@@ -225,7 +243,6 @@ fn host_keyring(dir: &Path) -> Result<Keyring, String> {
             let _ = ring.add_bytes(&data);
         }
     }
-    Ok(ring)
 }
 
 /// An origin's codename at some archives.
@@ -588,16 +605,28 @@ fn drive(obj: &mut dyn StatusObject, action: &str, now: i64) -> Result<(), Strin
     Ok(())
 }
 
-impl StatusObject for AptKey {
+/// An apt key with the home whose `etc/keyrings` its prepare also searches.
+struct KeyPrepare<'a> {
+    key: &'a mut AptKey,
+    home: &'a Path,
+}
+
+impl StatusObject for KeyPrepare<'_> {
     fn status(&mut self) -> &mut Status {
-        &mut self.status
+        &mut self.key.status
     }
     fn prepare(&mut self) -> Result<(), String> {
-        AptKey::prepare(self, Path::new(HOST_KEYRINGS))
+        let own = home_keyrings(self.home);
+        self.key.prepare(&[Path::new(HOST_KEYRINGS), &own])
     }
     fn check(&mut self) -> Result<(), String> {
-        AptKey::check(self)
+        self.key.check()
     }
+}
+
+/// Where administrators put keyrings the host's packages do not install.
+pub fn home_keyrings(home: &Path) -> std::path::PathBuf {
+    home.join("etc/keyrings")
 }
 
 /// A source with what its check needs.
@@ -696,7 +725,14 @@ fn act_repository(
 fn act_key(engine: &Engine, id: &str, action: &str, now: i64) -> Result<Status, ConfigError> {
     let key = AptKey::key(id);
     let mut k: AptKey = load(engine, "aptkey", &key)?;
-    let result = drive(&mut k, action, now);
+    let result = drive(
+        &mut KeyPrepare {
+            key: &mut k,
+            home: engine.home(),
+        },
+        action,
+        now,
+    );
     engine.put_object(&key, &k)?;
     result
         .map(|()| k.status.clone())
@@ -995,7 +1031,7 @@ mod tests {
         let id = key.keyring().infos()[0].long_id.clone();
         let mut k = AptKey::new(&id).unwrap();
         k.key = String::from_utf8(key.public_armored()).unwrap();
-        k.prepare(Path::new("/nonexistent")).unwrap();
+        k.prepare(&[Path::new("/nonexistent")]).unwrap();
         assert_eq!(k.info.as_ref().unwrap().name, "archive <a@example>");
         k.check().unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -1005,11 +1041,11 @@ mod tests {
         )
         .unwrap();
         let mut k = AptKey::new(&id[8..]).unwrap();
-        k.prepare(dir.path()).unwrap();
+        k.prepare(&[Path::new("/nonexistent"), dir.path()]).unwrap();
         assert_eq!(k.info.unwrap().long_id, id);
         let err = AptKey::new("DEADBEEFDEADBEEF")
             .unwrap()
-            .prepare(dir.path())
+            .prepare(&[dir.path()])
             .unwrap_err();
         assert!(err.contains("key DEADBEEFDEADBEEF is in none of"), "{err}");
         assert!(AptKey::new("xyz").is_err());
