@@ -32,12 +32,12 @@ fn wait_for(d: &Daemon, source: &str, kind: &str, limit: Duration) -> serde_json
                 let builds = d.api_ok(&["builds", "--source", source]);
                 // The end of each build log says why.
                 let mut logs = String::new();
-                for b in json(&builds)[0]["builds"].as_object().into_iter().flatten() {
-                    let path = b.1["log"].as_str().unwrap_or_default();
+                for (arch, b) in json(&builds)[0]["builds"].as_object().into_iter().flatten() {
+                    let path = b["log"].as_str().unwrap_or_default();
                     let (_, _, body) = d.get(path.trim_start_matches(&d.url), &[]);
                     let text = String::from_utf8_lossy(&body);
                     let tail: Vec<&str> = text.lines().rev().take(80).collect();
-                    logs.push_str(&format!("--- {path}\n"));
+                    logs.push_str(&format!("--- {arch}\n"));
                     for l in tail.into_iter().rev() {
                         logs.push_str(l);
                         logs.push('\n');
@@ -53,6 +53,14 @@ fn wait_for(d: &Daemon, source: &str, kind: &str, limit: Duration) -> serde_json
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// The build log a build's `log` URL names, as the daemon serves it (it must answer 200).
+fn served_log(d: &Daemon, build: &serde_json::Value) -> String {
+    let path = build["log"].as_str().unwrap_or_default();
+    let (code, _, body) = d.get(path.trim_start_matches(&d.url), &[]);
+    assert_eq!(code, 200, "{path}");
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 /// Waits for an event of `kind` about one version of `source`; panics on FAILED or REJECTED.
@@ -341,11 +349,7 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
     assert_eq!(b["status"], "successful");
     assert_eq!(builds[0]["state"], "installed");
     // The log is served.
-    let log_url = b["log"].as_str().unwrap().to_string();
-    let path = log_url.trim_start_matches(&d.url).to_string();
-    let (code, _, body) = d.get(&path, &[]);
-    assert_eq!(code, 200, "{log_url}");
-    assert!(String::from_utf8_lossy(&body).contains("Status: successful"));
+    assert!(served_log(&d, b).contains("Status: successful"));
     // The builds page shows the chroot and the build.
     let (code, _, page) = d.get("/ui/builds", &[]);
     let page = String::from_utf8_lossy(&page);
@@ -403,14 +407,7 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
         failed["reason"].as_str().unwrap().contains("amd64"),
         "{failed}"
     );
-    let path = b["log"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches(&d.url)
-        .to_string();
-    let (code, _, body) = d.get(&path, &[]);
-    assert_eq!(code, 200);
-    let log = String::from_utf8_lossy(&body);
+    let log = served_log(&d, b);
     assert!(
         log.contains("mbd-load-1 fails to build on purpose"),
         "{log}"
@@ -437,13 +434,7 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
     let builds = json(&d.api_ok(&["builds", "--source", "mbd-lint-1"]));
     let b = &builds[0]["builds"]["amd64"];
     assert_eq!(b["fail_stage"], "lintian", "{builds}");
-    let path = b["log"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches(&d.url)
-        .to_string();
-    let (_, _, body) = d.get(&path, &[]);
-    let log = String::from_utf8_lossy(&body);
+    let log = served_log(&d, b);
     assert!(log.contains("Status: successful"), "{log}");
     assert!(log.contains("E: mbd-lint-1"), "{log}");
 
@@ -638,13 +629,7 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
     d.api_ok(&["config_action", "chroot", &chroot_id, "activate"]);
     wait_for_version(&d, "mbd-wait-1", "1.0~test12+1", "INSTALLED", limit);
     let builds = json(&d.api_ok(&["builds", "--source", "mbd-wait-1"]));
-    let path = builds[0]["builds"]["amd64"]["log"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches(&d.url)
-        .to_string();
-    let (_, _, body) = d.get(&path, &[]);
-    let log = String::from_utf8_lossy(&body);
+    let log = served_log(&d, &builds[0]["builds"]["amd64"]);
     let arch = chroot_id.rsplit('-').next().unwrap();
     for want in [
         "mbd setup script in 12".to_string(),

@@ -1302,6 +1302,7 @@ fn a_repository_takes_uploads_only_while_active_and_its_check_finds_damage() {
         "<td><a href=\"/ui/repository/test\">test</a></td><td>Default</td><td>bookworm</td><td>Active (C)</td>",
         "id=\"repository-test-check\"",
         "id=\"setup-form\"",
+        "id=\"setup-current\"",
     ] {
         assert!(
             page.contains(want),

@@ -170,6 +170,26 @@ fn setup_from_the_debian_origin_checks_real_sources_and_refuses_bad_ones() {
         .collect();
     assert!(created.is_empty(), "{r}");
 
+    // Current: a report on what exists, nothing changed. Extend applies it: a deactivated
+    // repository is activated again.
+    let r = report(&d, &["--preset", "Current"]);
+    assert_eq!(entry(&r, "source", &codename)["status"], "active", "{r}");
+    assert_eq!(
+        entry(&r, "distribution", &codename)["status"],
+        "exists",
+        "{r}"
+    );
+    assert_eq!(entry(&r, "repository", "test")["status"], "active", "{r}");
+    d.api_ok(&["config_action", "repository", "test", "deactivate"]);
+    let r = report(&d, &["--preset", "Current"]);
+    let e = entry(&r, "repository", "test");
+    assert_eq!(e["status"], "deactivated", "{r}");
+    assert!(e.get("actions").is_none(), "report only: {r}");
+    let r = report(&d, &["--preset", "Extend"]);
+    let e = entry(&r, "repository", "test");
+    assert_eq!(e["status"], "active", "{r}");
+    assert_eq!(e["actions"], serde_json::json!(["pca"]), "{r}");
+
     // Keys that did not sign the Release: the check fails, naming the keys that did.
     let (ok, out) = d.api(&[
         "config_set",

@@ -552,7 +552,7 @@ pub static CALLS: &[Call] = &[
                 "preset",
                 Kind::Str,
                 "",
-                "bootstrap preset: Debian or Ubuntu (everything from the origin, repository test, update and pca)",
+                "Debian or Ubuntu: bootstrap (everything from the origin, repository test, update and pca); Current: report on every existing object; Extend: Current, applied (update and pca)",
             ),
             arg(
                 "from_origins",

@@ -91,7 +91,7 @@ fn ftp_endpoints_wanted(spec: &str) -> Result<Vec<String>, ConfigError> {
 pub struct Entry {
     pub kind: &'static str,
     pub id: String,
-    /// missing, exists, active, changed, failed, waiting, preparing
+    /// missing, exists, active, deactivated, changed, failed, waiting, preparing
     pub status: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub message: String,
@@ -117,7 +117,7 @@ impl Entry {
             _ if !self.diff.is_empty() => 2,
             // A key or source that exists but is not active is worth a look.
             "exists" if matches!(self.kind, "aptkey" | "source") => 1,
-            "preparing" => 1,
+            "preparing" | "deactivated" => 1,
             _ => 0,
         }
     }
@@ -170,6 +170,8 @@ fn status_word(s: &Status) -> &'static str {
         (true, _) => "active",
         (false, Check::Changed) => "changed",
         (false, Check::Failed | Check::FailedReactivate) => "failed",
+        // Checked once, then deactivated.
+        (false, Check::Checked(_)) => "deactivated",
         _ => "exists",
     }
 }
@@ -268,12 +270,70 @@ fn plan_sources(req: &Request, env: &dyn Env) -> Result<Planned, ConfigError> {
     Ok(Planned { base, sources })
 }
 
+/// The `Current` and `Extend` presets: the request that names what exists (archives, the
+/// distributions' base sources and their origins, distributions, repositories, chroots), added
+/// to what the request names itself. Its report shows every object's status and what differs
+/// from what setup would make now; `Extend` also applies it (update, pca), which brings
+/// changed or failed objects back and adds what the objects imply but lacks (an extra source
+/// that became available, a repository's new codename).
+fn current(engine: &Engine, req: &mut Request) -> Result<(), ConfigError> {
+    let push = |list: &mut Vec<String>, item: String| {
+        if !list.contains(&item) {
+            list.push(item);
+        }
+    };
+    for (_, a) in engine.objects::<Archive>("archive/")? {
+        push(&mut req.archives, a.url);
+    }
+    for (_, d) in engine.objects::<Distribution>("distribution/")? {
+        let base = if d.base_source.is_empty() {
+            d.codename.clone()
+        } else {
+            d.base_source.clone()
+        };
+        if let Some(s) = engine.object::<Source>(&Source::key(&base))? {
+            push(&mut req.from_origins, s.origin.clone());
+            push(&mut req.sources, base);
+        }
+        push(
+            &mut req.distributions,
+            format!("{}:{}", d.codename, d.architectures.join("+")),
+        );
+    }
+    for r in engine.repositories()? {
+        push(
+            &mut req.repositories,
+            format!("{}:{}:{}", r.identity, r.layout, r.codenames.join("+")),
+        );
+    }
+    for c in crate::build::chroot::all(engine)? {
+        push(
+            &mut req.chroots,
+            format!("{}:{}", c.codename, c.architecture),
+        );
+    }
+    Ok(())
+}
+
 /// Runs setup: builds the report and, when asked, applies it.
 pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, ConfigError> {
     let mut req = req.clone();
-    if let Some(p) = req.preset.clone() {
+    if let Some(p) = req
+        .preset
+        .clone()
+        .filter(|p| p == "Current" || p == "Extend")
+    {
+        current(engine, &mut req)?;
+        if p == "Extend" {
+            req.update = true;
+            req.pca = true;
+        }
+    } else if let Some(p) = req.preset.clone() {
         let o = origin::find(&p).ok_or_else(|| {
-            ConfigError::Setup(format!("unknown preset '{p}' (known: {})", origin::names()))
+            ConfigError::Setup(format!(
+                "unknown preset '{p}' (known: {}, Current, Extend)",
+                origin::names()
+            ))
         })?;
         if req.from_origins.is_empty() {
             req.from_origins = vec![o.name.to_string()];
