@@ -987,6 +987,15 @@ fn wait_for_events(d: &Daemon, n: usize) -> Vec<serde_json::Value> {
     }
 }
 
+/// Asserts that an upload's event is a rejection whose reason says `why`.
+fn assert_rejected(event: &serde_json::Value, why: &str) {
+    assert_eq!(event["kind"], "REJECTED", "{event}");
+    assert!(
+        event["reason"].as_str().unwrap_or_default().contains(why),
+        "{event}"
+    );
+}
+
 /// PUTs files to /incoming as dput's http method does (one request per file, the .changes
 /// last): for broken twins that dput itself would refuse to send.
 fn put_upload(d: &Daemon, files: &[PathBuf]) {
@@ -1217,14 +1226,7 @@ fn dput_uploads_are_accepted_or_rejected_with_their_reason() {
     assert!(ok, "dput failed:\n{out}");
     let events = wait_for_events(&d, decided_before + 2);
     let again = events.last().unwrap();
-    assert_eq!(again["kind"], "REJECTED");
-    assert!(
-        again["reason"]
-            .as_str()
-            .unwrap()
-            .contains("already accepted"),
-        "{again}"
-    );
+    assert_rejected(again, "already accepted");
     // Names that could escape incoming never get in.
     let (code, _, _) = d.raw("PUT /incoming/..%2Fx HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx");
     assert!(code == 400 || code == 404, "{code}");
@@ -1247,14 +1249,7 @@ fn a_repository_takes_uploads_only_while_active_and_its_check_finds_damage() {
     assert_eq!(label(&d), "Prepared (C)");
     put_upload(&d, &source_upload());
     let events = wait_for_events(&d, 1);
-    assert_eq!(events[0]["kind"], "REJECTED", "{events:?}");
-    assert!(
-        events[0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("repository 'test' is not active (Prepared (C))"),
-        "{events:?}"
-    );
+    assert_rejected(&events[0], "repository 'test' is not active (Prepared (C))");
     // A damaged index (and the by-hash copy it is a link of) fails the check, naming the
     // file; prepare publishes it anew and the repository passes again.
     let packages =
@@ -1866,13 +1861,9 @@ fn binary_only_uploads_are_refused_unless_the_repository_takes_them() {
     let d = Daemon::start(&home);
     put_files(&d, &uploads[0]);
     let events = wait_for_events(&d, 1);
-    assert_eq!(events[0]["kind"], "REJECTED", "{events:?}");
-    assert!(
-        events[0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("binary-only uploads are not enabled for repository test"),
-        "{events:?}"
+    assert_rejected(
+        &events[0],
+        "binary-only uploads are not enabled for repository test",
     );
     assert_eq!(names_in(&home.join("var/incoming")), Vec::<String>::new());
     d.api_ok(&[
