@@ -58,12 +58,7 @@ fn upload_one(
     migrate: bool,
     now: i64,
 ) -> Result<Ported, PortError> {
-    let r = engine.resolve(dist)?;
-    if r.is_rollback() || !r.suite.uploadable {
-        return Err(PortError::Refused(format!(
-            "keyring_packages: {dist} is not an uploadable distribution"
-        )));
-    }
+    let r = crate::port::uploadable(engine, dist, "keyring_packages")?;
     let id = engine.instance().identity.clone();
     let name = format!("{}-archive-keyring", id.to_ascii_lowercase());
     let (stamp, date) = crate::port::stamps(now);

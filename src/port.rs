@@ -188,12 +188,7 @@ pub fn port(
         options,
     } = *req;
     let from_r = engine.resolve(from)?;
-    let to_r = engine.resolve(to)?;
-    if to_r.is_rollback() || !to_r.suite.uploadable {
-        return Err(PortError::Refused(format!(
-            "port: {to} is not an uploadable distribution"
-        )));
-    }
+    let to_r = uploadable(engine, to, "port")?;
     let (old_version, files) = engine.source_files(from, source, version)?;
     let from_regex = from_r.layout.mandatory_version_regex(
         &from_r.suite,
@@ -272,6 +267,22 @@ fn repack(
     })
 }
 
+/// Resolves the distribution an upload made by `call` goes to: it must take uploads (not a
+/// rollback, an uploadable suite).
+pub(crate) fn uploadable(
+    engine: &Engine,
+    dist: &str,
+    call: &str,
+) -> Result<crate::repo::Resolved, PortError> {
+    let r = engine.resolve(dist)?;
+    if r.is_rollback() || !r.suite.uploadable {
+        return Err(PortError::Refused(format!(
+            "{call}: {dist} is not an uploadable distribution"
+        )));
+    }
+    Ok(r)
+}
+
 /// An external port: the source package at `dsc_url` (fetched with the files it lists,
 /// checksums verified; its signature must be by one of the target repository's uploaders
 /// unless `allow_unauthenticated`) becomes an upload to `to` with the target's default
@@ -287,12 +298,7 @@ pub fn port_ext(
     allow_unauthenticated: bool,
     now: i64,
 ) -> Result<Ported, PortError> {
-    let to_r = engine.resolve(to)?;
-    if to_r.is_rollback() || !to_r.suite.uploadable {
-        return Err(PortError::Refused(format!(
-            "port_ext: {to} is not an uploadable distribution"
-        )));
-    }
+    let to_r = uploadable(engine, to, "port_ext")?;
     let (base, dsc_name) = dsc_url
         .rsplit_once('/')
         .filter(|(_, n)| n.ends_with(".dsc") && crate::files::safe_file_name(n).is_ok())

@@ -1568,9 +1568,7 @@ fn set_user_key(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         )));
     };
     let name = caller(inv)?.name.clone();
-    let mut user: User = engine
-        .object(&auth::user_key(&name))?
-        .ok_or_else(|| ApiError::NotFound(format!("No user '{name}'")))?;
+    let mut user = load_user(&engine, &name)?;
     user.key = Some(text.to_string());
     user.key_fingerprint = Some(fingerprint.clone());
     // A new key waits for staff: the uploader is Prepared, not active.
@@ -2073,74 +2071,62 @@ fn distribution_set(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError>
         .ok_or_else(|| ApiError::NotFound(format!("No distribution '{codename}'")))?;
     let value = a.list("value");
     let field = a.str("field");
-    let text = || -> Result<String, ApiError> {
-        match value {
-            [] => Ok(String::new()),
-            [t] => Ok(t.replace("\r\n", "\n")),
-            _ => Err(ApiError::BadRequest(format!(
-                "distribution_set: {field} takes one text (or none to clear it)"
-            ))),
+    let bad = |why: String| ApiError::BadRequest(format!("distribution_set: {why}"));
+    let text = || match value {
+        [] => Ok(String::new()),
+        [t] => Ok(t.replace("\r\n", "\n")),
+        _ => Err(bad(format!("{field} takes one text (or none to clear it)"))),
+    };
+    let words = || {
+        let word = |w: &&String| {
+            !w.is_empty()
+                && w.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"=._+-:,".contains(&b))
+        };
+        match value.iter().find(|w| !word(w)) {
+            Some(w) => Err(bad(format!("'{w}' is not a word of [A-Za-z0-9=._+-:,]"))),
+            None => Ok(value.to_vec()),
         }
     };
     match field {
-        "chroot_setup_script" => {
-            let script = text()?;
-            if !script.is_empty() && !script.starts_with("#!") {
-                return Err(ApiError::BadRequest(
-                    "distribution_set: chroot_setup_script must start with a '#!' line".into(),
-                ));
-            }
-            d.build.chroot_setup_script = script;
-        }
-        "sbuildrc_snippet" => d.build.sbuildrc_snippet = text()?,
-        "add_depends" => {
-            if let Some(bad) = value
-                .iter()
-                .find(|v| v.trim().is_empty() || v.contains(',') || v.chars().any(char::is_control))
-            {
-                return Err(ApiError::BadRequest(format!(
-                    "distribution_set: add_depends '{bad}' is not one dependency (give one value per dependency)"
-                )));
-            }
-            d.build.add_depends = value.iter().map(|v| v.trim().to_string()).collect();
-        }
-        _ => {}
-    }
-    if matches!(
-        field,
-        "chroot_setup_script" | "sbuildrc_snippet" | "add_depends"
-    ) {
-        engine.put_object(&key, &d)?;
-        return Output::json(&d);
-    }
-    let word = |w: &String| {
-        !w.is_empty()
-            && w.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"=._+-:,".contains(&b))
-    };
-    if let Some(bad) = value.iter().find(|w| !word(w)) {
-        return Err(ApiError::BadRequest(format!(
-            "distribution_set: '{bad}' is not a word of [A-Za-z0-9=._+-:,]"
-        )));
-    }
-    match field {
-        "deb_build_options" => d.build.deb_build_options = value.to_vec(),
-        "deb_build_profiles" => d.build.deb_build_profiles = value.to_vec(),
+        "deb_build_options" => d.build.deb_build_options = words()?,
+        "deb_build_profiles" => d.build.deb_build_profiles = words()?,
         "lintian_mode" => {
-            let mode = value.first().cloned().unwrap_or_default();
+            let mode = words()?.first().cloned().unwrap_or_default();
             if value.len() > 1
                 || (!mode.is_empty() && crate::changelog::QaMode::parse(&mode).is_none())
             {
-                return Err(ApiError::BadRequest(format!(
-                    "distribution_set: lintian_mode '{}' is not disabled, ignore, errfail or warnfail",
+                return Err(bad(format!(
+                    "lintian_mode '{}' is not disabled, ignore, errfail or warnfail",
                     value.join(" ")
                 )));
             }
             d.build.lintian_mode = mode;
         }
+        "add_depends" => {
+            if let Some(v) = value
+                .iter()
+                .find(|v| v.trim().is_empty() || v.contains(',') || v.chars().any(char::is_control))
+            {
+                return Err(bad(format!(
+                    "add_depends '{v}' is not one dependency (give one value per dependency)"
+                )));
+            }
+            d.build.add_depends = value.iter().map(|v| v.trim().to_string()).collect();
+        }
+        "chroot_setup_script" => {
+            let script = text()?;
+            if !script.is_empty() && !script.starts_with("#!") {
+                return Err(bad(
+                    "chroot_setup_script must start with a '#!' line".to_string()
+                ));
+            }
+            d.build.chroot_setup_script = script;
+        }
+        "sbuildrc_snippet" => d.build.sbuildrc_snippet = text()?,
         other => {
-            return Err(ApiError::BadRequest(format!(
-                "distribution_set: '{other}' cannot be set (settable: deb_build_options, deb_build_profiles, lintian_mode, add_depends, chroot_setup_script, sbuildrc_snippet; setup sets the rest)"
+            return Err(bad(format!(
+                "'{other}' cannot be set (settable: deb_build_options, deb_build_profiles, lintian_mode, add_depends, chroot_setup_script, sbuildrc_snippet; setup sets the rest)"
             )));
         }
     }

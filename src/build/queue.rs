@@ -115,7 +115,8 @@ pub struct Job {
     pub extra_repository: Option<String>,
     /// The distribution's defaults for its builds.
     pub options: crate::repo::distribution::BuildOptions,
-    /// The distribution's extra sources the chroot does not carry (below priority 500).
+    /// The distribution's extra sources the chroot does not carry (below
+    /// [`crate::config::CHROOT_PRIORITY`]).
     pub pinned: Vec<super::sbuild::PinnedSource>,
 }
 
@@ -375,7 +376,7 @@ pub fn start_next(
                         Vec::new()
                     })
                     .into_iter()
-                    .filter(|p| p.priority < 500)
+                    .filter(|p| p.priority < crate::config::CHROOT_PRIORITY)
                     .collect(),
                 upload: upload.clone(),
                 build: build.clone(),
@@ -522,15 +523,11 @@ fn remember_auto_ports(engine: &Engine, changes: &Path, upload: &Upload) -> Resu
     let Ok(options) = UploadOptions::from_changes_text(&text) else {
         return Ok(());
     };
-    let ports = match options.get(OptionKey::AutoPorts, None) {
-        Some(OptionValue::List(l)) => l.clone(),
-        Some(OptionValue::Text(t)) => t
-            .split([',', ' '])
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect(),
-        _ => return Ok(()),
+    // auto-ports is a comma list (see changelog's option values).
+    let Some(OptionValue::List(ports)) = options.get(OptionKey::AutoPorts, None) else {
+        return Ok(());
     };
+    let ports = ports.clone();
     crate::port::AfterInstall {
         migrate_full: false,
         ports,

@@ -281,12 +281,12 @@ impl Builder for Sbuild {
         if let Err(e) = std::fs::create_dir_all(&job.dir) {
             return failed(format!("{}: {e}", job.dir.display()));
         }
-        let options = upload_options(job).over(&job.options, self.lintian);
-        let (deb_build_options, profiles, add_depends) = (
-            options.deb_build_options.clone(),
-            options.profiles.clone(),
-            options.add_depends.clone(),
-        );
+        let UploadOptions {
+            deb_build_options,
+            profiles,
+            add_depends,
+            lintian,
+        } = upload_options(job).over(&job.options, self.lintian);
         let libdir = self
             .home
             .join("var/chroots-libdir")
@@ -330,7 +330,7 @@ impl Builder for Sbuild {
             report.status
         };
         if report.outcome == Outcome::Successful {
-            let mode = options.lintian.unwrap_or(self.lintian);
+            let mode = lintian.unwrap_or(self.lintian);
             let changes = job
                 .dir
                 .join(job.upload.result_changes_name(&job.build.architecture));

@@ -172,9 +172,6 @@ impl AptKey {
         format!("aptkey/{}", id.to_ascii_uppercase())
     }
 
-    /// Resolves the key: from its text, else from the host keyrings
-    /// (`/usr/share/keyrings/*-archive-*.gpg`, as debian-archive-keyring and ubuntu-keyring
-    /// install them).
     /// Resolves the key: from its own text, else from the keyrings in `dirs`: the host's
     /// `*-archive-*.gpg` (what keyring packages install) and any `*.gpg` or `*.asc` in the
     /// home's `etc/keyrings` (for origins whose keyring package the host lacks).
@@ -519,6 +516,10 @@ pub fn act(
         ))),
     }
 }
+
+/// Extra sources at this pin priority or above (security updates) are in the chroot itself;
+/// builds get the others (backports) as pinned extra repositories.
+pub const CHROOT_PRIORITY: i64 = 500;
 
 /// A distribution's active extra sources as builds see them: the apt line (its first
 /// archive, the distribution's components) and pin priority of each.

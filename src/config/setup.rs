@@ -741,11 +741,9 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
         match &existing {
             Some(old) => {
                 e.status = status_word(&old.status).to_string();
-                e.message = if old.status.message.is_empty() {
-                    e.message
-                } else {
-                    old.status.message.clone()
-                };
+                if !old.status.message.is_empty() {
+                    e.message = old.status.message.clone();
+                }
                 want = old.clone();
                 for c in &ready {
                     if !want.codenames.contains(c) {
@@ -883,15 +881,15 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
     Ok(report)
 }
 
-/// The apt lines of a distribution's active extra sources that builds always want (priority
-/// 500 and up: security updates), for its chroots.
+/// The apt lines of a distribution's active extra sources that its chroots carry (from
+/// [`super::CHROOT_PRIORITY`] up: security updates).
 fn security_lines(engine: &Engine, codename: &str) -> Result<Vec<String>, ConfigError> {
     let Some(d) = engine.object::<Distribution>(&format!("distribution/{codename}"))? else {
         return Ok(Vec::new());
     };
     Ok(super::pinned_sources(engine, &d)?
         .into_iter()
-        .filter(|p| p.priority >= 500)
+        .filter(|p| p.priority >= super::CHROOT_PRIORITY)
         .map(|p| p.line)
         .collect())
 }

@@ -755,16 +755,7 @@ impl Engine {
     pub fn all_dists(&self) -> Result<Vec<DistName>, RepoError> {
         let mut out = Vec::new();
         for repo in self.repositories()? {
-            let layout = self.layout(&repo.layout)?;
-            for codename in &repo.codenames {
-                for suite in &layout.suites {
-                    let main = DistName::new(codename, &repo.identity, &suite.name);
-                    out.push(main.clone());
-                    for n in 0..suite.rollback {
-                        out.push(main.with_rollback(Some(n)));
-                    }
-                }
-            }
+            out.extend(repository_dists(&repo, &self.layout(&repo.layout)?));
         }
         Ok(out)
     }
@@ -788,7 +779,6 @@ impl Engine {
             Ok(l) => l,
             Err(e) => return Ok(vec![config_problem(e.to_string())]),
         };
-        let keyring = self.key.keyring();
         for codename in &repo.codenames {
             if self
                 .store
@@ -798,15 +788,14 @@ impl Engine {
                 problems.push(config_problem(format!(
                     "no distribution for codename '{codename}'"
                 )));
-                continue;
             }
-            for suite in &layout.suites {
-                let main = DistName::new(codename, id, &suite.name);
-                for n in std::iter::once(None).chain((0..suite.rollback).map(Some)) {
-                    let name = main.with_rollback(n).to_string();
-                    problems.extend(publish::verify(&dists_root.join(&name), &keyring));
-                }
-            }
+        }
+        let keyring = self.key.keyring();
+        for name in repository_dists(&repo, &layout) {
+            problems.extend(publish::verify(
+                &dists_root.join(name.to_string()),
+                &keyring,
+            ));
         }
         Ok(problems)
     }
@@ -815,11 +804,11 @@ impl Engine {
     /// finds: damaged index files (and their by-hash copies) are deleted and published anew.
     /// Returns the problems that remain.
     pub fn repair_repository(&self, id: &str) -> Result<Vec<publish::Problem>, RepoError> {
-        let dists: Vec<DistName> = self
-            .all_dists()?
-            .into_iter()
-            .filter(|d| d.repository == id)
-            .collect();
+        let repo: Repository = self
+            .store
+            .config(&format!("repository/{id}"))?
+            .ok_or_else(|| RepoError::NoSuchRepository(id.to_string()))?;
+        let dists = repository_dists(&repo, &self.layout(&repo.layout)?);
         self.publish(&dists)?;
         let problems = self.check_repository(id)?;
         if problems.is_empty() {
@@ -1631,7 +1620,6 @@ impl Engine {
             .collect())
     }
 
-    /// Like [`Engine::ls`], with `.dsc` paths and migration state per distribution.
     /// The version of `source` in a distribution (rollbacks too) and its pool files, the
     /// `.dsc` first; `version` picks one exactly.
     pub fn source_files(
@@ -1661,6 +1649,7 @@ impl Engine {
         ))
     }
 
+    /// Like [`Engine::ls`], with `.dsc` paths and migration state per distribution.
     pub fn show(&self, source: &str) -> Result<Show, RepoError> {
         let mut out: Show = BTreeMap::new();
         for repo in self.repositories()? {
@@ -2005,6 +1994,21 @@ fn package_list_section(dsc: &Dsc) -> (String, String) {
             (w.len() >= 4).then(|| (w[2].to_string(), w[3].to_string()))
         })
         .unwrap_or_else(|| ("misc".into(), "optional".into()))
+}
+
+/// A repository's distribution names (main and rollback) under its layout, in layout order.
+fn repository_dists(repo: &Repository, layout: &Layout) -> Vec<DistName> {
+    let mut out = Vec::new();
+    for codename in &repo.codenames {
+        for suite in &layout.suites {
+            let main = DistName::new(codename, &repo.identity, &suite.name);
+            out.push(main.clone());
+            for n in 0..suite.rollback {
+                out.push(main.with_rollback(Some(n)));
+            }
+        }
+    }
+    out
 }
 
 /// The meta-distribution map of a set of repositories; a meta claimed twice is an error.
