@@ -183,9 +183,7 @@ impl Midstate {
         match alg {
             Algorithm::Md5 => {
                 let mut st = self.low::<4>();
-                for block in data.chunks_exact(64) {
-                    md5_block(&mut st, block.try_into().expect("64-byte chunk"));
-                }
+                md5_blocks(&mut st, data);
                 self.set_low(&st);
             }
             Algorithm::Sha1 => {
@@ -239,9 +237,7 @@ impl Midstate {
         match alg {
             Algorithm::Md5 => {
                 let mut st = self.low::<4>();
-                for block in last.chunks_exact(64) {
-                    md5_block(&mut st, block.try_into().expect("64-byte chunk"));
-                }
+                md5_blocks(&mut st, &last);
                 st.iter().flat_map(|w| w.to_le_bytes()).collect()
             }
             Algorithm::Sha1 => {
@@ -478,105 +474,17 @@ const SHA512_INIT: [u64; 8] = [
     0x5be0_cd19_137e_2179,
 ];
 
-/// MD5's per-round shift amounts and additive constants (RFC 1321, §3.4).
-const MD5_SHIFT: [u32; 16] = [7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21];
-const MD5_K: [u32; 64] = {
-    // floor(abs(sin(i + 1)) * 2^32), precomputed.
-    [
-        0xd76a_a478,
-        0xe8c7_b756,
-        0x2420_70db,
-        0xc1bd_ceee,
-        0xf57c_0faf,
-        0x4787_c62a,
-        0xa830_4613,
-        0xfd46_9501,
-        0x6980_98d8,
-        0x8b44_f7af,
-        0xffff_5bb1,
-        0x895c_d7be,
-        0x6b90_1122,
-        0xfd98_7193,
-        0xa679_438e,
-        0x49b4_0821,
-        0xf61e_2562,
-        0xc040_b340,
-        0x265e_5a51,
-        0xe9b6_c7aa,
-        0xd62f_105d,
-        0x0244_1453,
-        0xd8a1_e681,
-        0xe7d3_fbc8,
-        0x21e1_cde6,
-        0xc337_07d6,
-        0xf4d5_0d87,
-        0x455a_14ed,
-        0xa9e3_e905,
-        0xfcef_a3f8,
-        0x676f_02d9,
-        0x8d2a_4c8a,
-        0xfffa_3942,
-        0x8771_f681,
-        0x6d9d_6122,
-        0xfde5_380c,
-        0xa4be_ea44,
-        0x4bde_cfa9,
-        0xf6bb_4b60,
-        0xbebf_bc70,
-        0x289b_7ec6,
-        0xeaa1_27fa,
-        0xd4ef_3085,
-        0x0488_1d05,
-        0xd9d4_d039,
-        0xe6db_99e5,
-        0x1fa2_7cf8,
-        0xc4ac_5665,
-        0xf429_2244,
-        0x432a_ff97,
-        0xab94_23a7,
-        0xfc93_a039,
-        0x655b_59c3,
-        0x8f0c_cc92,
-        0xffef_f47d,
-        0x8584_5dd1,
-        0x6fa8_7e4f,
-        0xfe2c_e6e0,
-        0xa301_4314,
-        0x4e08_11a1,
-        0xf753_7e82,
-        0xbd3a_f235,
-        0x2ad7_d2bb,
-        0xeb86_d391,
-    ]
-};
-
-/// One MD5 block (RFC 1321): md-5 does not expose its compression function.
-fn md5_block(state: &mut [u32; 4], block: &[u8; 64]) {
-    let m: [u32; 16] =
-        std::array::from_fn(|i| u32::from_le_bytes(block[4 * i..4 * i + 4].try_into().unwrap()));
-    let [mut a, mut b, mut c, mut d] = *state;
-    for i in 0..64 {
-        let (f, g) = match i / 16 {
-            0 => ((b & c) | (!b & d), i),
-            1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
-            2 => (b ^ c ^ d, (3 * i + 5) % 16),
-            _ => (c ^ (b | !d), (7 * i) % 16),
-        };
-        let shift = MD5_SHIFT[(i / 16) * 4 + i % 4];
-        let t = a
-            .wrapping_add(f)
-            .wrapping_add(MD5_K[i])
-            .wrapping_add(m[g])
-            .rotate_left(shift);
-        a = d;
-        d = c;
-        c = b;
-        b = b.wrapping_add(t);
+/// MD5 over whole 64-byte blocks of `data`, with md5-asm's compression function (md-5
+/// itself does not expose one).
+fn md5_blocks(state: &mut [u32; 4], data: &[u8]) {
+    let mut buf = [[0u8; 64]; 32];
+    for chunk in data.chunks(64 * buf.len()) {
+        let n = chunk.len() / 64;
+        for (b, c) in buf.iter_mut().zip(chunk.chunks_exact(64)) {
+            b.copy_from_slice(c);
+        }
+        md5_asm::compress(state, &buf[..n]);
     }
-    state[0] = state[0].wrapping_add(a);
-    state[1] = state[1].wrapping_add(b);
-    state[2] = state[2].wrapping_add(c);
-    state[3] = state[3].wrapping_add(d);
 }
 
 /// A reader that hashes what passes through it, so a file can be parsed and hashed in the

@@ -313,15 +313,11 @@ fn compress_all(
                 .collect(),
         );
         for &kind in t.kinds {
-            let level = levels.of(kind);
-            let tag = match kind {
-                Kind::Gzip => "gz",
-                Kind::Xz => "xz",
-            };
+            let tag = compression::cache_tag(kind, levels.of(kind));
             let keyed = segments
                 .iter()
                 .zip(&digests)
-                .map(|(&range, d)| (format!("{tag}{level}-{}", hex::encode(d)), range))
+                .map(|(&range, d)| (format!("{tag}-{}", hex::encode(d)), range))
                 .collect();
             plan.push((i, kind, keyed));
         }
@@ -463,11 +459,46 @@ pub fn write(
         })
         .collect();
     let mut new_marks = Marks::new();
-    let digests = digests_resumed(&resumable);
+    // Files that changed are written to a temporary name while the digests are computed
+    // (the kernel's copy and the hashing then share the cores); a file whose parts all match
+    // the previous publish is the previous file, and its by-hash copy is already there.
+    let unchanged = |r: &Resumable<'_>| {
+        !r.parts.is_empty()
+            && r.parts.len() == r.previous.len()
+            && r.parts
+                .iter()
+                .zip(r.previous)
+                .all(|((key, end), m)| *key == m.key && *end as u64 == m.end)
+    };
+    let (digests, staged) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            files
+                .iter()
+                .zip(&resumable)
+                .map(|(f, r)| {
+                    let path = dist_dir.join(&f.path);
+                    // Also skipped when the published file has this size (most likely the
+                    // same bytes, as in a cold publish of an unchanged distribution): if its
+                    // by-hash copy turns out to be missing, it is written below.
+                    let same_size =
+                        || fs::metadata(&path).is_ok_and(|m| m.len() == f.data.len() as u64);
+                    if f.listed_only || unchanged(r) || same_size() {
+                        return Ok(None);
+                    }
+                    let by_hash = path.parent().expect("in a directory").join("by-hash");
+                    let staged = tmp_name(&by_hash.join(path.file_name().expect("a file name")));
+                    write_file(&staged, &f.data).map(|()| Some(staged))
+                })
+                .collect::<Result<Vec<Option<PathBuf>>, PublishError>>()
+        });
+        let digests = digests_resumed(&resumable);
+        (digests, writer.join().expect("index writer panicked"))
+    });
+    let staged = staged?;
     tracing::debug!(dir = %spec.dir, "digests computed");
     // 1. by-hash copies: SHA256 written, SHA512 a hard link to it.
     let mut by_hash_paths = Vec::with_capacity(files.len());
-    for (f, (d, m)) in files.iter().zip(digests) {
+    for ((f, (d, m)), staged) in files.iter().zip(digests).zip(staged) {
         if !m.is_empty() {
             new_marks.insert(f.path.clone(), m);
         }
@@ -491,8 +522,11 @@ pub fn write(
             .join(&parent)
             .join("by-hash/SHA512")
             .join(&d.sha512);
-        if !by256.exists() {
-            write_new(&by256, &f.data)?;
+        match staged {
+            Some(staged) if by256.exists() => remove_file(&staged)?,
+            Some(staged) => rename(&staged, &by256)?,
+            None if !by256.exists() => write_new(&by256, &f.data)?,
+            None => {}
         }
         if !by512.exists() {
             link_new(&by256, &by512)?;
@@ -571,15 +605,36 @@ fn tmp_name(path: &Path) -> PathBuf {
 /// Writes a file through a temporary name and a rename, so the name never shows partial
 /// content. Not synced: the caller syncs before publishing a Release that names it.
 fn write_new(path: &Path, data: &[u8]) -> Result<(), PublishError> {
+    let tmp = tmp_name(path);
+    write_file(&tmp, data)?;
+    rename(&tmp, path)
+}
+
+/// Writes `data` to `path` (creating its directory), replacing what was there.
+fn write_file(path: &Path, data: &[u8]) -> Result<(), PublishError> {
     let io_err = |source| PublishError::Io {
         path: path.to_path_buf(),
         source,
     };
     fs::create_dir_all(path.parent().expect("published files live in a directory"))
         .map_err(io_err)?;
-    let tmp = tmp_name(path);
-    fs::write(&tmp, data).map_err(io_err)?;
-    fs::rename(&tmp, path).map_err(io_err)
+    fs::write(path, data).map_err(io_err)
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), PublishError> {
+    fs::create_dir_all(to.parent().expect("published files live in a directory"))
+        .and_then(|()| fs::rename(from, to))
+        .map_err(|source| PublishError::Io {
+            path: to.to_path_buf(),
+            source,
+        })
+}
+
+fn remove_file(path: &Path) -> Result<(), PublishError> {
+    fs::remove_file(path).map_err(|source| PublishError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Makes `path` another name of `existing`, atomically replacing whatever `path` was.
