@@ -173,7 +173,7 @@ impl Store {
         // redb's default page cache is 1 GiB; publishing streams through every record of a
         // distribution once, so a large cache only inflates the resident set.
         let db = Database::builder()
-            .set_cache_size(32 << 20)
+            .set_cache_size(16 << 20)
             .create(path)
             .map_err(|e| dberr(&e))?;
         let store = Store {
