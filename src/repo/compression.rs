@@ -117,6 +117,15 @@ pub fn assemble(kind: Kind, segments: &[(&[u8], usize)]) -> (Vec<u8>, Vec<usize>
     }
 }
 
+/// Bytes before the first segment in an assembled file: none for gzip, the stream header
+/// for xz.
+pub fn header_len(kind: Kind) -> usize {
+    match kind {
+        Kind::Gzip => 0,
+        Kind::Xz => XZ_MAGIC.len() + XZ_FLAGS.len() + 4,
+    }
+}
+
 const XZ_MAGIC: [u8; 6] = [0xFD, b'7', b'z', b'X', b'Z', 0x00];
 /// Stream flags: check type CRC32.
 const XZ_FLAGS: [u8; 2] = [0x00, 0x01];

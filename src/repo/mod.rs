@@ -924,8 +924,9 @@ impl Engine {
         )?;
         new_state.segments = segments;
         tracing::debug!(%dist, elapsed = ?started.elapsed(), "written");
-        // The files are on disk; only the new segments go on into the store.
-        drop(files);
+        // The files are on disk; only the new segments, which are inside them, go on into
+        // the store.
+        let new_segments = publish::new_segment_bytes(files, &new_segments);
         let mut tx = self.store.write()?;
         tx.use_segments(&state.segments, &new_state.segments, &new_segments)?;
         tx.set_publish_state(repo, dist, &new_state)?;

@@ -59,8 +59,38 @@ pub struct Rendered {
     pub files: Vec<File>,
     /// Cache keys of every compressed segment the files are made of.
     pub segments: BTreeSet<String>,
-    /// Segments compressed now (not found in the cache).
-    pub new_segments: Vec<(String, Vec<u8>)>,
+    /// Segments compressed now (not found in the cache), as places in `files`: each
+    /// compressed segment is held once, inside the file it was assembled into.
+    pub new_segments: Vec<NewSegment>,
+}
+
+/// Where a newly compressed segment is: its bytes in the cache's form are `prefix` followed
+/// by `files[file].data[range]`.
+#[derive(Debug)]
+pub struct NewSegment {
+    pub key: String,
+    file: usize,
+    range: (usize, usize),
+    /// What assembling leaves out of the cached form: an xz block's unpadded-size prefix.
+    prefix: Vec<u8>,
+}
+
+/// The new segments in the cache's form, to be stored. Takes the files, so that those no
+/// segment is in are freed first.
+pub fn new_segment_bytes(mut files: Vec<File>, new: &[NewSegment]) -> Vec<(String, Vec<u8>)> {
+    let holding: BTreeSet<usize> = new.iter().map(|n| n.file).collect();
+    for (i, f) in files.iter_mut().enumerate() {
+        if !holding.contains(&i) {
+            f.data = Vec::new();
+        }
+    }
+    new.iter()
+        .map(|n| {
+            let mut bytes = n.prefix.clone();
+            bytes.extend_from_slice(&files[n.file].data[n.range.0..n.range.1]);
+            (n.key.clone(), bytes)
+        })
+        .collect()
 }
 
 /// A binary package as publishing needs it, borrowed from the store.
@@ -347,27 +377,58 @@ fn compress_all(
     }
     missing.sort_by_key(|(_, _, d)| std::cmp::Reverse(d.len()));
     let fresh = parallel_compress(&missing, levels);
-    let fresh_keys: Vec<String> = fresh.iter().map(|(k, _)| k.clone()).collect();
+    let mut fresh_keys: BTreeSet<String> = fresh.iter().map(|(k, _)| k.clone()).collect();
     segments.extend(fresh);
     // A compressed part's key is the digest of its own bytes, never the cache key: the
     // saved digest states must follow the bytes even if a compressor's output changes.
     let compressed: Vec<&[u8]> = segments.values().map(Vec::as_slice).collect();
-    let part_keys: BTreeMap<&str, [u8; 32]> = segments
+    let part_keys: BTreeMap<String, [u8; 32]> = segments
         .keys()
-        .map(String::as_str)
+        .cloned()
         .zip(parallel_sha256(&compressed))
         .collect();
+    // Each segment is dropped once the last file using it is assembled; a new one is then
+    // found in the first file it went into.
+    let mut uses: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, _, keyed) in &plan {
+        for (key, _) in keyed {
+            *uses.entry(key.as_str()).or_default() += 1;
+        }
+    }
     let mut files = Vec::new();
+    let mut new_segments = Vec::new();
     for (i, kind, keyed) in &plan {
         let pieces: Vec<(&[u8], usize)> = keyed
             .iter()
             .map(|(key, (a, b))| (segments[key].as_slice(), b - a))
             .collect();
         let (data, ends) = compression::assemble(*kind, &pieces);
+        let mut start = compression::header_len(*kind);
+        for ((key, (a, b)), &end) in keyed.iter().zip(&ends) {
+            if fresh_keys.remove(key) {
+                let prefix = match kind {
+                    Kind::Xz if b > a => segments[key][..8].to_vec(),
+                    Kind::Xz => segments[key].clone(),
+                    Kind::Gzip => Vec::new(),
+                };
+                new_segments.push(NewSegment {
+                    key: key.clone(),
+                    file: files.len(),
+                    range: (start, end),
+                    prefix,
+                });
+            }
+            start = end;
+            let left = uses.get_mut(key.as_str()).expect("counted above");
+            *left -= 1;
+            if *left == 0 {
+                segments.remove(key);
+            }
+        }
         let parts = keyed
             .iter()
             .zip(ends)
-            .map(|((key, _), end)| (part_keys[key.as_str()], end))
+            .map(|((key, _), end)| (part_keys[key], end))
             .collect();
         files.push(File {
             path: format!("{}{}", texts[*i].path, kind.extension()),
@@ -389,10 +450,6 @@ fn compress_all(
         });
     }
     files.extend(small);
-    let new_segments = fresh_keys
-        .into_iter()
-        .filter_map(|k| segments.remove_entry(&k))
-        .collect();
     Rendered {
         files,
         segments: used,
@@ -783,6 +840,68 @@ mod tests {
                 not_automatic: false,
                 but_automatic_upgrades: false,
             },
+        }
+    }
+
+    /// `n` binaries and sources with stanzas long enough for many segments.
+    struct Many(usize);
+
+    impl Records for Many {
+        type Error = std::convert::Infallible;
+        fn binaries(&self, f: &mut dyn FnMut(BinaryRow<'_>)) -> Result<(), Self::Error> {
+            for i in 0..self.0 {
+                let stanza = format!(
+                    "Package: p{i}\nVersion: 1.{i}\nDescription: {}\n",
+                    "x".repeat(i % 300)
+                );
+                let contents = format!("usr/bin/p{i}\nusr/share/doc/p{i}/copyright");
+                f(BinaryRow {
+                    package: &format!("p{i}"),
+                    architecture: if i % 5 == 0 { "all" } else { "amd64" },
+                    component: "main",
+                    package_type: PackageType::Deb,
+                    section: "misc",
+                    stanza: stanza.as_bytes(),
+                    contents: Some(&contents),
+                });
+            }
+            Ok(())
+        }
+        fn sources(&self, f: &mut dyn FnMut(SourceRow<'_>)) -> Result<(), Self::Error> {
+            for i in 0..self.0 {
+                f(SourceRow {
+                    name: &format!("p{i}"),
+                    component: "main",
+                    stanza: &format!("Package: p{i}\nVersion: 1.{i}\n"),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn new_segments_taken_from_the_files_rebuild_the_same_files_from_the_cache() {
+        let spec = spec();
+        let empty = |keys: &[String]| vec![None; keys.len()];
+        let Ok(cold) = render(&spec, &Many(3000), Levels::default(), &empty);
+        assert!(cold.new_segments.len() > 20, "{}", cold.new_segments.len());
+        let expected: Vec<(String, Vec<u8>)> = cold
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), f.data.clone()))
+            .collect();
+        let cache: BTreeMap<String, Vec<u8>> = new_segment_bytes(cold.files, &cold.new_segments)
+            .into_iter()
+            .collect();
+        assert_eq!(cache.len(), cold.segments.len());
+        let lookup = |keys: &[String]| keys.iter().map(|k| cache.get(k).cloned()).collect();
+        let Ok(warm) = render(&spec, &Many(3000), Levels::default(), &lookup);
+        assert!(warm.new_segments.is_empty());
+        let got: Vec<(String, Vec<u8>)> =
+            warm.files.into_iter().map(|f| (f.path, f.data)).collect();
+        assert_eq!(got.len(), expected.len());
+        for (g, e) in got.iter().zip(&expected) {
+            assert!(g == e, "{} differs when built from the cache", e.0);
         }
     }
 
