@@ -183,28 +183,28 @@ impl Midstate {
         match alg {
             Algorithm::Md5 => {
                 let mut st = self.low::<4>();
-                md5_blocks(&mut st, data);
+                for_blocks([0u8; 64], data, |blocks| md5_asm::compress(&mut st, blocks));
                 self.set_low(&st);
             }
             Algorithm::Sha1 => {
                 let mut st = self.low::<5>();
-                for_blocks64(data, |blocks| sha1::compress(&mut st, blocks));
+                for_blocks(Block64::default(), data, |blocks| {
+                    sha1::compress(&mut st, blocks)
+                });
                 self.set_low(&st);
             }
             Algorithm::Sha256 => {
                 let mut st = self.low::<8>();
-                for_blocks64(data, |blocks| sha2::compress256(&mut st, blocks));
+                for_blocks(Block64::default(), data, |blocks| {
+                    sha2::compress256(&mut st, blocks)
+                });
                 self.set_low(&st);
             }
             Algorithm::Sha512 => {
-                let mut buf = [sha2::digest::generic_array::GenericArray::default(); 16];
-                for chunk in data.chunks(Self::UNIT * buf.len()) {
-                    let n = chunk.len() / Self::UNIT;
-                    for (b, c) in buf.iter_mut().zip(chunk.chunks_exact(Self::UNIT)) {
-                        b.copy_from_slice(c);
-                    }
-                    sha2::compress512(&mut self.words, &buf[..n]);
-                }
+                let words = &mut self.words;
+                for_blocks(Block128::default(), data, |blocks| {
+                    sha2::compress512(words, blocks)
+                });
             }
         }
     }
@@ -237,25 +237,30 @@ impl Midstate {
         match alg {
             Algorithm::Md5 => {
                 let mut st = self.low::<4>();
-                md5_blocks(&mut st, &last);
+                for_blocks([0u8; 64], &last, |blocks| {
+                    md5_asm::compress(&mut st, blocks)
+                });
                 st.iter().flat_map(|w| w.to_le_bytes()).collect()
             }
             Algorithm::Sha1 => {
                 let mut st = self.low::<5>();
-                for_blocks64(&last, |blocks| sha1::compress(&mut st, blocks));
+                for_blocks(Block64::default(), &last, |blocks| {
+                    sha1::compress(&mut st, blocks)
+                });
                 st.iter().flat_map(|w| w.to_be_bytes()).collect()
             }
             Algorithm::Sha256 => {
                 let mut st = self.low::<8>();
-                for_blocks64(&last, |blocks| sha2::compress256(&mut st, blocks));
+                for_blocks(Block64::default(), &last, |blocks| {
+                    sha2::compress256(&mut st, blocks)
+                });
                 st.iter().flat_map(|w| w.to_be_bytes()).collect()
             }
             Algorithm::Sha512 => {
                 let mut st = self.words;
-                for block in last.chunks_exact(128) {
-                    let b = sha2::digest::generic_array::GenericArray::clone_from_slice(block);
-                    sha2::compress512(&mut st, &[b]);
-                }
+                for_blocks(Block128::default(), &last, |blocks| {
+                    sha2::compress512(&mut st, blocks)
+                });
                 st.iter().flat_map(|w| w.to_be_bytes()).collect()
             }
         }
@@ -332,22 +337,31 @@ pub struct Resumable<'a> {
     pub previous: &'a [Mark],
 }
 
+impl Resumable<'_> {
+    /// How many leading parts are the same as in the previous version.
+    pub fn kept_parts(&self) -> usize {
+        self.parts
+            .iter()
+            .zip(self.previous)
+            .take_while(|((key, end), m)| *key == m.key && *end as u64 == m.end)
+            .count()
+    }
+
+    /// Whether the file is its previous version, part for part.
+    pub fn unchanged(&self) -> bool {
+        !self.parts.is_empty()
+            && self.parts.len() == self.previous.len()
+            && self.kept_parts() == self.parts.len()
+    }
+}
+
 /// The digests of many files, on all cores, hashing each file only from the end of the
 /// longest run of leading parts it shares with its previous version. Returns the digests and
 /// the marks to keep for next time.
 pub fn digests_resumed(files: &[Resumable<'_>]) -> Vec<(Digests, Vec<Mark>)> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     // How many leading parts are unchanged, per file.
-    let kept: Vec<usize> = files
-        .iter()
-        .map(|f| {
-            f.parts
-                .iter()
-                .zip(f.previous)
-                .take_while(|((key, end), m)| *key == m.key && *end as u64 == m.end)
-                .count()
-        })
-        .collect();
+    let kept: Vec<usize> = files.iter().map(Resumable::kept_parts).collect();
     let start = |i: usize, a: usize| -> Midstate {
         match kept[i] {
             0 => Midstate::initial(ALGORITHMS[a]),
@@ -431,15 +445,18 @@ pub fn digests_resumed(files: &[Resumable<'_>]) -> Vec<(Digests, Vec<Mark>)> {
 }
 
 type Block64 = sha2::digest::generic_array::GenericArray<u8, sha2::digest::consts::U64>;
+type Block128 = sha2::digest::generic_array::GenericArray<u8, sha2::digest::consts::U128>;
 
-/// Calls `f` with runs of 64-byte blocks copied from `data` (whose length is a multiple of
-/// 64): the compression functions take the digest crates' block type, not byte slices.
-fn for_blocks64(data: &[u8], mut f: impl FnMut(&[Block64])) {
-    let mut buf = [Block64::default(); 32];
-    for chunk in data.chunks(64 * buf.len()) {
-        let n = chunk.len() / 64;
-        for (b, c) in buf.iter_mut().zip(chunk.chunks_exact(64)) {
-            b.copy_from_slice(c);
+/// Calls `f` with runs of blocks (of `empty`'s type and size) copied from `data`, whose length
+/// is a multiple of the block size: the compression functions take their crates' block types,
+/// not byte slices.
+fn for_blocks<B: Copy + AsMut<[u8]>>(empty: B, data: &[u8], mut f: impl FnMut(&[B])) {
+    let mut buf = [empty; 32];
+    let size = buf[0].as_mut().len();
+    for chunk in data.chunks(size * buf.len()) {
+        let n = chunk.len() / size;
+        for (b, c) in buf.iter_mut().zip(chunk.chunks_exact(size)) {
+            b.as_mut().copy_from_slice(c);
         }
         f(&buf[..n]);
     }
@@ -473,19 +490,6 @@ const SHA512_INIT: [u64; 8] = [
     0x1f83_d9ab_fb41_bd6b,
     0x5be0_cd19_137e_2179,
 ];
-
-/// MD5 over whole 64-byte blocks of `data`, with md5-asm's compression function (md-5
-/// itself does not expose one).
-fn md5_blocks(state: &mut [u32; 4], data: &[u8]) {
-    let mut buf = [[0u8; 64]; 32];
-    for chunk in data.chunks(64 * buf.len()) {
-        let n = chunk.len() / 64;
-        for (b, c) in buf.iter_mut().zip(chunk.chunks_exact(64)) {
-            b.copy_from_slice(c);
-        }
-        md5_asm::compress(state, &buf[..n]);
-    }
-}
 
 /// A reader that hashes what passes through it, so a file can be parsed and hashed in the
 /// same single read.

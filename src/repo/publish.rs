@@ -519,14 +519,6 @@ pub fn write(
     // Files that changed are written to a temporary name while the digests are computed
     // (the kernel's copy and the hashing then share the cores); a file whose parts all match
     // the previous publish is the previous file, and its by-hash copy is already there.
-    let unchanged = |r: &Resumable<'_>| {
-        !r.parts.is_empty()
-            && r.parts.len() == r.previous.len()
-            && r.parts
-                .iter()
-                .zip(r.previous)
-                .all(|((key, end), m)| *key == m.key && *end as u64 == m.end)
-    };
     let (digests, staged) = std::thread::scope(|scope| {
         let writer = scope.spawn(|| {
             files
@@ -539,7 +531,7 @@ pub fn write(
                     // by-hash copy turns out to be missing, it is written below.
                     let same_size =
                         || fs::metadata(&path).is_ok_and(|m| m.len() == f.data.len() as u64);
-                    if f.listed_only || unchanged(r) || same_size() {
+                    if f.listed_only || r.unchanged() || same_size() {
                         return Ok(None);
                     }
                     let by_hash = path.parent().expect("in a directory").join("by-hash");
