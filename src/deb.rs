@@ -84,11 +84,19 @@ pub fn read(path: &Path, with_contents: bool) -> Result<BinaryPackage, DebError>
     })?;
     let udeb = path.extension().is_some_and(|e| e == "udeb");
     read_from(
-        BufReader::with_capacity(128 * 1024, file),
+        BufReader::with_capacity(buffer_len(&file), file),
         path,
         udeb,
         with_contents,
     )
+}
+
+/// The size of the buffer to read (or copy) a package file through: its length, between 8 and
+/// 128 KiB. A typical package then needs no buffer larger than itself; a large buffer per
+/// package costs an import of thousands of small ones a page purge and fault per file.
+pub fn buffer_len(file: &File) -> usize {
+    file.metadata()
+        .map_or(128 << 10, |m| m.len().clamp(8 << 10, 128 << 10) as usize)
 }
 
 /// Reads a package from a stream; `path` names it in errors.

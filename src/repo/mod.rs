@@ -1857,11 +1857,12 @@ fn read_staged(
     use std::io::Write;
     let src = std::fs::File::open(path).map_err(RepoError::io(path))?;
     let (tmp, out) = staging.create().map_err(RepoError::io(path))?;
+    let len = deb::buffer_len(&src);
     let mut reader = std::io::BufReader::with_capacity(
-        128 * 1024,
+        len,
         pool::Tee {
             reader: src,
-            writer: std::io::BufWriter::with_capacity(128 * 1024, out),
+            writer: std::io::BufWriter::with_capacity(len, out),
         },
     );
     let udeb = path.extension().is_some_and(|e| e == "udeb");
