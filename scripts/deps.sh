@@ -5,7 +5,8 @@ set -euo pipefail
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 PACKAGES=(
-    # build: sequoia-openpgp's nettle backend (bindgen needs libclang)
+    # build: C compilers and make (liblzma, zstd, jemalloc are built from source), and
+    # sequoia-openpgp's nettle backend (bindgen needs libclang)
     build-essential pkg-config nettle-dev libclang-dev clang
     # tests: dpkg (version oracle), gpgv (signature checks), apt-ftparchive (Packages oracle)
     dpkg-dev xz-utils gpgv apt-utils
