@@ -31,6 +31,16 @@ pub enum PublishError {
     Sign { dist: String, source: OpenPgpError },
 }
 
+impl PublishError {
+    /// Wraps an I/O error on `path`, for `map_err`.
+    fn io(path: &Path) -> impl Fn(io::Error) -> PublishError + '_ {
+        move |source| PublishError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
 /// What to publish for one distribution directory.
 #[derive(Debug, Clone)]
 pub struct DistSpec {
@@ -624,10 +634,7 @@ pub fn write(
             if let Err(e) = fs::remove_file(&full)
                 && e.kind() != io::ErrorKind::NotFound
             {
-                return Err(PublishError::Io {
-                    path: full,
-                    source: e,
-                });
+                return Err(PublishError::io(&full)(e));
             }
         } else {
             by_hash.insert(path.clone(), Some(since));
@@ -661,39 +668,27 @@ fn write_new(path: &Path, data: &[u8]) -> Result<(), PublishError> {
 
 /// Writes `data` to `path` (creating its directory), replacing what was there.
 fn write_file(path: &Path, data: &[u8]) -> Result<(), PublishError> {
-    let io_err = |source| PublishError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io_err = PublishError::io(path);
     fs::create_dir_all(path.parent().expect("published files live in a directory"))
-        .map_err(io_err)?;
+        .map_err(&io_err)?;
     fs::write(path, data).map_err(io_err)
 }
 
 fn rename(from: &Path, to: &Path) -> Result<(), PublishError> {
     fs::create_dir_all(to.parent().expect("published files live in a directory"))
         .and_then(|()| fs::rename(from, to))
-        .map_err(|source| PublishError::Io {
-            path: to.to_path_buf(),
-            source,
-        })
+        .map_err(PublishError::io(to))
 }
 
 fn remove_file(path: &Path) -> Result<(), PublishError> {
-    fs::remove_file(path).map_err(|source| PublishError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    fs::remove_file(path).map_err(PublishError::io(path))
 }
 
 /// Makes `path` another name of `existing`, atomically replacing whatever `path` was.
 fn link_new(existing: &Path, path: &Path) -> Result<(), PublishError> {
-    let io_err = |source| PublishError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io_err = PublishError::io(path);
     fs::create_dir_all(path.parent().expect("published files live in a directory"))
-        .map_err(io_err)?;
+        .map_err(&io_err)?;
     // rename() between two names of one file does nothing (and would leave the temporary
     // name behind): a name that already is this file is done.
     if let (Ok(a), Ok(b)) = (fs::metadata(existing), fs::metadata(path)) {
@@ -707,15 +702,12 @@ fn link_new(existing: &Path, path: &Path) -> Result<(), PublishError> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(e)),
         _ => {}
     }
-    fs::hard_link(existing, &tmp).map_err(io_err)?;
+    fs::hard_link(existing, &tmp).map_err(&io_err)?;
     fs::rename(&tmp, path).map_err(io_err)
 }
 
 fn sync(path: &Path) -> Result<(), PublishError> {
-    super::pool::sync(path).map_err(|source| PublishError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    super::pool::sync(path).map_err(PublishError::io(path))
 }
 
 /// One thing wrong with a published distribution, as [`verify`] finds it.
