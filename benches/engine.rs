@@ -110,11 +110,19 @@ fn render(c: &mut Criterion) {
     let mut group = c.benchmark_group("publish/render 10k packages");
     group.sample_size(10);
     group.bench_function("cold (every segment compressed)", |b| {
-        b.iter(|| black_box(publish::render(&spec, &contents, Levels::default(), &empty)))
+        b.iter(|| {
+            black_box(publish::render(
+                &spec,
+                &contents,
+                Levels::default(),
+                &empty,
+                None,
+            ))
+        })
     });
     // A cache holding every segment of the current state.
     let cache: Mutex<HashMap<String, Vec<u8>>> = Mutex::new(HashMap::new());
-    let Ok(cold) = publish::render(&spec, &contents, Levels::default(), &empty);
+    let Ok(cold) = publish::render(&spec, &contents, Levels::default(), &empty, None);
     cache
         .lock()
         .unwrap()
@@ -124,7 +132,7 @@ fn render(c: &mut Criterion) {
         keys.iter().map(|k| c.get(k).cloned()).collect()
     };
     // The same files again, from the cache.
-    let Ok(first) = publish::render(&spec, &contents, Levels::default(), &lookup);
+    let Ok(first) = publish::render(&spec, &contents, Levels::default(), &lookup, None);
     group.bench_function("warm (nothing changed)", |b| {
         b.iter(|| {
             black_box(publish::render(
@@ -132,6 +140,7 @@ fn render(c: &mut Criterion) {
                 &contents,
                 Levels::default(),
                 &lookup,
+                None,
             ))
         })
     });
@@ -141,9 +150,74 @@ fn render(c: &mut Criterion) {
         .record
         .stanza
         .push_str("Homepage: https://example.org/changed\n");
-    group.bench_function("incremental (one package changed)", |b| {
-        b.iter(|| black_box(publish::render(&spec, &changed, Levels::default(), &lookup)))
+    group.bench_function("every record read (one package changed)", |b| {
+        b.iter(|| {
+            black_box(publish::render(
+                &spec,
+                &changed,
+                Levels::default(),
+                &lookup,
+                None,
+            ))
+        })
     });
+    // Rebuilt from the previous publish's texts after one package arrived (the texts are
+    // handed over in memory; a publish reads them back from its by-hash files).
+    let mut arrived = dist(10_000);
+    let (binary, list) = arrived.binaries[4321].clone();
+    arrived.binaries.push((
+        Binary {
+            package: "arrived".into(),
+            ..binary
+        },
+        list,
+    ));
+    // What the publish of `first` leaves: outline, digest marks, files by digest.
+    let sha256 = |d: &[u8]| -> [u8; 32] { <sha2::Sha256 as sha2::Digest>::digest(d).into() };
+    let files: HashMap<[u8; 32], Vec<u8>> = first
+        .files
+        .iter()
+        .map(|f| (sha256(&f.data), f.data.clone()))
+        .collect();
+    let mut outline = first.outline.clone();
+    outline.complete(|path| {
+        let f = first.files.iter().find(|f| f.path == path)?;
+        Some(sha256(&f.data))
+    });
+    let first_marks: publish::Marks = {
+        let rs: Vec<Resumable<'_>> = first
+            .files
+            .iter()
+            .map(|f| Resumable {
+                data: &f.data,
+                parts: &f.parts,
+                previous: &[],
+            })
+            .collect();
+        digests_resumed(&rs)
+            .into_iter()
+            .zip(&first.files)
+            .filter(|((_, m), _)| !m.is_empty())
+            .map(|((_, m), f)| (f.path.clone(), m))
+            .collect()
+    };
+    let load = |_: &str, digest: &[u8; 32]| files.get(digest).cloned();
+    group.bench_function(
+        "rebuilt from the previous texts (one package arrived)",
+        |b| {
+            b.iter(|| {
+                let previous = publish::Previous {
+                    outline: outline.clone(),
+                    marks: &first_marks,
+                    load: &load,
+                };
+                let r =
+                    publish::render(&spec, &arrived, Levels::default(), &lookup, Some(previous));
+                assert!(matches!(&r, Ok(r) if r.incremental));
+                black_box(r)
+            })
+        },
+    );
     group.finish();
 
     // Release digests of every file, from scratch and resumed after a one-package change.
@@ -169,7 +243,7 @@ fn render(c: &mut Criterion) {
     for (path, m) in resumable(&first, &marks) {
         marks.entry(path).or_default().push(m);
     }
-    let Ok(second) = publish::render(&spec, &changed, Levels::default(), &lookup);
+    let Ok(second) = publish::render(&spec, &changed, Levels::default(), &lookup, None);
     group.bench_function("fresh", |b| {
         b.iter(|| black_box(resumable(&second, &publish::Marks::new())))
     });

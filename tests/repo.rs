@@ -465,6 +465,63 @@ fn publishing_the_same_state_twice_gives_identical_bytes() {
     assert!(compared > 500, "compared {compared} files");
 }
 
+#[test]
+fn publishes_rebuilt_from_the_previous_ones_give_the_bytes_of_a_cold_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = engine(&dir.path().join("home"));
+    let debs = dir.path().join("debs");
+    let unstable = "bookworm-test-unstable";
+    for name in ["inc-a", "inc-b", "inc-c", "inc-d"] {
+        e.include(unstable, &[make_deb(&debs, name, "1.0")])
+            .unwrap();
+    }
+    e.include(unstable, &[pkg("mbd-hello_1.0-1~test12+1_amd64.changes")])
+        .unwrap();
+    // A new version replaces b (1.0 goes to the rollback), a leaves, c migrates, e arrives.
+    e.include(unstable, &[make_deb(&debs, "inc-b", "2.0")])
+        .unwrap();
+    e.remove("inc-a", unstable, false, None).unwrap();
+    e.migrate("inc-c", unstable, false, None).unwrap();
+    e.include(unstable, &[make_deb(&debs, "inc-e", "1.0")])
+        .unwrap();
+    e.include(unstable, &[pkg("mbd-hello_1.0-2~test12+1_amd64.changes")])
+        .unwrap();
+    let dists = e.repo_dir("test").join("dists");
+    // Everything but the Release files, whose Date is the clock's.
+    let indices = || -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        snapshot(&dists)
+            .into_iter()
+            .filter(|(p, _)| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                !matches!(name.as_ref(), "Release" | "InRelease" | "Release.gpg")
+            })
+            .collect()
+    };
+    let before = indices();
+    let packages = dists.join("bookworm-test-unstable/main/binary-amd64/Packages");
+    let listed = std::fs::read_to_string(&packages).unwrap();
+    // Arrival order: the last upload's binary is listed last.
+    assert!(
+        listed.find("Package: inc-e").unwrap() < listed.rfind("Package: mbd-hello").unwrap(),
+        "{listed}"
+    );
+    e.set_cold(true);
+    e.publish_all().unwrap();
+    let after = indices();
+    let names = |s: &[(std::path::PathBuf, Vec<u8>)]| {
+        s.iter()
+            .map(|(p, _)| p.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let new: Vec<_> = names(&after).difference(&names(&before)).cloned().collect();
+    assert!(new.is_empty(), "a cold publish wrote other files: {new:?}");
+    assert_eq!(before.len(), after.len());
+    for ((p, b1), (_, b2)) in before.iter().zip(&after) {
+        assert!(b1 == b2, "{} differs from its cold publish", p.display());
+    }
+    assert!(before.len() > 100, "{}", before.len());
+}
+
 fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];

@@ -103,18 +103,115 @@ pub fn compress_segment(kind: Kind, level: u32, data: &[u8]) -> Vec<u8> {
 /// Joins compressed segments into one file. `segments` pairs each compressed segment with
 /// the length of its uncompressed data. Also returns where each segment ends in the file.
 pub fn assemble(kind: Kind, segments: &[(&[u8], usize)]) -> (Vec<u8>, Vec<usize>) {
+    assemble_after(kind, None, segments)
+}
+
+/// The first segments of a file assembled before, as they are in it: a new file made of
+/// the same first segments starts with these bytes.
+#[derive(Debug)]
+pub struct Prefix {
+    data: Vec<u8>,
+    /// xz: (unpadded size, uncompressed size) of each of its blocks.
+    blocks: Vec<(u64, u64)>,
+}
+
+impl Prefix {
+    /// Where the next segment starts.
+    pub fn end(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The first `segments` segments of `file` (a file [`assemble`] made), which end at byte
+    /// `end`; `None` if the file is not laid out so.
+    pub fn cut(kind: Kind, mut file: Vec<u8>, segments: usize, end: usize) -> Option<Prefix> {
+        let blocks = match kind {
+            Kind::Gzip => Vec::new(),
+            Kind::Xz => {
+                let mut blocks = xz_index(&file)?;
+                blocks.truncate(segments);
+                // Each block takes its unpadded size rounded up to four bytes.
+                let ends_at = header_len(kind) as u64
+                    + blocks.iter().map(|b| b.0.div_ceil(4) * 4).sum::<u64>();
+                if blocks.len() != segments || ends_at != end as u64 {
+                    return None;
+                }
+                blocks
+            }
+        };
+        if end > file.len() {
+            return None;
+        }
+        file.truncate(end);
+        Some(Prefix { data: file, blocks })
+    }
+}
+
+/// Like [`assemble`], after the segments of `prefix`; the ends are those of `segments`.
+pub fn assemble_after(
+    kind: Kind,
+    prefix: Option<Prefix>,
+    segments: &[(&[u8], usize)],
+) -> (Vec<u8>, Vec<usize>) {
+    let mut out = prefix.map_or(
+        Prefix {
+            data: Vec::new(),
+            blocks: Vec::new(),
+        },
+        |p| p,
+    );
+    out.data
+        .reserve(segments.iter().map(|(s, _)| s.len()).sum::<usize>() + 64);
     match kind {
         Kind::Gzip => {
-            let mut out = Vec::with_capacity(segments.iter().map(|(s, _)| s.len()).sum());
             let mut ends = Vec::with_capacity(segments.len());
             for (s, _) in segments {
-                out.extend_from_slice(s);
-                ends.push(out.len());
+                out.data.extend_from_slice(s);
+                ends.push(out.data.len());
             }
-            (out, ends)
+            (out.data, ends)
         }
-        Kind::Xz => xz_stream(segments),
+        Kind::Xz => xz_stream(out, segments),
     }
+}
+
+/// The (unpadded size, uncompressed size) of each block of an xz file, from its index.
+fn xz_index(file: &[u8]) -> Option<Vec<(u64, u64)>> {
+    let footer = file.get(file.len().checked_sub(12)?..)?;
+    if &footer[10..] != b"YZ" {
+        return None;
+    }
+    let backward = u32::from_le_bytes(footer[4..8].try_into().ok()?) as usize;
+    let index_start = file.len().checked_sub(12 + (backward + 1) * 4)?;
+    let mut index = &file[index_start..file.len() - 12];
+    if index.first() != Some(&0) {
+        return None;
+    }
+    index = &index[1..];
+    let mut read = || -> Option<u64> {
+        let mut n = 0u64;
+        for shift in (0..63).step_by(7) {
+            let (&b, rest) = index.split_first()?;
+            index = rest;
+            n |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(n);
+            }
+        }
+        None
+    };
+    let count = read()?;
+    let mut blocks = Vec::with_capacity(count.min(1 << 20) as usize);
+    for _ in 0..count {
+        blocks.push((read()?, read()?));
+    }
+    Some(blocks)
+}
+
+/// Inflates a (multi-member) gzip file, with room for `capacity` bytes.
+pub fn gunzip(data: &[u8], capacity: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(capacity);
+    std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(data), &mut out).ok()?;
+    Some(out)
 }
 
 /// Bytes before the first segment in an assembled file: none for gzip, the stream header
@@ -210,17 +307,17 @@ fn xz_block(level: u32, data: &[u8]) -> Vec<u8> {
     block
 }
 
-fn xz_stream(blocks: &[(&[u8], usize)]) -> (Vec<u8>, Vec<usize>) {
-    let mut out = Vec::with_capacity(blocks.iter().map(|(b, _)| b.len()).sum::<usize>() + 64);
+fn xz_stream(prefix: Prefix, blocks: &[(&[u8], usize)]) -> (Vec<u8>, Vec<usize>) {
+    let Prefix {
+        data: mut out,
+        blocks: mut records,
+    } = prefix;
     let mut ends = Vec::with_capacity(blocks.len());
-    out.extend_from_slice(&XZ_MAGIC);
-    out.extend_from_slice(&XZ_FLAGS);
-    out.extend_from_slice(&crc32(&XZ_FLAGS).to_le_bytes());
-    let mut index = vec![0x00];
-    varint(
-        &mut index,
-        blocks.iter().filter(|(_, len)| *len > 0).count() as u64,
-    );
+    if out.is_empty() {
+        out.extend_from_slice(&XZ_MAGIC);
+        out.extend_from_slice(&XZ_FLAGS);
+        out.extend_from_slice(&crc32(&XZ_FLAGS).to_le_bytes());
+    }
     for (block, len) in blocks {
         if *len == 0 {
             ends.push(out.len());
@@ -229,8 +326,13 @@ fn xz_stream(blocks: &[(&[u8], usize)]) -> (Vec<u8>, Vec<usize>) {
         let unpadded = u64::from_le_bytes(block[..8].try_into().expect("8-byte prefix"));
         out.extend_from_slice(&block[8..]);
         ends.push(out.len());
+        records.push((unpadded, *len as u64));
+    }
+    let mut index = vec![0x00];
+    varint(&mut index, records.len() as u64);
+    for (unpadded, len) in records {
         varint(&mut index, unpadded);
-        varint(&mut index, *len as u64);
+        varint(&mut index, len);
     }
     while index.len() % 4 != 0 {
         index.push(0);
@@ -319,6 +421,40 @@ mod tests {
             .read_to_end(&mut out)
             .unwrap();
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn files_continued_after_a_prefix_are_the_files_assembled_whole() {
+        let (t, r) = text(3000);
+        let segs = split(t.len(), &r, 16, 4096);
+        for kind in [Kind::Xz, Kind::Gzip] {
+            let parts: Vec<Vec<u8>> = segs
+                .iter()
+                .map(|&(a, b)| compress_segment(kind, 6, &t.as_bytes()[a..b]))
+                .collect();
+            let pieces: Vec<(&[u8], usize)> = parts
+                .iter()
+                .zip(&segs)
+                .map(|(p, &(a, b))| (&p[..], b - a))
+                .collect();
+            let (whole, ends) = assemble(kind, &pieces);
+            for k in [0, 1, segs.len() / 2, segs.len()] {
+                let start = if k == 0 {
+                    header_len(kind)
+                } else {
+                    ends[k - 1]
+                };
+                let prefix = (k > 0).then(|| Prefix::cut(kind, whole.clone(), k, start).unwrap());
+                let (again, new_ends) = assemble_after(kind, prefix, &pieces[k..]);
+                assert!(again == whole, "{kind:?} after {k} segments");
+                assert_eq!(new_ends, ends[k..]);
+            }
+            // A cut that does not fall where the file's blocks end is refused.
+            if kind == Kind::Xz {
+                assert!(Prefix::cut(kind, whole.clone(), 2, ends[1] + 4).is_none());
+                assert!(Prefix::cut(kind, b"not xz".to_vec(), 1, 3).is_none());
+            }
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::checksums::Digests;
 use crate::control::Paragraph;
 use crate::deb::BinaryPackage;
 use crate::dsc::Dsc;
+use std::collections::BTreeSet;
 
 /// The `Packages` stanza of a binary package stored at `filename` (a pool path).
 pub fn packages_stanza(pkg: &BinaryPackage, filename: &str) -> String {
@@ -89,33 +90,86 @@ pub fn component_of_section(section: &str) -> &str {
     }
 }
 
-/// Renders a Contents file from (path, owner) pairs, where an owner is `section/package`: one
-/// line per path, owners joined by commas, sorted by path. Calls `line` with each line's path
-/// and text (newline included).
-pub fn contents<'a>(mut entries: Vec<(&'a str, &'a str)>, mut line: impl FnMut(&str, &str)) {
-    entries.sort_unstable();
-    entries.dedup();
-    let mut text = String::new();
-    let mut i = 0;
-    while i < entries.len() {
-        let path = entries[i].0;
-        text.clear();
-        text.push_str(path);
-        for _ in path.chars().count()..59 {
-            text.push(' ');
-        }
+/// Whether the `Contents` line of `path` owned by `owner` reads back as written: the owners
+/// column is what follows the line's last space, the path what precedes its padding.
+pub fn contents_readable(path: &str, owner: &str) -> bool {
+    !path.ends_with(' ') && !owner.is_empty() && !owner.contains([' ', ',', '\n'])
+}
+
+/// One `Contents` line: the path, padded to 60 columns, then the owners joined by commas.
+fn contents_line(text: &mut String, path: &str, owners: &[&str]) {
+    text.clear();
+    text.push_str(path);
+    for _ in path.chars().count()..59 {
         text.push(' ');
-        text.push_str(entries[i].1);
-        let mut j = i + 1;
-        while j < entries.len() && entries[j].0 == path {
-            text.push(',');
-            text.push_str(entries[j].1);
-            j += 1;
-        }
-        text.push('\n');
-        line(path, &text);
-        i = j;
     }
+    text.push(' ');
+    for (i, o) in owners.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(o);
+    }
+    text.push('\n');
+}
+
+/// Edits a `Contents` text: takes the `removed` owners (`section/package`) out of every line,
+/// adds the (path, owner) pairs of `added`, and drops lines left without an owner. Lines are
+/// sorted by path, the owners of a line sorted and unique, so an empty `old` makes the text
+/// of `added` alone. Calls `line` with each line's path, its text (newline included), and
+/// whether it is a line of `old` passed on untouched. `None` if `old` is not such a text.
+pub fn edit_contents<'a>(
+    old: &'a str,
+    removed: &BTreeSet<&str>,
+    mut added: Vec<(&'a str, &'a str)>,
+    mut line: impl FnMut(&str, &str, bool),
+) -> Option<()> {
+    added.sort_unstable();
+    added.dedup();
+    let mut text = String::new();
+    let mut owners: Vec<&str> = Vec::new();
+    let mut next = 0;
+    // Emits the added paths that sort before `limit` (all of them without one).
+    let mut new_lines =
+        |next: &mut usize, limit: Option<&str>, line: &mut dyn FnMut(&str, &str, bool)| {
+            while *next < added.len() && limit.is_none_or(|l| added[*next].0 < l) {
+                let path = added[*next].0;
+                let mut owners = Vec::new();
+                while *next < added.len() && added[*next].0 == path {
+                    owners.push(added[*next].1);
+                    *next += 1;
+                }
+                contents_line(&mut text, path, &owners);
+                line(path, &text, false);
+            }
+        };
+    for old_line in old.split_inclusive('\n') {
+        let body = old_line.strip_suffix('\n')?;
+        let (left, column) = body.rsplit_once(' ')?;
+        let path = left.trim_end_matches(' ');
+        new_lines(&mut next, Some(path), &mut line);
+        let adds = next < added.len() && added[next].0 == path;
+        let drops = !removed.is_empty() && column.split(',').any(|o| removed.contains(o));
+        if !adds && !drops {
+            line(path, old_line, true);
+            continue;
+        }
+        owners.clear();
+        owners.extend(column.split(',').filter(|o| !removed.contains(o)));
+        while next < added.len() && added[next].0 == path {
+            owners.push(added[next].1);
+            next += 1;
+        }
+        owners.sort_unstable();
+        owners.dedup();
+        if !owners.is_empty() {
+            let mut text = String::new();
+            contents_line(&mut text, path, &owners);
+            line(path, &text, false);
+        }
+    }
+    new_lines(&mut next, None, &mut line);
+    Some(())
 }
 
 #[cfg(test)]
@@ -128,31 +182,68 @@ mod tests {
         assert_eq!(component_of_section("net"), "main");
     }
 
+    fn edit(old: &str, removed: &[&str], added: &[(&str, &str)]) -> String {
+        let removed = removed.iter().copied().collect();
+        let mut out = String::new();
+        edit_contents(old, &removed, added.to_vec(), |_, line, _| {
+            out.push_str(line)
+        })
+        .unwrap();
+        out
+    }
+
     #[test]
     fn contents_merges_owners() {
-        let mut lines = Vec::new();
-        contents(
-            vec![
+        let text = edit(
+            "",
+            &[],
+            &[
                 ("usr/bin/b", "misc/y"),
                 ("usr/bin/a", "misc/x"),
                 ("usr/bin/b", "misc/x"),
+                ("usr/bin/b", "misc/x"),
             ],
-            |path, line| {
-                lines.push((
-                    path.to_string(),
-                    line.split_whitespace().collect::<Vec<_>>().join(" "),
-                ))
-            },
         );
-        assert_eq!(
-            lines,
-            [
-                ("usr/bin/a".to_string(), "usr/bin/a misc/x".to_string()),
-                (
-                    "usr/bin/b".to_string(),
-                    "usr/bin/b misc/x,misc/y".to_string()
-                )
-            ]
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(lines, ["usr/bin/a misc/x", "usr/bin/b misc/x,misc/y"]);
+        assert_eq!(text.lines().next().unwrap().len(), 60 + "misc/x".len());
+    }
+
+    #[test]
+    fn contents_edits_give_the_text_of_the_new_set() {
+        let long = "usr/share/doc/a-package-with-a-rather-long-name/changelog.Debian.gz";
+        let all = [
+            ("usr/bin/a", "misc/x"),
+            ("usr/bin/b", "misc/x"),
+            ("usr/bin/b", "net/y"),
+            (long, "net/y"),
+            ("usr/lib/z", "misc/z"),
+        ];
+        let before = edit("", &[], &all);
+        // Take y out and put a new z in: same as rendering the rest from nothing.
+        let after = edit(
+            &before,
+            &["net/y", "misc/z"],
+            &[("usr/bin/c", "misc/z"), ("usr/bin/b", "misc/z")],
         );
+        let expected = edit(
+            "",
+            &[],
+            &[
+                ("usr/bin/a", "misc/x"),
+                ("usr/bin/b", "misc/x"),
+                ("usr/bin/c", "misc/z"),
+                ("usr/bin/b", "misc/z"),
+            ],
+        );
+        assert_eq!(after, expected);
+        assert_eq!(edit(&before, &[], &[]), before);
+        assert!(edit_contents("nospace\n", &BTreeSet::new(), vec![], |_, _, _| ()).is_none());
+        assert!(contents_readable(long, "net/y"));
+        assert!(!contents_readable("trailing ", "net/y"));
+        assert!(!contents_readable("p", "odd section/y"));
     }
 }

@@ -9,6 +9,7 @@ pub mod compression;
 pub mod distribution;
 pub mod index;
 pub mod layout;
+pub mod outline;
 pub mod pool;
 pub mod publish;
 pub mod release;
@@ -304,6 +305,27 @@ pub fn store_path(home: &Path) -> PathBuf {
 
 pub fn key_path(home: &Path) -> PathBuf {
     home.join("keys/archive.key")
+}
+
+/// Reads back a file of the previous publish of the distribution in `dist_dir` from its
+/// by-hash copy, with room to grow: `None` if it is gone or does not have the digest (the
+/// publish then does without it).
+fn load_file(dist_dir: &Path, path: &str, digest: &[u8; 32]) -> Option<Vec<u8>> {
+    use sha2::Digest;
+    let dir = Path::new(path).parent()?;
+    let by_hash = dist_dir
+        .join(dir)
+        .join("by-hash/SHA256")
+        .join(hex::encode(digest));
+    let mut file = std::fs::File::open(&by_hash).ok()?;
+    let len = file.metadata().ok()?.len() as usize;
+    let mut bytes = Vec::with_capacity(publish::room(len));
+    std::io::Read::read_to_end(&mut file, &mut bytes).ok()?;
+    let fits = sha2::Sha256::digest(&bytes)[..] == digest[..];
+    if !fits {
+        tracing::warn!(path = %by_hash.display(), "previous index differs from its digest");
+    }
+    fits.then_some(bytes)
 }
 
 /// The wall clock (seconds since the epoch): how long superseded by-hash files have been kept.
@@ -899,20 +921,36 @@ impl Engine {
                 vec![None; keys.len()]
             })
         };
-        let records = self.store.records(repo, dist);
-        let publish::Rendered {
-            files,
-            segments,
-            new_segments,
-        } = publish::render(&spec, &records, self.compression, &cache)?;
-        tracing::debug!(%dist, new_segments = new_segments.len(), elapsed = ?started.elapsed(), "rendered");
+        let records = self.store.records(repo, dist)?;
+        let dists_root = self.repo_dir(repo).join("dists");
+        let dist_dir = dists_root.join(dist);
+        let load = |path: &str, digest: &[u8; 32]| load_file(&dist_dir, path, digest);
         let marks = if self.cold {
             publish::Marks::new()
         } else {
             self.store.digest_marks(repo, dist)?
         };
-        let dists_root = self.repo_dir(repo).join("dists");
-        let (mut new_state, new_marks) = publish::write(
+        let previous = if self.cold {
+            None
+        } else {
+            self.store
+                .outline(repo, dist)?
+                .map(|outline| publish::Previous {
+                    outline,
+                    marks: &marks,
+                    load: &load,
+                })
+        };
+        let publish::Rendered {
+            files,
+            segments,
+            new_segments,
+            mut outline,
+            incremental,
+        } = publish::render(&spec, &records, self.compression, &cache, previous)?;
+        drop(records);
+        tracing::debug!(%dist, incremental, new_segments = new_segments.len(), elapsed = ?started.elapsed(), "rendered");
+        let (mut new_state, new_marks, listed) = publish::write(
             &dists_root,
             &spec,
             &files,
@@ -922,6 +960,10 @@ impl Engine {
             now,
             BY_HASH_GRACE,
         )?;
+        outline.complete(|path| {
+            let l = listed.iter().find(|l| l.path == path)?;
+            hex::decode(&l.digests.sha256).ok()?.try_into().ok()
+        });
         new_state.segments = segments;
         tracing::debug!(%dist, elapsed = ?started.elapsed(), "written");
         // The files are on disk; only the new segments, which are inside them, go on into
@@ -931,6 +973,7 @@ impl Engine {
         tx.use_segments(&state.segments, &new_state.segments, &new_segments)?;
         tx.set_publish_state(repo, dist, &new_state)?;
         tx.set_digest_marks(repo, dist, &new_marks)?;
+        tx.set_outline(repo, dist, Some(&outline))?;
         tx.commit()?;
         tracing::debug!(%dist, elapsed = ?started.elapsed(), "committed");
         Ok(())

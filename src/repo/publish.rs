@@ -13,6 +13,8 @@
 //! period, so a client holding an older `InRelease` still finds its files.
 
 use super::compression::{self, Kind, Levels};
+use super::index;
+use super::outline::{Entry, Outline, TextOutline};
 use super::release::{self, Listed, ReleaseInfo};
 use super::store::PublishState;
 use crate::checksums::{Mark, Resumable, digests_resumed};
@@ -72,6 +74,10 @@ pub struct Rendered {
     /// Segments compressed now (not found in the cache), as places in `files`: each
     /// compressed segment is held once, inside the file it was assembled into.
     pub new_segments: Vec<NewSegment>,
+    /// The outline of the texts, without their digests (see [`Outline::complete`]).
+    pub outline: Outline,
+    /// Whether the texts were rebuilt from the previous publish's.
+    pub incremental: bool,
 }
 
 /// Where a newly compressed segment is: its bytes in the cache's form are `prefix` followed
@@ -105,6 +111,8 @@ pub fn new_segment_bytes(mut files: Vec<File>, new: &[NewSegment]) -> Vec<(Strin
 
 /// A binary package as publishing needs it, borrowed from the store.
 pub struct BinaryRow<'a> {
+    /// Arrival number in the distribution (see [`Records`]).
+    pub seq: u64,
     pub package: &'a str,
     pub architecture: &'a str,
     pub component: &'a str,
@@ -118,19 +126,25 @@ pub struct BinaryRow<'a> {
 
 /// A source package as publishing needs it, borrowed from the store.
 pub struct SourceRow<'a> {
+    /// Arrival number in the distribution (see [`Records`]).
+    pub seq: u64,
     pub name: &'a str,
     pub component: &'a str,
     /// The `Sources` stanza.
     pub stanza: &'a str,
 }
 
-/// The packages of one distribution, visited in a stable order (the store's key order:
-/// source, package, architecture). Publishing streams them into the indices without holding
-/// them.
+/// The packages of one distribution. Each record has an arrival number: numbers grow in the
+/// order records entered the distribution and are never reused, and a record is never changed
+/// under its number. Indices list records in that order, so an upload adds to their ends.
 pub trait Records {
     type Error;
-    fn binaries(&self, f: &mut dyn FnMut(BinaryRow<'_>)) -> Result<(), Self::Error>;
-    fn sources(&self, f: &mut dyn FnMut(SourceRow<'_>)) -> Result<(), Self::Error>;
+    /// The arrival numbers of the binaries and of the sources, ascending.
+    fn arrivals(&self) -> Result<(Vec<u64>, Vec<u64>), Self::Error>;
+    /// The binaries whose arrival number is above `after`, in arrival order.
+    fn binaries(&self, after: u64, f: &mut dyn FnMut(BinaryRow<'_>)) -> Result<(), Self::Error>;
+    /// The sources whose arrival number is above `after`, in arrival order.
+    fn sources(&self, after: u64, f: &mut dyn FnMut(SourceRow<'_>)) -> Result<(), Self::Error>;
 }
 
 /// An index before compression: its text and where its records end (with their key hashes).
@@ -141,6 +155,13 @@ struct Text {
     kinds: &'static [Kind],
     spacing: u64,
     listed_only: bool,
+    /// The stanzas of a `Packages` or `Sources` text, for its outline.
+    entries: Vec<Entry>,
+    /// Whether the next publish may rebuild this text from it (a `Contents` text whose
+    /// lines cannot be read back unambiguously may not).
+    outlined: bool,
+    /// How many leading bytes are those of the previous publish's text.
+    kept: usize,
 }
 
 impl Text {
@@ -152,17 +173,67 @@ impl Text {
             kinds,
             spacing,
             listed_only: false,
+            entries: Vec::new(),
+            outlined: true,
+            kept: 0,
         }
     }
 
     /// Appends a stanza (separated from the previous one by a blank line).
-    fn stanza(&mut self, key: &str, stanza: &[u8]) {
+    fn stanza(&mut self, entry: Entry, stanza: &[u8]) {
         if !self.data.is_empty() {
             self.data.push(b'\n');
         }
         self.data.extend_from_slice(stanza);
-        self.records
-            .push((self.data.len(), compression::key_hash(key.as_bytes())));
+        self.records.push((self.data.len(), entry.key));
+        self.entries.push(entry);
+    }
+
+    /// Rebuilds a `Packages` or `Sources` text from its previous bytes, keeping the stanzas
+    /// whose arrival number is in `current`; returns the text and the stanzas left out, or
+    /// `None` if the bytes do not fit the outline.
+    fn rebuild(
+        mut self,
+        previous: Vec<u8>,
+        outline: TextOutline,
+        current: &[u64],
+    ) -> Option<(Text, Vec<Entry>)> {
+        let entries = outline.entries;
+        let total =
+            entries.iter().map(|e| e.len as usize).sum::<usize>() + entries.len().saturating_sub(1);
+        if total != previous.len() {
+            return None;
+        }
+        if entries
+            .iter()
+            .all(|e| current.binary_search(&e.seq).is_ok())
+        {
+            // Nothing left: the previous text is the start of the new one, as it is.
+            let mut end = 0;
+            for (i, e) in entries.iter().enumerate() {
+                end += usize::from(i > 0) + e.len as usize;
+                self.records.push((end, e.key));
+            }
+            self.kept = previous.len();
+            self.data = previous;
+            self.entries = entries;
+            return Some((self, Vec::new()));
+        }
+        let mut gone = Vec::new();
+        let mut start = 0;
+        for e in entries {
+            let end = start + e.len as usize;
+            if current.binary_search(&e.seq).is_ok() {
+                self.stanza(e, &previous[start..end]);
+            } else {
+                if gone.is_empty() {
+                    self.kept = self.data.len();
+                }
+                gone.push(e);
+            }
+            start = end + 1;
+        }
+        Some((self, gone))
     }
 }
 
@@ -180,6 +251,56 @@ struct ContentsLists {
 /// Looks up compressed segments by key; `None` where the cache has none.
 pub type SegmentCache<'a> = &'a dyn Fn(&[String]) -> Vec<Option<Vec<u8>>>;
 
+/// Reads back a file of the previous publish (a path in the distribution) by its SHA-256:
+/// its bytes, with room to grow, or `None` if it is gone or does not have that digest.
+pub type LoadFile<'a> = &'a (dyn Fn(&str, &[u8; 32]) -> Option<Vec<u8>> + Sync);
+
+/// What the previous publish of a distribution left: the outline and digest marks of its
+/// files, and how to read them back.
+pub struct Previous<'a> {
+    pub outline: Outline,
+    pub marks: &'a Marks,
+    pub load: LoadFile<'a>,
+}
+
+/// Capacity for a text of `len` bytes read back, with room for what arrives, so that
+/// appending does not move it.
+pub fn room(len: usize) -> usize {
+    len + len / 16 + (64 << 10)
+}
+
+/// Loads files (path, digest, expected size) on all cores, largest first.
+fn load_all(load: LoadFile<'_>, wanted: &[(String, [u8; 32], u64)]) -> Vec<Option<Vec<u8>>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut order: Vec<usize> = (0..wanted.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(wanted[i].2));
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = AtomicUsize::new(0);
+    let mut out: Vec<Option<Vec<u8>>> = vec![None; wanted.len()];
+    let results: Vec<(usize, Option<Vec<u8>>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.min(wanted.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let (path, digest, _) = &wanted[i];
+                        done.push((i, load(path, digest)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("loading thread panicked"))
+            .collect()
+    });
+    for (i, bytes) in results {
+        out[i] = bytes;
+    }
+    out
+}
+
 /// How one compressed file is made: (text index, format, (segment key, byte range) list).
 type Plan = (usize, Kind, Vec<(String, (usize, usize))>);
 
@@ -195,33 +316,240 @@ const MAX_SEGMENT: usize = 512 << 10;
 const BOTH: &[Kind] = &[Kind::Xz, Kind::Gzip];
 const GZIP: &[Kind] = &[Kind::Gzip];
 
-/// Renders a distribution: indices streamed from the stored stanzas, compressed from cached
-/// segments where possible. `cache` returns, for each key, the cached segment if there is
-/// one.
+/// The index texts of a distribution, by kind.
+struct Texts {
+    /// Indexed ((component * architectures) + architecture) * 2 + (0 deb | 1 udeb).
+    packages: Vec<Text>,
+    /// Indexed (component * architectures) + architecture.
+    contents: Vec<Text>,
+    /// Indexed by component.
+    sources: Vec<Text>,
+}
+
+impl Texts {
+    fn empty(info: &ReleaseInfo) -> Texts {
+        let mut t = Texts {
+            packages: Vec::new(),
+            contents: Vec::new(),
+            sources: Vec::new(),
+        };
+        for component in &info.components {
+            for arch in &info.architectures {
+                t.packages.push(Text::new(
+                    format!("{component}/binary-{arch}/Packages"),
+                    BOTH,
+                    STANZA_SPACING,
+                ));
+                t.packages.push(Text::new(
+                    format!("{component}/debian-installer/binary-{arch}/Packages"),
+                    GZIP,
+                    STANZA_SPACING,
+                ));
+                let mut c = Text::new(format!("{component}/Contents-{arch}"), GZIP, LINE_SPACING);
+                c.listed_only = true;
+                t.contents.push(c);
+            }
+            t.sources.push(Text::new(
+                format!("{component}/source/Sources"),
+                BOTH,
+                STANZA_SPACING,
+            ));
+        }
+        t
+    }
+}
+
+/// Renders a distribution: indices built from the previous publish's texts and the records
+/// that arrived or left since (or from every record, if the previous texts cannot be used),
+/// compressed from cached segments where possible. `cache` returns, for each key, the cached
+/// segment if there is one.
 pub fn render<R: Records>(
     spec: &DistSpec,
     records: &R,
     levels: Levels,
     cache: SegmentCache<'_>,
+    previous: Option<Previous<'_>>,
 ) -> Result<Rendered, R::Error> {
     let info = &spec.info;
     let started = std::time::Instant::now();
-    let archs = info.architectures.len();
-    // Packages texts, indexed ((component * archs) + arch) * 2 + (0 deb | 1 udeb).
-    let mut packages: Vec<Text> = Vec::new();
+    let (binaries, sources) = records.arrivals()?;
+    let mut upto = (
+        binaries.last().copied().unwrap_or(0),
+        sources.last().copied().unwrap_or(0),
+    );
+    let level_pair = [levels.of(Kind::Gzip), levels.of(Kind::Xz)];
+    let mut built = None;
+    let mut previous = previous;
+    if let Some(p) = &mut previous {
+        upto = (
+            upto.0.max(p.outline.binaries_upto),
+            upto.1.max(p.outline.sources_upto),
+        );
+        built = build(
+            spec,
+            records,
+            (&binaries, &sources),
+            Some((&mut p.outline, p.load)),
+        )?;
+        if built.is_none() {
+            tracing::debug!(dir = %spec.dir, "previous texts unusable; rendering in full");
+        }
+    }
+    let incremental = built.is_some();
+    let texts = match built {
+        Some(t) => t,
+        None => build(spec, records, (&binaries, &sources), None)?
+            .expect("a full render needs no previous text"),
+    };
+    tracing::debug!(dir = %spec.dir, incremental, elapsed = ?started.elapsed(), "texts built");
+    let mut ordered: Vec<Text> = Vec::new();
+    let mut small: Vec<File> = Vec::new();
+    let mut packages = texts.packages.into_iter();
+    let mut contents = texts.contents.into_iter();
+    let mut sources = texts.sources.into_iter();
     for component in &info.components {
         for arch in &info.architectures {
-            packages.push(Text::new(
-                format!("{component}/binary-{arch}/Packages"),
-                BOTH,
-                STANZA_SPACING,
-            ));
-            packages.push(Text::new(
-                format!("{component}/debian-installer/binary-{arch}/Packages"),
-                GZIP,
-                STANZA_SPACING,
-            ));
+            ordered.push(packages.next().expect("a deb text per architecture"));
+            ordered.push(packages.next().expect("a udeb text per architecture"));
+            small.push(File {
+                path: format!("{component}/binary-{arch}/Release"),
+                data: release::render_component(info, component, arch).into_bytes(),
+                ..File::default()
+            });
+            ordered.push(contents.next().expect("a contents text per architecture"));
         }
+        ordered.push(sources.next().expect("a sources text per component"));
+        small.push(File {
+            path: format!("{component}/source/Release"),
+            data: release::render_component(info, component, "source").into_bytes(),
+            ..File::default()
+        });
+    }
+    let mut outline = Outline {
+        binaries_upto: upto.0,
+        sources_upto: upto.1,
+        texts: BTreeMap::new(),
+        files: BTreeMap::new(),
+        levels: level_pair,
+    };
+    // The previous compressed files, to continue after the segments they keep.
+    let mut reuse = None;
+    if let Some(p) = previous.filter(|p| incremental && p.outline.levels == level_pair) {
+        let mut wanted = Vec::new();
+        for t in &ordered {
+            for kind in t.kinds {
+                let path = format!("{}{}", t.path, kind.extension());
+                if let Some(digest) = p.outline.files.get(&path) {
+                    wanted.push((path, *digest, t.kept as u64));
+                }
+            }
+        }
+        let loaded = load_all(p.load, &wanted);
+        let files = wanted
+            .into_iter()
+            .zip(loaded)
+            .filter_map(|((path, _, _), bytes)| Some((path, bytes?)))
+            .collect();
+        reuse = Some(Reuse {
+            marks: p.marks,
+            files,
+        });
+    }
+    for t in &mut ordered {
+        for kind in t.kinds {
+            outline
+                .files
+                .insert(format!("{}{}", t.path, kind.extension()), [0; 32]);
+        }
+        if t.outlined {
+            outline.texts.insert(
+                t.path.clone(),
+                TextOutline {
+                    len: t.data.len() as u64,
+                    sha256: [0; 32],
+                    file: [0; 32],
+                    gzip: t.listed_only,
+                    entries: std::mem::take(&mut t.entries),
+                },
+            );
+        }
+    }
+    let mut rendered = compress_all(ordered, small, levels, cache, reuse);
+    rendered.outline = outline;
+    rendered.incremental = incremental;
+    Ok(rendered)
+}
+
+/// Builds the texts of a distribution: from the previous ones and what changed since, or, with
+/// no previous publish, from every record. `None` if the previous texts cannot be used.
+fn build<R: Records>(
+    spec: &DistSpec,
+    records: &R,
+    (binaries, sources): (&[u64], &[u64]),
+    previous: Option<(&mut Outline, LoadFile<'_>)>,
+) -> Result<Option<Texts>, R::Error> {
+    let info = &spec.info;
+    let archs = info.architectures.len();
+    let incremental = previous.is_some();
+    let mut texts = Texts::empty(info);
+    // Per deb text: the stanzas it no longer lists; and the previous `Contents` texts.
+    let mut gone: Vec<Vec<Entry>> = vec![Vec::new(); texts.packages.len()];
+    let mut old_contents: Vec<Vec<u8>> = vec![Vec::new(); texts.contents.len()];
+    let mut after = (0, 0);
+    if let Some((outline, load)) = previous {
+        // Every previous text, read back on all cores (`Contents` from its `.gz`).
+        let mut wanted = Vec::new();
+        let mut outlines = Vec::new();
+        for t in texts
+            .packages
+            .iter()
+            .chain(&texts.sources)
+            .chain(&texts.contents)
+        {
+            let Some(o) = outline.texts.remove(&t.path) else {
+                return Ok(None);
+            };
+            let path = match o.gzip {
+                true => format!("{}.gz", t.path),
+                false => t.path.clone(),
+            };
+            wanted.push((path, o.file, o.len));
+            outlines.push(o);
+        }
+        let loaded = load_all(load, &wanted).into_iter().zip(outlines);
+        let mut loaded = loaded.map(|(bytes, o)| {
+            let bytes = match (bytes, o.gzip) {
+                (Some(gz), true) => compression::gunzip(&gz, room(o.len as usize)),
+                (bytes, _) => bytes,
+            };
+            (bytes.filter(|b| b.len() as u64 == o.len), o)
+        });
+        for (i, t) in std::mem::take(&mut texts.packages).into_iter().enumerate() {
+            let Some((Some(bytes), o)) = loaded.next() else {
+                return Ok(None);
+            };
+            let Some((t, left)) = t.rebuild(bytes, o, binaries) else {
+                return Ok(None);
+            };
+            texts.packages.push(t);
+            gone[i] = left;
+        }
+        for t in std::mem::take(&mut texts.sources) {
+            let Some((Some(bytes), o)) = loaded.next() else {
+                return Ok(None);
+            };
+            let Some((t, _)) = t.rebuild(bytes, o, sources) else {
+                return Ok(None);
+            };
+            texts.sources.push(t);
+        }
+        for old in &mut old_contents {
+            let Some((Some(bytes), _)) = loaded.next() else {
+                return Ok(None);
+            };
+            *old = bytes;
+        }
+        after = (outline.binaries_upto, outline.sources_upto);
     }
     let mut lists: Vec<ContentsLists> = info
         .components
@@ -231,7 +559,7 @@ pub fn render<R: Records>(
             ..ContentsLists::default()
         })
         .collect();
-    records.binaries(&mut |b| {
+    records.binaries(after.0, &mut |b| {
         let Some(c) = info.components.iter().position(|x| x == b.component) else {
             return;
         };
@@ -243,69 +571,101 @@ pub fn render<R: Records>(
             return;
         };
         let udeb = usize::from(b.package_type == PackageType::Udeb);
+        let owner = match b.package_type {
+            PackageType::Deb => format!("{}/{}", b.section, b.package),
+            PackageType::Udeb => String::new(),
+        };
+        let key = compression::key_hash(b.package.as_bytes());
         for a in targets.clone() {
-            packages[(c * archs + a) * 2 + udeb].stanza(b.package, b.stanza);
+            let entry = Entry {
+                seq: b.seq,
+                len: b.stanza.len() as u32,
+                key,
+                owner: owner.clone(),
+            };
+            texts.packages[(c * archs + a) * 2 + udeb].stanza(entry, b.stanza);
         }
         if let (PackageType::Deb, Some(list)) = (b.package_type, b.contents) {
             let l = &mut lists[c];
             let start = l.arena.len();
             l.arena.push_str(list);
-            let owner = l.owners.len();
-            l.owners.push(format!("{}/{}", b.section, b.package));
+            let index = l.owners.len();
+            l.owners.push(owner);
             for a in targets {
-                l.per_arch[a].push((start, l.arena.len(), owner));
+                l.per_arch[a].push((start, l.arena.len(), index));
             }
         }
     })?;
-    let mut sources: Vec<Text> = info
-        .components
-        .iter()
-        .map(|c| Text::new(format!("{c}/source/Sources"), BOTH, STANZA_SPACING))
-        .collect();
-    records.sources(&mut |s| {
+    records.sources(after.1, &mut |s| {
         if let Some(c) = info.components.iter().position(|x| x == s.component) {
-            sources[c].stanza(s.name, s.stanza.as_bytes());
+            let entry = Entry {
+                seq: s.seq,
+                len: s.stanza.len() as u32,
+                key: compression::key_hash(s.name.as_bytes()),
+                owner: String::new(),
+            };
+            texts.sources[c].stanza(entry, s.stanza.as_bytes());
         }
     })?;
-
-    tracing::debug!(dir = %spec.dir, elapsed = ?started.elapsed(), "records read");
-    let mut texts: Vec<Text> = Vec::new();
-    let mut small: Vec<File> = Vec::new();
-    let mut packages = packages.into_iter();
-    let mut sources = sources.into_iter();
-    for (component, l) in info.components.iter().zip(&lists) {
-        for (a, arch) in info.architectures.iter().enumerate() {
-            texts.push(packages.next().expect("a deb text per architecture"));
-            texts.push(packages.next().expect("a udeb text per architecture"));
-            small.push(File {
-                path: format!("{component}/binary-{arch}/Release"),
-                data: release::render_component(info, component, arch).into_bytes(),
-                ..File::default()
-            });
-            let mut entries = Vec::new();
+    tracing::debug!(dir = %spec.dir, "records read");
+    for (c, l) in lists.iter().enumerate() {
+        for a in 0..archs {
+            let i = c * archs + a;
+            let mut added = Vec::new();
             for &(start, end, owner) in &l.per_arch[a] {
                 let owner = l.owners[owner].as_str();
-                entries.extend(l.arena[start..end].lines().map(|path| (path, owner)));
+                added.extend(l.arena[start..end].lines().map(|path| (path, owner)));
             }
-            let mut t = Text::new(format!("{component}/Contents-{arch}"), GZIP, LINE_SPACING);
-            t.listed_only = true;
-            super::index::contents(entries, |path, line| {
-                t.data.extend_from_slice(line.as_bytes());
-                t.records
-                    .push((t.data.len(), compression::key_hash(path.as_bytes())));
-            });
-            texts.push(t);
+            let removed: BTreeSet<&str> = gone[i * 2]
+                .iter()
+                .map(|e| e.owner.as_str())
+                .filter(|o| !o.is_empty())
+                .collect();
+            let readable = added.iter().all(|(p, o)| index::contents_readable(p, o));
+            let text = &mut texts.contents[i];
+            if incremental {
+                // An owner named by a stanza that stays and one that came or went: its lines
+                // cannot tell which files are whose. Also refuse what cannot be read back.
+                let changed: BTreeSet<&str> = removed
+                    .iter()
+                    .copied()
+                    .chain(added.iter().map(|(_, o)| *o))
+                    .collect();
+                let shared = texts.packages[i * 2]
+                    .entries
+                    .iter()
+                    .any(|e| e.seq <= after.0 && changed.contains(e.owner.as_str()));
+                if shared || !readable {
+                    return Ok(None);
+                }
+            }
+            let Ok(old) = std::str::from_utf8(&old_contents[i]) else {
+                return Ok(None);
+            };
+            text.data.reserve(old.len() + old.len() / 16);
+            text.records.reserve(old.len() / 64);
+            let mut changed = false;
+            if index::edit_contents(old, &removed, added, |path, line, untouched| {
+                if !untouched && !changed {
+                    changed = true;
+                    text.kept = text.data.len();
+                }
+                text.data.extend_from_slice(line.as_bytes());
+                text.records
+                    .push((text.data.len(), compression::key_hash(path.as_bytes())));
+            })
+            .is_none()
+            {
+                return Ok(None);
+            }
+            if !changed {
+                text.kept = text.data.len();
+            }
+            text.outlined = readable;
+            old_contents[i] = Vec::new();
         }
-        texts.push(sources.next().expect("a sources text per component"));
-        small.push(File {
-            path: format!("{component}/source/Release"),
-            data: release::render_component(info, component, "source").into_bytes(),
-            ..File::default()
-        });
     }
-    drop(lists);
-    tracing::debug!(dir = %spec.dir, elapsed = ?started.elapsed(), "contents sorted");
-    Ok(compress_all(texts, small, levels, cache))
+    Ok(Some(texts))
 }
 
 /// The SHA-256 of each piece, on all cores.
@@ -331,20 +691,53 @@ fn parallel_sha256(pieces: &[&[u8]]) -> Vec<[u8; 32]> {
     })
 }
 
-/// Compresses every text from cached or freshly compressed segments (on all cores).
+/// What a rebuild takes over from the previous publish: the digest marks of its files, which
+/// name their segments, and its compressed files by path.
+struct Reuse<'a> {
+    marks: &'a Marks,
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+/// The first segments of a compressed file, taken from its previous version.
+struct Taken {
+    prefix: compression::Prefix,
+    /// (part key, end) of each taken segment.
+    parts: Vec<([u8; 32], usize)>,
+}
+
+/// Compresses every text from cached or freshly compressed segments (on all cores). With
+/// `reuse`, the segments a text keeps from its previous version are named by their saved
+/// digests, and each compressed file continues its previous version after them.
 fn compress_all(
     texts: Vec<Text>,
     small: Vec<File>,
     levels: Levels,
     cache: SegmentCache<'_>,
+    mut reuse: Option<Reuse<'_>>,
 ) -> Rendered {
     // (text index, kind) → list of (key, segment range)
     let mut plan: Vec<Plan> = Vec::new();
+    let mut taken: Vec<Option<Taken>> = Vec::new();
     let mut text_parts: Vec<Vec<([u8; 32], usize)>> = Vec::new();
     for (i, t) in texts.iter().enumerate() {
         let segments = compression::split(t.data.len(), &t.records, t.spacing, MAX_SEGMENT);
-        let pieces: Vec<&[u8]> = segments.iter().map(|&(a, b)| &t.data[a..b]).collect();
-        let digests = parallel_sha256(&pieces);
+        // Segments within the text's unchanged start are those of the previous publish.
+        let saved = reuse
+            .as_ref()
+            .and_then(|r| r.marks.get(&t.path))
+            .map_or(&[][..], Vec::as_slice);
+        let mut digests: Vec<[u8; 32]> = segments
+            .iter()
+            .zip(saved)
+            .take_while(|((_, end), m)| *end <= t.kept && m.end == *end as u64)
+            .map(|(_, m)| m.key)
+            .collect();
+        let kept = digests.len();
+        let pieces: Vec<&[u8]> = segments[kept..]
+            .iter()
+            .map(|&(a, b)| &t.data[a..b])
+            .collect();
+        digests.extend(parallel_sha256(&pieces));
         text_parts.push(
             digests
                 .iter()
@@ -359,12 +752,32 @@ fn compress_all(
                 .zip(&digests)
                 .map(|(&range, d)| (format!("{tag}-{}", hex::encode(d)), range))
                 .collect();
+            let path = format!("{}{}", t.path, kind.extension());
+            let take = reuse.as_mut().filter(|_| kept > 0).and_then(|r| {
+                let file = r.files.remove(&path)?;
+                let parts: Vec<([u8; 32], usize)> = r
+                    .marks
+                    .get(&path)?
+                    .get(..kept)?
+                    .iter()
+                    .map(|m| (m.key, m.end as usize))
+                    .collect();
+                let end = parts.last()?.1;
+                let prefix = compression::Prefix::cut(kind, file, kept, end)?;
+                Some(Taken { prefix, parts })
+            });
             plan.push((i, kind, keyed));
+            taken.push(take);
         }
     }
+    let skip: Vec<usize> = taken
+        .iter()
+        .map(|t| t.as_ref().map_or(0, |t| t.parts.len()))
+        .collect();
     let mut keys: Vec<String> = plan
         .iter()
-        .flat_map(|(_, _, k)| k.iter().map(|(key, _)| key.clone()))
+        .zip(&skip)
+        .flat_map(|((_, _, k), &n)| k[n..].iter().map(|(key, _)| key.clone()))
         .collect();
     keys.sort_unstable();
     keys.dedup();
@@ -378,8 +791,8 @@ fn compress_all(
     // Compress what the cache lacks, largest first, on all cores.
     let mut missing: Vec<(String, Kind, &[u8])> = Vec::new();
     let mut queued = BTreeSet::new();
-    for (i, kind, keyed) in &plan {
-        for (key, (a, b)) in keyed {
+    for ((i, kind, keyed), &n) in plan.iter().zip(&skip) {
+        for (key, (a, b)) in &keyed[n..] {
             if !segments.contains_key(key) && queued.insert(key.clone()) {
                 missing.push((key.clone(), *kind, &texts[*i].data[*a..*b]));
             }
@@ -400,21 +813,28 @@ fn compress_all(
     // Each segment is dropped once the last file using it is assembled; a new one is then
     // found in the first file it went into.
     let mut uses: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, _, keyed) in &plan {
-        for (key, _) in keyed {
+    for ((_, _, keyed), &n) in plan.iter().zip(&skip) {
+        for (key, _) in &keyed[n..] {
             *uses.entry(key.as_str()).or_default() += 1;
         }
     }
     let mut files = Vec::new();
     let mut new_segments = Vec::new();
-    for (i, kind, keyed) in &plan {
-        let pieces: Vec<(&[u8], usize)> = keyed
+    for ((i, kind, keyed), take) in plan.iter().zip(taken) {
+        let (prefix, mut parts) = match take {
+            Some(t) => (Some(t.prefix), t.parts),
+            None => (None, Vec::new()),
+        };
+        let keyed_new = &keyed[parts.len()..];
+        let pieces: Vec<(&[u8], usize)> = keyed_new
             .iter()
             .map(|(key, (a, b))| (segments[key].as_slice(), b - a))
             .collect();
-        let (data, ends) = compression::assemble(*kind, &pieces);
-        let mut start = compression::header_len(*kind);
-        for ((key, (a, b)), &end) in keyed.iter().zip(&ends) {
+        let mut start = prefix
+            .as_ref()
+            .map_or(compression::header_len(*kind), compression::Prefix::end);
+        let (data, ends) = compression::assemble_after(*kind, prefix, &pieces);
+        for ((key, (a, b)), &end) in keyed_new.iter().zip(&ends) {
             if fresh_keys.remove(key) {
                 let prefix = match kind {
                     Kind::Xz if b > a => segments[key][..8].to_vec(),
@@ -435,11 +855,12 @@ fn compress_all(
                 segments.remove(key);
             }
         }
-        let parts = keyed
-            .iter()
-            .zip(ends)
-            .map(|((key, _), end)| (part_keys[key], end))
-            .collect();
+        parts.extend(
+            keyed_new
+                .iter()
+                .zip(ends)
+                .map(|((key, _), end)| (part_keys[key], end)),
+        );
         files.push(File {
             path: format!("{}{}", texts[*i].path, kind.extension()),
             data,
@@ -464,6 +885,8 @@ fn compress_all(
         files,
         segments: used,
         new_segments,
+        outline: Outline::default(),
+        incremental: false,
     }
 }
 
@@ -513,7 +936,7 @@ pub fn write(
     previous: &PublishState,
     now: i64,
     grace_seconds: i64,
-) -> Result<(PublishState, Marks), PublishError> {
+) -> Result<(PublishState, Marks, Vec<Listed>), PublishError> {
     let dist_dir = dists_root.join(&spec.dir);
     let mut listed = Vec::with_capacity(files.len());
     let mut current = BTreeSet::new();
@@ -647,6 +1070,7 @@ pub fn write(
             segments: previous.segments.clone(),
         },
         new_marks,
+        listed,
     ))
 }
 
@@ -827,47 +1251,129 @@ mod tests {
         }
     }
 
-    /// `n` binaries and sources with stanzas long enough for many segments.
-    struct Many(usize);
+    #[derive(Clone)]
+    struct Bin {
+        seq: u64,
+        package: String,
+        arch: &'static str,
+        udeb: bool,
+        section: &'static str,
+        stanza: String,
+        contents: Option<String>,
+    }
 
-    impl Records for Many {
+    #[derive(Clone)]
+    struct Src {
+        seq: u64,
+        name: String,
+        stanza: String,
+    }
+
+    /// Records in memory, with arrival numbers.
+    #[derive(Clone, Default)]
+    struct Fake {
+        bins: Vec<Bin>,
+        srcs: Vec<Src>,
+        next: u64,
+    }
+
+    impl Fake {
+        /// A binary `p<i>` (and its source) with a stanza long enough for many segments.
+        fn add(&mut self, i: usize, version: usize) {
+            self.next += 1;
+            let stanza = format!(
+                "Package: p{i}\nVersion: {version}.{i}\nDescription: {}\n",
+                "x".repeat((i * 7 + version) % 300)
+            );
+            self.bins.push(Bin {
+                seq: self.next,
+                package: format!("p{i}"),
+                arch: if i % 5 == 0 { "all" } else { "amd64" },
+                udeb: i % 11 == 3,
+                section: if i % 3 == 0 { "net" } else { "misc" },
+                stanza,
+                contents: (i % 13 != 7).then(|| {
+                    format!(
+                        "usr/bin/p{i}\nusr/share/doc/p{i}/copyright\nusr/share/common/f{}",
+                        i % 4
+                    )
+                }),
+            });
+            self.next += 1;
+            self.srcs.push(Src {
+                seq: self.next,
+                name: format!("p{i}"),
+                stanza: format!("Package: p{i}\nVersion: {version}.{i}\n"),
+            });
+        }
+
+        fn many(n: usize) -> Fake {
+            let mut f = Fake::default();
+            for i in 0..n {
+                f.add(i, 1);
+            }
+            f
+        }
+
+        fn remove(&mut self, i: usize) {
+            let name = format!("p{i}");
+            self.bins.retain(|b| b.package != name);
+            self.srcs.retain(|s| s.name != name);
+        }
+    }
+
+    impl Records for Fake {
         type Error = std::convert::Infallible;
-        fn binaries(&self, f: &mut dyn FnMut(BinaryRow<'_>)) -> Result<(), Self::Error> {
-            for i in 0..self.0 {
-                let stanza = format!(
-                    "Package: p{i}\nVersion: 1.{i}\nDescription: {}\n",
-                    "x".repeat(i % 300)
-                );
-                let contents = format!("usr/bin/p{i}\nusr/share/doc/p{i}/copyright");
+        fn arrivals(&self) -> Result<(Vec<u64>, Vec<u64>), Self::Error> {
+            Ok((
+                self.bins.iter().map(|b| b.seq).collect(),
+                self.srcs.iter().map(|s| s.seq).collect(),
+            ))
+        }
+        fn binaries(
+            &self,
+            after: u64,
+            f: &mut dyn FnMut(BinaryRow<'_>),
+        ) -> Result<(), Self::Error> {
+            for b in self.bins.iter().filter(|b| b.seq > after) {
                 f(BinaryRow {
-                    package: &format!("p{i}"),
-                    architecture: if i % 5 == 0 { "all" } else { "amd64" },
+                    seq: b.seq,
+                    package: &b.package,
+                    architecture: b.arch,
                     component: "main",
-                    package_type: PackageType::Deb,
-                    section: "misc",
-                    stanza: stanza.as_bytes(),
-                    contents: Some(&contents),
+                    package_type: if b.udeb {
+                        PackageType::Udeb
+                    } else {
+                        PackageType::Deb
+                    },
+                    section: b.section,
+                    stanza: b.stanza.as_bytes(),
+                    contents: b.contents.as_deref(),
                 });
             }
             Ok(())
         }
-        fn sources(&self, f: &mut dyn FnMut(SourceRow<'_>)) -> Result<(), Self::Error> {
-            for i in 0..self.0 {
+        fn sources(&self, after: u64, f: &mut dyn FnMut(SourceRow<'_>)) -> Result<(), Self::Error> {
+            for s in self.srcs.iter().filter(|s| s.seq > after) {
                 f(SourceRow {
-                    name: &format!("p{i}"),
+                    seq: s.seq,
+                    name: &s.name,
                     component: "main",
-                    stanza: &format!("Package: p{i}\nVersion: 1.{i}\n"),
+                    stanza: &s.stanza,
                 });
             }
             Ok(())
         }
     }
 
+    fn empty(keys: &[String]) -> Vec<Option<Vec<u8>>> {
+        vec![None; keys.len()]
+    }
+
     #[test]
     fn new_segments_taken_from_the_files_rebuild_the_same_files_from_the_cache() {
         let spec = spec();
-        let empty = |keys: &[String]| vec![None; keys.len()];
-        let Ok(cold) = render(&spec, &Many(3000), Levels::default(), &empty);
+        let Ok(cold) = render(&spec, &Fake::many(3000), Levels::default(), &empty, None);
         assert!(cold.new_segments.len() > 20, "{}", cold.new_segments.len());
         let expected: Vec<(String, Vec<u8>)> = cold
             .files
@@ -879,7 +1385,7 @@ mod tests {
             .collect();
         assert_eq!(cache.len(), cold.segments.len());
         let lookup = |keys: &[String]| keys.iter().map(|k| cache.get(k).cloned()).collect();
-        let Ok(warm) = render(&spec, &Many(3000), Levels::default(), &lookup);
+        let Ok(warm) = render(&spec, &Fake::many(3000), Levels::default(), &lookup, None);
         assert!(warm.new_segments.is_empty());
         let got: Vec<(String, Vec<u8>)> =
             warm.files.into_iter().map(|f| (f.path, f.data)).collect();
@@ -887,6 +1393,141 @@ mod tests {
         for (g, e) in got.iter().zip(&expected) {
             assert!(g == e, "{} differs when built from the cache", e.0);
         }
+    }
+
+    /// What a publish of a render leaves for the next: its outline, digest marks, and
+    /// files by digest.
+    fn published(r: &Rendered, marks: &Marks) -> (Outline, Marks, BTreeMap<[u8; 32], Vec<u8>>) {
+        let resumable: Vec<Resumable<'_>> = r
+            .files
+            .iter()
+            .map(|f| Resumable {
+                data: &f.data,
+                parts: &f.parts,
+                previous: marks.get(&f.path).map_or(&[], Vec::as_slice),
+            })
+            .collect();
+        let digests = digests_resumed(&resumable);
+        let mut new_marks = Marks::new();
+        let mut by_path = BTreeMap::new();
+        let mut files = BTreeMap::new();
+        for (f, (d, m)) in r.files.iter().zip(digests) {
+            let digest: [u8; 32] = hex::decode(&d.sha256).unwrap().try_into().unwrap();
+            by_path.insert(f.path.clone(), digest);
+            files.insert(digest, f.data.clone());
+            if !m.is_empty() {
+                new_marks.insert(f.path.clone(), m);
+            }
+        }
+        let mut outline = r.outline.clone();
+        outline.complete(|path| by_path.get(path).copied());
+        (outline, new_marks, files)
+    }
+
+    #[test]
+    fn texts_rebuilt_from_the_previous_publish_are_the_full_render() {
+        let spec = spec();
+        let mut fake = Fake::many(400);
+        let Ok(first) = render(&spec, &fake, Levels::default(), &empty, None);
+        let mut previous = published(&first, &Marks::new());
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut rebuilt = 0;
+        for step in 0..16 {
+            match step % 4 {
+                // New packages arrive.
+                0 => (0..1 + next(3)).for_each(|_| fake.add(400 + next(60) as usize, step)),
+                // New versions replace old ones (removed, then added again).
+                1 => (0..1 + next(3)).for_each(|_| {
+                    let i = next(460) as usize;
+                    fake.remove(i);
+                    fake.add(i, step);
+                }),
+                // Packages leave.
+                2 => (0..1 + next(3)).for_each(|_| fake.remove(next(460) as usize)),
+                // Nothing changes, or a second record of a package arrives under a name one
+                // that stays has: its lines are shared, and only a full render can tell.
+                _ if step == 7 => {
+                    let i = (0..460)
+                        .find(|i| {
+                            i % 5 != 0 && fake.bins.iter().any(|b| b.package == format!("p{i}"))
+                        })
+                        .unwrap();
+                    let mut twin = fake
+                        .bins
+                        .iter()
+                        .find(|b| b.package == format!("p{i}"))
+                        .unwrap()
+                        .clone();
+                    fake.next += 1;
+                    twin.seq = fake.next;
+                    twin.arch = "all";
+                    fake.bins.push(twin);
+                }
+                _ => {}
+            }
+            let (outline, marks, files) = previous;
+            let load = |_: &str, digest: &[u8; 32]| files.get(digest).cloned();
+            let Ok(incremental) = render(
+                &spec,
+                &fake,
+                Levels::default(),
+                &empty,
+                Some(Previous {
+                    outline,
+                    marks: &marks,
+                    load: &load,
+                }),
+            );
+            let Ok(full) = render(&spec, &fake, Levels::default(), &empty, None);
+            assert_eq!(incremental.files.len(), full.files.len());
+            for (i, f) in incremental.files.iter().zip(&full.files) {
+                assert_eq!(i.path, f.path);
+                assert!(
+                    i.data == f.data,
+                    "step {step}: {} differs from the full render",
+                    f.path
+                );
+            }
+            assert_eq!(incremental.outline, full.outline, "step {step}");
+            if incremental.incremental {
+                rebuilt += 1;
+            }
+            assert_eq!(incremental.incremental, step != 7, "step {step}");
+            if step == 4 {
+                // Compressed segments were taken over from the previous files: fewer were
+                // compressed than a full render compresses.
+                assert!(
+                    incremental.new_segments.len() < full.new_segments.len(),
+                    "{} of {}",
+                    incremental.new_segments.len(),
+                    full.new_segments.len()
+                );
+            }
+            previous = published(&incremental, &marks);
+        }
+        assert!(rebuilt >= 14);
+        // A previous text that no longer matches its outline means a full render, not a
+        // wrong one.
+        let (outline, marks, _) = previous;
+        let load = |_: &str, _: &[u8; 32]| Some(b"Package: x\n".to_vec());
+        let Ok(r) = render(
+            &spec,
+            &fake,
+            Levels::default(),
+            &empty,
+            Some(Previous {
+                outline,
+                marks: &marks,
+                load: &load,
+            }),
+        );
+        assert!(!r.incremental);
     }
 
     #[test]
@@ -906,7 +1547,7 @@ mod tests {
                 .join(Digests::of(text.as_bytes()).sha256)
         };
         let publish = |text: &str, previous: &PublishState, now: i64| {
-            let (state, _) = write(
+            let (state, _, _) = write(
                 dir.path(),
                 &spec(),
                 &files(text),

@@ -4,6 +4,7 @@
 //! Packages are kept as *groups*: a source package and the binaries built from it, in one
 //! distribution. Rollbacks, migrations and removals move whole groups.
 
+use super::outline::Outline;
 use super::publish::{BinaryRow, Marks, Records, SourceRow};
 use crate::checksums::Mark;
 use crate::deb::PackageType;
@@ -14,15 +15,30 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// Bumped whenever the meaning of stored data changes incompatibly.
-pub const SCHEMA_VERSION: &str = "1";
+pub const SCHEMA_VERSION: &str = "2";
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const CONFIG: TableDefinition<&str, &[u8]> = TableDefinition::new("config");
-/// (repository, distribution, source) → SourceRecord
+/// (repository, distribution, source) → arrival number and SourceRecord (see
+/// [`encode_source`])
 const SOURCES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("sources");
-/// (repository, distribution, source, package, architecture) → BinaryRecord
+/// (repository, distribution, source, package, architecture) → arrival number and
+/// BinaryRecord (see [`encode_binary`])
 const BINARIES: TableDefinition<(&str, &str, &str, &str, &str), &[u8]> =
     TableDefinition::new("binaries");
+/// (repository, distribution, arrival number) → source: the sources in the order they
+/// entered the distribution, which is the order of `Sources`
+const SOURCE_ORDER: TableDefinition<(&str, &str, u64), &str> = TableDefinition::new("source_order");
+/// (repository, distribution, arrival number) → (source, package, architecture): the order
+/// of `Packages`
+const BINARY_ORDER: TableDefinition<(&str, &str, u64), (&str, &str, &str)> =
+    TableDefinition::new("binary_order");
+/// (repository, distribution) → the next arrival number. It only grows, so a number names
+/// one record for good: a record is never changed in place, only taken out and placed anew.
+const NEXT_ARRIVAL: TableDefinition<(&str, &str), u64> = TableDefinition::new("next_arrival");
+/// (repository, distribution) → outline of its published indices (a cache, see
+/// `publish::Outline`)
+const OUTLINES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("outlines");
 /// (repository, pool path) → (references, sha256)
 const POOL: TableDefinition<(&str, &str), (u64, &str)> = TableDefinition::new("pool");
 /// (repository, pool path of a binary) → its files, one per line
@@ -216,6 +232,10 @@ impl Store {
             tx.open_table(SEGMENT_REFS).map_err(|e| dberr(&e))?;
             tx.open_table(POOL_FREED).map_err(|e| dberr(&e))?;
             tx.open_table(DIGEST_MARKS).map_err(|e| dberr(&e))?;
+            tx.open_table(SOURCE_ORDER).map_err(|e| dberr(&e))?;
+            tx.open_table(BINARY_ORDER).map_err(|e| dberr(&e))?;
+            tx.open_table(NEXT_ARRIVAL).map_err(|e| dberr(&e))?;
+            tx.open_table(OUTLINES).map_err(|e| dberr(&e))?;
         }
         tx.commit().map_err(|e| dberr(&e))?;
         Ok(store)
@@ -305,7 +325,7 @@ impl Store {
         {
             let (k, v) = row.map_err(|e| self.err(e))?;
             let name = k.value().2.to_string();
-            let record: SourceRecord = decode(&self.path, &name, v.value())?;
+            let record = decode_source(&self.path, &name, v.value())?;
             out.insert(name, record.version);
         }
         let bt = tx.open_table(BINARIES).map_err(|e| self.err(e))?;
@@ -359,13 +379,33 @@ impl Store {
             .collect()
     }
 
-    /// The packages of one distribution, for streaming into its indices.
-    pub fn records<'a>(&'a self, repo: &'a str, dist: &'a str) -> DistRecords<'a> {
-        DistRecords {
+    /// The packages of one distribution, for streaming into its indices (one consistent
+    /// view: later writes are not seen).
+    pub fn records<'a>(
+        &'a self,
+        repo: &'a str,
+        dist: &'a str,
+    ) -> Result<DistRecords<'a>, StoreError> {
+        Ok(DistRecords {
             store: self,
+            tx: self.db.begin_read().map_err(|e| self.err(e))?,
             repo,
             dist,
-        }
+        })
+    }
+
+    /// The outline of a distribution's published indices, if one is saved and readable.
+    pub fn outline(&self, repo: &str, dist: &str) -> Result<Option<Outline>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(OUTLINES).map_err(|e| self.err(e))?;
+        let v = t.get((repo, dist)).map_err(|e| self.err(e))?;
+        Ok(v.and_then(|v| {
+            let o = Outline::decode(v.value());
+            if o.is_none() {
+                tracing::warn!(%dist, "saved index outline is unreadable; rendering in full");
+            }
+            o
+        }))
     }
 
     /// The digest states saved by the last publish of a distribution (empty if none or
@@ -502,7 +542,7 @@ fn read_group(
     let source_rec = st
         .get((repo, dist, source))
         .map_err(|e| store.err(e))?
-        .map(|v| decode(path, source, v.value()))
+        .map(|v| decode_source(path, source, v.value()))
         .transpose()?;
     let mut binaries = Vec::new();
     for row in bt
@@ -523,44 +563,6 @@ fn read_group(
     })
 }
 
-/// What a distribution holds: sources and binaries (with Contents file lists).
-#[derive(Debug, Default)]
-pub struct DistContents {
-    pub sources: Vec<(String, SourceRecord)>,
-    pub binaries: Vec<(Binary, Option<String>)>,
-}
-
-/// Records held in memory (benchmarks and tests render from these without a store).
-impl Records for DistContents {
-    type Error = std::convert::Infallible;
-
-    fn binaries(&self, f: &mut dyn FnMut(BinaryRow<'_>)) -> Result<(), Self::Error> {
-        for (b, list) in &self.binaries {
-            f(BinaryRow {
-                package: &b.package,
-                architecture: &b.architecture,
-                component: &b.record.component,
-                package_type: b.record.package_type,
-                section: &b.record.section,
-                stanza: b.record.stanza.as_bytes(),
-                contents: list.as_deref(),
-            });
-        }
-        Ok(())
-    }
-
-    fn sources(&self, f: &mut dyn FnMut(SourceRow<'_>)) -> Result<(), Self::Error> {
-        for (name, s) in &self.sources {
-            f(SourceRow {
-                name,
-                component: &s.component,
-                stanza: &s.stanza,
-            });
-        }
-        Ok(())
-    }
-}
-
 fn decode<T: DeserializeOwned>(path: &Path, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Record {
         path: path.to_path_buf(),
@@ -569,15 +571,48 @@ fn decode<T: DeserializeOwned>(path: &Path, key: &str, bytes: &[u8]) -> Result<T
     })
 }
 
-/// A binary record: 4-byte little-endian length of the JSON of its fields, that JSON, then
-/// the stanza text as is.
-fn encode_binary(r: &BinaryRecord) -> Vec<u8> {
+/// Splits a stored record into its arrival number and the rest.
+fn split_arrival(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let (seq, rest) = bytes.split_at_checked(8)?;
+    Some((u64::from_le_bytes(seq.try_into().ok()?), rest))
+}
+
+/// A source record: its arrival number (8 bytes, little-endian), then its JSON.
+fn encode_source(r: &SourceRecord, seq: u64) -> Vec<u8> {
+    let mut out = seq.to_le_bytes().to_vec();
+    serde_json::to_writer(&mut out, r).expect("records serialize");
+    out
+}
+
+fn decode_source(path: &Path, key: &str, bytes: &[u8]) -> Result<SourceRecord, StoreError> {
+    let (_, json) = split_arrival(bytes).ok_or_else(|| StoreError::Record {
+        path: path.to_path_buf(),
+        key: key.to_string(),
+        reason: "record too short".into(),
+    })?;
+    decode(path, key, json)
+}
+
+/// A binary record: its arrival number (8 bytes, little-endian), the 4-byte little-endian
+/// length of the JSON of its fields, that JSON, then the stanza text as is.
+fn encode_binary(r: &BinaryRecord, seq: u64) -> Vec<u8> {
     let json = serde_json::to_vec(r).expect("records serialize");
-    let mut out = Vec::with_capacity(4 + json.len() + r.stanza.len());
+    let mut out = Vec::with_capacity(12 + json.len() + r.stanza.len());
+    out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&(json.len() as u32).to_le_bytes());
     out.extend_from_slice(&json);
     out.extend_from_slice(r.stanza.as_bytes());
     out
+}
+
+/// The arrival number, JSON and stanza of a stored binary record.
+type BinaryParts<'a> = (u64, (&'a [u8], &'a [u8]));
+
+fn split_binary(bytes: &[u8]) -> Option<BinaryParts<'_>> {
+    let (seq, rest) = split_arrival(bytes)?;
+    let (len, rest) = rest.split_at_checked(4)?;
+    let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
+    Some((seq, rest.split_at_checked(len)?))
 }
 
 fn decode_binary(path: &Path, key: &str, bytes: &[u8]) -> Result<BinaryRecord, StoreError> {
@@ -586,15 +621,9 @@ fn decode_binary(path: &Path, key: &str, bytes: &[u8]) -> Result<BinaryRecord, S
         key: key.to_string(),
         reason: reason.to_string(),
     };
-    let len = bytes
-        .get(..4)
-        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
-        .ok_or_else(|| corrupt("record too short"))?;
-    let json = bytes
-        .get(4..4 + len)
-        .ok_or_else(|| corrupt("record too short"))?;
+    let (_, (json, stanza)) = split_binary(bytes).ok_or_else(|| corrupt("record too short"))?;
     let mut record: BinaryRecord = decode(path, key, json)?;
-    record.stanza = std::str::from_utf8(&bytes[4 + len..])
+    record.stanza = std::str::from_utf8(stanza)
         .map_err(|_| corrupt("stanza is not UTF-8"))?
         .to_string();
     Ok(record)
@@ -660,41 +689,63 @@ struct BinaryHeader<'a> {
 /// The packages of one distribution (see [`Store::records`]).
 pub struct DistRecords<'a> {
     store: &'a Store,
+    tx: redb::ReadTransaction,
     repo: &'a str,
     dist: &'a str,
+}
+
+impl DistRecords<'_> {
+    fn arrivals<V: redb::Value + 'static>(
+        &self,
+        table: TableDefinition<(&'static str, &'static str, u64), V>,
+    ) -> Result<Vec<u64>, StoreError> {
+        let s = self.store;
+        let t = self.tx.open_table(table).map_err(|e| s.err(e))?;
+        let mut out = Vec::new();
+        for row in t
+            .range((self.repo, self.dist, 0)..=(self.repo, self.dist, u64::MAX))
+            .map_err(|e| s.err(e))?
+        {
+            out.push(row.map_err(|e| s.err(e))?.0.value().2);
+        }
+        Ok(out)
+    }
 }
 
 impl Records for DistRecords<'_> {
     type Error = StoreError;
 
-    fn binaries(&self, f: &mut dyn FnMut(BinaryRow<'_>)) -> Result<(), StoreError> {
+    fn arrivals(&self) -> Result<(Vec<u64>, Vec<u64>), StoreError> {
+        Ok((self.arrivals(BINARY_ORDER)?, self.arrivals(SOURCE_ORDER)?))
+    }
+
+    fn binaries(&self, after: u64, f: &mut dyn FnMut(BinaryRow<'_>)) -> Result<(), StoreError> {
         let s = self.store;
         let (repo, dist) = (self.repo, self.dist);
-        let tx = s.db.begin_read().map_err(|e| s.err(e))?;
-        let binaries_t = tx.open_table(BINARIES).map_err(|e| s.err(e))?;
-        let contents_t = tx.open_table(CONTENTS).map_err(|e| s.err(e))?;
-        for row in binaries_t
-            .range((repo, dist, "", "", "")..(repo, dist, "\u{10FFFF}", "", ""))
+        let order_t = self.tx.open_table(BINARY_ORDER).map_err(|e| s.err(e))?;
+        let binaries_t = self.tx.open_table(BINARIES).map_err(|e| s.err(e))?;
+        let contents_t = self.tx.open_table(CONTENTS).map_err(|e| s.err(e))?;
+        for row in order_t
+            .range((repo, dist, after.saturating_add(1))..=(repo, dist, u64::MAX))
             .map_err(|e| s.err(e))?
         {
             let (k, v) = row.map_err(|e| s.err(e))?;
-            let (_, _, _, package, architecture) = k.value();
-            let bytes = v.value();
+            let seq = k.value().2;
+            let (source, package, architecture) = v.value();
             let corrupt = |reason: String| StoreError::Record {
                 path: s.path.clone(),
                 key: package.to_string(),
                 reason,
             };
-            let len = bytes
-                .get(..4)
-                .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
-                .ok_or_else(|| corrupt("record too short".into()))?;
-            let json = bytes
-                .get(4..4 + len)
-                .ok_or_else(|| corrupt("record too short".into()))?;
+            let value = binaries_t
+                .get((repo, dist, source, package, architecture))
+                .map_err(|e| s.err(e))?
+                .ok_or_else(|| corrupt(format!("arrival {seq} names a missing record")))?;
+            let (json, stanza) = split_binary(value.value())
+                .ok_or_else(|| corrupt("record too short".into()))?
+                .1;
             let header: BinaryHeader<'_> =
                 serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))?;
-            let stanza = &bytes[4 + len..];
             let list = match header.package_type {
                 PackageType::Deb => contents_t
                     .get((repo, header.filename.as_ref()))
@@ -702,6 +753,7 @@ impl Records for DistRecords<'_> {
                 PackageType::Udeb => None,
             };
             f(BinaryRow {
+                seq,
                 package,
                 architecture,
                 component: &header.component,
@@ -714,22 +766,78 @@ impl Records for DistRecords<'_> {
         Ok(())
     }
 
-    fn sources(&self, f: &mut dyn FnMut(SourceRow<'_>)) -> Result<(), StoreError> {
+    fn sources(&self, after: u64, f: &mut dyn FnMut(SourceRow<'_>)) -> Result<(), StoreError> {
         let s = self.store;
         let (repo, dist) = (self.repo, self.dist);
-        let tx = s.db.begin_read().map_err(|e| s.err(e))?;
-        let sources_t = tx.open_table(SOURCES).map_err(|e| s.err(e))?;
-        for row in sources_t
-            .range((repo, dist, "")..(repo, dist, "\u{10FFFF}"))
+        let order_t = self.tx.open_table(SOURCE_ORDER).map_err(|e| s.err(e))?;
+        let sources_t = self.tx.open_table(SOURCES).map_err(|e| s.err(e))?;
+        for row in order_t
+            .range((repo, dist, after.saturating_add(1))..=(repo, dist, u64::MAX))
             .map_err(|e| s.err(e))?
         {
             let (k, v) = row.map_err(|e| s.err(e))?;
-            let (_, _, name) = k.value();
-            let record: SourceRecord = decode(&s.path, name, v.value())?;
+            let seq = k.value().2;
+            let name = v.value();
+            let value = sources_t
+                .get((repo, dist, name))
+                .map_err(|e| s.err(e))?
+                .ok_or_else(|| StoreError::Record {
+                    path: s.path.clone(),
+                    key: name.to_string(),
+                    reason: format!("arrival {seq} names a missing record"),
+                })?;
+            let record = decode_source(&s.path, name, value.value())?;
             f(SourceRow {
+                seq,
                 name,
                 component: &record.component,
                 stanza: &record.stanza,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What a distribution holds: sources and binaries (with Contents file lists), in arrival
+/// order (a record's arrival number is its place in its list, from 1).
+#[derive(Debug, Default)]
+pub struct DistContents {
+    pub sources: Vec<(String, SourceRecord)>,
+    pub binaries: Vec<(Binary, Option<String>)>,
+}
+
+/// Records held in memory (benchmarks and tests render from these without a store).
+impl Records for DistContents {
+    type Error = std::convert::Infallible;
+
+    fn arrivals(&self) -> Result<(Vec<u64>, Vec<u64>), Self::Error> {
+        let numbers = |n: usize| (1..=n as u64).collect();
+        Ok((numbers(self.binaries.len()), numbers(self.sources.len())))
+    }
+
+    fn binaries(&self, after: u64, f: &mut dyn FnMut(BinaryRow<'_>)) -> Result<(), Self::Error> {
+        for (seq, (b, list)) in (1..).zip(&self.binaries).skip(after as usize) {
+            f(BinaryRow {
+                seq,
+                package: &b.package,
+                architecture: &b.architecture,
+                component: &b.record.component,
+                package_type: b.record.package_type,
+                section: &b.record.section,
+                stanza: b.record.stanza.as_bytes(),
+                contents: list.as_deref(),
+            });
+        }
+        Ok(())
+    }
+
+    fn sources(&self, after: u64, f: &mut dyn FnMut(SourceRow<'_>)) -> Result<(), Self::Error> {
+        for (seq, (name, s)) in (1..).zip(&self.sources).skip(after as usize) {
+            f(SourceRow {
+                seq,
+                name,
+                component: &s.component,
+                stanza: &s.stanza,
             });
         }
         Ok(())
@@ -822,27 +930,36 @@ impl Txn<'_> {
         source: &str,
     ) -> Result<Group, StoreError> {
         let group = self.group(repo, dist, source)?;
-        let mut st = self.tx.open_table(SOURCES).map_err(|e| self.store.err(e))?;
-        st.remove((repo, dist, source))
-            .map_err(|e| self.store.err(e))?;
-        let mut bt = self
-            .tx
-            .open_table(BINARIES)
-            .map_err(|e| self.store.err(e))?;
+        let s = self.store;
+        let mut st = self.tx.open_table(SOURCES).map_err(|e| s.err(e))?;
+        let mut so = self.tx.open_table(SOURCE_ORDER).map_err(|e| s.err(e))?;
+        if let Some(old) = st.remove((repo, dist, source)).map_err(|e| s.err(e))?
+            && let Some((seq, _)) = split_arrival(old.value())
+        {
+            so.remove((repo, dist, seq)).map_err(|e| s.err(e))?;
+        }
+        let mut bt = self.tx.open_table(BINARIES).map_err(|e| s.err(e))?;
+        let mut bo = self.tx.open_table(BINARY_ORDER).map_err(|e| s.err(e))?;
         for b in &group.binaries {
-            bt.remove((
+            let key = (
                 repo,
                 dist,
                 source,
                 b.package.as_str(),
                 b.architecture.as_str(),
-            ))
-            .map_err(|e| self.store.err(e))?;
+            );
+            if let Some(old) = bt.remove(key).map_err(|e| s.err(e))?
+                && let Some((seq, _)) = split_arrival(old.value())
+            {
+                bo.remove((repo, dist, seq)).map_err(|e| s.err(e))?;
+            }
         }
         Ok(group)
     }
 
-    /// Puts a group into a distribution without touching pool references (a move).
+    /// Puts a group into a distribution without touching pool references (a move). Its
+    /// records arrive now: they get the distribution's next arrival numbers, and so go to
+    /// the end of its indices.
     pub fn place_group(
         &mut self,
         repo: &str,
@@ -850,28 +967,44 @@ impl Txn<'_> {
         source: &str,
         group: &Group,
     ) -> Result<(), StoreError> {
-        let mut st = self.tx.open_table(SOURCES).map_err(|e| self.store.err(e))?;
-        if let Some(s) = &group.source {
-            st.insert((repo, dist, source), encode(s).as_slice())
-                .map_err(|e| self.store.err(e))?;
+        let s = self.store;
+        let mut next_t = self.tx.open_table(NEXT_ARRIVAL).map_err(|e| s.err(e))?;
+        let mut seq = next_t
+            .get((repo, dist))
+            .map_err(|e| s.err(e))?
+            .map_or(1, |v| v.value());
+        let mut st = self.tx.open_table(SOURCES).map_err(|e| s.err(e))?;
+        let mut so = self.tx.open_table(SOURCE_ORDER).map_err(|e| s.err(e))?;
+        if let Some(r) = &group.source {
+            if let Some(old) = st
+                .insert((repo, dist, source), encode_source(r, seq).as_slice())
+                .map_err(|e| s.err(e))?
+                && let Some((old_seq, _)) = split_arrival(old.value())
+            {
+                so.remove((repo, dist, old_seq)).map_err(|e| s.err(e))?;
+            }
+            so.insert((repo, dist, seq), source).map_err(|e| s.err(e))?;
+            seq += 1;
         }
-        let mut bt = self
-            .tx
-            .open_table(BINARIES)
-            .map_err(|e| self.store.err(e))?;
+        let mut bt = self.tx.open_table(BINARIES).map_err(|e| s.err(e))?;
+        let mut bo = self.tx.open_table(BINARY_ORDER).map_err(|e| s.err(e))?;
         for b in &group.binaries {
-            bt.insert(
-                (
-                    repo,
-                    dist,
-                    source,
-                    b.package.as_str(),
-                    b.architecture.as_str(),
-                ),
-                encode_binary(&b.record).as_slice(),
-            )
-            .map_err(|e| self.store.err(e))?;
+            let (package, arch) = (b.package.as_str(), b.architecture.as_str());
+            if let Some(old) = bt
+                .insert(
+                    (repo, dist, source, package, arch),
+                    encode_binary(&b.record, seq).as_slice(),
+                )
+                .map_err(|e| s.err(e))?
+                && let Some((old_seq, _)) = split_arrival(old.value())
+            {
+                bo.remove((repo, dist, old_seq)).map_err(|e| s.err(e))?;
+            }
+            bo.insert((repo, dist, seq), (source, package, arch))
+                .map_err(|e| s.err(e))?;
+            seq += 1;
         }
+        next_t.insert((repo, dist), seq).map_err(|e| s.err(e))?;
         Ok(())
     }
 
@@ -1002,6 +1135,29 @@ impl Txn<'_> {
         t.remove((repo, dist)).map_err(|e| s.err(e))?;
         let mut t = self.tx.open_table(DIGEST_MARKS).map_err(|e| s.err(e))?;
         t.remove((repo, dist)).map_err(|e| s.err(e))?;
+        let mut t = self.tx.open_table(OUTLINES).map_err(|e| s.err(e))?;
+        t.remove((repo, dist)).map_err(|e| s.err(e))?;
+        Ok(())
+    }
+
+    /// Saves the outline of a distribution's published indices; `None` forgets it.
+    pub fn set_outline(
+        &mut self,
+        repo: &str,
+        dist: &str,
+        outline: Option<&Outline>,
+    ) -> Result<(), StoreError> {
+        let s = self.store;
+        let mut t = self.tx.open_table(OUTLINES).map_err(|e| s.err(e))?;
+        match outline {
+            Some(o) => {
+                t.insert((repo, dist), o.encode().as_slice())
+                    .map_err(|e| s.err(e))?;
+            }
+            None => {
+                t.remove((repo, dist)).map_err(|e| s.err(e))?;
+            }
+        }
         Ok(())
     }
 
@@ -1056,7 +1212,7 @@ mod tests {
             Err(e @ StoreError::Schema { .. }) => {
                 let msg = e.to_string();
                 assert!(
-                    msg.contains("store schema version 999, this mbd needs 1"),
+                    msg.contains("store schema version 999, this mbd needs 2"),
                     "{msg}"
                 );
             }
@@ -1089,8 +1245,9 @@ mod tests {
             sha256: "00".into(),
             stanza: "Package: x\nDescription: a \"quoted\" line\n".into(),
         };
-        let bytes = encode_binary(&r);
+        let bytes = encode_binary(&r, 7);
         assert!(bytes.ends_with(r.stanza.as_bytes()));
+        assert_eq!(split_binary(&bytes).unwrap().0, 7);
         assert_eq!(decode_binary(Path::new("db"), "x", &bytes).unwrap(), r);
         assert!(decode_binary(Path::new("db"), "x", &bytes[..3]).is_err());
     }
