@@ -973,7 +973,7 @@ impl Engine {
         tx.use_segments(&state.segments, &new_state.segments, &new_segments)?;
         tx.set_publish_state(repo, dist, &new_state)?;
         tx.set_digest_marks(repo, dist, &new_marks)?;
-        tx.set_outline(repo, dist, Some(&outline))?;
+        tx.set_outline(repo, dist, &outline)?;
         tx.commit()?;
         tracing::debug!(%dist, elapsed = ?started.elapsed(), "committed");
         Ok(())

@@ -1140,24 +1140,17 @@ impl Txn<'_> {
         Ok(())
     }
 
-    /// Saves the outline of a distribution's published indices; `None` forgets it.
+    /// Saves the outline of a distribution's published indices.
     pub fn set_outline(
         &mut self,
         repo: &str,
         dist: &str,
-        outline: Option<&Outline>,
+        outline: &Outline,
     ) -> Result<(), StoreError> {
         let s = self.store;
         let mut t = self.tx.open_table(OUTLINES).map_err(|e| s.err(e))?;
-        match outline {
-            Some(o) => {
-                t.insert((repo, dist), o.encode().as_slice())
-                    .map_err(|e| s.err(e))?;
-            }
-            None => {
-                t.remove((repo, dist)).map_err(|e| s.err(e))?;
-            }
-        }
+        t.insert((repo, dist), outline.encode().as_slice())
+            .map_err(|e| s.err(e))?;
         Ok(())
     }
 
