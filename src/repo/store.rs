@@ -207,7 +207,11 @@ impl Store {
                 Err(redb::TableError::TableDoesNotExist(_)) => None,
                 Err(e) => return Err(dberr(&e)),
             };
-            if let Some(found) = found
+            if found.as_deref() == Some("1") {
+                drop(rx);
+                upgrade_from_1(&store.db).map_err(|e| dberr(&e))?;
+                tracing::info!(path = %path.display(), "store upgraded to schema {SCHEMA_VERSION}");
+            } else if let Some(found) = found
                 && found != SCHEMA_VERSION
             {
                 return Err(StoreError::Schema {
@@ -519,6 +523,89 @@ impl Store {
     }
 }
 
+/// Brings a store of schema 1 to schema 2: every record gets an arrival number (in key order,
+/// per distribution; a source before its binaries) and is listed by it.
+fn upgrade_from_1(db: &Database) -> Result<(), redb::Error> {
+    let tx = db.begin_write()?;
+    {
+        let mut next: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        let mut st = tx.open_table(SOURCES)?;
+        let mut so = tx.open_table(SOURCE_ORDER)?;
+        let keys: Vec<(String, String, String)> = st
+            .iter()?
+            .map(|row| {
+                let (k, _) = row?;
+                let (repo, dist, name) = k.value();
+                Ok((repo.to_string(), dist.to_string(), name.to_string()))
+            })
+            .collect::<Result<_, redb::StorageError>>()?;
+        let mut bt = tx.open_table(BINARIES)?;
+        let mut bo = tx.open_table(BINARY_ORDER)?;
+        type BinaryKey = (String, String, String, String, String);
+        let bkeys: Vec<BinaryKey> = bt
+            .iter()?
+            .map(|row| {
+                let (k, _) = row?;
+                let (r, d, s, p, a) = k.value();
+                Ok((
+                    r.to_string(),
+                    d.to_string(),
+                    s.to_string(),
+                    p.to_string(),
+                    a.to_string(),
+                ))
+            })
+            .collect::<Result<_, redb::StorageError>>()?;
+        // Sources and binaries, merged by (repository, distribution, source): a group's
+        // source arrives before its binaries.
+        let mut sources = keys.into_iter().peekable();
+        let mut binaries = bkeys.into_iter().peekable();
+        loop {
+            let take_source = match (sources.peek(), binaries.peek()) {
+                (Some(s), Some(b)) => (&s.0, &s.1, &s.2) <= (&b.0, &b.1, &b.2),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            if take_source {
+                let (repo, dist, name) = sources.next().expect("peeked");
+                let n = next.entry((repo.clone(), dist.clone())).or_insert(1);
+                let key = (repo.as_str(), dist.as_str(), name.as_str());
+                let mut value = n.to_le_bytes().to_vec();
+                value.extend_from_slice(st.get(key)?.expect("listed above").value());
+                st.insert(key, value.as_slice())?;
+                so.insert((repo.as_str(), dist.as_str(), *n), name.as_str())?;
+                *n += 1;
+            } else {
+                let (repo, dist, source, package, arch) = binaries.next().expect("peeked");
+                let n = next.entry((repo.clone(), dist.clone())).or_insert(1);
+                let key = (
+                    repo.as_str(),
+                    dist.as_str(),
+                    source.as_str(),
+                    package.as_str(),
+                    arch.as_str(),
+                );
+                let mut value = n.to_le_bytes().to_vec();
+                value.extend_from_slice(bt.get(key)?.expect("listed above").value());
+                bt.insert(key, value.as_slice())?;
+                bo.insert(
+                    (repo.as_str(), dist.as_str(), *n),
+                    (source.as_str(), package.as_str(), arch.as_str()),
+                )?;
+                *n += 1;
+            }
+        }
+        let mut na = tx.open_table(NEXT_ARRIVAL)?;
+        for ((repo, dist), n) in &next {
+            na.insert((repo.as_str(), dist.as_str()), *n)?;
+        }
+        tx.open_table(META)?.insert("schema", SCHEMA_VERSION)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// Reads the group of `source` in `dist` from the sources and binaries tables of any
 /// transaction.
 fn read_group(
@@ -695,7 +782,7 @@ pub struct DistRecords<'a> {
 }
 
 impl DistRecords<'_> {
-    fn arrivals<V: redb::Value + 'static>(
+    fn numbers_in<V: redb::Value + 'static>(
         &self,
         table: TableDefinition<(&'static str, &'static str, u64), V>,
     ) -> Result<Vec<u64>, StoreError> {
@@ -716,7 +803,10 @@ impl Records for DistRecords<'_> {
     type Error = StoreError;
 
     fn arrivals(&self) -> Result<(Vec<u64>, Vec<u64>), StoreError> {
-        Ok((self.arrivals(BINARY_ORDER)?, self.arrivals(SOURCE_ORDER)?))
+        Ok((
+            self.numbers_in(BINARY_ORDER)?,
+            self.numbers_in(SOURCE_ORDER)?,
+        ))
     }
 
     fn binaries(&self, after: u64, f: &mut dyn FnMut(BinaryRow<'_>)) -> Result<(), StoreError> {
@@ -1224,6 +1314,77 @@ mod tests {
                 .value(),
             "999"
         );
+    }
+
+    #[test]
+    fn a_store_of_schema_1_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mbd.redb");
+        let binary = |package: &str| BinaryRecord {
+            version: "1.0".into(),
+            source_version: "1.0".into(),
+            component: "main".into(),
+            package_type: PackageType::Deb,
+            section: "misc".into(),
+            filename: format!("pool/main/x/x/{package}_1.0_all.deb"),
+            sha256: "00".into(),
+            stanza: format!("Package: {package}\n"),
+        };
+        let source = SourceRecord {
+            version: "1.0".into(),
+            component: "main".into(),
+            directory: "pool/main/x/x".into(),
+            files: Vec::new(),
+            stanza: "Package: x\n".into(),
+        };
+        // Schema 1: JSON sources, binaries as JSON length, JSON, stanza.
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META).unwrap().insert("schema", "1").unwrap();
+            let mut st = tx.open_table(SOURCES).unwrap();
+            st.insert(
+                ("r", "d", "x"),
+                serde_json::to_vec(&source).unwrap().as_slice(),
+            )
+            .unwrap();
+            let mut bt = tx.open_table(BINARIES).unwrap();
+            for (src, package) in [("x", "x-b"), ("x", "x-a"), ("y", "y")] {
+                let encoded = encode_binary(&binary(package), 0);
+                bt.insert(("r", "d", src, package, "all"), &encoded[8..])
+                    .unwrap();
+            }
+            drop((st, bt));
+            tx.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let records = store.records("r", "d").unwrap();
+        // In key order, the source before its binaries.
+        assert_eq!(records.arrivals().unwrap(), (vec![2, 3, 4], vec![1]));
+        let mut seen = Vec::new();
+        records
+            .binaries(0, &mut |b| seen.push((b.seq, b.package.to_string())))
+            .unwrap();
+        assert_eq!(
+            seen,
+            [
+                (2, "x-a".to_string()),
+                (3, "x-b".to_string()),
+                (4, "y".to_string())
+            ]
+        );
+        drop(records);
+        let mut tx = store.write().unwrap();
+        let group = tx.group("r", "d", "x").unwrap();
+        assert_eq!(group.source, Some(source));
+        assert_eq!(group.binaries[0].record, binary("x-a"));
+        // The next arrival follows the upgraded ones.
+        tx.place_group("r", "d", "z", &Group::default()).unwrap();
+        let y = tx.take_group("r", "d", "y").unwrap();
+        tx.place_group("r", "d", "y", &y).unwrap();
+        tx.commit().unwrap();
+        let records = store.records("r", "d").unwrap();
+        assert_eq!(records.arrivals().unwrap().0, [2, 3, 5]);
     }
 
     #[test]
