@@ -953,28 +953,37 @@ pub fn write(
     // (the kernel's copy and the hashing then share the cores); a file whose parts all match
     // the previous publish is the previous file, and its by-hash copy is already there.
     let (digests, staged) = std::thread::scope(|scope| {
-        let writer = scope.spawn(|| {
-            files
-                .iter()
-                .zip(&resumable)
-                .map(|(f, r)| {
-                    let path = dist_dir.join(&f.path);
-                    // Also skipped when the published file has this size (most likely the
-                    // same bytes, as in a cold publish of an unchanged distribution): if its
-                    // by-hash copy turns out to be missing, it is written below.
-                    let same_size =
-                        || fs::metadata(&path).is_ok_and(|m| m.len() == f.data.len() as u64);
-                    if f.listed_only || r.unchanged() || same_size() {
-                        return Ok(None);
-                    }
+        // One writer per changed file: filling fresh page cache is most of a write's cost,
+        // and the files fill in parallel.
+        let writers: Vec<_> = files
+            .iter()
+            .zip(&resumable)
+            .map(|(f, r)| {
+                let path = dist_dir.join(&f.path);
+                // Also skipped when the published file has this size (most likely the same
+                // bytes, as in a cold publish of an unchanged distribution): if its by-hash
+                // copy turns out to be missing, it is written below.
+                let same_size =
+                    || fs::metadata(&path).is_ok_and(|m| m.len() == f.data.len() as u64);
+                if f.listed_only || r.unchanged() || same_size() {
+                    return None;
+                }
+                Some(scope.spawn(move || {
                     let by_hash = path.parent().expect("in a directory").join("by-hash");
                     let staged = tmp_name(&by_hash.join(path.file_name().expect("a file name")));
-                    write_file(&staged, &f.data).map(|()| Some(staged))
-                })
-                .collect::<Result<Vec<Option<PathBuf>>, PublishError>>()
-        });
+                    write_file(&staged, &f.data).map(|()| staged)
+                }))
+            })
+            .collect();
         let digests = digests_resumed(&resumable);
-        (digests, writer.join().expect("index writer panicked"))
+        let staged = writers
+            .into_iter()
+            .map(|w| {
+                w.map(|w| w.join().expect("index writer panicked"))
+                    .transpose()
+            })
+            .collect::<Result<Vec<Option<PathBuf>>, PublishError>>();
+        (digests, staged)
     });
     let staged = staged?;
     tracing::debug!(dir = %spec.dir, "digests computed");
