@@ -2,7 +2,7 @@
 //! aptly is `benches/compare.sh`; see docs/PERFORMANCE.md.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use mbd::checksums::{Mark, Resumable, digests_resumed};
+use mbd::checksums::{Mark, digests_resumed};
 use mbd::deb::PackageType;
 use mbd::repo::compression::Levels;
 use mbd::repo::publish::{self, DistSpec};
@@ -184,23 +184,13 @@ fn render(c: &mut Criterion) {
         let f = first.files.iter().find(|f| f.path == path)?;
         Some(sha256(&f.data))
     });
-    let first_marks: publish::Marks = {
-        let rs: Vec<Resumable<'_>> = first
-            .files
-            .iter()
-            .map(|f| Resumable {
-                data: &f.data,
-                parts: &f.parts,
-                previous: &[],
-            })
-            .collect();
-        digests_resumed(&rs)
+    let first_marks: publish::Marks =
+        digests_resumed(&publish::resumable(&first.files, &publish::Marks::new()))
             .into_iter()
             .zip(&first.files)
             .filter(|((_, m), _)| !m.is_empty())
             .map(|((_, m), f)| (f.path.clone(), m))
-            .collect()
-    };
+            .collect();
     let load = |_: &str, digest: &[u8; 32]| files.get(digest).cloned();
     group.bench_function(
         "rebuilt from the previous texts (one package arrived)",
@@ -224,16 +214,7 @@ fn render(c: &mut Criterion) {
     let mut group = c.benchmark_group("publish/digests 10k packages");
     group.sample_size(10);
     let resumable = |r: &publish::Rendered, marks: &publish::Marks| -> Vec<(String, Mark)> {
-        let files: Vec<Resumable<'_>> = r
-            .files
-            .iter()
-            .map(|f| Resumable {
-                data: &f.data,
-                parts: &f.parts,
-                previous: marks.get(&f.path).map_or(&[], Vec::as_slice),
-            })
-            .collect();
-        digests_resumed(&files)
+        digests_resumed(&publish::resumable(&r.files, marks))
             .into_iter()
             .zip(&r.files)
             .flat_map(|((_, m), f)| m.into_iter().map(|m| (f.path.clone(), m)))

@@ -923,6 +923,18 @@ fn parallel_compress(work: &[(String, Kind, &[u8])], levels: Levels) -> Vec<(Str
 /// Saved digest states of a distribution's files (by path), for the next publish.
 pub type Marks = BTreeMap<String, Vec<Mark>>;
 
+/// The files as [`digests_resumed`] takes them, each with its marks from `marks`.
+pub fn resumable<'a>(files: &'a [File], marks: &'a Marks) -> Vec<Resumable<'a>> {
+    files
+        .iter()
+        .map(|f| Resumable {
+            data: &f.data,
+            parts: &f.parts,
+            previous: marks.get(&f.path).map_or(&[], Vec::as_slice),
+        })
+        .collect()
+}
+
 /// Writes a distribution. `dists_root` is the repository's `dists` directory; `marks` are the
 /// digest states saved by the previous publish. Returns the new by-hash bookkeeping (segments
 /// are left to the caller) and the digest states to save.
@@ -940,14 +952,7 @@ pub fn write(
     let dist_dir = dists_root.join(&spec.dir);
     let mut listed = Vec::with_capacity(files.len());
     let mut current = BTreeSet::new();
-    let resumable: Vec<Resumable<'_>> = files
-        .iter()
-        .map(|f| Resumable {
-            data: &f.data,
-            parts: &f.parts,
-            previous: marks.get(&f.path).map_or(&[], Vec::as_slice),
-        })
-        .collect();
+    let resumable = resumable(files, marks);
     let mut new_marks = Marks::new();
     // Files that changed are written to a temporary name while the digests are computed
     // (the kernel's copy and the hashing then share the cores); a file whose parts all match
@@ -1407,16 +1412,7 @@ mod tests {
     /// What a publish of a render leaves for the next: its outline, digest marks, and
     /// files by digest.
     fn published(r: &Rendered, marks: &Marks) -> (Outline, Marks, BTreeMap<[u8; 32], Vec<u8>>) {
-        let resumable: Vec<Resumable<'_>> = r
-            .files
-            .iter()
-            .map(|f| Resumable {
-                data: &f.data,
-                parts: &f.parts,
-                previous: marks.get(&f.path).map_or(&[], Vec::as_slice),
-            })
-            .collect();
-        let digests = digests_resumed(&resumable);
+        let digests = digests_resumed(&resumable(&r.files, marks));
         let mut new_marks = Marks::new();
         let mut by_path = BTreeMap::new();
         let mut files = BTreeMap::new();
@@ -1433,6 +1429,17 @@ mod tests {
         (outline, new_marks, files)
     }
 
+    /// A render of `fake` from what a previous publish left.
+    fn rebuilt(fake: &Fake, outline: Outline, marks: &Marks, load: LoadFile<'_>) -> Rendered {
+        let previous = Previous {
+            outline,
+            marks,
+            load,
+        };
+        let Ok(r) = render(&spec(), fake, Levels::default(), &empty, Some(previous));
+        r
+    }
+
     #[test]
     fn texts_rebuilt_from_the_previous_publish_are_the_full_render() {
         let spec = spec();
@@ -1446,7 +1453,7 @@ mod tests {
             rng ^= rng << 17;
             rng % n
         };
-        let mut rebuilt = 0;
+        let mut rebuilds = 0;
         for step in 0..16 {
             match step % 4 {
                 // New packages arrive.
@@ -1482,17 +1489,7 @@ mod tests {
             }
             let (outline, marks, files) = previous;
             let load = |_: &str, digest: &[u8; 32]| files.get(digest).cloned();
-            let Ok(incremental) = render(
-                &spec,
-                &fake,
-                Levels::default(),
-                &empty,
-                Some(Previous {
-                    outline,
-                    marks: &marks,
-                    load: &load,
-                }),
-            );
+            let incremental = rebuilt(&fake, outline, &marks, &load);
             let Ok(full) = render(&spec, &fake, Levels::default(), &empty, None);
             assert_eq!(incremental.files.len(), full.files.len());
             for (i, f) in incremental.files.iter().zip(&full.files) {
@@ -1505,7 +1502,7 @@ mod tests {
             }
             assert_eq!(incremental.outline, full.outline, "step {step}");
             if incremental.incremental {
-                rebuilt += 1;
+                rebuilds += 1;
             }
             assert_eq!(incremental.incremental, step != 7, "step {step}");
             if step == 4 {
@@ -1520,23 +1517,12 @@ mod tests {
             }
             previous = published(&incremental, &marks);
         }
-        assert!(rebuilt >= 14);
+        assert!(rebuilds >= 14);
         // A previous text that no longer matches its outline means a full render, not a
         // wrong one.
         let (outline, marks, _) = previous;
         let load = |_: &str, _: &[u8; 32]| Some(b"Package: x\n".to_vec());
-        let Ok(r) = render(
-            &spec,
-            &fake,
-            Levels::default(),
-            &empty,
-            Some(Previous {
-                outline,
-                marks: &marks,
-                load: &load,
-            }),
-        );
-        assert!(!r.incremental);
+        assert!(!rebuilt(&fake, outline, &marks, &load).incremental);
     }
 
     #[test]
