@@ -108,7 +108,7 @@ pub fn assemble(kind: Kind, segments: &[(&[u8], usize)]) -> (Vec<u8>, Vec<usize>
 
 /// The first segments of a file assembled before, as they are in it: a new file made of
 /// the same first segments starts with these bytes.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Prefix {
     data: Vec<u8>,
     /// xz: (unpadded size, uncompressed size) of each of its blocks.
@@ -152,13 +152,7 @@ pub fn assemble_after(
     prefix: Option<Prefix>,
     segments: &[(&[u8], usize)],
 ) -> (Vec<u8>, Vec<usize>) {
-    let mut out = prefix.map_or(
-        Prefix {
-            data: Vec::new(),
-            blocks: Vec::new(),
-        },
-        |p| p,
-    );
+    let mut out = prefix.unwrap_or_default();
     out.data
         .reserve(segments.iter().map(|(s, _)| s.len()).sum::<usize>() + 64);
     match kind {
