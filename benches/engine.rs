@@ -184,14 +184,25 @@ fn render(c: &mut Criterion) {
         let f = first.files.iter().find(|f| f.path == path)?;
         Some(sha256(&f.data))
     });
-    let first_marks: publish::Marks =
-        digests_resumed(&publish::resumable(&first.files, &publish::Marks::new()))
-            .into_iter()
-            .zip(&first.files)
-            .filter(|((_, m), _)| !m.is_empty())
-            .map(|((_, m), f)| (f.path.clone(), m))
-            .collect();
+    let first_digests = publish::digests(&first.files, &publish::Marks::new());
+    let first_marks: publish::Marks = first_digests
+        .iter()
+        .zip(&first.files)
+        .filter(|((_, m), _)| !m.is_empty())
+        .map(|((_, m), f)| (f.path.clone(), m.clone()))
+        .collect();
+    let first_listed: std::collections::BTreeMap<String, _> = first_digests
+        .into_iter()
+        .zip(&first.files)
+        .map(|((d, _), f)| (f.path.clone(), d))
+        .collect();
     let load = |_: &str, digest: &[u8; 32]| files.get(digest).cloned();
+    let present = |_: &str, d: &mbd::checksums::Digests| {
+        hex::decode(&d.sha256)
+            .ok()
+            .and_then(|h| <[u8; 32]>::try_from(h).ok())
+            .is_some_and(|h| files.contains_key(&h))
+    };
     group.bench_function(
         "rebuilt from the previous texts (one package arrived)",
         |b| {
@@ -200,6 +211,8 @@ fn render(c: &mut Criterion) {
                     outline: outline.clone(),
                     marks: &first_marks,
                     load: &load,
+                    listed: first_listed.clone(),
+                    present: &present,
                 };
                 let r =
                     publish::render(&spec, &arrived, Levels::default(), &lookup, Some(previous));

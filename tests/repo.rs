@@ -498,6 +498,20 @@ fn publishes_rebuilt_from_the_previous_ones_give_the_bytes_of_a_cold_publish() {
             .collect()
     };
     let before = indices();
+    // The Release files, but their Date: entries of files left as published come from the
+    // previous Release, and must be what a cold publish computes.
+    let releases = || -> Vec<(std::path::PathBuf, String)> {
+        snapshot(&dists)
+            .into_iter()
+            .filter(|(p, _)| p.file_name().unwrap() == "Release")
+            .map(|(p, b)| {
+                let text = String::from_utf8(b).unwrap();
+                let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with("Date:")).collect();
+                (p, kept.join("\n"))
+            })
+            .collect()
+    };
+    let releases_before = releases();
     let packages = dists.join("bookworm-test-unstable/main/binary-amd64/Packages");
     let listed = std::fs::read_to_string(&packages).unwrap();
     // Arrival order: the last upload's binary is listed last.
@@ -520,6 +534,15 @@ fn publishes_rebuilt_from_the_previous_ones_give_the_bytes_of_a_cold_publish() {
         assert!(b1 == b2, "{} differs from its cold publish", p.display());
     }
     assert!(before.len() > 100, "{}", before.len());
+    let releases_after = releases();
+    assert_eq!(releases_before.len(), releases_after.len());
+    for ((p, r1), (_, r2)) in releases_before.iter().zip(&releases_after) {
+        assert!(
+            r1 == r2,
+            "{} differs from its cold publish:\n{r1}\n---\n{r2}",
+            p.display()
+        );
+    }
 }
 
 fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {

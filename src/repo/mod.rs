@@ -312,11 +312,7 @@ pub fn key_path(home: &Path) -> PathBuf {
 /// publish then does without it).
 fn load_file(dist_dir: &Path, path: &str, digest: &[u8; 32]) -> Option<Vec<u8>> {
     use sha2::Digest;
-    let dir = Path::new(path).parent()?;
-    let by_hash = dist_dir
-        .join(dir)
-        .join("by-hash/SHA256")
-        .join(hex::encode(digest));
+    let by_hash = by_hash_sha256(dist_dir, path, &hex::encode(digest))?;
     let mut file = std::fs::File::open(&by_hash).ok()?;
     let len = file.metadata().ok()?.len() as usize;
     let mut bytes = Vec::with_capacity(publish::room(len));
@@ -326,6 +322,21 @@ fn load_file(dist_dir: &Path, path: &str, digest: &[u8; 32]) -> Option<Vec<u8>> 
         tracing::warn!(path = %by_hash.display(), "previous index differs from its digest");
     }
     fits.then_some(bytes)
+}
+
+/// Where the by-hash copy of a published file (a path in the distribution in `dist_dir`) with
+/// this SHA-256 (hex) is.
+fn by_hash_sha256(dist_dir: &Path, path: &str, sha256: &str) -> Option<PathBuf> {
+    let dir = Path::new(path).parent()?;
+    Some(dist_dir.join(dir).join("by-hash/SHA256").join(sha256))
+}
+
+/// Whether the previous publish's file `path` is in place: its by-hash copy has the size
+/// `digests` say (its content is checked against the store's outline by the caller).
+fn present(dist_dir: &Path, path: &str, digests: &Digests) -> bool {
+    by_hash_sha256(dist_dir, path, &digests.sha256)
+        .and_then(|p| std::fs::metadata(p).ok())
+        .is_some_and(|m| m.is_file() && m.len() == digests.size)
 }
 
 /// The wall clock (seconds since the epoch): how long superseded by-hash files have been kept.
@@ -925,6 +936,7 @@ impl Engine {
         let dists_root = self.repo_dir(repo).join("dists");
         let dist_dir = dists_root.join(dist);
         let load = |path: &str, digest: &[u8; 32]| load_file(&dist_dir, path, digest);
+        let in_place = |path: &str, d: &Digests| present(&dist_dir, path, d);
         let marks = if self.cold {
             publish::Marks::new()
         } else {
@@ -939,6 +951,12 @@ impl Engine {
                     outline,
                     marks: &marks,
                     load: &load,
+                    // The entries of files left as they are; each is checked against the
+                    // outline before it is used again.
+                    listed: std::fs::read_to_string(dist_dir.join("Release"))
+                        .map(|text| release::listed(&text))
+                        .unwrap_or_default(),
+                    present: &in_place,
                 })
         };
         let publish::Rendered {

@@ -17,7 +17,7 @@ use super::index;
 use super::outline::{Entry, Outline, TextOutline};
 use super::release::{self, Listed, ReleaseInfo};
 use super::store::PublishState;
-use crate::checksums::{Mark, Resumable, digests_resumed};
+use crate::checksums::{Digests, Mark, Resumable, digests_resumed};
 use crate::deb::PackageType;
 use crate::openpgp::{ArchiveKey, OpenPgpError};
 use std::collections::{BTreeMap, BTreeSet};
@@ -62,6 +62,9 @@ pub struct File {
     pub parts: Vec<([u8; 32], usize)>,
     /// Listed in `Release` but not written: uncompressed `Contents`, as reprepro does.
     pub listed_only: bool,
+    /// The file of the previous publish, left as it is and not read: its `Release` entry
+    /// (`data` and `parts` are empty).
+    pub same: Option<Digests>,
 }
 
 /// The rendered files of a distribution and the compressed segments used for them.
@@ -162,6 +165,15 @@ struct Text {
     outlined: bool,
     /// How many leading bytes are those of the previous publish's text.
     kept: usize,
+    /// A text no record arrived in or left, whose files stay as published: not read back.
+    unread: Option<Unread>,
+}
+
+/// What a text left as published keeps: its outline, and the `Release` entries of its files
+/// (the text, then its compressed forms in the order of its kinds).
+struct Unread {
+    outline: TextOutline,
+    files: Vec<Digests>,
 }
 
 impl Text {
@@ -176,7 +188,39 @@ impl Text {
             entries: Vec::new(),
             outlined: true,
             kept: 0,
+            unread: None,
         }
+    }
+
+    /// The text as the previous publish left it, with its files' `Release` entries.
+    fn left_as_published(mut self, outline: TextOutline, files: Vec<Digests>) -> Text {
+        self.unread = Some(Unread { outline, files });
+        self
+    }
+
+    /// The `Release` entries of this text's files in the previous publish, if every one of
+    /// them is as `outline` and `files` (compressed path → SHA-256) say and is in place.
+    fn entries_kept(
+        &self,
+        outline: &TextOutline,
+        files: &BTreeMap<String, [u8; 32]>,
+        previous: &Previous<'_>,
+    ) -> Option<Vec<Digests>> {
+        let mut wanted = vec![(self.path.clone(), outline.sha256, self.listed_only)];
+        for kind in self.kinds {
+            let path = format!("{}{}", self.path, kind.extension());
+            let digest = *files.get(&path)?;
+            wanted.push((path, digest, false));
+        }
+        wanted
+            .into_iter()
+            .map(|(path, sha256, listed_only)| {
+                let d = previous.listed.get(&path)?;
+                let fits = d.sha256 == hex::encode(sha256)
+                    && (listed_only || (previous.present)(&path, d));
+                fits.then(|| d.clone())
+            })
+            .collect()
     }
 
     /// Appends a stanza (separated from the previous one by a blank line).
@@ -255,12 +299,19 @@ pub type SegmentCache<'a> = &'a dyn Fn(&[String]) -> Vec<Option<Vec<u8>>>;
 /// its bytes, with room to grow, or `None` if it is gone or does not have that digest.
 pub type LoadFile<'a> = &'a (dyn Fn(&str, &[u8; 32]) -> Option<Vec<u8>> + Sync);
 
+/// Whether a file of the previous publish (a path in the distribution) is in place with the
+/// given size and digests (its by-hash copy, which the next `Release` names again).
+pub type Present<'a> = &'a (dyn Fn(&str, &Digests) -> bool + Sync);
+
 /// What the previous publish of a distribution left: the outline and digest marks of its
-/// files, and how to read them back.
+/// files, how to read them back, and the entries of its `Release` (by path), so that the
+/// files no change touches need not be read at all.
 pub struct Previous<'a> {
     pub outline: Outline,
     pub marks: &'a Marks,
     pub load: LoadFile<'a>,
+    pub listed: BTreeMap<String, Digests>,
+    pub present: Present<'a>,
 }
 
 /// Capacity for a text of `len` bytes read back, with room for what arrives, so that
@@ -385,12 +436,11 @@ pub fn render<R: Records>(
             upto.0.max(p.outline.binaries_upto),
             upto.1.max(p.outline.sources_upto),
         );
-        built = build(
-            spec,
-            records,
-            (&binaries, &sources),
-            Some((&mut p.outline, p.load)),
-        )?;
+        if p.outline.levels != level_pair {
+            // Compressed at other levels: every file is made anew.
+            p.listed.clear();
+        }
+        built = build(spec, records, (&binaries, &sources), Some(p))?;
         if built.is_none() {
             tracing::debug!(dir = %spec.dir, "previous texts unusable; rendering in full");
         }
@@ -401,7 +451,12 @@ pub fn render<R: Records>(
         None => build(spec, records, (&binaries, &sources), None)?
             .expect("a full render needs no previous text"),
     };
-    tracing::debug!(dir = %spec.dir, incremental, elapsed = ?started.elapsed(), "texts built");
+    let unread = [&texts.packages, &texts.sources, &texts.contents]
+        .into_iter()
+        .flatten()
+        .filter(|t| t.unread.is_some())
+        .count();
+    tracing::debug!(dir = %spec.dir, incremental, unread, elapsed = ?started.elapsed(), "texts built");
     let mut ordered: Vec<Text> = Vec::new();
     let mut small: Vec<File> = Vec::new();
     let mut packages = texts.packages.into_iter();
@@ -436,7 +491,7 @@ pub fn render<R: Records>(
     let mut reuse = None;
     if let Some(p) = previous.filter(|p| incremental && p.outline.levels == level_pair) {
         let mut wanted = Vec::new();
-        for t in &ordered {
+        for t in ordered.iter().filter(|t| t.unread.is_none()) {
             for kind in t.kinds {
                 let path = format!("{}{}", t.path, kind.extension());
                 if let Some(digest) = p.outline.files.get(&path) {
@@ -461,7 +516,20 @@ pub fn render<R: Records>(
                 .files
                 .insert(format!("{}{}", t.path, kind.extension()), [0; 32]);
         }
-        if t.outlined {
+        if let Some(u) = &mut t.unread {
+            // Digests are filled in after the write, as for every text.
+            let o = &mut u.outline;
+            outline.texts.insert(
+                t.path.clone(),
+                TextOutline {
+                    len: o.len,
+                    sha256: [0; 32],
+                    file: [0; 32],
+                    gzip: o.gzip,
+                    entries: std::mem::take(&mut o.entries),
+                },
+            );
+        } else if t.outlined {
             outline.texts.insert(
                 t.path.clone(),
                 TextOutline {
@@ -486,7 +554,7 @@ fn build<R: Records>(
     spec: &DistSpec,
     records: &R,
     (binaries, sources): (&[u64], &[u64]),
-    previous: Option<(&mut Outline, LoadFile<'_>)>,
+    previous: Option<&mut Previous<'_>>,
 ) -> Result<Option<Texts>, R::Error> {
     let info = &spec.info;
     let archs = info.architectures.len();
@@ -496,60 +564,129 @@ fn build<R: Records>(
     let mut gone: Vec<Vec<Entry>> = vec![Vec::new(); texts.packages.len()];
     let mut old_contents: Vec<Vec<u8>> = vec![Vec::new(); texts.contents.len()];
     let mut after = (0, 0);
-    if let Some((outline, load)) = previous {
-        // Every previous text, read back on all cores (`Contents` from its `.gz`).
-        let mut wanted = Vec::new();
+    if let Some(previous) = previous {
+        after = (
+            previous.outline.binaries_upto,
+            previous.outline.sources_upto,
+        );
         let mut outlines = Vec::new();
+        let mut paths = Vec::new();
         for t in texts
             .packages
             .iter()
             .chain(&texts.sources)
             .chain(&texts.contents)
         {
-            let Some(o) = outline.texts.remove(&t.path) else {
+            let Some(o) = previous.outline.texts.remove(&t.path) else {
                 return Ok(None);
             };
+            outlines.push(o);
+            paths.push(t.path.clone());
+        }
+        // A text changes when a record arrives in it or leaves it (`Contents` with its
+        // `Packages`); the others stay as published and are not read back.
+        let (n_packages, n_sources) = (texts.packages.len(), texts.sources.len());
+        let mut changed = vec![false; outlines.len()];
+        records.binaries(after.0, &mut |b| {
+            if let Some((c, targets, udeb)) = slots(info, &b) {
+                for a in targets {
+                    changed[(c * archs + a) * 2 + udeb] = true;
+                }
+            }
+        })?;
+        records.sources(after.1, &mut |s| {
+            if let Some(c) = info.components.iter().position(|x| x == s.component) {
+                changed[n_packages + c] = true;
+            }
+        })?;
+        let left = |o: &TextOutline, current: &[u64]| {
+            o.entries
+                .iter()
+                .any(|e| current.binary_search(&e.seq).is_err())
+        };
+        for (k, o) in outlines.iter().enumerate() {
+            if k < n_packages {
+                changed[k] |= left(o, binaries);
+            } else if k < n_packages + n_sources {
+                changed[k] |= left(o, sources);
+            } else {
+                changed[k] = changed[(k - n_packages - n_sources) * 2];
+            }
+        }
+        let all: Vec<&Text> = texts
+            .packages
+            .iter()
+            .chain(&texts.sources)
+            .chain(&texts.contents)
+            .collect();
+        let mut unread: Vec<Option<Vec<Digests>>> = outlines
+            .iter()
+            .zip(&all)
+            .zip(&changed)
+            .map(|((o, t), &changed)| match changed {
+                true => None,
+                false => t.entries_kept(o, &previous.outline.files, previous),
+            })
+            .collect();
+        drop(all);
+        // Every other previous text, read back on all cores (`Contents` from its `.gz`).
+        let mut wanted = Vec::new();
+        let mut which = Vec::new();
+        for (k, o) in outlines.iter().enumerate() {
+            if unread[k].is_some() {
+                continue;
+            }
             let path = match o.gzip {
-                true => format!("{}.gz", t.path),
-                false => t.path.clone(),
+                true => format!("{}.gz", paths[k]),
+                false => paths[k].clone(),
             };
             wanted.push((path, o.file, o.len));
-            outlines.push(o);
+            which.push(k);
         }
-        let loaded = load_all(load, &wanted).into_iter().zip(outlines);
-        let mut loaded = loaded.map(|(bytes, o)| {
+        let mut loaded: Vec<Option<Vec<u8>>> = vec![None; outlines.len()];
+        for (k, bytes) in which.into_iter().zip(load_all(previous.load, &wanted)) {
+            let o = &outlines[k];
             let bytes = match (bytes, o.gzip) {
                 (Some(gz), true) => compression::gunzip(&gz, room(o.len as usize)),
                 (bytes, _) => bytes,
             };
-            (bytes.filter(|b| b.len() as u64 == o.len), o)
-        });
+            match bytes.filter(|b| b.len() as u64 == o.len) {
+                Some(b) => loaded[k] = Some(b),
+                None => return Ok(None),
+            }
+        }
+        let mut each = outlines.into_iter().zip(loaded).enumerate();
         for (i, t) in std::mem::take(&mut texts.packages).into_iter().enumerate() {
-            let Some((Some(bytes), o)) = loaded.next() else {
-                return Ok(None);
-            };
-            let Some((t, left)) = t.rebuild(bytes, o, binaries) else {
+            let (k, (o, bytes)) = each.next().expect("an outline per text");
+            if let Some(files) = unread[k].take() {
+                texts.packages.push(t.left_as_published(o, files));
+                continue;
+            }
+            let Some((t, left)) = t.rebuild(bytes.expect("read back"), o, binaries) else {
                 return Ok(None);
             };
             texts.packages.push(t);
             gone[i] = left;
         }
         for t in std::mem::take(&mut texts.sources) {
-            let Some((Some(bytes), o)) = loaded.next() else {
-                return Ok(None);
-            };
-            let Some((t, _)) = t.rebuild(bytes, o, sources) else {
+            let (k, (o, bytes)) = each.next().expect("an outline per text");
+            if let Some(files) = unread[k].take() {
+                texts.sources.push(t.left_as_published(o, files));
+                continue;
+            }
+            let Some((t, _)) = t.rebuild(bytes.expect("read back"), o, sources) else {
                 return Ok(None);
             };
             texts.sources.push(t);
         }
-        for old in &mut old_contents {
-            let Some((Some(bytes), _)) = loaded.next() else {
-                return Ok(None);
-            };
-            *old = bytes;
+        for (i, old) in old_contents.iter_mut().enumerate() {
+            let (k, (o, bytes)) = each.next().expect("an outline per text");
+            if let Some(files) = unread[k].take() {
+                texts.contents[i].unread = Some(Unread { outline: o, files });
+                continue;
+            }
+            *old = bytes.expect("read back");
         }
-        after = (outline.binaries_upto, outline.sources_upto);
     }
     let mut lists: Vec<ContentsLists> = info
         .components
@@ -560,17 +697,9 @@ fn build<R: Records>(
         })
         .collect();
     records.binaries(after.0, &mut |b| {
-        let Some(c) = info.components.iter().position(|x| x == b.component) else {
+        let Some((c, targets, udeb)) = slots(info, &b) else {
             return;
         };
-        let targets = if b.architecture == "all" {
-            0..archs
-        } else if let Some(a) = info.architectures.iter().position(|x| x == b.architecture) {
-            a..a + 1
-        } else {
-            return;
-        };
-        let udeb = usize::from(b.package_type == PackageType::Udeb);
         let owner = match b.package_type {
             PackageType::Deb => format!("{}/{}", b.section, b.package),
             PackageType::Udeb => String::new(),
@@ -611,6 +740,9 @@ fn build<R: Records>(
     for (c, l) in lists.iter().enumerate() {
         for a in 0..archs {
             let i = c * archs + a;
+            if texts.contents[i].unread.is_some() {
+                continue;
+            }
             let mut added = Vec::new();
             for &(start, end, owner) in &l.per_arch[a] {
                 let owner = l.owners[owner].as_str();
@@ -668,6 +800,23 @@ fn build<R: Records>(
     Ok(Some(texts))
 }
 
+/// Where a binary goes: its component's index, the architectures whose texts list it (all of
+/// them for `Architecture: all`), and 0 for a deb or 1 for a udeb; `None` if the
+/// distribution has neither its component nor its architecture.
+fn slots(info: &ReleaseInfo, b: &BinaryRow<'_>) -> Option<(usize, std::ops::Range<usize>, usize)> {
+    let c = info.components.iter().position(|x| x == b.component)?;
+    let targets = if b.architecture == "all" {
+        0..info.architectures.len()
+    } else {
+        let a = info
+            .architectures
+            .iter()
+            .position(|x| x == b.architecture)?;
+        a..a + 1
+    };
+    Some((c, targets, usize::from(b.package_type == PackageType::Udeb)))
+}
+
 /// The SHA-256 of each piece, on all cores.
 fn parallel_sha256(pieces: &[&[u8]]) -> Vec<[u8; 32]> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -719,7 +868,22 @@ fn compress_all(
     let mut plan: Vec<Plan> = Vec::new();
     let mut taken: Vec<Option<Taken>> = Vec::new();
     let mut text_parts: Vec<Vec<([u8; 32], usize)>> = Vec::new();
+    // Cache keys of the segments of the texts left as published (from their saved marks).
+    let mut used_unread: BTreeSet<String> = BTreeSet::new();
     for (i, t) in texts.iter().enumerate() {
+        if t.unread.is_some() {
+            let saved = reuse.as_ref().and_then(|r| r.marks.get(&t.path));
+            for &kind in t.kinds {
+                let tag = compression::cache_tag(kind, levels.of(kind));
+                for m in saved.into_iter().flatten() {
+                    used_unread.insert(format!("{tag}-{}", hex::encode(m.key)));
+                }
+                plan.push((i, kind, Vec::new()));
+                taken.push(None);
+            }
+            text_parts.push(Vec::new());
+            continue;
+        }
         let segments = compression::split(t.data.len(), &t.records, t.spacing, MAX_SEGMENT);
         // Segments within the text's unchanged start are those of the previous publish.
         let saved = reuse
@@ -821,6 +985,19 @@ fn compress_all(
     let mut files = Vec::new();
     let mut new_segments = Vec::new();
     for ((i, kind, keyed), take) in plan.iter().zip(taken) {
+        if let Some(u) = &texts[*i].unread {
+            let k = texts[*i]
+                .kinds
+                .iter()
+                .position(|x| x == kind)
+                .expect("a kind of the text");
+            files.push(File {
+                path: format!("{}{}", texts[*i].path, kind.extension()),
+                same: Some(u.files[1 + k].clone()),
+                ..File::default()
+            });
+            continue;
+        }
         let (prefix, mut parts) = match take {
             Some(t) => (Some(t.prefix), t.parts),
             None => (None, Vec::new()),
@@ -866,18 +1043,21 @@ fn compress_all(
             data,
             parts,
             listed_only: false,
+            same: None,
         });
     }
-    let used = plan
-        .iter()
-        .flat_map(|(_, _, k)| k.iter().map(|(key, _)| key.clone()))
-        .collect();
+    let mut used = used_unread;
+    used.extend(
+        plan.iter()
+            .flat_map(|(_, _, k)| k.iter().map(|(key, _)| key.clone())),
+    );
     for (t, parts) in texts.into_iter().zip(text_parts) {
         files.push(File {
             path: t.path,
             data: t.data,
             parts,
             listed_only: t.listed_only,
+            same: t.unread.map(|mut u| u.files.swap_remove(0)),
         });
     }
     files.extend(small);
@@ -930,7 +1110,28 @@ pub fn resumable<'a>(files: &'a [File], marks: &'a Marks) -> Vec<Resumable<'a>> 
         .map(|f| Resumable {
             data: &f.data,
             parts: &f.parts,
-            previous: marks.get(&f.path).map_or(&[], Vec::as_slice),
+            previous: match f.same {
+                Some(_) => &[],
+                None => marks.get(&f.path).map_or(&[], Vec::as_slice),
+            },
+        })
+        .collect()
+}
+
+/// The `Release` entry of each file and the digest marks to save for it: computed (resuming
+/// after the parts a file shares with its previous version), or, for a file left as
+/// published, as they were.
+pub fn digests(files: &[File], marks: &Marks) -> Vec<(Digests, Vec<Mark>)> {
+    let computed = digests_resumed(&resumable(files, marks));
+    files
+        .iter()
+        .zip(computed)
+        .map(|(f, (d, m))| match &f.same {
+            Some(same) => (
+                same.clone(),
+                marks.get(&f.path).cloned().unwrap_or_default(),
+            ),
+            None => (d, m),
         })
         .collect()
 }
@@ -970,7 +1171,7 @@ pub fn write(
                 // copy turns out to be missing, it is written below.
                 let same_size =
                     || fs::metadata(&path).is_ok_and(|m| m.len() == f.data.len() as u64);
-                if f.listed_only || r.unchanged() || same_size() {
+                if f.listed_only || f.same.is_some() || r.unchanged() || same_size() {
                     return None;
                 }
                 Some(scope.spawn(move || {
@@ -980,7 +1181,7 @@ pub fn write(
                 }))
             })
             .collect();
-        let digests = digests_resumed(&resumable);
+        let digests = digests(files, marks);
         let staged = writers
             .into_iter()
             .map(|w| {
@@ -1021,6 +1222,10 @@ pub fn write(
         match staged {
             Some(staged) if by256.exists() => remove_file(&staged)?,
             Some(staged) => rename(&staged, &by256)?,
+            None if f.same.is_some() && !by256.exists() => {
+                let gone = io::Error::new(io::ErrorKind::NotFound, "left as published, now gone");
+                return Err(PublishError::io(&by256)(gone));
+            }
             None if !by256.exists() => write_new(&by256, &f.data)?,
             None => {}
         }
@@ -1256,7 +1461,7 @@ mod tests {
                 codename: "d".into(),
                 date: 0,
                 valid_until: None,
-                architectures: vec!["amd64".into()],
+                architectures: vec!["amd64".into(), "i386".into()],
                 components: vec!["main".into()],
                 description: "d".into(),
                 not_automatic: false,
@@ -1409,32 +1614,55 @@ mod tests {
         }
     }
 
-    /// What a publish of a render leaves for the next: its outline, digest marks, and
-    /// files by digest.
-    fn published(r: &Rendered, marks: &Marks) -> (Outline, Marks, BTreeMap<[u8; 32], Vec<u8>>) {
-        let digests = digests_resumed(&resumable(&r.files, marks));
-        let mut new_marks = Marks::new();
-        let mut by_path = BTreeMap::new();
-        let mut files = BTreeMap::new();
-        for (f, (d, m)) in r.files.iter().zip(digests) {
-            let digest: [u8; 32] = hex::decode(&d.sha256).unwrap().try_into().unwrap();
-            by_path.insert(f.path.clone(), digest);
-            files.insert(digest, f.data.clone());
-            if !m.is_empty() {
-                new_marks.insert(f.path.clone(), m);
-            }
-        }
-        let mut outline = r.outline.clone();
-        outline.complete(|path| by_path.get(path).copied());
-        (outline, new_marks, files)
+    /// What a publish leaves for the next: its outline, digest marks, `Release` entries
+    /// and files (by SHA-256).
+    #[derive(Default)]
+    struct Publish {
+        outline: Outline,
+        marks: Marks,
+        listed: BTreeMap<String, Digests>,
+        files: BTreeMap<[u8; 32], Vec<u8>>,
     }
 
-    /// A render of `fake` from what a previous publish left.
-    fn rebuilt(fake: &Fake, outline: Outline, marks: &Marks, load: LoadFile<'_>) -> Rendered {
+    /// Publishes a render after `before`: files left as published are taken from it.
+    fn published(r: &Rendered, before: &Publish) -> Publish {
+        let mut next = Publish {
+            outline: r.outline.clone(),
+            ..Publish::default()
+        };
+        for (f, (d, m)) in r.files.iter().zip(digests(&r.files, &before.marks)) {
+            let digest: [u8; 32] = hex::decode(&d.sha256).unwrap().try_into().unwrap();
+            let data = match &f.same {
+                Some(_) => before.files[&digest].clone(),
+                None => f.data.clone(),
+            };
+            next.files.insert(digest, data);
+            if !m.is_empty() {
+                next.marks.insert(f.path.clone(), m);
+            }
+            next.listed.insert(f.path.clone(), d);
+        }
+        next.outline.complete(|path| {
+            let d = next.listed.get(path)?;
+            hex::decode(&d.sha256).ok()?.try_into().ok()
+        });
+        next
+    }
+
+    /// A render of `fake` from what a previous publish left, read through `load`.
+    fn rebuilt(fake: &Fake, p: &Publish, load: LoadFile<'_>) -> Rendered {
+        let present = |_: &str, d: &Digests| {
+            let digest: [u8; 32] = hex::decode(&d.sha256).unwrap().try_into().unwrap();
+            p.files
+                .get(&digest)
+                .is_some_and(|b| b.len() as u64 == d.size)
+        };
         let previous = Previous {
-            outline,
-            marks,
+            outline: p.outline.clone(),
+            marks: &p.marks,
             load,
+            listed: p.listed.clone(),
+            present: &present,
         };
         let Ok(r) = render(&spec(), fake, Levels::default(), &empty, Some(previous));
         r
@@ -1445,7 +1673,8 @@ mod tests {
         let spec = spec();
         let mut fake = Fake::many(400);
         let Ok(first) = render(&spec, &fake, Levels::default(), &empty, None);
-        let mut previous = published(&first, &Marks::new());
+        let mut previous = published(&first, &Publish::default());
+        let mut unread = 0;
         let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
         let mut next = move |n: u64| {
             rng ^= rng << 13;
@@ -1487,15 +1716,24 @@ mod tests {
                 }
                 _ => {}
             }
-            let (outline, marks, files) = previous;
-            let load = |_: &str, digest: &[u8; 32]| files.get(digest).cloned();
-            let incremental = rebuilt(&fake, outline, &marks, &load);
+            let load = |_: &str, digest: &[u8; 32]| previous.files.get(digest).cloned();
+            let incremental = rebuilt(&fake, &previous, &load);
             let Ok(full) = render(&spec, &fake, Levels::default(), &empty, None);
             assert_eq!(incremental.files.len(), full.files.len());
             for (i, f) in incremental.files.iter().zip(&full.files) {
                 assert_eq!(i.path, f.path);
+                // A file left as published is the previous one, unread.
+                let data = match &i.same {
+                    Some(d) => {
+                        unread += 1;
+                        assert!(i.data.is_empty());
+                        let digest: [u8; 32] = hex::decode(&d.sha256).unwrap().try_into().unwrap();
+                        &previous.files[&digest]
+                    }
+                    None => &i.data,
+                };
                 assert!(
-                    i.data == f.data,
+                    *data == f.data,
                     "step {step}: {} differs from the full render",
                     f.path
                 );
@@ -1515,14 +1753,17 @@ mod tests {
                     full.new_segments.len()
                 );
             }
-            previous = published(&incremental, &marks);
+            previous = published(&incremental, &previous);
         }
         assert!(rebuilds >= 14);
+        // Texts of the other architecture, udebs and sources were left as published, and
+        // not read, in many steps.
+        assert!(unread >= 20, "{unread} files left as published");
         // A previous text that no longer matches its outline means a full render, not a
         // wrong one.
-        let (outline, marks, _) = previous;
+        fake.add(3, 99);
         let load = |_: &str, _: &[u8; 32]| Some(b"Package: x\n".to_vec());
-        assert!(!rebuilt(&fake, outline, &marks, &load).incremental);
+        assert!(!rebuilt(&fake, &previous, &load).incremental);
     }
 
     #[test]

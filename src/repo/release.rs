@@ -2,6 +2,7 @@
 //! index hash) and the small per-component ones.
 
 use crate::checksums::Digests;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// What a top-level Release says about its distribution.
@@ -70,6 +71,59 @@ pub fn render(info: &ReleaseInfo, files: &[Listed]) -> String {
     s
 }
 
+/// The files a top-level Release lists (as [`render`] writes them), by path: each with its
+/// size and its four digests. A file missing from one of the four lists, or listed with two
+/// sizes, is left out.
+pub fn listed(text: &str) -> BTreeMap<String, Digests> {
+    let mut found: BTreeMap<String, (Digests, u8)> = BTreeMap::new();
+    let mut section = None;
+    for line in text.lines() {
+        if !line.starts_with(' ') {
+            section = match line {
+                "MD5Sum:" => Some(0),
+                "SHA1:" => Some(1),
+                "SHA256:" => Some(2),
+                "SHA512:" => Some(3),
+                _ => None,
+            };
+            continue;
+        }
+        let Some(s) = section else { continue };
+        let [digest, size, path] = line.split_whitespace().collect::<Vec<_>>()[..] else {
+            continue;
+        };
+        let Ok(size) = size.parse::<u64>() else {
+            continue;
+        };
+        let (d, seen) = found.entry(path.to_string()).or_insert_with(|| {
+            let d = Digests {
+                size,
+                md5: String::new(),
+                sha1: String::new(),
+                sha256: String::new(),
+                sha512: String::new(),
+            };
+            (d, 0)
+        });
+        if d.size != size {
+            *seen |= 0x80;
+        }
+        *seen |= 1 << s;
+        let field = match s {
+            0 => &mut d.md5,
+            1 => &mut d.sha1,
+            2 => &mut d.sha256,
+            _ => &mut d.sha512,
+        };
+        *field = digest.to_string();
+    }
+    found
+        .into_iter()
+        .filter(|(_, (_, seen))| *seen == 0b1111)
+        .map(|(path, (d, _))| (path, d))
+        .collect()
+}
+
 /// The per-component Release in `<component>/binary-<arch>/` or `<component>/source/`.
 pub fn render_component(info: &ReleaseInfo, component: &str, architecture: &str) -> String {
     let mut s = format!(
@@ -120,6 +174,22 @@ pub fn rfc2822(unix: i64) -> String {
 mod tests {
     use super::*;
 
+    fn info() -> ReleaseInfo {
+        ReleaseInfo {
+            origin: "o".into(),
+            label: "l".into(),
+            suite: "s".into(),
+            codename: "s".into(),
+            date: 0,
+            valid_until: None,
+            architectures: vec!["amd64".into()],
+            components: vec!["main".into()],
+            description: "d".into(),
+            not_automatic: false,
+            but_automatic_upgrades: false,
+        }
+    }
+
     #[test]
     fn dates() {
         assert_eq!(rfc2822(0), "Thu, 01 Jan 1970 00:00:00 UTC");
@@ -131,17 +201,8 @@ mod tests {
     #[test]
     fn release_lists_every_file_under_every_hash() {
         let info = ReleaseInfo {
-            origin: "o".into(),
-            label: "l".into(),
-            suite: "s".into(),
-            codename: "s".into(),
-            date: 0,
-            valid_until: None,
-            architectures: vec!["amd64".into()],
-            components: vec!["main".into()],
-            description: "d".into(),
             not_automatic: true,
-            but_automatic_upgrades: false,
+            ..info()
         };
         let files = vec![Listed {
             path: "main/binary-amd64/Packages".into(),
@@ -156,5 +217,30 @@ mod tests {
             !r.lines().any(|l| l.ends_with(' ')),
             "no trailing white space in Release"
         );
+    }
+
+    #[test]
+    fn listed_files_are_read_back_from_a_release() {
+        let info = info();
+        let files: Vec<Listed> = ["main/binary-amd64/Packages", "main/Contents-amd64.gz"]
+            .iter()
+            .zip([&b""[..], b"some text\n"])
+            .map(|(path, data)| Listed {
+                path: path.to_string(),
+                digests: Digests::of(data),
+            })
+            .collect();
+        let text = render(&info, &files);
+        let back = listed(&text);
+        assert_eq!(back.len(), 2);
+        for f in &files {
+            assert_eq!(back[&f.path], f.digests, "{}", f.path);
+        }
+        // A file some list leaves out, or with two sizes, is not taken.
+        let partial = text.replacen(" 0 main/binary-amd64/Packages\n", " 0 other\n", 1);
+        assert!(!listed(&partial).contains_key("main/binary-amd64/Packages"));
+        let resized = text.replacen("10 main/Contents-amd64.gz", "11 main/Contents-amd64.gz", 1);
+        assert!(!listed(&resized).contains_key("main/Contents-amd64.gz"));
+        assert!(listed(&resized).contains_key("main/binary-amd64/Packages"));
     }
 }
