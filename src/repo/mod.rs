@@ -324,6 +324,36 @@ fn load_file(dist_dir: &Path, path: &str, digest: &[u8; 32]) -> Option<Vec<u8>> 
     fits.then_some(bytes)
 }
 
+/// Moves staged files (or copies others) into the pool, on all cores: files of different
+/// pool directories do not wait for each other's directory locks.
+fn place_all(to_place: &[(PathBuf, String, bool)], repo_dir: &Path) -> Result<(), RepoError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = to_place.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = to_place
+            .chunks(per)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    for (from, rel, is_staged) in chunk {
+                        let placed = if *is_staged {
+                            pool::place_staged(from, repo_dir, rel)
+                        } else {
+                            pool::place(from, repo_dir, rel)
+                        };
+                        placed.map_err(RepoError::io(from))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("placing thread panicked"))
+            .collect::<Result<Vec<()>, RepoError>>()
+    })?;
+    Ok(())
+}
+
 /// Where the by-hash copy of a published file (a path in the distribution in `dist_dir`) with
 /// this SHA-256 (hex) is.
 fn by_hash_sha256(dist_dir: &Path, path: &str, sha256: &str) -> Option<PathBuf> {
@@ -1138,14 +1168,7 @@ impl Engine {
             tx.mark_unpublished(&repo, dist)?;
         }
         journal.begin(&rels).map_err(RepoError::io(&self.home))?;
-        for (from, rel, is_staged) in &to_place {
-            let placed = if *is_staged {
-                pool::place_staged(from, &repo_dir, rel)
-            } else {
-                pool::place(from, &repo_dir, rel)
-            };
-            placed.map_err(RepoError::io(from))?;
-        }
+        place_all(&to_place, &repo_dir)?;
         tracing::debug!(elapsed = ?started.elapsed(), "placed");
         pool::sync(&repo_dir).map_err(RepoError::io(&repo_dir))?;
         tx.commit()?;
