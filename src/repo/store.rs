@@ -1388,6 +1388,53 @@ mod tests {
     }
 
     #[test]
+    fn an_arrival_whose_record_is_gone_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mbd.redb");
+        let store = Store::open(&path).unwrap();
+        let group = Group {
+            source: None,
+            binaries: vec![Binary {
+                package: "x-bin".into(),
+                architecture: "amd64".into(),
+                record: BinaryRecord {
+                    version: "1.0".into(),
+                    source_version: "1.0".into(),
+                    component: "main".into(),
+                    package_type: PackageType::Deb,
+                    section: "misc".into(),
+                    filename: "pool/main/x/x/x-bin_1.0_amd64.deb".into(),
+                    sha256: "00".into(),
+                    stanza: "Package: x-bin\n".into(),
+                },
+            }],
+        };
+        let mut tx = store.write().unwrap();
+        tx.place_group("r", "d", "x", &group).unwrap();
+        tx.commit().unwrap();
+        // Damage: the record goes, its arrival number stays.
+        let tx = store.db.begin_write().unwrap();
+        tx.open_table(BINARIES)
+            .unwrap()
+            .remove(("r", "d", "x", "x-bin", "amd64"))
+            .unwrap();
+        tx.commit().unwrap();
+        let records = store.records("r", "d").unwrap();
+        assert_eq!(records.arrivals().unwrap().0, [1]);
+        match records.binaries(0, &mut |_| panic!("no row to give")) {
+            Err(e @ StoreError::Record { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("mbd.redb"), "{msg}");
+                assert!(
+                    msg.contains("corrupt record x-bin: arrival 1 names a missing record"),
+                    "{msg}"
+                );
+            }
+            other => panic!("not refused: {:?}", other.map(|()| "ok")),
+        }
+    }
+
+    #[test]
     fn binary_records_keep_their_stanza_raw() {
         let r = BinaryRecord {
             version: "1.0".into(),
