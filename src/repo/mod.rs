@@ -327,31 +327,15 @@ fn load_file(dist_dir: &Path, path: &str, digest: &[u8; 32]) -> Option<Vec<u8>> 
 /// Moves staged files (or copies others) into the pool, on all cores: files of different
 /// pool directories do not wait for each other's directory locks.
 fn place_all(to_place: &[(PathBuf, String, bool)], repo_dir: &Path) -> Result<(), RepoError> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = to_place.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = to_place
-            .chunks(per)
-            .map(|chunk| {
-                scope.spawn(move || {
-                    for (from, rel, is_staged) in chunk {
-                        let placed = if *is_staged {
-                            pool::place_staged(from, repo_dir, rel)
-                        } else {
-                            pool::place(from, repo_dir, rel)
-                        };
-                        placed.map_err(RepoError::io(from))?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("placing thread panicked"))
-            .collect::<Result<Vec<()>, RepoError>>()
-    })?;
-    Ok(())
+    let placed = publish::in_chunks(to_place, |(from, rel, is_staged)| {
+        if *is_staged {
+            pool::place_staged(from, repo_dir, rel)
+        } else {
+            pool::place(from, repo_dir, rel)
+        }
+        .map_err(RepoError::io(from))
+    });
+    placed.into_iter().collect()
 }
 
 /// Where the by-hash copy of a published file (a path in the distribution in `dist_dir`) with

@@ -819,23 +819,22 @@ fn slots(info: &ReleaseInfo, b: &BinaryRow<'_>) -> Option<(usize, std::ops::Rang
 
 /// The SHA-256 of each piece, on all cores.
 fn parallel_sha256(pieces: &[&[u8]]) -> Vec<[u8; 32]> {
+    in_chunks(pieces, |p| <sha2::Sha256 as sha2::Digest>::digest(p).into())
+}
+
+/// `f` of each item, in order, the items split into one run per core.
+pub(super) fn in_chunks<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = pieces.len().div_ceil(threads).max(1);
+    let per = items.len().div_ceil(threads).max(1);
+    let f = &f;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = pieces
+        let handles: Vec<_> = items
             .chunks(per)
-            .map(|chunk| {
-                scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|p| <sha2::Sha256 as sha2::Digest>::digest(p).into())
-                        .collect::<Vec<[u8; 32]>>()
-                })
-            })
+            .map(|chunk| scope.spawn(move || chunk.iter().map(f).collect::<Vec<R>>()))
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| h.join().expect("digest thread panicked"))
+            .flat_map(|h| h.join().expect("worker thread panicked"))
             .collect()
     })
 }
