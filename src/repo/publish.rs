@@ -375,6 +375,9 @@ struct Texts {
     contents: Vec<Text>,
     /// Indexed by component.
     sources: Vec<Text>,
+    /// The previous publish's compressed files of the texts read back (by path), which the
+    /// new ones continue.
+    previous_files: BTreeMap<String, Vec<u8>>,
 }
 
 impl Texts {
@@ -383,6 +386,7 @@ impl Texts {
             packages: Vec::new(),
             contents: Vec::new(),
             sources: Vec::new(),
+            previous_files: BTreeMap::new(),
         };
         for component in &info.components {
             for arch in &info.architectures {
@@ -436,21 +440,23 @@ pub fn render<R: Records>(
             upto.0.max(p.outline.binaries_upto),
             upto.1.max(p.outline.sources_upto),
         );
-        if p.outline.levels != level_pair {
+        let continues = p.outline.levels == level_pair;
+        if !continues {
             // Compressed at other levels: every file is made anew.
             p.listed.clear();
         }
-        built = build(spec, records, (&binaries, &sources), Some(p))?;
+        built = build(spec, records, (&binaries, &sources), Some((p, continues)))?;
         if built.is_none() {
             tracing::debug!(dir = %spec.dir, "previous texts unusable; rendering in full");
         }
     }
     let incremental = built.is_some();
-    let texts = match built {
+    let mut texts = match built {
         Some(t) => t,
         None => build(spec, records, (&binaries, &sources), None)?
             .expect("a full render needs no previous text"),
     };
+    let previous_files = std::mem::take(&mut texts.previous_files);
     let unread = [&texts.packages, &texts.sources, &texts.contents]
         .into_iter()
         .flatten()
@@ -488,28 +494,12 @@ pub fn render<R: Records>(
         levels: level_pair,
     };
     // The previous compressed files, to continue after the segments they keep.
-    let mut reuse = None;
-    if let Some(p) = previous.filter(|p| incremental && p.outline.levels == level_pair) {
-        let mut wanted = Vec::new();
-        for t in ordered.iter().filter(|t| t.unread.is_none()) {
-            for kind in t.kinds {
-                let path = format!("{}{}", t.path, kind.extension());
-                if let Some(digest) = p.outline.files.get(&path) {
-                    wanted.push((path, *digest, t.kept as u64));
-                }
-            }
-        }
-        let loaded = load_all(p.load, &wanted);
-        let files = wanted
-            .into_iter()
-            .zip(loaded)
-            .filter_map(|((path, _, _), bytes)| Some((path, bytes?)))
-            .collect();
-        reuse = Some(Reuse {
+    let reuse = previous
+        .filter(|p| incremental && p.outline.levels == level_pair)
+        .map(|p| Reuse {
             marks: p.marks,
-            files,
+            files: previous_files,
         });
-    }
     for t in &mut ordered {
         for kind in t.kinds {
             outline
@@ -554,7 +544,7 @@ fn build<R: Records>(
     spec: &DistSpec,
     records: &R,
     (binaries, sources): (&[u64], &[u64]),
-    previous: Option<&mut Previous<'_>>,
+    previous: Option<(&mut Previous<'_>, bool)>,
 ) -> Result<Option<Texts>, R::Error> {
     let info = &spec.info;
     let archs = info.architectures.len();
@@ -564,13 +554,16 @@ fn build<R: Records>(
     let mut gone: Vec<Vec<Entry>> = vec![Vec::new(); texts.packages.len()];
     let mut old_contents: Vec<Vec<u8>> = vec![Vec::new(); texts.contents.len()];
     let mut after = (0, 0);
-    if let Some(previous) = previous {
+    // With `continues` (the same compression levels), the compressed files of the texts read
+    // back are read with them.
+    if let Some((previous, continues)) = previous {
         after = (
             previous.outline.binaries_upto,
             previous.outline.sources_upto,
         );
         let mut outlines = Vec::new();
         let mut paths = Vec::new();
+        let mut kinds = Vec::new();
         for t in texts
             .packages
             .iter()
@@ -582,6 +575,7 @@ fn build<R: Records>(
             };
             outlines.push(o);
             paths.push(t.path.clone());
+            kinds.push(t.kinds);
         }
         // A text changes when a record arrives in it or leaves it (`Contents` with its
         // `Packages`); the others stay as published and are not read back.
@@ -629,9 +623,11 @@ fn build<R: Records>(
             })
             .collect();
         drop(all);
-        // Every other previous text, read back on all cores (`Contents` from its `.gz`).
+        // Every other previous text, read back on all cores (`Contents` from its `.gz`), with
+        // its compressed files.
         let mut wanted = Vec::new();
         let mut which = Vec::new();
+        let mut compressed = Vec::new();
         for (k, o) in outlines.iter().enumerate() {
             if unread[k].is_some() {
                 continue;
@@ -642,17 +638,40 @@ fn build<R: Records>(
             };
             wanted.push((path, o.file, o.len));
             which.push(k);
+            for kind in kinds[k].iter().filter(|_| continues) {
+                let path = format!("{}{}", paths[k], kind.extension());
+                if let Some(digest) = previous.outline.files.get(&path)
+                    && !(o.gzip && *kind == Kind::Gzip)
+                {
+                    let size = previous.listed.get(&path).map_or(o.len / 4, |d| d.size);
+                    compressed.push((path, *digest, size));
+                }
+            }
         }
+        let texts_wanted = wanted.len();
+        wanted.extend(compressed);
+        let mut all_loaded = load_all(previous.load, &wanted).into_iter();
         let mut loaded: Vec<Option<Vec<u8>>> = vec![None; outlines.len()];
-        for (k, bytes) in which.into_iter().zip(load_all(previous.load, &wanted)) {
+        for (k, bytes) in which.into_iter().zip(all_loaded.by_ref()) {
             let o = &outlines[k];
             let bytes = match (bytes, o.gzip) {
-                (Some(gz), true) => compression::gunzip(&gz, room(o.len as usize)),
+                (Some(gz), true) => {
+                    let text = compression::gunzip(&gz, room(o.len as usize));
+                    if continues {
+                        texts.previous_files.insert(format!("{}.gz", paths[k]), gz);
+                    }
+                    text
+                }
                 (bytes, _) => bytes,
             };
             match bytes.filter(|b| b.len() as u64 == o.len) {
                 Some(b) => loaded[k] = Some(b),
                 None => return Ok(None),
+            }
+        }
+        for ((path, _, _), bytes) in wanted.into_iter().skip(texts_wanted).zip(all_loaded) {
+            if let Some(bytes) = bytes {
+                texts.previous_files.insert(path, bytes);
             }
         }
         let mut each = outlines.into_iter().zip(loaded).enumerate();
