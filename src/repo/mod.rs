@@ -312,7 +312,7 @@ pub fn key_path(home: &Path) -> PathBuf {
 /// publish then does without it).
 fn load_file(dist_dir: &Path, path: &str, digest: &[u8; 32]) -> Option<Vec<u8>> {
     use sha2::Digest;
-    let by_hash = by_hash_sha256(dist_dir, path, &hex::encode(digest))?;
+    let by_hash = publish::by_hash_path(&dist_dir.join(path), "SHA256", &hex::encode(digest));
     let mut file = std::fs::File::open(&by_hash).ok()?;
     let len = file.metadata().ok()?.len() as usize;
     let mut bytes = Vec::with_capacity(publish::room(len));
@@ -338,19 +338,15 @@ fn place_all(to_place: &[(PathBuf, String, bool)], repo_dir: &Path) -> Result<()
     placed.into_iter().collect()
 }
 
-/// Where the by-hash copy of a published file (a path in the distribution in `dist_dir`) with
-/// this SHA-256 (hex) is.
-fn by_hash_sha256(dist_dir: &Path, path: &str, sha256: &str) -> Option<PathBuf> {
-    let dir = Path::new(path).parent()?;
-    Some(dist_dir.join(dir).join("by-hash/SHA256").join(sha256))
-}
-
 /// Whether the previous publish's file `path` is in place: its by-hash copy has the size
 /// `digests` say (its content is checked against the store's outline by the caller).
 fn present(dist_dir: &Path, path: &str, digests: &Digests) -> bool {
-    by_hash_sha256(dist_dir, path, &digests.sha256)
-        .and_then(|p| std::fs::metadata(p).ok())
-        .is_some_and(|m| m.is_file() && m.len() == digests.size)
+    std::fs::metadata(publish::by_hash_path(
+        &dist_dir.join(path),
+        "SHA256",
+        &digests.sha256,
+    ))
+    .is_ok_and(|m| m.is_file() && m.len() == digests.size)
 }
 
 /// The wall clock (seconds since the epoch): how long superseded by-hash files have been kept.

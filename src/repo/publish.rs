@@ -192,24 +192,18 @@ impl Text {
         }
     }
 
-    /// The text as the previous publish left it, with its files' `Release` entries.
-    fn left_as_published(mut self, outline: TextOutline, files: Vec<Digests>) -> Text {
+    /// Leaves the text as the previous publish did, with its files' `Release` entries.
+    fn leave_as_published(&mut self, outline: TextOutline, files: Vec<Digests>) {
         self.unread = Some(Unread { outline, files });
-        self
     }
 
     /// The `Release` entries of this text's files in the previous publish, if every one of
-    /// them is as `outline` and `files` (compressed path → SHA-256) say and is in place.
-    fn entries_kept(
-        &self,
-        outline: &TextOutline,
-        files: &BTreeMap<String, [u8; 32]>,
-        previous: &Previous<'_>,
-    ) -> Option<Vec<Digests>> {
+    /// them is as `outline` and the previous outline's compressed files say, and in place.
+    fn entries_kept(&self, outline: &TextOutline, previous: &Previous<'_>) -> Option<Vec<Digests>> {
         let mut wanted = vec![(self.path.clone(), outline.sha256, self.listed_only)];
         for kind in self.kinds {
             let path = format!("{}{}", self.path, kind.extension());
-            let digest = *files.get(&path)?;
+            let digest = *previous.outline.files.get(&path)?;
             wanted.push((path, digest, false));
         }
         wanted
@@ -441,10 +435,6 @@ pub fn render<R: Records>(
             upto.1.max(p.outline.sources_upto),
         );
         let continues = p.outline.levels == level_pair;
-        if !continues {
-            // Compressed at other levels: every file is made anew.
-            p.listed.clear();
-        }
         built = build(spec, records, (&binaries, &sources), Some((p, continues)))?;
         if built.is_none() {
             tracing::debug!(dir = %spec.dir, "previous texts unusable; rendering in full");
@@ -554,8 +544,9 @@ fn build<R: Records>(
     let mut gone: Vec<Vec<Entry>> = vec![Vec::new(); texts.packages.len()];
     let mut old_contents: Vec<Vec<u8>> = vec![Vec::new(); texts.contents.len()];
     let mut after = (0, 0);
-    // With `continues` (the same compression levels), the compressed files of the texts read
-    // back are read with them.
+    // With `continues` (the same compression levels), texts no change touches are left as
+    // published, and the compressed files of the texts read back are read with them; else
+    // every file is made anew.
     if let Some((previous, continues)) = previous {
         after = (
             previous.outline.binaries_upto,
@@ -617,9 +608,9 @@ fn build<R: Records>(
             .iter()
             .zip(&all)
             .zip(&changed)
-            .map(|((o, t), &changed)| match changed {
+            .map(|((o, t), &changed)| match changed || !continues {
                 true => None,
-                false => t.entries_kept(o, &previous.outline.files, previous),
+                false => t.entries_kept(o, previous),
             })
             .collect();
         drop(all);
@@ -675,25 +666,25 @@ fn build<R: Records>(
             }
         }
         let mut each = outlines.into_iter().zip(loaded).enumerate();
-        for (i, t) in std::mem::take(&mut texts.packages).into_iter().enumerate() {
+        // Each text in turn: left as published, or rebuilt from its bytes (`None` if they do
+        // not fit its outline).
+        let mut settle = |mut t: Text, current: &[u64]| {
             let (k, (o, bytes)) = each.next().expect("an outline per text");
             if let Some(files) = unread[k].take() {
-                texts.packages.push(t.left_as_published(o, files));
-                continue;
+                t.leave_as_published(o, files);
+                return Some((t, Vec::new()));
             }
-            let Some((t, left)) = t.rebuild(bytes.expect("read back"), o, binaries) else {
+            t.rebuild(bytes.expect("read back"), o, current)
+        };
+        for (i, t) in std::mem::take(&mut texts.packages).into_iter().enumerate() {
+            let Some((t, left)) = settle(t, binaries) else {
                 return Ok(None);
             };
             texts.packages.push(t);
             gone[i] = left;
         }
         for t in std::mem::take(&mut texts.sources) {
-            let (k, (o, bytes)) = each.next().expect("an outline per text");
-            if let Some(files) = unread[k].take() {
-                texts.sources.push(t.left_as_published(o, files));
-                continue;
-            }
-            let Some((t, _)) = t.rebuild(bytes.expect("read back"), o, sources) else {
+            let Some((t, _)) = settle(t, sources) else {
                 return Ok(None);
             };
             texts.sources.push(t);
@@ -701,7 +692,7 @@ fn build<R: Records>(
         for (i, old) in old_contents.iter_mut().enumerate() {
             let (k, (o, bytes)) = each.next().expect("an outline per text");
             if let Some(files) = unread[k].take() {
-                texts.contents[i].unread = Some(Unread { outline: o, files });
+                texts.contents[i].leave_as_published(o, files);
                 continue;
             }
             *old = bytes.expect("read back");
@@ -1225,18 +1216,9 @@ pub fn write(
             continue;
         }
         let d = &listed.last().expect("just pushed").digests;
-        let parent = Path::new(&f.path)
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let by256 = dist_dir
-            .join(&parent)
-            .join("by-hash/SHA256")
-            .join(&d.sha256);
-        let by512 = dist_dir
-            .join(&parent)
-            .join("by-hash/SHA512")
-            .join(&d.sha512);
+        let plain = dist_dir.join(&f.path);
+        let by256 = by_hash_path(&plain, "SHA256", &d.sha256);
+        let by512 = by_hash_path(&plain, "SHA512", &d.sha512);
         match staged {
             Some(staged) if by256.exists() => remove_file(&staged)?,
             Some(staged) => rename(&staged, &by256)?,
@@ -1309,6 +1291,12 @@ pub fn write(
         new_marks,
         listed,
     ))
+}
+
+/// Where the by-hash copy of the published file at `path` is, under `algo` (`SHA256`,
+/// `SHA512`) and its hex `digest`.
+pub fn by_hash_path(path: &Path, algo: &str, digest: &str) -> PathBuf {
+    path.with_file_name("by-hash").join(algo).join(digest)
 }
 
 fn tmp_name(path: &Path) -> PathBuf {
@@ -1404,39 +1392,19 @@ pub fn verify(dir: &Path, keyring: &crate::openpgp::Keyring) -> Vec<Problem> {
         Ok(Err(e)) => return vec![problem(&in_release, e.to_string(), Vec::new())],
         Err(e) => return vec![problem(&in_release, e.to_string(), Vec::new())],
     };
-    // name → (size, SHA256, SHA512)
-    let mut listed: BTreeMap<String, (String, String, String)> = BTreeMap::new();
-    let mut section = "";
-    for line in body.lines() {
-        if !line.starts_with(' ') {
-            section = line.split(':').next().unwrap_or("");
-            continue;
-        }
-        if let [digest, size, name] = line.split_whitespace().collect::<Vec<_>>().as_slice() {
-            let e = listed.entry(name.to_string()).or_default();
-            e.0 = size.to_string();
-            match section {
-                "SHA256" => e.1 = digest.to_string(),
-                "SHA512" => e.2 = digest.to_string(),
-                _ => {}
-            }
-        }
-    }
     let mut problems = Vec::new();
-    for (name, (size, sha256, sha512)) in &listed {
+    for (name, (d, _)) in &release::entries(&body) {
         let path = dir.join(name);
-        let by_hash =
-            |algo: &str, digest: &str| path.with_file_name("by-hash").join(algo).join(digest);
         let stale = vec![
             path.clone(),
-            by_hash("SHA256", sha256),
-            by_hash("SHA512", sha512),
+            by_hash_path(&path, "SHA256", &d.sha256),
+            by_hash_path(&path, "SHA512", &d.sha512),
         ];
         match fs::read(&path) {
             Ok(bytes) => {
-                let reason = if bytes.len().to_string() != *size {
-                    Some(format!("{} bytes, InRelease says {size}", bytes.len()))
-                } else if hex::encode(sha2::Sha256::digest(&bytes)) != *sha256 {
+                let reason = if bytes.len() as u64 != d.size {
+                    Some(format!("{} bytes, InRelease says {}", bytes.len(), d.size))
+                } else if hex::encode(sha2::Sha256::digest(&bytes)) != d.sha256 {
                     Some("SHA256 differs from InRelease".to_string())
                 } else if fs::metadata(&stale[1]).map(|m| m.len()).ok() != Some(bytes.len() as u64)
                 {

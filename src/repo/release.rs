@@ -71,10 +71,11 @@ pub fn render(info: &ReleaseInfo, files: &[Listed]) -> String {
     s
 }
 
-/// The files a top-level Release lists (as [`render`] writes them), by path: each with its
-/// size and its four digests. A file missing from one of the four lists, or listed with two
-/// sizes, is left out.
-pub fn listed(text: &str) -> BTreeMap<String, Digests> {
+/// Every file a top-level Release lists, as its lines say: the digests the four lists give
+/// (empty where a list leaves the file out) with the size of its last line, and whether all
+/// four lists name it, with one size.
+pub fn entries(text: &str) -> BTreeMap<String, (Digests, bool)> {
+    // Per file: its digests, and a bit per list that names it (0x80: sizes disagree).
     let mut found: BTreeMap<String, (Digests, u8)> = BTreeMap::new();
     let mut section = None;
     for line in text.lines() {
@@ -107,6 +108,7 @@ pub fn listed(text: &str) -> BTreeMap<String, Digests> {
         });
         if d.size != size {
             *seen |= 0x80;
+            d.size = size;
         }
         *seen |= 1 << s;
         let field = match s {
@@ -119,8 +121,17 @@ pub fn listed(text: &str) -> BTreeMap<String, Digests> {
     }
     found
         .into_iter()
-        .filter(|(_, (_, seen))| *seen == 0b1111)
-        .map(|(path, (d, _))| (path, d))
+        .map(|(path, (d, seen))| (path, (d, seen == 0b1111)))
+        .collect()
+}
+
+/// The files a top-level Release lists (as [`render`] writes them), by path: each with its
+/// size and its four digests. A file missing from one of the four lists, or listed with two
+/// sizes, is left out.
+pub fn listed(text: &str) -> BTreeMap<String, Digests> {
+    entries(text)
+        .into_iter()
+        .filter_map(|(path, (d, whole))| whole.then_some((path, d)))
         .collect()
 }
 
