@@ -45,6 +45,12 @@ fn object_error(kind: &'static str, id: &str, reason: impl Into<String>) -> Conf
 pub trait Fetch {
     /// `Err` means no answer at all (name, connection, timeout).
     fn get(&self, url: &str) -> Result<(u16, Vec<u8>), String>;
+
+    /// Whether `url` answers at all, with any status: a redirect counts as an answer and is
+    /// not followed (some mirrors redirect `dists` without a `Location`).
+    fn reach(&self, url: &str) -> Result<u16, String> {
+        self.get(url).map(|(status, _)| status)
+    }
 }
 
 /// Plain HTTP with a timeout (mirrors are reached over http, as apt reaches them).
@@ -80,6 +86,18 @@ impl Fetch for Http {
             .read_to_vec()
             .map_err(|e| e.to_string())?;
         Ok((status, body))
+    }
+
+    fn reach(&self, url: &str) -> Result<u16, String> {
+        let response = self
+            .agent
+            .get(url)
+            .config()
+            .max_redirects(0)
+            .build()
+            .call()
+            .map_err(|e| e.to_string())?;
+        Ok(response.status().as_u16())
     }
 }
 
@@ -121,7 +139,7 @@ impl Archive {
     /// Measures the ping (any HTTP answer counts as reachable).
     pub fn ping(&mut self, fetch: &dyn Fetch) -> Result<(), String> {
         let started = std::time::Instant::now();
-        match fetch.get(&format!("{}dists", self.url)) {
+        match fetch.reach(&format!("{}dists", self.url)) {
             Ok(_) => {
                 self.ping_ms = started.elapsed().as_secs_f64() * 1000.0;
                 Ok(())
