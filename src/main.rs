@@ -186,16 +186,20 @@ struct JemallocConf(*const std::ffi::c_char);
 unsafe impl Sync for JemallocConf {}
 
 fn main() -> ExitCode {
-    // Like other Unix tools, end quietly when the reader of our output goes away
-    // (`mbd repo ls x | head`) instead of failing on the broken pipe.
-    // SAFETY: called first thing, before any other thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     // `mbd api <call>` is generated from the API's call registry, not derived.
     let matches = Cli::command()
         .subcommand(mbd::api::client::command())
         .get_matches();
+    // Like other Unix tools, a command ends quietly when the reader of its output goes away
+    // (`mbd repo ls x | head`) instead of failing on the broken pipe. The daemon keeps Rust's
+    // default (SIGPIPE ignored): a client closing its connection, or a log pipe closing, is
+    // an error on that one write, never the end of the process.
+    if matches.subcommand_name() != Some("daemon") {
+        // SAFETY: before any other thread exists (clap's parsing spawns none).
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     if let Some(("api", m)) = matches.subcommand() {
         let home = matches
             .get_one::<PathBuf>("home")
@@ -506,7 +510,7 @@ fn repo_command(home: &Path, cmd: RepoCommand) -> Result<ExitCode> {
             distributions,
             cold,
         } => {
-            let mut engine = engine;
+            let engine = engine;
             engine.set_cold(cold);
             if distributions.is_empty() {
                 engine.publish_all()?;

@@ -468,7 +468,7 @@ fn publishing_the_same_state_twice_gives_identical_bytes() {
 #[test]
 fn publishes_rebuilt_from_the_previous_ones_give_the_bytes_of_a_cold_publish() {
     let dir = tempfile::tempdir().unwrap();
-    let mut e = engine(&dir.path().join("home"));
+    let e = engine(&dir.path().join("home"));
     let debs = dir.path().join("debs");
     let unstable = "bookworm-test-unstable";
     for name in ["inc-a", "inc-b", "inc-c", "inc-d"] {

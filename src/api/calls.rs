@@ -854,7 +854,7 @@ fn status(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         "running": running,
         // Running builds per slot; -1 while stopped (as mini-buildd reports it).
         "load": ctx.builds.load(running),
-        "chroots": crate::build::chroot::all(&engine)?
+        "chroots": crate::build::chroot::all(engine)?
             .iter()
             .map(|c| json!({"chroot": c.id(), "state": c.state}))
             .collect::<Vec<_>>(),
@@ -1045,7 +1045,7 @@ fn sources_list(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         }
     }
     let entries = sources_entries(
-        &engine,
+        engine,
         &SourcesRequest {
             codenames: a.list("codenames"),
             repositories: a.list("repositories"),
@@ -1175,7 +1175,7 @@ fn show(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 
 fn migrate(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let a = &inv.args;
-    let targets = ctx.engine_mut().migrate(
+    let targets = ctx.writer().migrate(
         a.str("source"),
         a.str("distribution"),
         a.bool("full"),
@@ -1186,7 +1186,7 @@ fn migrate(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 
 fn remove(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let a = &inv.args;
-    ctx.engine_mut().remove(
+    ctx.writer().remove(
         a.str("source"),
         a.str("distribution"),
         a.bool("without_rollback"),
@@ -1212,14 +1212,12 @@ fn include(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
             relative.display()
         )));
     }
-    let included = ctx
-        .engine_mut()
-        .include(inv.args.str("distribution"), &files)?;
+    let included = ctx.writer().include(inv.args.str("distribution"), &files)?;
     Output::json(&included)
 }
 
 fn publish(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let mut engine = ctx.engine_mut();
+    let engine = ctx.writer();
     let names = inv
         .args
         .list("distributions")
@@ -1254,13 +1252,13 @@ fn snapshot_ls(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 
 fn snapshot_create(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let (dist, name) = (inv.args.str("distribution"), inv.args.str("name"));
-    ctx.engine_mut().snapshot_create(dist, name)?;
+    ctx.writer().snapshot_create(dist, name)?;
     Ok(Output::Text(format!("created snapshot {name} of {dist}")))
 }
 
 fn snapshot_delete(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let (dist, name) = (inv.args.str("distribution"), inv.args.str("name"));
-    ctx.engine_mut().snapshot_delete(dist, name)?;
+    ctx.writer().snapshot_delete(dist, name)?;
     Ok(Output::Text(format!("deleted snapshot {name} of {dist}")))
 }
 
@@ -1275,7 +1273,7 @@ fn events(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         })?),
     };
     let list = crate::incoming::events(
-        &ctx.engine(),
+        ctx.engine(),
         kind,
         a.opt("source"),
         a.opt("distribution"),
@@ -1286,7 +1284,7 @@ fn events(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 
 fn builds(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let engine = ctx.engine();
-    let list: Vec<serde_json::Value> = crate::build::queue::overview(&engine)?
+    let list: Vec<serde_json::Value> = crate::build::queue::overview(engine)?
         .into_iter()
         .filter(|(u, _)| inv.args.opt("source").is_none_or(|s| u.source == s))
         .map(|(u, b)| {
@@ -1325,7 +1323,7 @@ fn builds(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 
 fn cancel(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let id = inv.args.str("upload");
-    let events = crate::build::queue::cancel(&ctx.engine_mut(), id)?;
+    let events = crate::build::queue::cancel(&ctx.writer(), id)?;
     ctx.builds.cancel(id);
     for e in events {
         ctx.announce(e);
@@ -1336,14 +1334,14 @@ fn cancel(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 fn retry(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let id = inv.args.str("upload");
     let dirs = crate::build::queue::Dirs::new(&ctx.home());
-    let n = crate::build::queue::retry(&ctx.engine_mut(), &dirs, id)?;
+    let n = crate::build::queue::retry(&ctx.writer(), &dirs, id)?;
     ctx.builds.forget(id);
     ctx.builds.nudge();
     Ok(Output::Text(format!("{id}: {n} build(s) queued again")))
 }
 
 fn chroots(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
-    let all: Vec<serde_json::Value> = crate::build::chroot::all(&ctx.engine())?
+    let all: Vec<serde_json::Value> = crate::build::chroot::all(ctx.engine())?
         .into_iter()
         .map(|c| {
             let mut v = json!(c);
@@ -1355,7 +1353,7 @@ fn chroots(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
 }
 
 fn find_chroot(ctx: &Context, id: &str) -> Result<crate::build::chroot::Chroot, ApiError> {
-    Ok(crate::build::chroot::find(&ctx.engine(), id)?)
+    Ok(crate::build::chroot::find(ctx.engine(), id)?)
 }
 
 fn chroot_prepare(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
@@ -1395,10 +1393,8 @@ fn chroot_prepare(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
                 ))
             })?,
     };
-    ctx.builds.request(
-        &ctx.engine_mut(),
-        Chroot::new(codename, arch, &mirror, backend),
-    )?;
+    ctx.builds
+        .request(&ctx.writer(), Chroot::new(codename, arch, &mirror, backend))?;
     Ok(Output::Text(format!(
         "preparing chroot {id} from {mirror} in the background (see `chroots`)"
     )))
@@ -1419,8 +1415,7 @@ fn chroot_remove(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         )));
     }
     crate::build::chroot::remove(&c, &ctx.home())?;
-    ctx.engine_mut()
-        .delete_object(&format!("chroot/{}", c.id()))?;
+    ctx.writer().delete_object(&format!("chroot/{}", c.id()))?;
     Ok(Output::Text(format!("chroot {} removed", c.id())))
 }
 
@@ -1453,7 +1448,7 @@ fn all_users(engine: &Engine) -> Result<Vec<User>, ApiError> {
 fn uploaders(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let engine = ctx.engine();
     let repos = inv.args.list("repositories");
-    let users = all_users(&engine)?;
+    let users = all_users(engine)?;
     let mut out = BTreeMap::new();
     for r in engine.repositories()? {
         if repos.is_empty() || repos.contains(&r.identity) {
@@ -1485,7 +1480,7 @@ fn uploaders(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 }
 
 fn set_repository(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let repo = ctx.engine_mut().set_upload_policy(
+    let repo = ctx.writer().set_upload_policy(
         inv.args.str("repository"),
         inv.args.bool("allow_unauthenticated_uploads"),
         inv.args.bool("allow_binary_uploads"),
@@ -1507,7 +1502,7 @@ fn load_user(engine: &Engine, name: &str) -> Result<User, ApiError> {
 }
 
 fn uploader_activate(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let engine = ctx.engine_mut();
+    let engine = ctx.writer();
     let name = inv.args.str("name");
     let mut user = load_user(&engine, name)?;
     let Some(key) = user.key.clone() else {
@@ -1547,7 +1542,7 @@ fn uploader_activate(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError
 }
 
 fn uploader_deactivate(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let engine = ctx.engine_mut();
+    let engine = ctx.writer();
     let name = inv.args.str("name");
     let mut user = load_user(&engine, name)?;
     user.uploader.deactivate();
@@ -1556,7 +1551,7 @@ fn uploader_deactivate(ctx: &Context, inv: &Invocation) -> Result<Output, ApiErr
 }
 
 fn set_user_key(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let engine = ctx.engine_mut();
+    let engine = ctx.writer();
     let text = inv.args.str("key");
     let keyring = crate::openpgp::Keyring::from_bytes(text.as_bytes())
         .map_err(|e| ApiError::BadRequest(format!("set_user_key: not a usable key: {e}")))?;
@@ -1591,7 +1586,7 @@ fn subscription_key(user: &str) -> String {
 }
 
 fn subscribe(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let engine = ctx.engine_mut();
+    let engine = ctx.writer();
     let user = &caller(inv)?.name;
     let wanted = Subscription {
         source: inv.args.str("source").to_string(),
@@ -1614,7 +1609,7 @@ fn subscribe(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 }
 
 fn unsubscribe(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let engine = ctx.engine_mut();
+    let engine = ctx.writer();
     let user = &caller(inv)?.name;
     let gone = Subscription {
         source: inv.args.str("source").to_string(),
@@ -1652,7 +1647,7 @@ fn user_add(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let password = a
         .opt("password")
         .map_or_else(auth::new_password, str::to_string);
-    let user = auth::put_user(&ctx.engine_mut(), a.str("name"), level, &password)?;
+    let user = auth::put_user(&ctx.writer(), a.str("name"), level, &password)?;
     Ok(Output::Json(json!({
         "name": user.name,
         "level": user.level,
@@ -1661,7 +1656,7 @@ fn user_add(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 }
 
 fn user_remove(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let engine = ctx.engine_mut();
+    let engine = ctx.writer();
     let name = inv.args.str("name");
     if caller(inv)?.name == name {
         return Err(ApiError::Conflict(format!(
@@ -1681,7 +1676,7 @@ fn user_remove(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 }
 
 fn users(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
-    let list: Vec<serde_json::Value> = all_users(&ctx.engine())?
+    let list: Vec<serde_json::Value> = all_users(ctx.engine())?
         .into_iter()
         .map(|u| json!({"name": u.name, "level": u.level, "key_fingerprint": u.key_fingerprint}))
         .collect();
@@ -1690,7 +1685,7 @@ fn users(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
 
 fn token_create(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let user = caller(inv)?;
-    let (secret, token) = auth::create_token(&ctx.engine_mut(), &user.name, inv.args.str("label"))?;
+    let (secret, token) = auth::create_token(&ctx.writer(), &user.name, inv.args.str("label"))?;
     Ok(Output::Json(json!({
         "id": token.id,
         "user": token.user,
@@ -1707,7 +1702,7 @@ fn visible_tokens(engine: &Engine, user: &User) -> Result<Vec<(String, Token)>, 
 }
 
 fn token_ls(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let tokens: Vec<Token> = visible_tokens(&ctx.engine(), caller(inv)?)?
+    let tokens: Vec<Token> = visible_tokens(ctx.engine(), caller(inv)?)?
         .into_iter()
         .map(|(_, t)| t)
         .collect();
@@ -1715,7 +1710,7 @@ fn token_ls(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 }
 
 fn token_revoke(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let engine = ctx.engine_mut();
+    let engine = ctx.writer();
     let id = inv.args.str("id");
     let Some((key, _)) = visible_tokens(&engine, caller(inv)?)?
         .into_iter()
@@ -1822,7 +1817,7 @@ fn setup(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
             "setup: format '{format}' is not text or json"
         )));
     }
-    let engine = ctx.engine_mut();
+    let engine = ctx.writer();
     let mut env = DaemonEnv {
         ctx,
         http: crate::config::Http::default(),
@@ -1908,7 +1903,7 @@ fn chroot_action(ctx: &Context, id: &str, action: &str) -> Result<Output, ApiErr
                 return Err(busy());
             }
             c.deactivated = false;
-            ctx.builds.request(&ctx.engine_mut(), c.clone())?;
+            ctx.builds.request(&ctx.writer(), c.clone())?;
             c = find_chroot(ctx, id)?;
         }
         "check" | "pc" => {
@@ -1927,7 +1922,7 @@ fn chroot_action(ctx: &Context, id: &str, action: &str) -> Result<Output, ApiErr
                     c.message = e.to_string();
                 }
             }
-            ctx.engine_mut().put_object(&key, &c)?;
+            ctx.writer().put_object(&key, &c)?;
             result?;
         }
         "activate" => {
@@ -1939,19 +1934,19 @@ fn chroot_action(ctx: &Context, id: &str, action: &str) -> Result<Output, ApiErr
                 )));
             }
             c.deactivated = false;
-            ctx.engine_mut().put_object(&key, &c)?;
+            ctx.writer().put_object(&key, &c)?;
             ctx.builds.nudge();
         }
         "deactivate" => {
             c.deactivated = true;
-            ctx.engine_mut().put_object(&key, &c)?;
+            ctx.writer().put_object(&key, &c)?;
         }
         "remove" => {
             if c.state == ChrootState::Preparing {
                 return Err(busy());
             }
             crate::build::chroot::remove(&c, &ctx.home())?;
-            ctx.engine_mut().delete_object(&key)?;
+            ctx.writer().delete_object(&key)?;
             return Output::json(&json!({"label": "Removed"}));
         }
         other => {
@@ -1971,7 +1966,7 @@ fn config_action(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         return chroot_action(ctx, a.str("id"), a.str("action"));
     }
     let status = crate::config::act(
-        &ctx.engine_mut(),
+        &ctx.writer(),
         a.str("kind"),
         a.str("id"),
         a.str("action"),
@@ -1984,7 +1979,7 @@ fn config_action(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 fn config_set(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let a = &inv.args;
     let status = crate::config::set(
-        &ctx.engine_mut(),
+        &ctx.writer(),
         a.str("kind"),
         a.str("id"),
         a.str("field"),
@@ -2006,7 +2001,7 @@ impl From<crate::port::PortError> for ApiError {
 
 fn keyring_packages(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let a = &inv.args;
-    let engine = ctx.engine_mut();
+    let engine = ctx.writer();
     let dput = dput_sections(&engine.instance().identity, &ctx.dput_incoming(None));
     let uploads = crate::keyring_package::upload_all(
         &engine,
@@ -2027,7 +2022,7 @@ fn keyring_packages(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError>
 fn port_ext(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let a = &inv.args;
     let ported = crate::port::port_ext(
-        &ctx.engine_mut(),
+        &ctx.writer(),
         &ctx.incoming,
         &crate::config::Http::default(),
         a.str("dsc_url"),
@@ -2047,7 +2042,7 @@ fn layouts(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
 fn layout_set(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let layout: crate::repo::layout::Layout = serde_json::from_str(inv.args.str("layout"))
         .map_err(|e| ApiError::BadRequest(format!("layout_set: not a layout: {e}")))?;
-    ctx.engine_mut().set_layout(&layout)?;
+    ctx.writer().set_layout(&layout)?;
     Ok(Output::Text(format!("layout '{}' set", layout.name)))
 }
 
@@ -2063,7 +2058,7 @@ fn distributions(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
 
 fn distribution_set(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let a = &inv.args;
-    let engine = ctx.engine_mut();
+    let engine = ctx.writer();
     let codename = a.str("codename");
     let key = format!("distribution/{codename}");
     let mut d: crate::repo::distribution::Distribution = engine
@@ -2137,7 +2132,7 @@ fn distribution_set(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError>
 fn port(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let a = &inv.args;
     let ported = crate::port::port(
-        &ctx.engine_mut(),
+        &ctx.writer(),
         &ctx.incoming,
         &crate::port::Request {
             source: a.str("source"),

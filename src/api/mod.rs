@@ -14,7 +14,6 @@ pub mod client;
 use crate::repo::{Engine, RepoError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Who may make a call: anyone, any logged-in user, staff, or administrators.
@@ -373,8 +372,13 @@ pub fn reason_phrase(status: u16) -> &'static str {
 
 /// Everything a handler can see: the engine and the daemon's runtime state.
 pub struct Context {
-    /// Readers share; anything that changes the store or the published tree takes it alone.
-    pub engine: RwLock<Engine>,
+    /// The engine. Readers use it directly: every read is its own redb read transaction
+    /// (MVCC), so a read never waits for a writer.
+    engine: Engine,
+    /// The write token: whatever changes the store or the published tree in more than one
+    /// transaction (an include and its publish, a migration, a decision) holds it, so those
+    /// never interleave. See [`Context::writer`].
+    writer: std::sync::Mutex<()>,
     /// Started (uploads and builds run) or stopped (maintenance; HTTP stays up).
     pub running: AtomicBool,
     /// The base URL clients use (`http://host:port`).
@@ -395,6 +399,20 @@ pub struct Context {
     pub builds: std::sync::Arc<crate::build::worker::Control>,
     /// The latest changes made through the API, newest last.
     pub events: std::sync::Mutex<std::collections::VecDeque<Event>>,
+}
+
+/// The engine with the write token held (see [`Context::writer`]).
+pub struct Writer<'a> {
+    engine: &'a Engine,
+    _token: std::sync::MutexGuard<'a, ()>,
+}
+
+impl std::ops::Deref for Writer<'_> {
+    type Target = Engine;
+
+    fn deref(&self) -> &Engine {
+        self.engine
+    }
 }
 
 /// A change made through the API, for the web UI's "recent events".
@@ -419,7 +437,8 @@ impl Context {
             https: None,
             incoming_login: false,
             builds: Default::default(),
-            engine: RwLock::new(engine),
+            engine,
+            writer: std::sync::Mutex::new(()),
             running: AtomicBool::new(true),
             url,
             started: std::time::SystemTime::now(),
@@ -443,12 +462,20 @@ impl Context {
         }
     }
 
-    pub fn engine(&self) -> std::sync::RwLockReadGuard<'_, Engine> {
-        self.engine.read().unwrap_or_else(|e| e.into_inner())
+    /// The engine, for reading (and for single-transaction writes of runtime objects,
+    /// which redb serialises itself).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
-    pub fn engine_mut(&self) -> std::sync::RwLockWriteGuard<'_, Engine> {
-        self.engine.write().unwrap_or_else(|e| e.into_inner())
+    /// The engine with the write token: changes made through it never interleave with
+    /// another writer's. Readers do not wait for it. Fetch, verify and run subprocesses
+    /// before taking it, not while holding it.
+    pub fn writer(&self) -> Writer<'_> {
+        Writer {
+            engine: &self.engine,
+            _token: self.writer.lock().unwrap_or_else(|e| e.into_inner()),
+        }
     }
 
     pub fn is_running(&self) -> bool {
@@ -460,7 +487,7 @@ impl Context {
         if !self.is_running() {
             return;
         }
-        let engine = self.engine_mut();
+        let engine = self.writer();
         let result = match changes {
             Some(p) => crate::incoming::process(&engine, &self.incoming, p),
             None => crate::incoming::process_pending(&engine, &self.incoming),
@@ -485,7 +512,7 @@ impl Context {
     /// What an installed upload asked for next (see [`crate::port::AfterInstall`]): migrate
     /// it on (`--full`), port it to further distributions. Failures are logged.
     pub fn after_install(&self, source: &str, version: &str, dist: &str) {
-        let engine = self.engine_mut();
+        let engine = self.writer();
         let todo = match crate::port::AfterInstall::take(&engine, source, version) {
             Ok(Some(t)) => t,
             Ok(None) => return,
@@ -563,7 +590,7 @@ impl Context {
             });
         }
         let args = call.parse_args(raw)?;
-        let user = auth::authenticate(&self.engine(), credentials)?;
+        let user = auth::authenticate(self.engine(), credentials)?;
         let has = user.as_ref().map_or(Level::None, |u| u.level);
         if has < call.level {
             return Err(match user {
@@ -676,7 +703,7 @@ impl From<crate::build::BuildError> for ApiError {
 
 impl crate::build::worker::Host for Context {
     fn with_engine(&self, f: &mut dyn FnMut(&Engine)) {
-        f(&self.engine_mut())
+        f(&self.writer())
     }
 
     fn announce(&self, events: Vec<crate::incoming::Event>) {

@@ -876,28 +876,120 @@ mod tests {
         assert!(!q.exists());
     }
 
+    struct TestHost {
+        engine: Mutex<Engine>,
+        events: Mutex<Vec<Event>>,
+    }
+
+    impl crate::build::worker::Host for TestHost {
+        fn with_engine(&self, f: &mut dyn FnMut(&Engine)) {
+            f(&self.engine.lock().unwrap())
+        }
+        fn announce(&self, events: Vec<Event>) {
+            self.events.lock().unwrap().extend(events);
+        }
+        fn running(&self) -> bool {
+            true
+        }
+    }
+
+    impl TestHost {
+        fn count(&self, kind: EventKind) -> usize {
+            let events = self.events.lock().unwrap();
+            events.iter().filter(|e| e.kind == kind).count()
+        }
+
+        /// Waits (30 s at most) until `n` events of `kind` were announced.
+        fn wait_for(&self, kind: EventKind, n: usize) {
+            let started = std::time::Instant::now();
+            while self.count(kind) < n {
+                assert!(
+                    started.elapsed().as_secs() < 30,
+                    "{:?}",
+                    self.events.lock().unwrap()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Supervision: a build whose builder panics fails with the panic's message, gives its
+    /// slot back, and the next build (one slot) still runs and installs.
+    #[test]
+    fn a_panicking_build_fails_and_releases_its_slot() {
+        use crate::build::worker::{self, Control};
+        use std::sync::atomic::Ordering;
+
+        struct Panicky;
+        impl Builder for Panicky {
+            fn build(&self, job: &Job, _: &dyn Fn() -> bool) -> Report {
+                if job.upload.source == "mbd-greeter" {
+                    panic!("injected by the test");
+                }
+                if job.build.architecture == "amd64" {
+                    leave_results(job);
+                    return done(Outcome::Successful);
+                }
+                done(Outcome::Failed)
+            }
+        }
+        let (d, engine, dirs) = home();
+        hello(&dirs);
+        greeter(&dirs);
+        let host = Arc::new(TestHost {
+            engine: Mutex::new(engine),
+            events: Mutex::new(Vec::new()),
+        });
+        let control = Arc::new(Control::default());
+        worker::spawn(
+            host.clone(),
+            control.clone(),
+            Arc::new(Panicky),
+            worker::Settings {
+                home: d.path().to_path_buf(),
+                slots: 1,
+                local_url: "http://x".into(),
+                host_arch: "amd64".into(),
+            },
+        );
+        // greeter (first in the queue) panics; hello still builds and installs after it.
+        host.wait_for(EventKind::Installed, 1);
+        assert_eq!(control.panics.load(Ordering::SeqCst), 1);
+        let events = host.events.lock().unwrap();
+        let failed: Vec<&Event> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::Failed && e.source == "mbd-greeter")
+            .collect();
+        // The build's failure (with the panic's message), then the upload's.
+        assert_eq!(failed.len(), 2, "{events:?}");
+        assert!(
+            failed[0].reason.contains("injected by the test"),
+            "{}",
+            failed[0].reason
+        );
+        let installed = events
+            .iter()
+            .find(|e| e.kind == EventKind::Installed)
+            .unwrap();
+        assert_eq!(installed.source, "mbd-hello");
+        drop(events);
+        let started = std::time::Instant::now();
+        while control.active.load(Ordering::SeqCst) != 0 {
+            assert!(
+                started.elapsed().as_secs() < 10,
+                "a slot was never given back"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// The worker with a fake builder: one slot means one build at a time, and every upload
     /// ends installed.
     #[test]
     fn the_worker_keeps_to_its_slots() {
-        use crate::build::worker::{self, Control, Host};
+        use crate::build::worker::{self, Control};
         use std::sync::atomic::{AtomicUsize, Ordering};
 
-        struct TestHost {
-            engine: Mutex<Engine>,
-            events: Mutex<Vec<Event>>,
-        }
-        impl Host for TestHost {
-            fn with_engine(&self, f: &mut dyn FnMut(&Engine)) {
-                f(&self.engine.lock().unwrap())
-            }
-            fn announce(&self, events: Vec<Event>) {
-                self.events.lock().unwrap().extend(events);
-            }
-            fn running(&self) -> bool {
-                true
-            }
-        }
         struct Fake {
             running: AtomicUsize,
             most: AtomicUsize,
@@ -940,25 +1032,7 @@ mod tests {
                 host_arch: "amd64".into(),
             },
         );
-        let started = std::time::Instant::now();
-        loop {
-            let installed = host
-                .events
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|e| e.kind == EventKind::Installed)
-                .count();
-            if installed == 2 {
-                break;
-            }
-            assert!(
-                started.elapsed().as_secs() < 30,
-                "{:?}",
-                host.events.lock().unwrap()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        host.wait_for(EventKind::Installed, 2);
         assert_eq!(fake.most.load(Ordering::SeqCst), 1);
         let events = host.events.lock().unwrap();
         // Three builds (hello amd64 and i386, greeter amd64), one at a time, in queue order.

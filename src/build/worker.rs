@@ -12,7 +12,7 @@ use crate::incoming::Event;
 use crate::repo::Engine;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -40,6 +40,8 @@ pub struct Control {
     pub active: AtomicUsize,
     /// Build slots (set when the worker starts).
     pub slots: AtomicUsize,
+    /// Panics the worker, its builds and its chroot preparations survived.
+    pub panics: AtomicU64,
 }
 
 impl Control {
@@ -146,7 +148,9 @@ pub struct Settings {
     pub host_arch: String,
 }
 
-/// Starts the worker thread.
+/// Starts the worker thread. The worker is supervised: a panic in one of its rounds is
+/// logged, counted ([`Control::panics`]) and the next round runs; a panicking build fails
+/// that build and still gives its slot back.
 pub fn spawn<H: Host>(
     host: Arc<H>,
     control: Arc<Control>,
@@ -167,78 +171,152 @@ fn run<H: Host>(
 ) {
     control.slots.store(settings.slots, Ordering::SeqCst);
     let dirs = Dirs::new(&settings.home);
+    supervised(&control, "recovering the build queue", || {
+        recover(&*host, &control)
+    });
+    loop {
+        supervised(&control, "a round of the build worker", || {
+            round(&host, &control, &builder, &settings, &dirs)
+        });
+        control.wait(Duration::from_secs(2));
+    }
+}
+
+/// Runs `f`; a panic in it is logged with `what` and counted instead of ending the thread.
+fn supervised(control: &Control, what: &str, f: impl FnOnce()) {
+    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        control.panics.fetch_add(1, Ordering::SeqCst);
+        tracing::error!(task = what, panic = %panic_message(&*payload), "a background task panicked; it goes on");
+    }
+}
+
+/// The text of a panic's payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_string())
+}
+
+/// At start: builds a previous run left `building` are queued again, and chroots whose
+/// preparation was interrupted are prepared again.
+fn recover<H: Host + ?Sized>(host: &H, control: &Control) {
     host.with_engine(&mut |engine| {
         match queue::recover(engine) {
             Ok(0) => {}
             Ok(n) => tracing::info!(builds = n, "interrupted builds queued again"),
             Err(e) => tracing::error!(error = %e, "recovering the build queue"),
         }
-        // Chroots whose preparation was interrupted are prepared again.
         for c in chroot::all(engine).unwrap_or_default() {
             if c.state == ChrootState::Preparing {
                 control.prepare(c);
             }
         }
     });
-    loop {
-        for c in control.take_preparations() {
-            prepare_chroot(
-                host.clone(),
-                control.clone(),
-                &settings.home,
-                c,
-                settings.host_arch.clone(),
-            );
+}
+
+/// One round: start the chroot preparations asked for, plan new uploads, and start builds
+/// while slots are free.
+fn round<H: Host>(
+    host: &Arc<H>,
+    control: &Arc<Control>,
+    builder: &Arc<dyn Builder>,
+    settings: &Settings,
+    dirs: &Dirs,
+) {
+    for c in control.take_preparations() {
+        prepare_chroot(
+            host.clone(),
+            control.clone(),
+            &settings.home,
+            c,
+            settings.host_arch.clone(),
+        );
+    }
+    if !host.running() {
+        return;
+    }
+    let mut jobs = Vec::new();
+    let mut events = Vec::new();
+    host.with_engine(&mut |engine| {
+        match queue::plan_new(engine, dirs) {
+            Ok(e) => events.extend(e),
+            Err(e) => tracing::error!(error = %e, "planning builds"),
         }
-        if host.running() {
-            let mut jobs = Vec::new();
-            let mut events = Vec::new();
-            host.with_engine(&mut |engine| {
-                match queue::plan_new(engine, &dirs) {
-                    Ok(e) => events.extend(e),
-                    Err(e) => tracing::error!(error = %e, "planning builds"),
+        while control.active.load(Ordering::SeqCst) + jobs.len() < settings.slots {
+            match queue::start_next(engine, dirs, &settings.local_url) {
+                Ok(Some((job, e))) => {
+                    events.extend(e);
+                    jobs.push(job);
                 }
-                while control.active.load(Ordering::SeqCst) + jobs.len() < settings.slots {
-                    match queue::start_next(engine, &dirs, &settings.local_url) {
-                        Ok(Some((job, e))) => {
-                            events.extend(e);
-                            jobs.push(job);
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            tracing::error!(error = %e, "starting a build");
-                            break;
-                        }
-                    }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "starting a build");
+                    break;
                 }
-            });
-            host.announce(events);
-            for job in jobs {
-                control.active.fetch_add(1, Ordering::SeqCst);
-                let (host, control, builder, dirs) =
-                    (host.clone(), control.clone(), builder.clone(), dirs.clone());
-                std::thread::spawn(move || {
-                    tracing::info!(upload = %job.upload.id, arch = %job.build.architecture, "build started");
-                    let id = job.upload.id.clone();
-                    let result = builder.build(&job, &|| control.is_cancelled(&id));
-                    tracing::info!(upload = %id, arch = %job.build.architecture, status = %result.status, "build ended");
-                    let mut events = Vec::new();
-                    host.with_engine(
-                        &mut |engine| match queue::finish(engine, &dirs, &job, &result) {
-                            Ok(e) => events = e,
-                            Err(e) => {
-                                tracing::error!(error = %e, upload = %id, "storing a build result")
-                            }
-                        },
-                    );
-                    host.announce(events);
-                    control.active.fetch_sub(1, Ordering::SeqCst);
-                    control.nudge();
-                });
             }
         }
-        control.wait(Duration::from_secs(2));
+    });
+    host.announce(events);
+    for job in jobs {
+        let slot = Slot::take(control.clone());
+        let (host, builder, dirs) = (host.clone(), builder.clone(), dirs.clone());
+        std::thread::spawn(move || run_build(&*host, &slot, &*builder, &dirs, &job));
     }
+}
+
+/// A build slot in use; given back when dropped, also when the build's thread unwinds.
+struct Slot(Arc<Control>);
+
+impl Slot {
+    fn take(control: Arc<Control>) -> Slot {
+        control.active.fetch_add(1, Ordering::SeqCst);
+        Slot(control)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+        self.0.nudge();
+    }
+}
+
+/// Runs one build and stores its result. A panic in the builder is that build's failure.
+fn run_build<H: Host + ?Sized>(
+    host: &H,
+    slot: &Slot,
+    builder: &dyn Builder,
+    dirs: &Dirs,
+    job: &Job,
+) {
+    let control = &slot.0;
+    let id = job.upload.id.clone();
+    let arch = &job.build.architecture;
+    tracing::info!(upload = %id, %arch, "build started");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        builder.build(job, &|| control.is_cancelled(&id))
+    }))
+    .unwrap_or_else(|payload| {
+        control.panics.fetch_add(1, Ordering::SeqCst);
+        let why = panic_message(&*payload);
+        tracing::error!(upload = %id, %arch, panic = %why, "a build panicked");
+        Report {
+            outcome: Outcome::Failed,
+            status: format!("the build panicked: {why}"),
+            fail_stage: None,
+        }
+    });
+    tracing::info!(upload = %id, %arch, status = %result.status, "build ended");
+    let mut events = Vec::new();
+    host.with_engine(
+        &mut |engine| match queue::finish(engine, dirs, job, &result) {
+            Ok(e) => events = e,
+            Err(e) => tracing::error!(error = %e, upload = %id, "storing a build result"),
+        },
+    );
+    host.announce(events);
 }
 
 /// The real builder: sbuild in our schroot chroots.
@@ -441,18 +519,26 @@ fn prepare_chroot<H: Host>(
     std::thread::spawn(move || {
         tracing::info!(chroot = %c.id(), mirror = %c.mirror, "preparing a chroot");
         let started = std::time::Instant::now();
-        let result = chroot::prepare(&c, &home, &host_arch);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            chroot::prepare(&c, &home, &host_arch)
+        }));
         c.changed = now();
         match result {
-            Ok(()) => {
-                c.state = ChrootState::Ready;
-                c.message = format!("prepared in {} s", started.elapsed().as_secs());
-                tracing::info!(chroot = %c.id(), seconds = started.elapsed().as_secs(), "chroot ready");
+            Err(payload) => {
+                control.panics.fetch_add(1, Ordering::SeqCst);
+                c.state = ChrootState::Failed;
+                c.message = format!("the preparation panicked: {}", panic_message(&*payload));
+                tracing::error!(chroot = %c.id(), panic = %c.message, "preparing a chroot panicked");
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 c.state = ChrootState::Failed;
                 c.message = e.to_string();
                 tracing::error!(chroot = %c.id(), error = %e, "preparing a chroot failed");
+            }
+            Ok(Ok(())) => {
+                c.state = ChrootState::Ready;
+                c.message = format!("prepared in {} s", started.elapsed().as_secs());
+                tracing::info!(chroot = %c.id(), seconds = started.elapsed().as_secs(), "chroot ready");
             }
         }
         host.with_engine(&mut |engine| {

@@ -13,9 +13,10 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 
 /// Why a path is not served.
 #[derive(Debug, PartialEq, Eq)]
@@ -208,7 +209,15 @@ fn listing(dir: &Path, url_path: &str) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
-/// Serves `raw` (the request path after `/repositories/`).
+/// Files up to this size are read in the same blocking step that finds them and sent as one
+/// buffer; larger ones are streamed.
+const SMALL: u64 = 256 * 1024;
+/// The read size when streaming a larger file.
+const CHUNK: usize = 256 * 1024;
+
+/// Serves `raw` (the request path after `/repositories/`). Everything that touches the file
+/// system (resolving, `stat`, opening, reading a small file) happens in one blocking step,
+/// never on the async threads.
 pub async fn serve(
     repositories: PathBuf,
     raw: String,
@@ -216,114 +225,189 @@ pub async fn serve(
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
     let segs = segments(&raw)?;
-    let dirs_only = raw.is_empty() || raw.ends_with('/');
-    let path = {
-        let (r, s) = (repositories.clone(), segs.clone());
-        tokio::task::spawn_blocking(move || resolve(&r, &s))
+    let prepared =
+        tokio::task::spawn_blocking(move || prepare(&repositories, &raw, segs, &method, &headers))
             .await
-            .map_err(|_| Refusal::NotFound)??
-    };
-    let meta = tokio::fs::metadata(&path)
-        .await
-        .map_err(|_| Refusal::NotFound)?;
+            .map_err(|_| Refusal::NotFound)??;
+    Ok(match prepared {
+        Prepared::Done(r) => r,
+        Prepared::Stream {
+            builder,
+            file,
+            count,
+        } => {
+            let file = tokio::fs::File::from_std(file);
+            let stream = tokio_util::io::ReaderStream::with_capacity(file.take(count), CHUNK);
+            builder.body(Body::from_stream(stream)).unwrap_or_default()
+        }
+    })
+}
+
+/// A response ready to go, or the head of one whose body is streamed from an open file
+/// (positioned at the start of the range).
+enum Prepared {
+    Done(Response),
+    Stream {
+        builder: axum::http::response::Builder,
+        file: std::fs::File,
+        count: u64,
+    },
+}
+
+/// The blocking part of [`serve`].
+fn prepare(
+    repositories: &Path,
+    raw: &str,
+    segs: Vec<String>,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Prepared, Refusal> {
+    let dirs_only = raw.is_empty() || raw.ends_with('/');
+    let path = resolve(repositories, &segs)?;
+    let mut file = std::fs::File::open(&path).map_err(|_| Refusal::NotFound)?;
+    let meta = file.metadata().map_err(|_| Refusal::NotFound)?;
     if meta.is_dir() {
         let url_path = format!("/repositories/{raw}");
         if !dirs_only {
-            return Ok((
-                StatusCode::MOVED_PERMANENTLY,
-                [(header::LOCATION, format!("{url_path}/"))],
-            )
-                .into_response());
+            return Ok(Prepared::Done(
+                (
+                    StatusCode::MOVED_PERMANENTLY,
+                    [(header::LOCATION, format!("{url_path}/"))],
+                )
+                    .into_response(),
+            ));
         }
-        return tokio::task::spawn_blocking(move || listing(&path, &url_path))
-            .await
-            .map_err(|_| Refusal::NotFound);
+        return Ok(Prepared::Done(listing(&path, &url_path)));
     }
     if dirs_only || !meta.is_file() {
         return Err(Refusal::NotFound);
     }
     let len = meta.len();
     let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-    let tag = etag(len, modified);
-    let last_modified = httpdate::fmt_http_date(modified);
     let name = segs.last().map_or("", String::as_str);
-    let mut builder = Response::builder()
-        .header(header::CONTENT_TYPE, content_type(name))
-        .header(header::ETAG, &tag)
-        .header(header::LAST_MODIFIED, &last_modified)
-        .header(header::ACCEPT_RANGES, "bytes")
-        .header(
-            header::CACHE_CONTROL,
-            if immutable(&segs) {
-                "public, max-age=31536000, immutable"
-            } else {
-                "no-cache"
-            },
-        );
-    // Conditional requests: If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
-    let not_modified = match header_str(&headers, header::IF_NONE_MATCH) {
-        Some(inm) => inm.split(',').any(|t| {
-            let t = t.trim();
-            t == "*" || t.trim_start_matches("W/") == tag
-        }),
-        None => header_str(&headers, header::IF_MODIFIED_SINCE)
-            .and_then(|s| httpdate::parse_http_date(s).ok())
-            .is_some_and(|since| {
-                let secs = |t: SystemTime| {
-                    t.duration_since(SystemTime::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs())
-                };
-                secs(modified) <= secs(since)
-            }),
-    };
-    if not_modified {
-        return Ok(builder
-            .status(StatusCode::NOT_MODIFIED)
-            .body(Body::empty())
-            .unwrap_or_default());
+    let head = Head::new(name, immutable(&segs), len, modified);
+    let builder = head.builder();
+    if head.not_modified(headers) {
+        return Ok(Prepared::Done(empty(
+            builder.status(StatusCode::NOT_MODIFIED),
+        )));
     }
-    let if_range_ok = match header_str(&headers, header::IF_RANGE) {
-        None => true,
-        Some(v) if v.starts_with('"') || v.starts_with("W/") => v == tag,
-        Some(v) => httpdate::parse_http_date(v)
-            .ok()
-            .is_some_and(|d| httpdate::fmt_http_date(d) == last_modified),
-    };
-    let range = if if_range_ok {
-        parse_range(header_str(&headers, header::RANGE), len)
-    } else {
-        Ok(None)
-    };
-    let (status, start, count) = match range {
+    let (builder, start, count) = match head.range(headers) {
         Err(()) => {
-            return Ok(builder
+            let b = builder
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(header::CONTENT_RANGE, format!("bytes */{len}"))
-                .body(Body::empty())
-                .unwrap_or_default());
+                .header(header::CONTENT_RANGE, format!("bytes */{len}"));
+            return Ok(Prepared::Done(empty(b)));
         }
-        Ok(Some((a, b))) => {
-            builder = builder.header(header::CONTENT_RANGE, format!("bytes {a}-{b}/{len}"));
-            (StatusCode::PARTIAL_CONTENT, a, b - a + 1)
-        }
-        Ok(None) => (StatusCode::OK, 0, len),
+        Ok(Some((a, b))) => (
+            builder
+                .status(StatusCode::PARTIAL_CONTENT)
+                .header(header::CONTENT_RANGE, format!("bytes {a}-{b}/{len}")),
+            a,
+            b - a + 1,
+        ),
+        Ok(None) => (builder.status(StatusCode::OK), 0, len),
     };
-    builder = builder
-        .status(status)
-        .header(header::CONTENT_LENGTH, HeaderValue::from(count));
+    let builder = builder.header(header::CONTENT_LENGTH, HeaderValue::from(count));
     if method == Method::HEAD {
-        return Ok(builder.body(Body::empty()).unwrap_or_default());
+        return Ok(Prepared::Done(empty(builder)));
     }
-    let mut file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|_| Refusal::NotFound)?;
     if start > 0 {
         file.seek(std::io::SeekFrom::Start(start))
-            .await
             .map_err(|_| Refusal::NotFound)?;
     }
-    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(count), 64 * 1024);
-    Ok(builder.body(Body::from_stream(stream)).unwrap_or_default())
+    if count > SMALL {
+        return Ok(Prepared::Stream {
+            builder,
+            file,
+            count,
+        });
+    }
+    // A small file (most requests: InRelease, pool files of small packages) is read now.
+    // A file that shrank since the `stat` is not served short: it is gone from under us.
+    let mut body = vec![0; count as usize];
+    file.read_exact(&mut body).map_err(|_| Refusal::NotFound)?;
+    Ok(Prepared::Done(
+        builder.body(Body::from(body)).unwrap_or_default(),
+    ))
+}
+
+fn empty(builder: axum::http::response::Builder) -> Response {
+    builder.body(Body::empty()).unwrap_or_default()
+}
+
+/// What the validators and headers of one file's response are made from.
+struct Head {
+    content_type: &'static str,
+    immutable: bool,
+    len: u64,
+    modified: SystemTime,
+    tag: String,
+    last_modified: String,
+}
+
+impl Head {
+    fn new(name: &str, immutable: bool, len: u64, modified: SystemTime) -> Head {
+        Head {
+            content_type: content_type(name),
+            immutable,
+            len,
+            modified,
+            tag: etag(len, modified),
+            last_modified: httpdate::fmt_http_date(modified),
+        }
+    }
+
+    fn builder(&self) -> axum::http::response::Builder {
+        Response::builder()
+            .header(header::CONTENT_TYPE, self.content_type)
+            .header(header::ETAG, &self.tag)
+            .header(header::LAST_MODIFIED, &self.last_modified)
+            .header(header::ACCEPT_RANGES, "bytes")
+            .header(
+                header::CACHE_CONTROL,
+                if self.immutable {
+                    "public, max-age=31536000, immutable"
+                } else {
+                    "no-cache"
+                },
+            )
+    }
+
+    /// Conditional requests: If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
+    fn not_modified(&self, headers: &HeaderMap) -> bool {
+        match header_str(headers, header::IF_NONE_MATCH) {
+            Some(inm) => inm.split(',').any(|t| {
+                let t = t.trim();
+                t == "*" || t.trim_start_matches("W/") == self.tag
+            }),
+            None => header_str(headers, header::IF_MODIFIED_SINCE)
+                .and_then(|s| httpdate::parse_http_date(s).ok())
+                .is_some_and(|since| {
+                    let secs = |t: SystemTime| {
+                        t.duration_since(SystemTime::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs())
+                    };
+                    secs(self.modified) <= secs(since)
+                }),
+        }
+    }
+
+    /// The byte range to send (with If-Range: only while the validator still matches).
+    fn range(&self, headers: &HeaderMap) -> Result<Option<(u64, u64)>, ()> {
+        let if_range_ok = match header_str(headers, header::IF_RANGE) {
+            None => true,
+            Some(v) if v.starts_with('"') || v.starts_with("W/") => v == self.tag,
+            Some(v) => httpdate::parse_http_date(v)
+                .ok()
+                .is_some_and(|d| httpdate::fmt_http_date(d) == self.last_modified),
+        };
+        if if_range_ok {
+            parse_range(header_str(headers, header::RANGE), self.len)
+        } else {
+            Ok(None)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,12 +4,17 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 
 /// How large a log file grows before it is rotated.
 pub const MAX_SIZE: u64 = 10 * 1024 * 1024;
 /// How many rotated files are kept.
 pub const KEEP: usize = 5;
+
+/// How many records may wait for the writer thread; past that, records are dropped (and
+/// counted) rather than making a request wait for the disk.
+const QUEUE: usize = 16 * 1024;
 
 struct Inner {
     path: PathBuf,
@@ -18,9 +23,35 @@ struct Inner {
     max: u64,
 }
 
-/// A shared, rotating, append-only log file.
+impl Inner {
+    fn append(&mut self, line: &[u8]) -> std::io::Result<()> {
+        if self.size > 0 && self.size + line.len() as u64 > self.max {
+            rotate(&self.path)?;
+            self.file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            self.size = 0;
+        }
+        self.file.write_all(line)?;
+        self.size += line.len() as u64;
+        Ok(())
+    }
+}
+
+enum Message {
+    Line(Vec<u8>),
+    /// Answered once every record sent before it is written.
+    Sync(mpsc::SyncSender<()>),
+}
+
+/// A shared, rotating, append-only log file. Records are handed to a writer thread of its
+/// own: whoever logs (an async HTTP handler, a build thread) never waits for the disk.
 #[derive(Clone)]
-pub struct RotatingFile(Arc<Mutex<Inner>>);
+pub struct RotatingFile {
+    queue: mpsc::SyncSender<Message>,
+    dropped: Arc<AtomicU64>,
+}
 
 impl RotatingFile {
     pub fn open(path: &Path, max: u64) -> std::io::Result<RotatingFile> {
@@ -29,28 +60,56 @@ impl RotatingFile {
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();
-        Ok(RotatingFile(Arc::new(Mutex::new(Inner {
+        let mut inner = Inner {
             path: path.to_path_buf(),
             file,
             size,
             max,
-        }))))
+        };
+        let (queue, received) = mpsc::sync_channel(QUEUE);
+        let name = path
+            .file_name()
+            .map_or("log".into(), |n| n.to_string_lossy());
+        std::thread::Builder::new()
+            .name(format!("mbd-{name}"))
+            .spawn(move || {
+                for message in received {
+                    match message {
+                        Message::Line(line) => {
+                            // Nowhere to report a failing log but the log: it is dropped.
+                            let _ = inner.append(&line);
+                        }
+                        Message::Sync(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            })?;
+        Ok(RotatingFile {
+            queue,
+            dropped: Arc::default(),
+        })
     }
 
-    /// Appends one record (a whole line), rotating first if it would not fit.
-    pub fn append(&self, line: &[u8]) -> std::io::Result<()> {
-        let mut inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.size > 0 && inner.size + line.len() as u64 > inner.max {
-            rotate(&inner.path)?;
-            inner.file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&inner.path)?;
-            inner.size = 0;
+    /// Hands one record (a whole line) to the writer, which rotates the file first if the
+    /// record would not fit. Never waits: with the queue full the record is dropped.
+    pub fn append(&self, line: &[u8]) {
+        if self.queue.try_send(Message::Line(line.to_vec())).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        inner.file.write_all(line)?;
-        inner.size += line.len() as u64;
-        Ok(())
+    }
+
+    /// Records dropped because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every record appended before is written (tests, shutdown).
+    pub fn sync(&self) {
+        let (done, wait) = mpsc::sync_channel(1);
+        if self.queue.send(Message::Sync(done)).is_ok() {
+            let _ = wait.recv();
+        }
     }
 }
 
@@ -85,7 +144,7 @@ impl Write for LineWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         if !self.buf.is_empty() {
-            self.file.append(&self.buf)?;
+            self.file.append(&self.buf);
             self.buf.clear();
         }
         Ok(())
@@ -119,9 +178,9 @@ mod tests {
         let path = dir.path().join("x.log");
         let f = RotatingFile::open(&path, 100).unwrap();
         for i in 0..40 {
-            f.append(format!("line {i:03} ..............\n").as_bytes())
-                .unwrap();
+            f.append(format!("line {i:03} ..............\n").as_bytes());
         }
+        f.sync();
         let size = std::fs::metadata(&path).unwrap().len();
         assert!(size <= 100, "{size}");
         assert!(numbered(&path, 1).exists());

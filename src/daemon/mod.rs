@@ -657,8 +657,14 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
         let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
         let mut servers = Vec::new();
         for l in listeners {
+            use axum::serve::ListenerExt;
             let mut rx = tx.subscribe();
             let app = app.clone();
+            // Without TCP_NODELAY a response whose head and body go out in two writes waits
+            // for the client's delayed ACK (tens of milliseconds) on every request.
+            let l = l.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             servers.push(tokio::spawn(async move {
                 axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())
                     .with_graceful_shutdown(async move {
@@ -710,7 +716,7 @@ fn prepare_default_chroot(ctx: &Context, codename: &str, arch: &str) {
         &mirror,
         crate::build::chroot::Backend::Directory,
     );
-    if let Err(e) = ctx.builds.request(&ctx.engine_mut(), c) {
+    if let Err(e) = ctx.builds.request(&ctx.writer(), c) {
         tracing::error!(error = %e, "storing the default chroot");
     }
 }
@@ -748,16 +754,18 @@ fn tls_config(
 
 /// `GET /chroot-logs/<codename>-<arch>`: a chroot's preparation log (also while it runs).
 async fn chroot_log(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> Response {
-    let found = crate::build::chroot::find(&state.ctx.engine(), &id);
+    let ctx = state.ctx.clone();
+    let found = blocking(move || {
+        let c = crate::build::chroot::find(ctx.engine(), &id).map_err(|e| e.to_string())?;
+        Ok((
+            c.log_path(ctx.engine().home()),
+            format!("chroot {id} has no preparation log"),
+        ))
+    })
+    .await;
     match found {
-        Ok(c) => {
-            text_file(
-                c.log_path(&state.ctx.home()),
-                format!("chroot {id} has no preparation log"),
-            )
-            .await
-        }
-        Err(e) => simple_problem(StatusCode::NOT_FOUND, e.to_string()),
+        Ok((path, missing)) => text_file(path, missing).await,
+        Err(why) => simple_problem(StatusCode::NOT_FOUND, why),
     }
 }
 
@@ -767,22 +775,35 @@ async fn build_log(
     State(state): State<AppState>,
     UrlPath((upload, arch)): UrlPath<(String, String)>,
 ) -> Response {
-    let known = crate::build::queue::builds_of(&state.ctx.engine(), &upload)
-        .unwrap_or_default()
-        .into_iter()
-        .find(|b| b.architecture == arch);
-    let Some(build) = known else {
-        return simple_problem(
-            StatusCode::NOT_FOUND,
-            format!("no build of {upload} on {arch}"),
-        );
-    };
-    let dirs = crate::build::queue::Dirs::new(&state.ctx.home());
-    text_file(
-        dirs.log(&build.upload, &build.architecture),
-        format!("no build log for {upload} on {arch} yet"),
-    )
-    .await
+    let ctx = state.ctx.clone();
+    let found = blocking(move || {
+        let known = crate::build::queue::builds_of(ctx.engine(), &upload)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|b| b.architecture == arch);
+        let Some(build) = known else {
+            return Err(format!("no build of {upload} on {arch}"));
+        };
+        let dirs = crate::build::queue::Dirs::new(ctx.engine().home());
+        Ok((
+            dirs.log(&build.upload, &build.architecture),
+            format!("no build log for {upload} on {arch} yet"),
+        ))
+    })
+    .await;
+    match found {
+        Ok((path, missing)) => text_file(path, missing).await,
+        Err(why) => simple_problem(StatusCode::NOT_FOUND, why),
+    }
+}
+
+/// Runs a store read (or other blocking work) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(format!("the task ended: {e}")))
 }
 
 /// A log file as `text/plain`, or 404 with `missing`.
@@ -811,9 +832,7 @@ fn print_banner(
     created: Option<bool>,
     password: Option<&str>,
 ) -> Result<(), DaemonError> {
-    let engine = ctx.engine();
-    let identity = engine.instance().identity.clone();
-    drop(engine);
+    let identity = ctx.engine().instance().identity.clone();
     let sources = ctx
         .invoke(
             "sources_list",
@@ -921,7 +940,7 @@ async fn upload(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let who = tokio::task::spawn_blocking(move || {
-            api::auth::authenticate(&ctx.engine(), given.as_deref())
+            api::auth::authenticate(ctx.engine(), given.as_deref())
         })
         .await;
         let detail = match who {
@@ -1093,16 +1112,25 @@ async fn access_log(State(state): State<AppState>, req: Request, next: Next) -> 
         httpdate::fmt_http_date(std::time::SystemTime::now()),
         started.elapsed().as_secs_f64()
     );
-    let _ = state.access.append(line.as_bytes());
+    state.access.append(line.as_bytes());
     response
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.ctx.metrics.render(state.ctx.is_running()),
-    )
-        .into_response()
+    let mut text = state.ctx.metrics.render(state.ctx.is_running());
+    let panics = state
+        .ctx
+        .builds
+        .panics
+        .load(std::sync::atomic::Ordering::SeqCst);
+    text.push_str("# HELP mbd_task_panics_total Panics background tasks survived (build worker, builds, chroot preparations).\n# TYPE mbd_task_panics_total counter\n");
+    text.push_str(&format!("mbd_task_panics_total {panics}\n"));
+    text.push_str("# HELP mbd_access_log_dropped_total Access log records dropped because the disk fell behind.\n# TYPE mbd_access_log_dropped_total counter\n");
+    text.push_str(&format!(
+        "mbd_access_log_dropped_total {}\n",
+        state.access.dropped()
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 #[derive(Deserialize, Default)]
@@ -1141,7 +1169,7 @@ async fn events_stream(
         Some(since) => {
             let ctx = state.ctx.clone();
             tokio::task::spawn_blocking(move || {
-                crate::incoming::events(&ctx.engine(), None, None, None, since)
+                crate::incoming::events(ctx.engine(), None, None, None, since)
             })
             .await
             .ok()

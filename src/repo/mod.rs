@@ -290,7 +290,7 @@ pub struct Engine {
     instance: Instance,
     compression: Levels,
     /// Ignore cached compressed segments (a cold publish).
-    cold: bool,
+    cold: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -428,7 +428,7 @@ impl Engine {
             key,
             instance,
             compression: Levels::default(),
-            cold: false,
+            cold: std::sync::atomic::AtomicBool::new(false),
         };
         engine.configure(&distributions, &repositories)?;
         Ok(engine)
@@ -514,7 +514,7 @@ impl Engine {
             key,
             instance,
             compression: Levels::default(),
-            cold: false,
+            cold: std::sync::atomic::AtomicBool::new(false),
         };
         engine.recover()?;
         Ok(engine)
@@ -570,8 +570,8 @@ impl Engine {
     }
 
     /// Makes publishes recompress everything instead of reusing cached segments.
-    pub fn set_cold(&mut self, cold: bool) {
-        self.cold = cold;
+    pub fn set_cold(&self, cold: bool) {
+        self.cold.store(cold, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn set_compression(&mut self, c: Levels) {
@@ -933,8 +933,9 @@ impl Engine {
             dir: dist.to_string(),
             info: self.release_info(r, dist),
         };
+        let cold = self.cold.load(std::sync::atomic::Ordering::SeqCst);
         let cache = |keys: &[String]| {
-            if self.cold {
+            if cold {
                 return vec![None; keys.len()];
             }
             self.store.segments(keys).unwrap_or_else(|e| {
@@ -947,12 +948,12 @@ impl Engine {
         let dist_dir = dists_root.join(dist);
         let load = |path: &str, digest: &[u8; 32]| load_file(&dist_dir, path, digest);
         let in_place = |path: &str, d: &Digests| present(&dist_dir, path, d);
-        let marks = if self.cold {
+        let marks = if cold {
             publish::Marks::new()
         } else {
             self.store.digest_marks(repo, dist)?
         };
-        let previous = if self.cold {
+        let previous = if cold {
             None
         } else {
             self.store
