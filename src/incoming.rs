@@ -18,15 +18,20 @@
 //! non-uploadable suites refused); signature by an uploader key (unless the repository allows
 //! unauthenticated uploads); the suite's version rule; version not already in the repository
 //! and not lower than the target's; every listed file present with matching size and hashes
-//! (names checked as safe file names when the `.changes` is parsed).
+//! (names checked as safe file names when the `.changes` is parsed); for a source upload,
+//! every file its `.dsc` lists either in the upload or, with the same checksums, in the
+//! repository's pool for that source (the pool copy is then linked into the queue for the
+//! build, as a new Debian revision leaves the orig tarball out of its `.changes`).
 
 use crate::changes::Changes;
-use crate::files::{Trust, safe_file_name};
+use crate::checksums::Digests;
+use crate::dsc::Dsc;
+use crate::files::{FileEntry, Trust, safe_file_name};
 use crate::openpgp::Keyring;
 use crate::repo::{Engine, RepoError};
 use crate::version::Version;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -312,12 +317,111 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// An upload that passed the rules.
+struct Decided {
+    changes: Changes,
+    /// The target distribution (meta-distributions resolved).
+    dist: String,
+    verdict: Verdict,
+    /// Pool copies of source files the upload left out, for the build.
+    from_pool: Vec<PathBuf>,
+}
+
+/// Whether two listings of one file agree (size, and every checksum both give).
+fn same_listing(a: &FileEntry, b: &FileEntry) -> bool {
+    let agree = |x: &Option<String>, y: &Option<String>| match (x, y) {
+        (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
+        _ => true,
+    };
+    a.size == b.size
+        && a.md5.eq_ignore_ascii_case(&b.md5)
+        && agree(&a.sha1, &b.sha1)
+        && agree(&a.sha256, &b.sha256)
+}
+
+/// Whether a pool file is the one a `.dsc` lists: by SHA256 where the `.dsc` gives it, else
+/// by MD5 of the pool file.
+fn pool_matches(want: &FileEntry, path: &Path, pooled: &crate::repo::store::PoolFile) -> bool {
+    if want.size != pooled.size {
+        return false;
+    }
+    match &want.sha256 {
+        Some(sha256) => sha256.eq_ignore_ascii_case(&pooled.sha256),
+        None => std::fs::File::open(path)
+            .and_then(Digests::of_reader)
+            .is_ok_and(|d| d.md5.eq_ignore_ascii_case(&want.md5)),
+    }
+}
+
+/// Source completeness: every file the upload's `.dsc` lists is in the upload or, identical,
+/// in repository `repo`'s pool for the source; an uploaded file whose name the pool holds
+/// must be that file. Returns the pool copies the build needs.
+fn complete_source(engine: &Engine, repo: &str, changes: &Changes) -> Result<Vec<PathBuf>, String> {
+    let Some(entry) = changes.dsc() else {
+        return Err("lists no .dsc although its Architecture names source".to_string());
+    };
+    let dsc =
+        Dsc::read(&changes.dir().join(&entry.name), Trust::Unchecked).map_err(|e| e.to_string())?;
+    let uploaded: BTreeMap<&str, &FileEntry> = changes
+        .files
+        .entries
+        .iter()
+        .map(|f| (f.name.as_str(), f))
+        .collect();
+    let sha256 = |f: &FileEntry| f.sha256.clone().unwrap_or_else(|| format!("md5 {}", f.md5));
+    let (mut from_pool, mut missing, mut problems) = (Vec::new(), Vec::new(), Vec::new());
+    for want in &dsc.files.entries {
+        let pooled = engine
+            .pool_source_file(repo, &dsc.source, &want.name)
+            .map_err(|e| e.to_string())?;
+        match (uploaded.get(want.name.as_str()), pooled) {
+            (Some(up), _) if !same_listing(up, want) => problems.push(format!(
+                "{}: {} lists it with SHA256 {}, the .changes with {}",
+                want.name,
+                entry.name,
+                sha256(want),
+                sha256(up)
+            )),
+            (Some(up), Some((_, p))) if up.sha256.as_ref().is_some_and(|s| !s.eq_ignore_ascii_case(&p.sha256)) => {
+                problems.push(format!(
+                    "{}: the pool of repository {repo} has a different file of that name (SHA256 {}, uploaded {}); a changed upstream tarball needs a new upstream version",
+                    want.name,
+                    p.sha256,
+                    sha256(up)
+                ))
+            }
+            (Some(_), _) => {}
+            (None, Some((path, p))) if pool_matches(want, &path, &p) => from_pool.push(path),
+            (None, Some((_, p))) => problems.push(format!(
+                "{}: {} lists SHA256 {}, but the pool of repository {repo} has SHA256 {} under that name",
+                want.name,
+                entry.name,
+                sha256(want),
+                p.sha256
+            )),
+            (None, None) => missing.push(want.name.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        problems.push(format!(
+            "{} lists {} which neither the upload nor the pool of repository {repo} has; upload with the orig tarball (dpkg-buildpackage -sa)",
+            entry.name,
+            missing.join(", ")
+        ));
+    }
+    if problems.is_empty() {
+        Ok(from_pool)
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
 fn decide(
     engine: &Engine,
     incoming: &Incoming,
     path: &Path,
     subject: &mut Subject,
-) -> Result<(Changes, String, Verdict), Rejection> {
+) -> Result<Decided, Rejection> {
     let name = path
         .file_name()
         .unwrap_or_default()
@@ -371,7 +475,12 @@ fn decide(
     let queued = queue_dir(incoming, &changes);
     if queued.exists() {
         if same_file(&queued.join(&name), path) {
-            return Ok((changes, dist, Verdict::Queued));
+            return Ok(Decided {
+                changes,
+                dist,
+                verdict: Verdict::Queued,
+                from_pool: Vec::new(),
+            });
         }
         return Err(reject(format!(
             "{} {} was already accepted and waits for its builds",
@@ -437,11 +546,24 @@ fn decide(
     }
     // 6. every listed file present, sizes and hashes
     changes.verify_files().map_err(|e| named(&e))?;
-    // Source uploads are built; binary-only uploads only where the repository takes them.
-    if changes.architectures.iter().any(|a| a == "source") {
-        Ok((changes, dist, Verdict::Queue))
+    // Source uploads are built (7. their source complete); binary-only uploads only where
+    // the repository takes them.
+    if changes.has_source() {
+        let from_pool =
+            complete_source(engine, &r.repository.identity, &changes).map_err(reject)?;
+        Ok(Decided {
+            changes,
+            dist,
+            verdict: Verdict::Queue,
+            from_pool,
+        })
     } else if r.repository.allow_binary_uploads {
-        Ok((changes, dist, Verdict::Install))
+        Ok(Decided {
+            changes,
+            dist,
+            verdict: Verdict::Install,
+            from_pool: Vec::new(),
+        })
     } else {
         Err(reject(format!(
             "binary-only uploads are not enabled for repository {}; upload the source",
@@ -546,7 +668,14 @@ fn sync_dir(dir: &Path) -> Result<(), IncomingError> {
 /// Puts an accepted upload into its queue directory in one step: its files are linked into a
 /// hidden directory that is then renamed. A crash before the rename leaves the upload pending
 /// in incoming (decided again at start); after it, [`Verdict::Queued`] finishes the work.
-fn enqueue(incoming: &Incoming, changes: &Changes, path: &Path) -> Result<(), IncomingError> {
+/// The pool copies of source files the upload left out (see [`complete_source`]) are linked
+/// (or copied, across file systems) in with them.
+fn enqueue(
+    incoming: &Incoming,
+    changes: &Changes,
+    path: &Path,
+    from_pool: &[PathBuf],
+) -> Result<(), IncomingError> {
     let dir = queue_dir(incoming, changes);
     let staging = incoming.queue.join(format!(
         ".new-{}",
@@ -560,6 +689,12 @@ fn enqueue(incoming: &Incoming, changes: &Changes, path: &Path) -> Result<(), In
     for f in &changes.files.entries {
         let from = incoming.target(&f.name)?;
         std::fs::hard_link(&from, staging.join(&f.name)).map_err(io(&from))?;
+    }
+    for from in from_pool {
+        let to = staging.join(from.file_name().unwrap_or_default());
+        std::fs::hard_link(from, &to)
+            .or_else(|_| std::fs::copy(from, &to).map(drop))
+            .map_err(io(from))?;
     }
     std::fs::hard_link(path, staging.join(file)).map_err(io(path))?;
     sync_dir(&staging)?;
@@ -615,7 +750,12 @@ pub fn process(
         discard(incoming, path);
         Ok(e)
     };
-    let (changes, dist, verdict) = match decide(engine, incoming, path, &mut subject) {
+    let Decided {
+        changes,
+        dist,
+        verdict,
+        from_pool,
+    } = match decide(engine, incoming, path, &mut subject) {
         Err(Rejection(reason)) => return rejected(&subject, reason),
         Ok(decided) => decided,
     };
@@ -623,7 +763,7 @@ pub fn process(
     match verdict {
         Verdict::Queue | Verdict::Queued => {
             if verdict == Verdict::Queue {
-                enqueue(incoming, &changes, path)?;
+                enqueue(incoming, &changes, path, &from_pool)?;
             }
             let dir = queue_dir(incoming, &changes);
             // After a crash the events may exist already.

@@ -647,6 +647,19 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
         assert!(log.contains(&want), "'{want}' not in the build log:\n{log}");
     }
 
+    // A new revision uploaded as `dpkg-buildpackage -S` leaves it, without the orig tarball:
+    // built from the pool copy and installed.
+    let revisions = crate::daemon::revisions(dir.path());
+    dput(
+        &d,
+        &work,
+        &revisions.join("without-orig/mbd-hello_1.0-2~test12+1_source.changes"),
+    );
+    wait_for_version(&d, "mbd-hello", "1.0-2~test12+1", "INSTALLED", limit);
+    apt.update();
+    let (ok, out) = apt.get(&["install", "-y", "mbd-hello=1.0-2~test12+1"]);
+    assert!(ok, "apt-get install: {out}");
+
     // Removing the chroot takes its schroot configuration and files.
     d.api_ok(&["chroot_remove", &chroot_id]);
     assert!(!conf.exists());

@@ -1822,14 +1822,15 @@ fn kill_9_during_uploads_and_acceptance_loses_nothing() {
         std::thread::sleep(Duration::from_millis(delay));
         d.kill9();
         queued.push((delay, names_in(&home.join("var/queue")).len()));
-        let incoming = names_in(&home.join("var/incoming"));
-        assert!(
-            !incoming.iter().any(|n| n.starts_with(".part-")),
-            "round {round}: a partial file survived a start: {incoming:?}"
-        );
     }
     eprintln!("queue directories after each kill: {queued:?}");
+    // A kill may come before a start has cleaned up; a start that serves has.
     let d = Daemon::start(&home);
+    let incoming = names_in(&home.join("var/incoming"));
+    assert!(
+        !incoming.iter().any(|n| n.starts_with(".part-")),
+        "a partial file survived a start: {incoming:?}"
+    );
     let events = wait_for_events(&d, N);
     // The file without its .changes goes after its age.
     let started = Instant::now();
@@ -1850,6 +1851,85 @@ fn kill_9_during_uploads_and_acceptance_loses_nothing() {
             .any(|n| n.starts_with('.')),
         "a half-filled queue directory survived"
     );
+}
+
+/// The uploads of later mbd-hello revisions (fixtures/gen-revisions.sh): `without-orig`
+/// (1.0-2, the orig tarball left out) and `changed-orig` (1.0-3, another orig of that name).
+pub(crate) fn revisions(dir: &Path) -> PathBuf {
+    let out = dir.join("revisions");
+    let (ok, text) =
+        crate::util::run(std::process::Command::new(fixtures().join("gen-revisions.sh")).arg(&out));
+    assert!(ok, "gen-revisions.sh failed:\n{text}");
+    out
+}
+
+#[test]
+fn a_new_revision_without_its_orig_tarball_is_built_from_the_pool_copy_or_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    let revisions = revisions(dir.path());
+    let d = Daemon::start(&home);
+    d.api_ok(&["set_repository", "test", "--allow-unauthenticated-uploads"]);
+    let orig = "mbd-hello_1.0.orig.tar.gz";
+    let without = revisions.join("without-orig");
+    assert!(!names_in(&without).contains(&orig.to_string()));
+    // Nothing in the pool yet: rejected before anything is queued, naming the file.
+    put_files(&d, &without);
+    let events = wait_for_events(&d, 1);
+    assert_rejected(
+        &events[0],
+        &format!(
+            "mbd-hello_1.0-2~test12+1.dsc lists {orig} which neither the upload nor the pool of repository test has; upload with the orig tarball (dpkg-buildpackage -sa)"
+        ),
+    );
+    assert!(
+        events[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("mbd-hello_1.0-2~test12+1_source.changes: "),
+        "{}",
+        events[0]
+    );
+    assert_eq!(names_in(&home.join("var/queue")), Vec::<String>::new());
+    assert_eq!(names_in(&home.join("var/incoming")), Vec::<String>::new());
+    // 1.0-1 with its orig tarball in the repository: the same upload is accepted, and the
+    // pool copy waits with it for the build.
+    let first = pkg("mbd-hello_1.0-1~test12+1_amd64.changes");
+    mbd_ok(
+        &home,
+        &[
+            "repo",
+            "include",
+            "bookworm-test-unstable",
+            first.to_str().unwrap(),
+        ],
+    );
+    put_files(&d, &without);
+    let events = wait_for_events(&d, 2);
+    assert_eq!(events[1]["kind"], "ACCEPTED", "{events:?}");
+    let queued = home.join("var/queue/mbd-hello_1.0-2~test12+1");
+    assert_eq!(
+        std::fs::read(queued.join(orig)).unwrap(),
+        std::fs::read(pkg(orig)).unwrap()
+    );
+    // Another file under the orig's name: rejected, naming both checksums.
+    put_files(&d, &revisions.join("changed-orig"));
+    let events = wait_for_events(&d, 3);
+    let sha256 = |p: &Path| {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(std::fs::read(p).unwrap()))
+    };
+    assert_rejected(
+        &events[2],
+        &format!(
+            "{orig}: the pool of repository test has a different file of that name (SHA256 {}, uploaded {})",
+            sha256(&pkg(orig)),
+            sha256(&revisions.join("changed-orig").join(orig))
+        ),
+    );
+    assert!(!home.join("var/queue/mbd-hello_1.0-3~test12+1").exists());
+    assert_eq!(names_in(&home.join("var/incoming")), Vec::<String>::new());
 }
 
 #[test]

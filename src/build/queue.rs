@@ -463,7 +463,11 @@ pub fn settle(engine: &Engine, dirs: &Dirs, id: &str) -> Result<Vec<Event>, Repo
     let failed: Vec<String> = builds
         .iter()
         .filter(|b| !b.optional && b.state != State::Built)
-        .map(|b| format!("{} ({})", b.architecture, state_name(b.state)))
+        .map(|b| match (&b.fail_stage, b.status.starts_with("sbuild ")) {
+            (Some(stage), _) => format!("{} ({} at {stage})", b.architecture, state_name(b.state)),
+            (None, true) => format!("{} ({}: {})", b.architecture, state_name(b.state), b.status),
+            (None, false) => format!("{} ({})", b.architecture, state_name(b.state)),
+        })
         .collect();
     let (state, kind, reason) = if failed.is_empty() {
         let mut files = vec![dirs.queue.join(id).join(&upload.changes)];

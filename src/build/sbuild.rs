@@ -205,11 +205,23 @@ pub fn report(log: &str, exit: Option<i32>) -> Report {
     Report {
         outcome,
         status: status.unwrap_or_else(|| match exit {
-            Some(c) => format!("sbuild exited with {c} and no summary"),
+            Some(c) => match first_error(log) {
+                Some(e) => format!("sbuild exited with {c} before its summary: {e}"),
+                None => format!("sbuild exited with {c} and no summary"),
+            },
             None => "sbuild was killed".to_string(),
         }),
         fail_stage,
     }
+}
+
+/// The first error line (`E: ...`) of a log: what went wrong when sbuild stopped before its
+/// summary (no chroot session, a download or key error).
+fn first_error(log: &str) -> Option<String> {
+    log.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("E: "))
+        .map(|l| l.chars().take(300).collect())
 }
 
 /// Runs sbuild in `dir` (which gets the results) with a time limit; the whole output goes to
@@ -394,5 +406,17 @@ mod tests {
         assert_eq!(killed.status, "sbuild was killed");
         // A successful summary with a failing exit code is not trusted.
         assert_eq!(report(ok, Some(1)).outcome, Outcome::Failed);
+        // Stopped before the summary: the first error line says why.
+        let early = "sbuild (Debian sbuild) 0.85.0\nI: no session\nE: Error creating chroot session: skipping hello\nE: later noise\n";
+        let r = report(early, Some(1));
+        assert_eq!(r.outcome, Outcome::Failed);
+        assert_eq!(
+            r.status,
+            "sbuild exited with 1 before its summary: E: Error creating chroot session: skipping hello"
+        );
+        assert_eq!(
+            report("no errors", Some(1)).status,
+            "sbuild exited with 1 and no summary"
+        );
     }
 }

@@ -1722,6 +1722,24 @@ impl Engine {
         ))
     }
 
+    /// A file of `source` that repository `repo`'s pool holds already (for any of its
+    /// distributions or rollbacks): its path and what the store recorded of it.
+    pub fn pool_source_file(
+        &self,
+        repo: &str,
+        source: &str,
+        name: &str,
+    ) -> Result<Option<(PathBuf, store::PoolFile)>, RepoError> {
+        for (_, group) in self.store.source_everywhere(repo, source)? {
+            let Some(s) = group.source else { continue };
+            if let Some(f) = s.files.iter().find(|f| f.name == name) {
+                let path = self.repo_dir(repo).join(&s.directory).join(name);
+                return Ok(Some((path, f.clone())));
+            }
+        }
+        Ok(None)
+    }
+
     /// Like [`Engine::ls`], with `.dsc` paths and migration state per distribution.
     pub fn show(&self, source: &str) -> Result<Show, RepoError> {
         let mut out: Show = BTreeMap::new();
