@@ -145,7 +145,7 @@ impl Incoming {
     /// A fresh hidden name in incoming for a file being received.
     pub fn temporary(&self) -> PathBuf {
         self.dir
-            .join(format!(".part-{}", crate::api::auth::new_secret()))
+            .join(format!(".part-{}", crate::users::new_secret()))
     }
 
     /// Moves a completely received file into place. The same content again is fine (dput
@@ -278,7 +278,7 @@ struct Subject {
 /// there, and the archive's own key (ports and keyring packages are uploads it signs).
 pub fn uploaders(engine: &Engine, repository: &str) -> Result<Keyring, RepoError> {
     let mut keyring = engine.key().keyring();
-    for (_, user) in engine.objects::<crate::api::auth::User>("user/")? {
+    for (_, user) in engine.objects::<crate::users::User>("user/")? {
         if !user.may_upload(repository) {
             continue;
         }

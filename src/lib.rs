@@ -20,4 +20,8 @@ pub mod keyring_package;
 pub mod openpgp;
 pub mod port;
 pub mod repo;
+pub mod settings;
+pub mod setup;
+pub mod status;
+pub mod users;
 pub mod version;

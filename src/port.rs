@@ -151,7 +151,7 @@ pub struct Ported {
 pub fn stamps(secs: i64) -> (String, String) {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
     let date = httpdate::fmt_http_date(t).replace(" GMT", " +0000");
-    let day = crate::config::setup::civil_date(secs).replace('-', "");
+    let day = crate::repo::release::civil_date(secs).replace('-', "");
     let s = secs.rem_euclid(86_400);
     (
         format!("{day}{:02}{:02}{:02}", s / 3600, s / 60 % 60, s % 60),

@@ -287,7 +287,7 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
     // restricted to this machine's codename and apt mirrors — sources checked against the
     // real archive and keys, distribution and repository `test`, the chroot prepared.
     let d = Daemon::start_with(&home, &["--no-default-setup"]);
-    let (codename, _) = mbd::daemon::host_distribution();
+    let (codename, _) = mbd::settings::host_distribution();
     let report = d.api_ok(&[
         "setup",
         "--preset",

@@ -12,6 +12,8 @@ mod differential;
 mod fixtures;
 /// The upload parsers on mutated fixtures: no panic, every error names its file.
 mod fuzz;
+/// The layer rule: no module of `src/` names a higher layer.
+mod layers;
 /// The repository engine: apt against published suites, rollbacks, migrations, refusals.
 mod repo;
 /// `setup` against the host's real Debian archive: sources checked with real keys, refusals.

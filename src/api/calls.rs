@@ -1741,7 +1741,7 @@ struct DaemonEnv<'a> {
     home: std::path::PathBuf,
 }
 
-impl crate::config::setup::Env for DaemonEnv<'_> {
+impl crate::setup::Env for DaemonEnv<'_> {
     fn fetch(&self) -> &dyn crate::config::Fetch {
         &self.http
     }
@@ -1752,10 +1752,10 @@ impl crate::config::setup::Env for DaemonEnv<'_> {
         std::fs::read_to_string(std::path::Path::new("/usr/share/distro-info").join(file)).ok()
     }
     fn apt_archives(&self) -> Vec<String> {
-        crate::config::setup::apt_archives(std::path::Path::new("/etc/apt"))
+        crate::setup::apt_archives(std::path::Path::new("/etc/apt"))
     }
     fn host_arch(&self) -> String {
-        crate::daemon::host_distribution().1
+        crate::settings::host_distribution().1
     }
     fn request_chroot(
         &mut self,
@@ -1768,13 +1768,13 @@ impl crate::config::setup::Env for DaemonEnv<'_> {
             .map_err(|e| e.to_string())
     }
     fn ftp_endpoints(&self) -> (Vec<String>, Option<String>) {
-        let configured = crate::daemon::Settings::load_or_create(&self.home)
+        let configured = crate::settings::Settings::load_or_create(&self.home)
             .map(|s| s.ftp_endpoints)
             .unwrap_or_default();
         (configured, self.ctx.ftp.clone())
     }
     fn set_ftp_endpoints(&mut self, endpoints: &[String]) -> Result<(), String> {
-        crate::daemon::Settings::update(&self.home, |s| s.ftp_endpoints = endpoints.to_vec())
+        crate::settings::Settings::update(&self.home, |s| s.ftp_endpoints = endpoints.to_vec())
             .map_err(|e| e.to_string())
     }
 }
@@ -1782,7 +1782,7 @@ impl crate::config::setup::Env for DaemonEnv<'_> {
 fn setup(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let a = &inv.args;
     let list = |n: &str| a.list(n).to_vec();
-    let req = crate::config::setup::Request {
+    let req = crate::setup::Request {
         identity: a
             .opt("identity")
             .filter(|i| !i.is_empty())
@@ -1823,7 +1823,7 @@ fn setup(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         http: crate::config::Http::default(),
         home: engine.home().to_path_buf(),
     };
-    let report = crate::config::setup::run(&engine, &req, &mut env)?;
+    let report = crate::setup::run(&engine, &req, &mut env)?;
     match format {
         "json" => Output::json(&report),
         _ => Ok(Output::Text(report.text())),
@@ -1840,7 +1840,7 @@ fn config_objects(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         )));
     }
     let engine = ctx.engine();
-    let with_label = |status: &crate::config::status::Status, v: serde_json::Value| {
+    let with_label = |status: &crate::status::Status, v: serde_json::Value| {
         let mut v = v;
         v["label"] = json!(status.label());
         v

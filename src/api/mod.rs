@@ -7,44 +7,15 @@
 //! runtime. Arguments arrive as text (query string or form) and are checked against the
 //! declaration before any handler runs: a wrong type or an unknown name is a 400 that names it.
 
-pub mod auth;
+pub use crate::users as auth;
+pub use crate::users::Level;
 pub mod calls;
 pub mod client;
 
 use crate::repo::{Engine, RepoError};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-/// Who may make a call: anyone, any logged-in user, staff, or administrators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    None,
-    Login,
-    Staff,
-    Admin,
-}
-
-impl Level {
-    pub fn name(self) -> &'static str {
-        match self {
-            Level::None => "NONE",
-            Level::Login => "LOGIN",
-            Level::Staff => "STAFF",
-            Level::Admin => "ADMIN",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Level> {
-        match s.to_ascii_lowercase().as_str() {
-            "login" => Some(Level::Login),
-            "staff" => Some(Level::Staff),
-            "admin" => Some(Level::Admin),
-            _ => None,
-        }
-    }
-}
 
 /// The type of an argument's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,6 +269,17 @@ pub enum ApiError {
     /// Details go to the log, not to the caller.
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<crate::users::UsersError> for ApiError {
+    fn from(e: crate::users::UsersError) -> ApiError {
+        use crate::users::UsersError;
+        match e {
+            UsersError::BadRequest(why) => ApiError::BadRequest(why),
+            UsersError::BadCredentials(why) => ApiError::BadCredentials(why),
+            UsersError::Repo(e) => ApiError::Repo(e),
+        }
+    }
 }
 
 impl ApiError {

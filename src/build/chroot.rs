@@ -86,8 +86,8 @@ impl Chroot {
 
     /// Its state in mini-buildd's status model: preparing is Prepared (-), ready is Active
     /// (checked when it became ready) unless deactivated, failed is Prepared (x).
-    pub fn status(&self) -> crate::config::status::Status {
-        use crate::config::status::{Check, State, Status};
+    pub fn status(&self) -> crate::status::Status {
+        use crate::status::{Check, State, Status};
         let (state, check) = match self.state {
             ChrootState::Preparing => (State::Prepared, Check::Unchecked),
             ChrootState::Ready if self.deactivated => {

@@ -42,16 +42,7 @@ pub struct Invocation {
     pub dsc: PathBuf,
 }
 
-/// An apt source a build sees besides the chroot's own, with its pin priority (e.g.
-/// backports at 1: used only for what nothing else provides, or when asked for).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PinnedSource {
-    /// `deb <url> <codename> <components>`
-    pub line: String,
-    /// Its Release's Codename, for the pin.
-    pub codename: String,
-    pub priority: i64,
-}
+pub use crate::config::PinnedSource;
 
 /// Where the pins go in the chroot.
 const PREFERENCES: &str = "/etc/apt/preferences.d/mbd-extra-sources";

@@ -5,14 +5,12 @@
 //! ([`setup`]). Network access goes through the small [`Fetch`] trait.
 
 pub mod origin;
-pub mod setup;
-pub mod status;
 
 use crate::control::Paragraph;
 use crate::openpgp::{KeyInfo, Keyring};
 use crate::repo::{Engine, RepoError};
+use crate::status::Status;
 use serde::{Deserialize, Serialize};
-use status::Status;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -535,6 +533,17 @@ pub fn act(
     }
 }
 
+/// An apt source a build sees besides the chroot's own, with its pin priority (e.g.
+/// backports at 1: used only for what nothing else provides, or when asked for).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PinnedSource {
+    /// `deb <url> <codename> <components>`
+    pub line: String,
+    /// Its Release's Codename, for the pin.
+    pub codename: String,
+    pub priority: i64,
+}
+
 /// Extra sources at this pin priority or above (security updates) are in the chroot itself;
 /// builds get the others (backports) as pinned extra repositories.
 pub const CHROOT_PRIORITY: i64 = 500;
@@ -544,7 +553,7 @@ pub const CHROOT_PRIORITY: i64 = 500;
 pub fn pinned_sources(
     engine: &Engine,
     d: &crate::repo::distribution::Distribution,
-) -> Result<Vec<crate::build::sbuild::PinnedSource>, ConfigError> {
+) -> Result<Vec<PinnedSource>, ConfigError> {
     let mut out = Vec::new();
     for extra in &d.extra_sources {
         let Some(s) = engine
@@ -554,7 +563,7 @@ pub fn pinned_sources(
             continue;
         };
         if let Some(url) = s.archives.first() {
-            out.push(crate::build::sbuild::PinnedSource {
+            out.push(PinnedSource {
                 line: format!("deb {url} {} {}", s.codename, d.components.join(" ")),
                 codename: s.codename.clone(),
                 priority: extra.priority,

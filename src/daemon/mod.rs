@@ -14,6 +14,8 @@ pub mod ui;
 
 use crate::api::{self, ApiError, Context, Output};
 use crate::repo::{Engine, RepoError, SetupOptions};
+use crate::settings::write_atomic;
+pub use crate::settings::{Settings, SettingsError, host_distribution, settings_path};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, RawQuery, Request, State};
@@ -21,7 +23,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,6 +48,10 @@ pub enum DaemonError {
     Repo(#[from] RepoError),
     #[error(transparent)]
     Api(#[from] ApiError),
+    #[error(transparent)]
+    SettingsFile(#[from] SettingsError),
+    #[error(transparent)]
+    Users(#[from] crate::users::UsersError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
@@ -53,167 +59,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// The static settings, `<home>/etc/mbd.toml`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// Host name put in URLs given to clients (default: the address bound, or this host's name
-    /// when bound to all addresses).
-    #[serde(default)]
-    pub hostname: String,
-    /// Addresses to serve HTTP on; the first one makes the URL.
-    pub http_endpoints: Vec<String>,
-    /// Addresses to serve HTTPS on (needs `tls_certificate` and `tls_key`).
-    #[serde(default)]
-    pub https_endpoints: Vec<String>,
-    /// Addresses for FTP uploads (empty: none); FTPS (AUTH TLS) too when a certificate is set.
-    #[serde(default = "default_ftp")]
-    pub ftp_endpoints: Vec<String>,
-    /// PEM file with the server's certificate chain, for HTTPS and FTPS.
-    #[serde(default)]
-    pub tls_certificate: String,
-    /// PEM file with the certificate's private key.
-    #[serde(default)]
-    pub tls_key: String,
-    /// Uploads need a user's login (HTTP Basic for PUT; USER/PASS for FTP) instead of being
-    /// anonymous. Signatures are checked either way.
-    #[serde(default)]
-    pub incoming_login: bool,
-    /// `tracing` filter: error, warn, info, debug, trace (or a full directive).
-    pub log_level: String,
-    /// How many builds run at once.
-    pub build_slots: u32,
-    /// Parallel jobs within one build (`--jobs`, `DEB_BUILD_OPTIONS=parallel=N`).
-    #[serde(default = "default_build_jobs")]
-    pub build_jobs: u32,
-    /// Seconds one build may take before it is stopped (and fails).
-    #[serde(default = "default_build_timeout")]
-    pub build_timeout: u64,
-    /// Lintian on build results (on the host): disabled, ignore (run only), errfail,
-    /// warnfail. An upload's `lintian-mode` option overrides it.
-    #[serde(default = "default_lintian")]
-    pub lintian_mode: String,
-    /// On a new home, prepare the chroot for the host's codename and architecture.
-    #[serde(default = "default_true")]
-    pub prepare_default_chroot: bool,
-    /// Seconds a file that belongs to no `.changes` may wait in incoming.
-    #[serde(default = "default_orphan_age")]
-    pub incoming_orphan_age: u64,
-}
-
-fn default_build_jobs() -> u32 {
-    std::thread::available_parallelism()
-        .map(|n| n.get() as u32)
-        .unwrap_or(1)
-}
-
-fn default_build_timeout() -> u64 {
-    4 * 3600
-}
-
-fn default_lintian() -> String {
-    "disabled".to_string()
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_orphan_age() -> u64 {
-    crate::incoming::ORPHAN_AGE.as_secs()
-}
-
-fn default_ftp() -> Vec<String> {
-    vec!["0.0.0.0:8067".to_string()]
-}
-
-impl Default for Settings {
-    fn default() -> Settings {
-        Settings {
-            hostname: String::new(),
-            http_endpoints: vec!["0.0.0.0:8066".to_string()],
-            https_endpoints: Vec::new(),
-            ftp_endpoints: default_ftp(),
-            tls_certificate: String::new(),
-            tls_key: String::new(),
-            incoming_login: false,
-            log_level: "info".to_string(),
-            build_slots: 1,
-            build_jobs: default_build_jobs(),
-            build_timeout: default_build_timeout(),
-            lintian_mode: default_lintian(),
-            prepare_default_chroot: true,
-            incoming_orphan_age: default_orphan_age(),
-        }
-    }
-}
-
-pub fn settings_path(home: &Path) -> PathBuf {
-    home.join("etc/mbd.toml")
-}
-
-impl Settings {
-    /// Reads the settings; writes the defaults first if there are none.
-    pub fn load_or_create(home: &Path) -> Result<Settings, DaemonError> {
-        let path = settings_path(home);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| DaemonError::Settings {
-                path,
-                reason: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let s = Settings::default();
-                s.save(home)?;
-                Ok(s)
-            }
-            Err(e) => Err(DaemonError::Io { path, source: e }),
-        }
-    }
-}
-
-impl Settings {
-    /// Changes the settings file (what `setup --ftp-endpoint` does); the running daemon reads
-    /// it at its next start.
-    pub fn update(home: &Path, change: impl FnOnce(&mut Settings)) -> Result<(), DaemonError> {
-        let mut s = Settings::load_or_create(home)?;
-        change(&mut s);
-        s.save(home)
-    }
-
-    fn save(&self, home: &Path) -> Result<(), DaemonError> {
-        let path = settings_path(home);
-        let text = format!(
-            "# mbd daemon settings. Runtime objects (repositories, users) live in the store.\n{}",
-            toml::to_string(self).map_err(|e| DaemonError::Settings {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?
-        );
-        write_atomic(&path, text.as_bytes(), 0o644)
-    }
-}
-
-fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), DaemonError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-    ));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(data).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
 }
 
 /// What `mbd daemon` is given on its command line.
@@ -310,39 +155,6 @@ pub fn init_logging(home: &Path, level: &str) -> Result<(), DaemonError> {
             path: settings_path(home),
             reason: format!("logging: {e}"),
         })
-}
-
-/// The host's Debian codename (from /etc/os-release) and native architecture.
-pub fn host_distribution() -> (String, String) {
-    let codename = std::fs::read_to_string("/etc/os-release")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("VERSION_CODENAME=")
-                    .map(|v| v.trim_matches('"').to_string())
-            })
-        })
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| "bookworm".to_string());
-    let arch = std::process::Command::new("dpkg")
-        .arg("--print-architecture")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|a| !a.is_empty())
-        .unwrap_or_else(|| {
-            match std::env::consts::ARCH {
-                "x86_64" => "amd64",
-                "aarch64" => "arm64",
-                "x86" => "i386",
-                "arm" => "armhf",
-                "powerpc64" => "ppc64el",
-                other => other,
-            }
-            .to_string()
-        });
-    (codename, arch)
 }
 
 /// Opens the engine; on an empty home creates the embedded default: one repository `test`

@@ -17,11 +17,11 @@ pub mod store;
 
 use crate::changes::Changes;
 use crate::checksums::Digests;
-use crate::config::status::Status;
 use crate::deb::{self, BinaryPackage, DebError};
 use crate::dsc::Dsc;
 use crate::files::{ControlFileError, FileEntry, Trust};
 use crate::openpgp::{ArchiveKey, KeyAlgorithm, OpenPgpError};
+use crate::status::Status;
 use crate::version::Version;
 use compression::Levels;
 use distribution::{DistName, Distribution};

@@ -151,11 +151,9 @@ pub fn render_component(info: &ReleaseInfo, component: &str, architecture: &str)
     s
 }
 
-/// `Sun, 23 Nov 2025 00:00:00 UTC`, the date form apt expects in Release files.
-pub fn rfc2822(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+/// The civil date (year, month, day; UTC) of a day counted from 1970-01-01, by Howard
+/// Hinnant's days-to-civil algorithm.
+fn civil(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -164,7 +162,20 @@ pub fn rfc2822(unix: i64) -> String {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// `YYYY-MM-DD` (UTC) of a time in seconds since the epoch.
+pub fn civil_date(unix: i64) -> String {
+    let (y, m, d) = civil(unix.div_euclid(86_400));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// `Sun, 23 Nov 2025 00:00:00 UTC`, the date form apt expects in Release files.
+pub fn rfc2822(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let (year, month, day) = civil(days);
     const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -184,6 +195,13 @@ pub fn rfc2822(unix: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(1_795_910_400), "2026-11-29");
+        assert_eq!(civil_date(951_782_400), "2000-02-29");
+    }
 
     fn info() -> ReleaseInfo {
         ReleaseInfo {

@@ -1,15 +1,55 @@
-//! Users, passwords and API tokens.
+//! Users, their levels, passwords and API tokens (the API authenticates with them; uploads
+//! are checked against their keys).
 //!
 //! Passwords are stored as argon2id PHC strings. Tokens are random 32-byte secrets shown once;
 //! the store keeps only their SHA-256, so a copy of the store does not give access. A request
 //! authenticates with HTTP Basic (`user:password` or `user:token`) or `Bearer <token>`.
 
-use super::{ApiError, Level};
-use crate::repo::Engine;
+use crate::repo::{Engine, RepoError};
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("authentication failed: {0}")]
+    BadCredentials(String),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
+
+/// Who may make a call: anyone, any logged-in user, staff, or administrators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    None,
+    Login,
+    Staff,
+    Admin,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::None => "NONE",
+            Level::Login => "LOGIN",
+            Level::Staff => "STAFF",
+            Level::Admin => "ADMIN",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Level> {
+        match s.to_ascii_lowercase().as_str() {
+            "login" => Some(Level::Login),
+            "staff" => Some(Level::Staff),
+            "admin" => Some(Level::Admin),
+            _ => None,
+        }
+    }
+}
 
 /// A user of the daemon.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,7 +67,7 @@ pub struct User {
     /// The user as an uploader (mini-buildd's status model): a new key leaves it Prepared
     /// until staff activates it; only active uploaders' keys sign uploads.
     #[serde(default)]
-    pub uploader: crate::config::status::Status,
+    pub uploader: crate::status::Status,
     /// Repositories the user may upload to once active (empty: all).
     #[serde(default)]
     pub may_upload_to: Vec<String>,
@@ -108,14 +148,14 @@ pub fn put_user(
     name: &str,
     level: Level,
     password: &str,
-) -> Result<User, ApiError> {
+) -> Result<User, UsersError> {
     if !valid_user_name(name) {
-        return Err(ApiError::BadRequest(format!(
+        return Err(UsersError::BadRequest(format!(
             "'{name}' is not a valid user name (letters, digits, '-', '_', '.'; at most 64)"
         )));
     }
     if level == Level::None {
-        return Err(ApiError::BadRequest(
+        return Err(UsersError::BadRequest(
             "a user's level is login, staff or admin".to_string(),
         ));
     }
@@ -134,7 +174,11 @@ pub fn put_user(
 }
 
 /// Issues a token for `user`; returns the secret (shown once) and the stored record.
-pub fn create_token(engine: &Engine, user: &str, label: &str) -> Result<(String, Token), ApiError> {
+pub fn create_token(
+    engine: &Engine,
+    user: &str,
+    label: &str,
+) -> Result<(String, Token), UsersError> {
     let secret = new_secret();
     let token = Token {
         id: token_key(&secret)["token/".len().."token/".len() + 12].to_string(),
@@ -147,22 +191,22 @@ pub fn create_token(engine: &Engine, user: &str, label: &str) -> Result<(String,
 }
 
 /// Revokes the token with this secret; false if there was none.
-pub fn revoke_secret(engine: &Engine, secret: &str) -> Result<bool, ApiError> {
+pub fn revoke_secret(engine: &Engine, secret: &str) -> Result<bool, UsersError> {
     Ok(engine.delete_object(&token_key(secret))?)
 }
 
 /// Every token record with its store key.
-pub fn tokens(engine: &Engine) -> Result<Vec<(String, Token)>, ApiError> {
+pub fn tokens(engine: &Engine) -> Result<Vec<(String, Token)>, UsersError> {
     Ok(engine.objects::<Token>("token/")?)
 }
 
 /// Who is calling: `None` for an anonymous request. A credential that is given but wrong is
 /// an error (401), never silently anonymous.
-pub fn authenticate(engine: &Engine, header: Option<&str>) -> Result<Option<User>, ApiError> {
+pub fn authenticate(engine: &Engine, header: Option<&str>) -> Result<Option<User>, UsersError> {
     let Some(header) = header else {
         return Ok(None);
     };
-    let refused = |why: &str| ApiError::BadCredentials(why.to_string());
+    let refused = |why: &str| UsersError::BadCredentials(why.to_string());
     let (scheme, value) = header
         .split_once(' ')
         .ok_or_else(|| refused("malformed Authorization header"))?;
@@ -191,8 +235,8 @@ pub fn authenticate(engine: &Engine, header: Option<&str>) -> Result<Option<User
 }
 
 /// A user name with a password or one of the user's tokens (HTTP Basic, FTP `USER`/`PASS`).
-pub fn login(engine: &Engine, name: &str, secret: &str) -> Result<User, ApiError> {
-    let refused = |why: &str| ApiError::BadCredentials(why.to_string());
+pub fn login(engine: &Engine, name: &str, secret: &str) -> Result<User, UsersError> {
+    let refused = |why: &str| UsersError::BadCredentials(why.to_string());
     let user: Option<User> = if valid_user_name(name) {
         engine.object(&user_key(name))?
     } else {

@@ -7,12 +7,13 @@
 //! codename) are only created once the source is active, so a failed check never leaves a
 //! repository for an archive that does not exist.
 
-use super::origin::{self, Origin};
-use super::status::Status;
-use super::{AptKey, Archive, ConfigError, Fetch, Source};
 use crate::build::chroot::{Backend, Chroot, ChrootState};
+use crate::config::origin::{self, Origin};
+use crate::config::{self, AptKey, Archive, ConfigError, Fetch, Source};
 use crate::repo::distribution::{BuildOptions, Distribution, PrioritySource};
+use crate::repo::release::civil_date;
 use crate::repo::{Engine, Repository};
+use crate::status::Status;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -165,7 +166,7 @@ fn entry(kind: &'static str, id: &str, status: &str) -> Entry {
 }
 
 fn status_word(s: &Status) -> &'static str {
-    use super::status::Check;
+    use crate::status::Check;
     match (s.is_active(), s.check) {
         (true, _) => "active",
         (false, Check::Changed) => "changed",
@@ -517,14 +518,14 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
             None => {}
         }
         if req.pca && e.status != "missing" {
-            match super::act(engine, "source", &spec.codename, "pca", env.fetch(), now) {
+            match config::act(engine, "source", &spec.codename, "pca", env.fetch(), now) {
                 Ok(_) => e.actions.push("pca".to_string()),
                 Err(err) => {
                     e.actions.push("pca(failed)".to_string());
                     e.message = err.to_string();
                 }
             }
-            let s: Source = super::load(engine, "source", &key)?;
+            let s: Source = config::load(engine, "source", &key)?;
             e.status = status_word(&s.status).to_string();
             if s.status.is_active() {
                 e.message = format!(
@@ -795,7 +796,7 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
             && req.pca
             && !status.is_active()
         {
-            match super::act(engine, "repository", &e.id, "pca", env.fetch(), now) {
+            match config::act(engine, "repository", &e.id, "pca", env.fetch(), now) {
                 Ok(s) => {
                     e.status = status_word(&s).to_string();
                     e.actions.push("pca".to_string());
@@ -882,31 +883,16 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
 }
 
 /// The apt lines of a distribution's active extra sources that its chroots carry (from
-/// [`super::CHROOT_PRIORITY`] up: security updates).
+/// [`config::CHROOT_PRIORITY`] up: security updates).
 fn security_lines(engine: &Engine, codename: &str) -> Result<Vec<String>, ConfigError> {
     let Some(d) = engine.object::<Distribution>(&format!("distribution/{codename}"))? else {
         return Ok(Vec::new());
     };
-    Ok(super::pinned_sources(engine, &d)?
+    Ok(config::pinned_sources(engine, &d)?
         .into_iter()
-        .filter(|p| p.priority >= super::CHROOT_PRIORITY)
+        .filter(|p| p.priority >= config::CHROOT_PRIORITY)
         .map(|p| p.line)
         .collect())
-}
-
-/// `YYYY-MM-DD` (UTC) of a time in seconds since the epoch.
-pub fn civil_date(secs: i64) -> String {
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = secs.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// The mirrors named in apt's sources (one-line and deb822 formats), each ending in one `/`.
@@ -957,13 +943,6 @@ pub fn apt_archives(etc_apt: &std::path::Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_date(0), "1970-01-01");
-        assert_eq!(civil_date(1_795_910_400), "2026-11-29");
-        assert_eq!(civil_date(951_782_400), "2000-02-29");
-    }
 
     #[test]
     fn archives_from_apt_sources_in_both_formats() {
