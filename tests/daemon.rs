@@ -1853,6 +1853,112 @@ fn kill_9_during_uploads_and_acceptance_loses_nothing() {
     );
 }
 
+/// An archive that answers every request after `delay` (404), counting the requests.
+fn slow_archive(delay: Duration) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = asked.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                std::thread::sleep(delay);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            });
+        }
+    });
+    (port, asked)
+}
+
+#[test]
+fn reads_do_not_wait_for_a_write_held_by_a_slow_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_with_packages(&home);
+    let d = std::sync::Arc::new(Daemon::start(&home));
+    // setup holds the write token while it checks a source against an archive that takes
+    // 3 s per answer.
+    let (port, asked) = slow_archive(Duration::from_secs(3));
+    let writer = {
+        let d = d.clone();
+        let archive = format!("http://127.0.0.1:{port}/debian/");
+        std::thread::spawn(move || {
+            d.api(&[
+                "setup",
+                "--from-origins",
+                "Debian",
+                "--archives",
+                &archive,
+                "--sources",
+                "bookworm",
+                "--update",
+                "--pca",
+            ])
+        })
+    };
+    let started = Instant::now();
+    while asked.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "setup never asked the archive"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Meanwhile every kind of read answers at once: a published file, status, ls, a log page.
+    let timed = |what: &str, f: &dyn Fn()| {
+        let t = Instant::now();
+        f();
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "{what} waited {took:?} for the writer"
+        );
+    };
+    for _ in 0..3 {
+        timed("InRelease", &|| {
+            let (code, _, body) = d.get(
+                "/repositories/test/dists/bookworm-test-unstable/InRelease",
+                &[],
+            );
+            assert_eq!(code, 200);
+            assert!(String::from_utf8_lossy(&body).contains("Suite: bookworm-test-unstable"));
+        });
+        timed("status", &|| {
+            json(&d.api_ok(&["status"]));
+        });
+        timed("ls", &|| {
+            let ls = json(&d.api_ok(&["ls", "mbd-hello"]));
+            assert_eq!(
+                ls["test"]["bookworm-test-unstable"]["version"],
+                "1.0-2~test12+1"
+            );
+        });
+        timed("a log page", &|| {
+            let (code, _, _) = d.get("/logs/mbd-hello_1.0-2~test12+1/amd64", &[]);
+            assert_eq!(code, 404);
+        });
+        timed("the home page", &|| {
+            let (code, _, _) = d.get("/", &[]);
+            assert_eq!(code, 200);
+        });
+    }
+    assert!(
+        !writer.is_finished(),
+        "the setup ended before the reads: they proved nothing"
+    );
+    let (_ok, report) = writer.join().unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "the setup did not wait for the archive:\n{report}"
+    );
+}
+
 /// The uploads of later mbd-hello revisions (fixtures/gen-revisions.sh): `without-orig`
 /// (1.0-2, the orig tarball left out) and `changed-orig` (1.0-3, another orig of that name).
 pub(crate) fn revisions(dir: &Path) -> PathBuf {
