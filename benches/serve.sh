@@ -45,6 +45,7 @@ dpkg-deb -Znone --build "$W/big" "$W/corpus/debs/big-blob_1.0-1_all.deb" >> "$LO
 "$MBD" --home "$H" setup --identity bench --distributions bookworm:amd64 \
     --repositories test:Default:bookworm >> "$LOG" 2>&1
 "$MBD" --home "$H" repo include $U "$W/corpus/debs" >> "$LOG" 2>&1
+"$MBD" --home "$H" pub-key --binary > "$W/key.pgp"
 
 # mbd's daemon on its home, nginx on the same published tree.
 MP=$(free_port)
@@ -53,7 +54,11 @@ MP=$(free_port)
 PIDS+=($!)
 NP=$(free_port)
 mkdir -p "$W/nginx/tmp"
+# As root, nginx's workers would run as nobody, who cannot enter the private work directory.
+NGINX_USER=""
+[ "$(id -u)" = 0 ] && NGINX_USER="user root;"
 cat > "$W/nginx/nginx.conf" <<EOF
+$NGINX_USER
 worker_processes auto;
 pid $W/nginx/nginx.pid;
 error_log $W/nginx/error.log;
@@ -128,7 +133,6 @@ done
 
 # A real client: apt fetching 200 small packages (and what they depend on) into an
 # isolated root, once from each server; libc6 is "installed" so the synthetic packages resolve.
-"$MBD" --home "$H" pub-key --binary > "$W/key.pgp"
 apt_root() { # NAME PORT
     local R=$W/apt-$1
     mkdir -p "$R"/etc/apt/{apt.conf.d,preferences.d,sources.list.d,trusted.gpg.d} "$R"/var/lib/apt/lists/partial \

@@ -209,11 +209,12 @@ fn listing(dir: &Path, url_path: &str) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
-/// Files up to this size are read in the same blocking step that finds them and sent as one
-/// buffer; larger ones are streamed.
-const SMALL: u64 = 256 * 1024;
+/// Files up to this size (every index but the largest `Contents`) are read in the same
+/// blocking step that finds them and sent as one buffer; larger ones are streamed, so a
+/// request holds at most this much memory.
+const SMALL: u64 = 1024 * 1024;
 /// The read size when streaming a larger file.
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 1024 * 1024;
 
 /// Serves `raw` (the request path after `/repositories/`). Everything that touches the file
 /// system (resolving, `stat`, opening, reading a small file) happens in one blocking step,
