@@ -1093,11 +1093,19 @@ fn dput_uploads_are_accepted_or_rejected_with_their_reason() {
                 && why.contains(reason.as_str()),
             "{twin}: expected '{reason}' in '{why}'"
         );
-        let left: Vec<_> = std::fs::read_dir(home.join("var/incoming"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert!(left.is_empty(), "{twin} left {left:?} in incoming");
+        // The event is stored before the files go (a crash between keeps the upload).
+        let gone = Instant::now();
+        loop {
+            let left = names_in(&home.join("var/incoming"));
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                gone.elapsed() < Duration::from_secs(10),
+                "{twin} left {left:?} in incoming"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     // The policy rules, on an unsigned upload to a repository that allows that.
     d.api_ok(&["set_repository", "test", "--allow-unauthenticated-uploads"]);
