@@ -987,6 +987,23 @@ fn wait_for_events(d: &Daemon, n: usize) -> Vec<serde_json::Value> {
     }
 }
 
+/// Waits until incoming is empty: a decision's event is stored before its files go (so a
+/// crash between keeps the upload), so the files may still be there when the event is seen.
+fn wait_incoming_empty(home: &Path, what: &str) {
+    let started = Instant::now();
+    loop {
+        let left = names_in(&home.join("var/incoming"));
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what} left {left:?} in incoming"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Asserts that an upload's event is a rejection whose reason says `why`.
 fn assert_rejected(event: &serde_json::Value, why: &str) {
     assert_eq!(event["kind"], "REJECTED", "{event}");
@@ -1093,19 +1110,7 @@ fn dput_uploads_are_accepted_or_rejected_with_their_reason() {
                 && why.contains(reason.as_str()),
             "{twin}: expected '{reason}' in '{why}'"
         );
-        // The event is stored before the files go (a crash between keeps the upload).
-        let gone = Instant::now();
-        loop {
-            let left = names_in(&home.join("var/incoming"));
-            if left.is_empty() {
-                break;
-            }
-            assert!(
-                gone.elapsed() < Duration::from_secs(10),
-                "{twin} left {left:?} in incoming"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_incoming_empty(&home, twin);
     }
     // The policy rules, on an unsigned upload to a repository that allows that.
     d.api_ok(&["set_repository", "test", "--allow-unauthenticated-uploads"]);
@@ -1154,12 +1159,7 @@ fn dput_uploads_are_accepted_or_rejected_with_their_reason() {
         let e = events.last().unwrap();
         assert_eq!(e["kind"], "REJECTED", "{e}");
         assert!(e["reason"].as_str().unwrap().contains(reason), "{e}");
-        assert_eq!(
-            std::fs::read_dir(home.join("var/incoming"))
-                .unwrap()
-                .count(),
-            0
-        );
+        wait_incoming_empty(&home, reason);
     }
     d.api_ok(&["set_repository", "test"]);
     let decided_before = twins.len() + policy_cases.len();
@@ -1217,12 +1217,7 @@ fn dput_uploads_are_accepted_or_rejected_with_their_reason() {
             "{name}"
         );
     }
-    assert_eq!(
-        std::fs::read_dir(home.join("var/incoming"))
-            .unwrap()
-            .count(),
-        0
-    );
+    wait_incoming_empty(&home, "the accepted upload");
     // The same upload again is refused: it already waits for its builds.
     let (ok, out) = crate::util::run(
         std::process::Command::new("dput")
@@ -1391,6 +1386,7 @@ fn uploads_waiting_through_maintenance_and_a_kill_are_decided_at_start() {
     let events = wait_for_events(&d, 1);
     assert_eq!(events[0]["kind"], "ACCEPTED", "{events:?}");
     assert!(home.join("var/queue/mbd-hello_1.0-1~test12+1").is_dir());
+    wait_incoming_empty(&home, "the start");
     let left: Vec<_> = std::fs::read_dir(home.join("var/incoming"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
