@@ -29,6 +29,7 @@ use crate::dsc::Dsc;
 use crate::files::{FileEntry, Trust, safe_file_name};
 use crate::openpgp::Keyring;
 use crate::repo::{Engine, RepoError};
+use crate::state::{Record, StateError, StateStore};
 use crate::version::Version;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -51,6 +52,8 @@ pub enum IncomingError {
     Conflict { name: String },
     #[error(transparent)]
     Repo(#[from] RepoError),
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> IncomingError + '_ {
@@ -92,7 +95,7 @@ impl EventKind {
     }
 }
 
-/// One decision, kept in the store under `event/<id>` (ids sort by time).
+/// One decision, kept in the state store's `events` by id (ids sort by time).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     pub id: String,
@@ -105,6 +108,10 @@ pub struct Event {
     pub distribution: String,
     /// Why, for a rejection; what happens next otherwise.
     pub reason: String,
+}
+
+impl Record for Event {
+    const TABLE: &'static str = "events";
 }
 
 /// The incoming and queue directories of a home.
@@ -276,9 +283,13 @@ struct Subject {
 
 /// The keyring of a repository's uploader keys: the keys of active uploaders who may upload
 /// there, and the archive's own key (ports and keyring packages are uploads it signs).
-pub fn uploaders(engine: &Engine, repository: &str) -> Result<Keyring, RepoError> {
+pub fn uploaders(
+    engine: &Engine,
+    state: &StateStore,
+    repository: &str,
+) -> Result<Keyring, StateError> {
     let mut keyring = engine.key().keyring();
-    for (_, user) in engine.objects::<crate::users::User>("user/")? {
+    for (_, user) in state.all::<crate::users::User>()? {
         if !user.may_upload(repository) {
             continue;
         }
@@ -418,6 +429,7 @@ fn complete_source(engine: &Engine, repo: &str, changes: &Changes) -> Result<Vec
 
 fn decide(
     engine: &Engine,
+    state: &StateStore,
     incoming: &Incoming,
     path: &Path,
     subject: &mut Subject,
@@ -490,7 +502,7 @@ fn decide(
     // 3. signature
     if !r.repository.allow_unauthenticated_uploads {
         let keyring =
-            uploaders(engine, &r.repository.identity).map_err(|e| reject(e.to_string()))?;
+            uploaders(engine, state, &r.repository.identity).map_err(|e| reject(e.to_string()))?;
         Changes::read(path, Trust::Keyring(&keyring)).map_err(|e| named(&e))?;
     }
     // 4. the suite's version rule
@@ -578,16 +590,13 @@ fn event_id(time_nanos: u128) -> String {
 
 /// Stores events in one transaction, giving each an id (ids sort by time and are unique
 /// even within one clock tick).
-pub(crate) fn record(engine: &Engine, mut events: Vec<Event>) -> Result<Vec<Event>, RepoError> {
+pub(crate) fn record(state: &StateStore, mut events: Vec<Event>) -> Result<Vec<Event>, StateError> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let mut nanos = now.as_nanos();
     for event in &mut events {
-        while engine
-            .object::<Event>(&format!("event/{}", event_id(nanos)))?
-            .is_some()
-        {
+        while state.get::<Event>(&event_id(nanos))?.is_some() {
             nanos += 1;
         }
         event.id = event_id(nanos);
@@ -595,11 +604,8 @@ pub(crate) fn record(engine: &Engine, mut events: Vec<Event>) -> Result<Vec<Even
         nanos += 1;
         tracing::info!(kind = ?event.kind, file = %event.file, reason = %event.reason, "upload decided");
     }
-    let items: Vec<(String, &Event)> = events
-        .iter()
-        .map(|e| (format!("event/{}", e.id), e))
-        .collect();
-    engine.put_objects(&items)?;
+    let items: Vec<(String, &Event)> = events.iter().map(|e| (e.id.clone(), e)).collect();
+    state.put_all::<Event, _>(&items)?;
     Ok(events)
 }
 
@@ -722,6 +728,7 @@ fn clear(incoming: &Incoming, changes: &Changes, path: &Path) -> Result<(), Inco
 /// Decides one waiting `.changes`; returns the events it made.
 pub fn process(
     engine: &Engine,
+    state: &StateStore,
     incoming: &Incoming,
     path: &Path,
 ) -> Result<Vec<Event>, IncomingError> {
@@ -746,7 +753,7 @@ pub fn process(
         reason,
     };
     let rejected = |subject: &Subject, reason: String| -> Result<Vec<Event>, IncomingError> {
-        let e = record(engine, vec![event(EventKind::Rejected, subject, reason)])?;
+        let e = record(state, vec![event(EventKind::Rejected, subject, reason)])?;
         discard(incoming, path);
         Ok(e)
     };
@@ -755,7 +762,7 @@ pub fn process(
         dist,
         verdict,
         from_pool,
-    } = match decide(engine, incoming, path, &mut subject) {
+    } = match decide(engine, state, incoming, path, &mut subject) {
         Err(Rejection(reason)) => return rejected(&subject, reason),
         Ok(decided) => decided,
     };
@@ -768,7 +775,7 @@ pub fn process(
             let dir = queue_dir(incoming, &changes);
             // After a crash the events may exist already.
             let recorded = verdict == Verdict::Queued
-                && engine.objects::<Event>("event/")?.iter().any(|(_, e)| {
+                && state.all::<Event>()?.iter().any(|(_, e)| {
                     e.kind == EventKind::Packaging
                         && e.file == file
                         && e.source == changes.source
@@ -784,7 +791,7 @@ pub fn process(
                         .display()
                 );
                 record(
-                    engine,
+                    state,
                     vec![
                         event(EventKind::Accepted, &subject, what),
                         event(EventKind::Packaging, &subject, waiting),
@@ -806,7 +813,7 @@ pub fn process(
                 Err(e) => rejected(&subject, incoming.unprefixed(&e)),
                 Ok(summary) => {
                     let e = record(
-                        engine,
+                        state,
                         vec![event(
                             EventKind::Installed,
                             &subject,
@@ -822,24 +829,30 @@ pub fn process(
 }
 
 /// Decides every waiting `.changes` (at start, after maintenance, after an upload).
-pub fn process_pending(engine: &Engine, incoming: &Incoming) -> Result<Vec<Event>, IncomingError> {
+pub fn process_pending(
+    engine: &Engine,
+    state: &StateStore,
+    incoming: &Incoming,
+) -> Result<Vec<Event>, IncomingError> {
     let mut events = Vec::new();
     for path in incoming.pending()? {
-        events.extend(process(engine, incoming, &path)?);
+        events.extend(process(engine, state, incoming, &path)?);
     }
     Ok(events)
 }
 
-/// Events, oldest first, filtered.
+/// Events at or after `since` (seconds since the epoch), oldest first, filtered. Reads
+/// only the events from `since` on (ids sort by time).
 pub fn events(
-    engine: &Engine,
+    state: &StateStore,
     kind: Option<EventKind>,
     source: Option<&str>,
     distribution: Option<&str>,
     since: i64,
-) -> Result<Vec<Event>, RepoError> {
-    Ok(engine
-        .objects::<Event>("event/")?
+) -> Result<Vec<Event>, StateError> {
+    let first = event_id(u128::try_from(since).unwrap_or(0) * 1_000_000_000);
+    Ok(state
+        .from::<Event>(&first)?
         .into_iter()
         .map(|(_, e)| e)
         .filter(|e| kind.is_none_or(|k| e.kind == k))
@@ -847,6 +860,35 @@ pub fn events(
         .filter(|e| distribution.is_none_or(|d| e.distribution == d))
         .filter(|e| e.time >= since)
         .collect())
+}
+
+/// The newest `n` events, newest first (reads only those).
+pub fn latest_events(state: &StateStore, n: usize) -> Result<Vec<Event>, StateError> {
+    Ok(state
+        .latest::<Event>(n)?
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect())
+}
+
+/// Retention: deletes the events older than `max_age` seconds, except the newest `keep`,
+/// with their files in `<home>/var/events/`; returns how many went.
+pub fn prune_events(
+    state: &StateStore,
+    home: &Path,
+    max_age: u64,
+    keep: usize,
+) -> Result<usize, IncomingError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let before = event_id(now.saturating_sub(u128::from(max_age) * 1_000_000_000));
+    let gone = state.prune_before::<Event>(&before, keep)?;
+    for (id, _) in &gone {
+        let _ = std::fs::remove_file(home.join("var/events").join(format!("{id}.json")));
+    }
+    Ok(gone.len())
 }
 
 /// Writes an event as `<home>/var/events/<id>.json` (atomically); returns its path.
@@ -934,6 +976,60 @@ pub const HOOK_TIMEOUT: Duration = Duration::from_secs(60);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stored_event(state: &StateStore, home: &Path, days_ago: u64, n: u128) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let id = event_id(now - u128::from(days_ago) * 86_400 * 1_000_000_000 + n);
+        let e = Event {
+            id: id.clone(),
+            time: 0,
+            kind: EventKind::Rejected,
+            file: format!("x{n}.changes"),
+            source: "x".into(),
+            version: "1".into(),
+            distribution: "d".into(),
+            reason: "r".into(),
+        };
+        state.put(&id, &e).unwrap();
+        write_event_file(home, &e).unwrap();
+        id
+    }
+
+    #[test]
+    fn retention_drops_old_events_and_their_files_but_keeps_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateStore::in_memory();
+        let old: Vec<String> = (0..3)
+            .map(|n| stored_event(&state, dir.path(), 40, n))
+            .collect();
+        let recent: Vec<String> = (0..2)
+            .map(|n| stored_event(&state, dir.path(), 1, n))
+            .collect();
+        // 30 days: the three old ones go, with their files.
+        assert_eq!(prune_events(&state, dir.path(), 30 * 86_400, 1).unwrap(), 3);
+        let left: Vec<String> = latest_events(&state, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(left, recent.iter().rev().cloned().collect::<Vec<_>>());
+        for id in &old {
+            assert!(!dir.path().join(format!("var/events/{id}.json")).exists());
+        }
+        // Everything is old at age 0, but the newest `keep` stay.
+        assert_eq!(prune_events(&state, dir.path(), 0, 1).unwrap(), 1);
+        assert_eq!(latest_events(&state, 10).unwrap()[0].id, recent[1]);
+        assert!(
+            dir.path()
+                .join(format!("var/events/{}.json", recent[1]))
+                .exists()
+        );
+        // since= reads from the index: only what is at or after it.
+        assert_eq!(events(&state, None, None, None, 0).unwrap().len(), 1);
+    }
 
     #[test]
     fn commit_never_overwrites_other_content() {

@@ -8,13 +8,16 @@
 
 use crate::port::{AfterInstall, PortError, Ported, Workdir, io};
 use crate::repo::Engine;
+use crate::state::StateStore;
 use std::os::unix::fs::PermissionsExt;
 
 /// One keyring package upload per target distribution: `dists`, or every distribution whose
 /// suite has `build_keyring_package` (unstable in the built-in layouts). `url` is the
 /// daemon's base URL, `dput_conf` the dput sections clients use.
+#[allow(clippy::too_many_arguments)]
 pub fn upload_all(
     engine: &Engine,
+    state: &StateStore,
     incoming: &crate::incoming::Incoming,
     url: &str,
     dput_conf: &str,
@@ -42,9 +45,15 @@ pub fn upload_all(
     }
     let mut out = Vec::new();
     for dist in &targets {
-        out.push(upload_one(
-            engine, incoming, url, dput_conf, dist, migrate, now,
-        )?);
+        let ported = upload_one(engine, incoming, url, dput_conf, dist, now)?;
+        if migrate {
+            AfterInstall {
+                migrate_full: true,
+                ports: Vec::new(),
+            }
+            .store(state, &ported.source, &ported.version)?;
+        }
+        out.push(ported);
     }
     Ok(out)
 }
@@ -55,7 +64,6 @@ fn upload_one(
     url: &str,
     dput_conf: &str,
     dist: &str,
-    migrate: bool,
     now: i64,
 ) -> Result<Ported, PortError> {
     let r = crate::port::uploadable(engine, dist, "keyring_packages")?;
@@ -145,13 +153,6 @@ fn upload_one(
         &date,
     )?;
     let changes = crate::port::build_upload(engine, incoming, work.path(), &tree, &name, &version)?;
-    if migrate {
-        AfterInstall {
-            migrate_full: true,
-            ports: Vec::new(),
-        }
-        .store(engine, &name, &version)?;
-    }
     Ok(Ported {
         source: name,
         version,

@@ -22,6 +22,7 @@ pub mod port;
 pub mod repo;
 pub mod settings;
 pub mod setup;
+pub mod state;
 pub mod status;
 pub mod users;
 pub mod version;

@@ -8,6 +8,7 @@
 
 use crate::incoming::Incoming;
 use crate::repo::{Engine, RepoError};
+use crate::state::{Record, StateError, StateStore};
 use regex::Regex;
 use sha1::{Digest, Sha1};
 use std::path::{Path, PathBuf};
@@ -17,6 +18,8 @@ use std::process::Command;
 pub enum PortError {
     #[error(transparent)]
     Repo(#[from] RepoError),
+    #[error(transparent)]
+    State(#[from] StateError),
     #[error("{0}")]
     Refused(String),
     #[error("{program} failed in {dir}: {output}")]
@@ -96,41 +99,45 @@ pub fn new_version(
 
 /// What to do once an upload is installed: migrate it on through its suites (keyring
 /// packages), port it to further distributions (the `auto-ports` upload option). Stored as
-/// `after_install/<source>_<version>`.
+/// `<source>_<version>` in the state store.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AfterInstall {
     pub migrate_full: bool,
     pub ports: Vec<String>,
 }
 
+impl Record for AfterInstall {
+    const TABLE: &'static str = "after_install";
+}
+
 impl AfterInstall {
     pub fn key(source: &str, version: &str) -> String {
-        format!("after_install/{source}_{version}")
+        format!("{source}_{version}")
     }
 
     /// Adds to what is stored for the upload.
-    pub fn store(&self, engine: &Engine, source: &str, version: &str) -> Result<(), RepoError> {
+    pub fn store(&self, state: &StateStore, source: &str, version: &str) -> Result<(), StateError> {
         let key = AfterInstall::key(source, version);
-        let mut all = engine.object::<AfterInstall>(&key)?.unwrap_or_default();
+        let mut all = state.get::<AfterInstall>(&key)?.unwrap_or_default();
         all.migrate_full |= self.migrate_full;
         for p in &self.ports {
             if !all.ports.contains(p) {
                 all.ports.push(p.clone());
             }
         }
-        engine.put_object(&key, &all)
+        state.put(&key, &all)
     }
 
     /// Takes (loads and deletes) what is stored for an upload.
     pub fn take(
-        engine: &Engine,
+        state: &StateStore,
         source: &str,
         version: &str,
-    ) -> Result<Option<AfterInstall>, RepoError> {
+    ) -> Result<Option<AfterInstall>, StateError> {
         let key = AfterInstall::key(source, version);
-        let found = engine.object::<AfterInstall>(&key)?;
+        let found = state.get::<AfterInstall>(&key)?;
         if found.is_some() {
-            engine.delete_object(&key)?;
+            state.delete::<AfterInstall>(&key)?;
         }
         Ok(found)
     }
@@ -290,6 +297,7 @@ pub(crate) fn uploadable(
 #[allow(clippy::too_many_arguments)]
 pub fn port_ext(
     engine: &Engine,
+    state: &StateStore,
     incoming: &Incoming,
     fetch: &dyn crate::config::Fetch,
     dsc_url: &str,
@@ -313,7 +321,7 @@ pub fn port_ext(
         }
     };
     let data = get(dsc_url)?;
-    let keyring = crate::incoming::uploaders(engine, &to_r.repository.identity)?;
+    let keyring = crate::incoming::uploaders(engine, state, &to_r.repository.identity)?;
     let trust = if allow_unauthenticated {
         crate::files::Trust::Unchecked
     } else {

@@ -69,6 +69,35 @@ pub struct Settings {
     /// Seconds a file that belongs to no `.changes` may wait in incoming.
     #[serde(default = "default_orphan_age")]
     pub incoming_orphan_age: u64,
+    /// How long history is kept (checked at start and every hour).
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+/// Retention of history: a record goes when it is older than its age limit and is not among
+/// the newest `*_keep` of its kind. Uploads that are still building always stay.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// Days an upload decision (event) is kept.
+    pub events_days: u64,
+    /// The newest events kept whatever their age.
+    pub events_keep: usize,
+    /// Days an ended upload is kept, with its build records, build logs and queued files.
+    pub uploads_days: u64,
+    /// The newest ended uploads kept whatever their age.
+    pub uploads_keep: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            events_days: 365,
+            events_keep: 1000,
+            uploads_days: 365,
+            uploads_keep: 200,
+        }
+    }
 }
 
 fn default_build_jobs() -> u32 {
@@ -114,6 +143,7 @@ impl Default for Settings {
             lintian_mode: default_lintian(),
             prepare_default_chroot: true,
             incoming_orphan_age: default_orphan_age(),
+            retention: Retention::default(),
         }
     }
 }

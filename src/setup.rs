@@ -13,6 +13,7 @@ use crate::config::{self, AptKey, Archive, ConfigError, Fetch, Source};
 use crate::repo::distribution::{BuildOptions, Distribution, PrioritySource};
 use crate::repo::release::civil_date;
 use crate::repo::{Engine, Repository};
+use crate::state::StateStore;
 use crate::status::Status;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -63,7 +64,7 @@ pub trait Env {
     fn apt_archives(&self) -> Vec<String>;
     fn host_arch(&self) -> String;
     /// Starts preparing a chroot in the background.
-    fn request_chroot(&mut self, engine: &Engine, chroot: Chroot) -> Result<(), String>;
+    fn request_chroot(&mut self, state: &StateStore, chroot: Chroot) -> Result<(), String>;
     /// The FTP endpoints of the daemon's settings, and the one it serves now (`host:port`).
     fn ftp_endpoints(&self) -> (Vec<String>, Option<String>);
     /// Writes the FTP endpoints into the daemon's settings.
@@ -277,22 +278,22 @@ fn plan_sources(req: &Request, env: &dyn Env) -> Result<Planned, ConfigError> {
 /// from what setup would make now; `Extend` also applies it (update, pca), which brings
 /// changed or failed objects back and adds what the objects imply but lacks (an extra source
 /// that became available, a repository's new codename).
-fn current(engine: &Engine, req: &mut Request) -> Result<(), ConfigError> {
+fn current(engine: &Engine, state: &StateStore, req: &mut Request) -> Result<(), ConfigError> {
     let push = |list: &mut Vec<String>, item: String| {
         if !list.contains(&item) {
             list.push(item);
         }
     };
-    for (_, a) in engine.objects::<Archive>("archive/")? {
+    for (_, a) in state.all::<Archive>()? {
         push(&mut req.archives, a.url);
     }
-    for (_, d) in engine.objects::<Distribution>("distribution/")? {
+    for d in engine.distributions()? {
         let base = if d.base_source.is_empty() {
             d.codename.clone()
         } else {
             d.base_source.clone()
         };
-        if let Some(s) = engine.object::<Source>(&Source::key(&base))? {
+        if let Some(s) = state.get::<Source>(&Source::key(&base))? {
             push(&mut req.from_origins, s.origin.clone());
             push(&mut req.sources, base);
         }
@@ -307,7 +308,7 @@ fn current(engine: &Engine, req: &mut Request) -> Result<(), ConfigError> {
             format!("{}:{}:{}", r.identity, r.layout, r.codenames.join("+")),
         );
     }
-    for c in crate::build::chroot::all(engine)? {
+    for c in crate::build::chroot::all(state)? {
         push(
             &mut req.chroots,
             format!("{}:{}", c.codename, c.architecture),
@@ -317,14 +318,19 @@ fn current(engine: &Engine, req: &mut Request) -> Result<(), ConfigError> {
 }
 
 /// Runs setup: builds the report and, when asked, applies it.
-pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, ConfigError> {
+pub fn run(
+    engine: &Engine,
+    state: &StateStore,
+    req: &Request,
+    env: &mut dyn Env,
+) -> Result<Report, ConfigError> {
     let mut req = req.clone();
     if let Some(p) = req
         .preset
         .clone()
         .filter(|p| p == "Current" || p == "Extend")
     {
-        current(engine, &mut req)?;
+        current(engine, state, &mut req)?;
         if p == "Extend" {
             req.update = true;
             req.pca = true;
@@ -421,7 +427,7 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
     let mut new_archives = Vec::new();
     for a in archives {
         let url = &a.url.clone();
-        match engine.object::<Archive>(&Archive::key(url))? {
+        match state.get::<Archive>(&Archive::key(url))? {
             Some(existing) => {
                 let mut e = entry("archive", url, "exists");
                 if existing.ping_ms >= 0.0 {
@@ -440,7 +446,7 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
             }
         }
     }
-    engine.put_objects(&new_archives)?;
+    state.put_all::<Archive, _>(&new_archives)?;
 
     // Keys, then sources (a source's check prepares, checks and activates its keys).
     let mut key_ids: Vec<String> = Vec::new();
@@ -454,19 +460,19 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
     let mut key_entries = BTreeMap::new();
     for id in &key_ids {
         let key = AptKey::key(id);
-        let mut e = match engine.object::<AptKey>(&key)? {
+        let mut e = match state.get::<AptKey>(&key)? {
             Some(k) => entry("aptkey", id, status_word(&k.status)),
             None => {
                 let mut e = entry("aptkey", id, "missing");
                 if req.update {
-                    engine.put_object(&key, &AptKey::new(id)?)?;
+                    state.put(&key, &AptKey::new(id)?)?;
                     e.status = "exists".to_string();
                     e.actions.push("created".to_string());
                 }
                 e
             }
         };
-        if let Some(k) = engine.object::<AptKey>(&key)? {
+        if let Some(k) = state.get::<AptKey>(&key)? {
             if let Some(info) = &k.info {
                 e.message = info.name.clone();
             }
@@ -477,7 +483,7 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
     for (spec, _) in &planned.sources {
         let key = Source::key(&spec.codename);
         let mut e = entry("source", &spec.codename, "missing");
-        match engine.object::<Source>(&key)? {
+        match state.get::<Source>(&key)? {
             Some(mut s) => {
                 let mut diff = Vec::new();
                 if s.origin != spec.origin {
@@ -503,7 +509,7 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
                         s.apt_keys = spec.apt_keys.clone();
                         s.extra_identifiers = spec.extra_identifiers.clone();
                         s.status.changed();
-                        engine.put_object(&key, &s)?;
+                        state.put(&key, &s)?;
                         e.actions.push("updated".to_string());
                     }
                 }
@@ -511,21 +517,29 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
                 e.status = status_word(&s.status).to_string();
             }
             None if req.update => {
-                engine.put_object(&key, &Source::new(spec))?;
+                state.put(&key, &Source::new(spec))?;
                 e.status = "exists".to_string();
                 e.actions.push("created".to_string());
             }
             None => {}
         }
         if req.pca && e.status != "missing" {
-            match config::act(engine, "source", &spec.codename, "pca", env.fetch(), now) {
+            match config::act(
+                engine,
+                state,
+                "source",
+                &spec.codename,
+                "pca",
+                env.fetch(),
+                now,
+            ) {
                 Ok(_) => e.actions.push("pca".to_string()),
                 Err(err) => {
                     e.actions.push("pca(failed)".to_string());
                     e.message = err.to_string();
                 }
             }
-            let s: Source = config::load(engine, "source", &key)?;
+            let s: Source = config::load(state, "source", &key)?;
             e.status = status_word(&s.status).to_string();
             if s.status.is_active() {
                 e.message = format!(
@@ -540,7 +554,7 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
     }
     // The keys' status after the sources' checks.
     for (id, at) in key_entries {
-        if let Some(k) = engine.object::<AptKey>(&AptKey::key(&id))? {
+        if let Some(k) = state.get::<AptKey>(&AptKey::key(&id))? {
             let e = &mut report.entries[at];
             e.status = status_word(&k.status).to_string();
             if !k.status.message.is_empty() {
@@ -551,8 +565,8 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
 
     // Distributions.
     let active_source = |codename: &str| -> Result<Option<Source>, ConfigError> {
-        Ok(engine
-            .object::<Source>(&Source::key(codename))?
+        Ok(state
+            .get::<Source>(&Source::key(codename))?
             .filter(|s| s.status.is_active()))
     };
     let mut wanted_dists: Vec<(String, Vec<String>)> = Vec::new();
@@ -569,7 +583,7 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
     let mut new_dists = Vec::new();
     for (codename, archs) in &wanted_dists {
         let mut e = entry("distribution", codename, "missing");
-        let existing = engine.object::<Distribution>(&format!("distribution/{codename}"))?;
+        let existing = engine.find_distribution(codename)?;
         let Some(source) = active_source(codename)? else {
             match &existing {
                 Some(_) => e.status = "exists".to_string(),
@@ -692,9 +706,7 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
     }
     let dist_exists = |codename: &str, new: &[Distribution]| -> Result<bool, ConfigError> {
         Ok(new.iter().any(|d| d.codename == codename)
-            || engine
-                .object::<Distribution>(&format!("distribution/{codename}"))?
-                .is_some())
+            || engine.find_distribution(codename)?.is_some())
     };
 
     // Repositories.
@@ -725,7 +737,7 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
     let mut repo_entries = Vec::new();
     for r in &wanted_repos {
         let mut e = entry("repository", &r.identity, "missing");
-        let existing = engine.object::<Repository>(&format!("repository/{}", r.identity))?;
+        let existing = engine.find_repository(&r.identity)?;
         let mut ready = Vec::new();
         let mut waiting = Vec::new();
         for c in &r.codenames {
@@ -789,14 +801,12 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
         engine.configure(&new_dists, &new_repos)?;
     }
     for mut e in repo_entries {
-        let status = engine
-            .object::<Repository>(&format!("repository/{}", e.id))?
-            .map(|r| r.status);
+        let status = engine.find_repository(&e.id)?.map(|r| r.status);
         if let Some(status) = status
             && req.pca
             && !status.is_active()
         {
-            match config::act(engine, "repository", &e.id, "pca", env.fetch(), now) {
+            match config::act(engine, state, "repository", &e.id, "pca", env.fetch(), now) {
                 Ok(s) => {
                     e.status = status_word(&s).to_string();
                     e.actions.push("pca".to_string());
@@ -826,7 +836,7 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
             }
         }
     }
-    let chroots = crate::build::chroot::all(engine)?;
+    let chroots = crate::build::chroot::all(state)?;
     for (codename, arch) in &wanted_chroots {
         let id = format!("{codename}-{arch}");
         let mut e = entry("chroot", &id, "missing");
@@ -855,8 +865,8 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
             Some(s) if needs && req.pca => {
                 let mirror = s.archives.first().cloned().unwrap_or_default();
                 let mut chroot = Chroot::new(codename, arch, &mirror, backend);
-                chroot.extra_sources = security_lines(engine, codename)?;
-                match env.request_chroot(engine, chroot) {
+                chroot.extra_sources = security_lines(state, engine, codename)?;
+                match env.request_chroot(state, chroot) {
                     Ok(()) => {
                         e.status = "preparing".to_string();
                         e.message = format!("from {mirror}");
@@ -884,11 +894,15 @@ pub fn run(engine: &Engine, req: &Request, env: &mut dyn Env) -> Result<Report, 
 
 /// The apt lines of a distribution's active extra sources that its chroots carry (from
 /// [`config::CHROOT_PRIORITY`] up: security updates).
-fn security_lines(engine: &Engine, codename: &str) -> Result<Vec<String>, ConfigError> {
-    let Some(d) = engine.object::<Distribution>(&format!("distribution/{codename}"))? else {
+fn security_lines(
+    state: &StateStore,
+    engine: &Engine,
+    codename: &str,
+) -> Result<Vec<String>, ConfigError> {
+    let Some(d) = engine.find_distribution(codename)? else {
         return Ok(Vec::new());
     };
-    Ok(config::pinned_sources(engine, &d)?
+    Ok(config::pinned_sources(state, &d)?
         .into_iter()
         .filter(|p| p.priority >= config::CHROOT_PRIORITY)
         .map(|p| p.line)

@@ -5,7 +5,7 @@
 //! the store keeps only their SHA-256, so a copy of the store does not give access. A request
 //! authenticates with HTTP Basic (`user:password` or `user:token`) or `Bearer <token>`.
 
-use crate::repo::{Engine, RepoError};
+use crate::state::{Record, StateError, StateStore};
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -18,7 +18,7 @@ pub enum UsersError {
     #[error("authentication failed: {0}")]
     BadCredentials(String),
     #[error(transparent)]
-    Repo(#[from] RepoError),
+    State(#[from] StateError),
 }
 
 /// Who may make a call: anyone, any logged-in user, staff, or administrators.
@@ -91,15 +91,17 @@ pub struct Token {
     pub created: i64,
 }
 
-pub fn user_key(name: &str) -> String {
-    format!("user/{name}")
+impl Record for User {
+    const TABLE: &'static str = "users";
 }
 
+impl Record for Token {
+    const TABLE: &'static str = "tokens";
+}
+
+/// A token's id in the store: the SHA-256 of its secret.
 fn token_key(secret: &str) -> String {
-    format!(
-        "token/{}",
-        hex::encode(sha2::Sha256::digest(secret.as_bytes()))
-    )
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
 }
 
 /// User names: what a person types, nothing a URL or a log line could misread.
@@ -144,7 +146,7 @@ fn verify_password(hash: &str, password: &str) -> bool {
 
 /// Creates or replaces a user.
 pub fn put_user(
-    engine: &Engine,
+    state: &StateStore,
     name: &str,
     level: Level,
     password: &str,
@@ -159,7 +161,7 @@ pub fn put_user(
             "a user's level is login, staff or admin".to_string(),
         ));
     }
-    let old: Option<User> = engine.object(&user_key(name))?;
+    let old: Option<User> = state.get::<User>(name)?;
     let user = User {
         name: name.to_string(),
         level,
@@ -169,40 +171,40 @@ pub fn put_user(
         uploader: old.as_ref().map(|u| u.uploader.clone()).unwrap_or_default(),
         may_upload_to: old.map(|u| u.may_upload_to).unwrap_or_default(),
     };
-    engine.put_object(&user_key(name), &user)?;
+    state.put(name, &user)?;
     Ok(user)
 }
 
 /// Issues a token for `user`; returns the secret (shown once) and the stored record.
 pub fn create_token(
-    engine: &Engine,
+    state: &StateStore,
     user: &str,
     label: &str,
 ) -> Result<(String, Token), UsersError> {
     let secret = new_secret();
     let token = Token {
-        id: token_key(&secret)["token/".len().."token/".len() + 12].to_string(),
+        id: token_key(&secret)[..12].to_string(),
         user: user.to_string(),
         label: label.to_string(),
         created: crate::repo::publish_time(),
     };
-    engine.put_object(&token_key(&secret), &token)?;
+    state.put(&token_key(&secret), &token)?;
     Ok((secret, token))
 }
 
 /// Revokes the token with this secret; false if there was none.
-pub fn revoke_secret(engine: &Engine, secret: &str) -> Result<bool, UsersError> {
-    Ok(engine.delete_object(&token_key(secret))?)
+pub fn revoke_secret(state: &StateStore, secret: &str) -> Result<bool, UsersError> {
+    Ok(state.delete::<Token>(&token_key(secret))?)
 }
 
 /// Every token record with its store key.
-pub fn tokens(engine: &Engine) -> Result<Vec<(String, Token)>, UsersError> {
-    Ok(engine.objects::<Token>("token/")?)
+pub fn tokens(state: &StateStore) -> Result<Vec<(String, Token)>, UsersError> {
+    Ok(state.all::<Token>()?)
 }
 
 /// Who is calling: `None` for an anonymous request. A credential that is given but wrong is
 /// an error (401), never silently anonymous.
-pub fn authenticate(engine: &Engine, header: Option<&str>) -> Result<Option<User>, UsersError> {
+pub fn authenticate(state: &StateStore, header: Option<&str>) -> Result<Option<User>, UsersError> {
     let Some(header) = header else {
         return Ok(None);
     };
@@ -212,11 +214,11 @@ pub fn authenticate(engine: &Engine, header: Option<&str>) -> Result<Option<User
         .ok_or_else(|| refused("malformed Authorization header"))?;
     let value = value.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
-        let token: Token = engine
-            .object(&token_key(value))?
+        let token: Token = state
+            .get(&token_key(value))?
             .ok_or_else(|| refused("unknown or revoked token"))?;
-        let user: User = engine
-            .object(&user_key(&token.user))?
+        let user: User = state
+            .get(&token.user)?
             .ok_or_else(|| refused("the token's user no longer exists"))?;
         return Ok(Some(user));
     }
@@ -231,21 +233,21 @@ pub fn authenticate(engine: &Engine, header: Option<&str>) -> Result<Option<User
     let (name, secret) = decoded
         .split_once(':')
         .ok_or_else(|| refused("malformed Basic credentials"))?;
-    login(engine, name, secret).map(Some)
+    login(state, name, secret).map(Some)
 }
 
 /// A user name with a password or one of the user's tokens (HTTP Basic, FTP `USER`/`PASS`).
-pub fn login(engine: &Engine, name: &str, secret: &str) -> Result<User, UsersError> {
+pub fn login(state: &StateStore, name: &str, secret: &str) -> Result<User, UsersError> {
     let refused = |why: &str| UsersError::BadCredentials(why.to_string());
     let user: Option<User> = if valid_user_name(name) {
-        engine.object(&user_key(name))?
+        state.get::<User>(name)?
     } else {
         None
     };
     let Some(user) = user else {
         return Err(refused("wrong user name or password"));
     };
-    if let Some(token) = engine.object::<Token>(&token_key(secret))? {
+    if let Some(token) = state.get::<Token>(&token_key(secret))? {
         if token.user == user.name {
             return Ok(user);
         }

@@ -17,6 +17,7 @@ const LAYERS: &[&str] = &[
     "changes",
     "changelog",
     "status",
+    "state",
     "repo",
     "users",
     "incoming",

@@ -4,6 +4,7 @@ use super::auth::{self, Token, User};
 use super::{ApiError, Arg, Call, Context, Invocation, Kind, Level, Output};
 use crate::repo::distribution::DistName;
 use crate::repo::{Engine, Repository};
+use crate::state::StateStore;
 use serde::Serialize;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -854,7 +855,7 @@ fn status(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         "running": running,
         // Running builds per slot; -1 while stopped (as mini-buildd reports it).
         "load": ctx.builds.load(running),
-        "chroots": crate::build::chroot::all(engine)?
+        "chroots": crate::build::chroot::all(ctx.state())?
             .iter()
             .map(|c| json!({"chroot": c.id(), "state": c.state}))
             .collect::<Vec<_>>(),
@@ -1273,7 +1274,7 @@ fn events(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         })?),
     };
     let list = crate::incoming::events(
-        ctx.engine(),
+        ctx.state(),
         kind,
         a.opt("source"),
         a.opt("distribution"),
@@ -1283,8 +1284,7 @@ fn events(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 }
 
 fn builds(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let engine = ctx.engine();
-    let list: Vec<serde_json::Value> = crate::build::queue::overview(engine)?
+    let list: Vec<serde_json::Value> = crate::build::queue::overview(ctx.state())?
         .into_iter()
         .filter(|(u, _)| inv.args.opt("source").is_none_or(|s| u.source == s))
         .map(|(u, b)| {
@@ -1323,7 +1323,7 @@ fn builds(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 
 fn cancel(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let id = inv.args.str("upload");
-    let events = crate::build::queue::cancel(&ctx.writer(), id)?;
+    let events = crate::build::queue::cancel(ctx.state(), id)?;
     ctx.builds.cancel(id);
     for e in events {
         ctx.announce(e);
@@ -1334,14 +1334,14 @@ fn cancel(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 fn retry(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let id = inv.args.str("upload");
     let dirs = crate::build::queue::Dirs::new(&ctx.home());
-    let n = crate::build::queue::retry(&ctx.writer(), &dirs, id)?;
+    let n = crate::build::queue::retry(ctx.state(), &dirs, id)?;
     ctx.builds.forget(id);
     ctx.builds.nudge();
     Ok(Output::Text(format!("{id}: {n} build(s) queued again")))
 }
 
 fn chroots(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
-    let all: Vec<serde_json::Value> = crate::build::chroot::all(ctx.engine())?
+    let all: Vec<serde_json::Value> = crate::build::chroot::all(ctx.state())?
         .into_iter()
         .map(|c| {
             let mut v = json!(c);
@@ -1353,7 +1353,7 @@ fn chroots(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
 }
 
 fn find_chroot(ctx: &Context, id: &str) -> Result<crate::build::chroot::Chroot, ApiError> {
-    Ok(crate::build::chroot::find(ctx.engine(), id)?)
+    Ok(crate::build::chroot::find(ctx.state(), id)?)
 }
 
 fn chroot_prepare(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
@@ -1394,7 +1394,7 @@ fn chroot_prepare(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
             })?,
     };
     ctx.builds
-        .request(&ctx.writer(), Chroot::new(codename, arch, &mirror, backend))?;
+        .request(ctx.state(), Chroot::new(codename, arch, &mirror, backend))?;
     Ok(Output::Text(format!(
         "preparing chroot {id} from {mirror} in the background (see `chroots`)"
     )))
@@ -1415,7 +1415,8 @@ fn chroot_remove(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         )));
     }
     crate::build::chroot::remove(&c, &ctx.home())?;
-    ctx.writer().delete_object(&format!("chroot/{}", c.id()))?;
+    ctx.state()
+        .delete::<crate::build::chroot::Chroot>(&c.id())?;
     Ok(Output::Text(format!("chroot {} removed", c.id())))
 }
 
@@ -1437,18 +1438,14 @@ fn stop(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
     ))
 }
 
-fn all_users(engine: &Engine) -> Result<Vec<User>, ApiError> {
-    Ok(engine
-        .objects::<User>("user/")?
-        .into_iter()
-        .map(|(_, u)| u)
-        .collect())
+fn all_users(state: &StateStore) -> Result<Vec<User>, ApiError> {
+    Ok(state.all::<User>()?.into_iter().map(|(_, u)| u).collect())
 }
 
 fn uploaders(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let engine = ctx.engine();
     let repos = inv.args.list("repositories");
-    let users = all_users(engine)?;
+    let users = all_users(ctx.state())?;
     let mut out = BTreeMap::new();
     for r in engine.repositories()? {
         if repos.is_empty() || repos.contains(&r.identity) {
@@ -1495,23 +1492,25 @@ fn caller(inv: &Invocation) -> Result<&User, ApiError> {
         .ok_or_else(|| ApiError::Internal("authorized call without a user".to_string()))
 }
 
-fn load_user(engine: &Engine, name: &str) -> Result<User, ApiError> {
-    engine
-        .object(&auth::user_key(name))?
+fn load_user(state: &StateStore, name: &str) -> Result<User, ApiError> {
+    state
+        .get::<User>(name)?
         .ok_or_else(|| ApiError::NotFound(format!("No user '{name}'")))
 }
 
 fn uploader_activate(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let engine = ctx.writer();
+    let _token = ctx.writer();
+    let state = ctx.state();
     let name = inv.args.str("name");
-    let mut user = load_user(&engine, name)?;
+    let mut user = load_user(state, name)?;
     let Some(key) = user.key.clone() else {
         return Err(ApiError::BadRequest(format!(
             "uploader_activate: '{name}' has set no key (set_user_key)"
         )));
     };
     let repos = inv.args.list("repositories").to_vec();
-    let known: Vec<String> = engine
+    let known: Vec<String> = ctx
+        .engine()
         .repositories()?
         .into_iter()
         .map(|r| r.identity)
@@ -1525,7 +1524,7 @@ fn uploader_activate(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError
         Ok(_) => user.uploader.checked(crate::repo::publish_time()),
         Err(e) => {
             user.uploader.failed(e.to_string());
-            engine.put_object(&auth::user_key(name), &user)?;
+            state.put(name, &user)?;
             return Err(ApiError::BadRequest(format!(
                 "uploader_activate: the key of '{name}' is not usable: {e}"
             )));
@@ -1535,23 +1534,25 @@ fn uploader_activate(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError
         .activate()
         .map_err(|r| ApiError::BadRequest(format!("uploader_activate: {r}")))?;
     user.may_upload_to = repos;
-    engine.put_object(&auth::user_key(name), &user)?;
+    state.put(name, &user)?;
     Output::json(
         &json!({"user": name, "status": user.uploader.label(), "may_upload_to": user.may_upload_to}),
     )
 }
 
 fn uploader_deactivate(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let engine = ctx.writer();
+    let _token = ctx.writer();
+    let state = ctx.state();
     let name = inv.args.str("name");
-    let mut user = load_user(&engine, name)?;
+    let mut user = load_user(state, name)?;
     user.uploader.deactivate();
-    engine.put_object(&auth::user_key(name), &user)?;
+    state.put(name, &user)?;
     Output::json(&json!({"user": name, "status": user.uploader.label()}))
 }
 
 fn set_user_key(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let engine = ctx.writer();
+    let _token = ctx.writer();
+    let state = ctx.state();
     let text = inv.args.str("key");
     let keyring = crate::openpgp::Keyring::from_bytes(text.as_bytes())
         .map_err(|e| ApiError::BadRequest(format!("set_user_key: not a usable key: {e}")))?;
@@ -1563,13 +1564,13 @@ fn set_user_key(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         )));
     };
     let name = caller(inv)?.name.clone();
-    let mut user = load_user(&engine, &name)?;
+    let mut user = load_user(state, &name)?;
     user.key = Some(text.to_string());
     user.key_fingerprint = Some(fingerprint.clone());
     // A new key waits for staff: the uploader is Prepared, not active.
     user.uploader.changed();
     user.uploader.prepared();
-    engine.put_object(&auth::user_key(&name), &user)?;
+    state.put(&name, &user)?;
     Ok(Output::Text(format!(
         "key {fingerprint} set for {name}; uploads signed with it are taken once staff activates it (uploader_activate)"
     )))
@@ -1581,25 +1582,31 @@ struct Subscription {
     distribution: String,
 }
 
+/// A user's subscriptions, by user name.
+impl crate::state::Record for Vec<Subscription> {
+    const TABLE: &'static str = "subscriptions";
+}
+
 fn subscription_key(user: &str) -> String {
-    format!("subscriptions/{user}")
+    user.to_string()
 }
 
 fn subscribe(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let engine = ctx.writer();
+    let _token = ctx.writer();
+    let state = ctx.state();
     let user = &caller(inv)?.name;
     let wanted = Subscription {
         source: inv.args.str("source").to_string(),
         distribution: inv.args.str("distribution").to_string(),
     };
     if !wanted.distribution.is_empty() {
-        engine.resolve(&wanted.distribution)?;
+        ctx.engine().resolve(&wanted.distribution)?;
     }
-    let mut list: Vec<Subscription> = engine.object(&subscription_key(user))?.unwrap_or_default();
+    let mut list: Vec<Subscription> = state.get(&subscription_key(user))?.unwrap_or_default();
     let created = !list.contains(&wanted);
     if created {
         list.push(wanted.clone());
-        engine.put_object(&subscription_key(user), &list)?;
+        state.put(&subscription_key(user), &list)?;
     }
     Ok(Output::Json(json!({
         "created": created,
@@ -1609,13 +1616,14 @@ fn subscribe(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 }
 
 fn unsubscribe(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let engine = ctx.writer();
+    let _token = ctx.writer();
+    let state = ctx.state();
     let user = &caller(inv)?.name;
     let gone = Subscription {
         source: inv.args.str("source").to_string(),
         distribution: inv.args.str("distribution").to_string(),
     };
-    let mut list: Vec<Subscription> = engine.object(&subscription_key(user))?.unwrap_or_default();
+    let mut list: Vec<Subscription> = state.get(&subscription_key(user))?.unwrap_or_default();
     let before = list.len();
     list.retain(|s| s != &gone);
     let removed = if list.len() < before {
@@ -1623,14 +1631,14 @@ fn unsubscribe(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     } else {
         vec![]
     };
-    engine.put_object(&subscription_key(user), &list)?;
+    state.put(&subscription_key(user), &list)?;
     Output::json(&removed)
 }
 
 fn subscriptions(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let list: Vec<Subscription> = ctx
-        .engine()
-        .object(&subscription_key(&caller(inv)?.name))?
+        .state()
+        .get(&subscription_key(&caller(inv)?.name))?
         .unwrap_or_default();
     Output::json(&list)
 }
@@ -1647,7 +1655,7 @@ fn user_add(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let password = a
         .opt("password")
         .map_or_else(auth::new_password, str::to_string);
-    let user = auth::put_user(&ctx.writer(), a.str("name"), level, &password)?;
+    let user = auth::put_user(ctx.state(), a.str("name"), level, &password)?;
     Ok(Output::Json(json!({
         "name": user.name,
         "level": user.level,
@@ -1656,27 +1664,28 @@ fn user_add(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 }
 
 fn user_remove(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let engine = ctx.writer();
+    let _token = ctx.writer();
+    let state = ctx.state();
     let name = inv.args.str("name");
     if caller(inv)?.name == name {
         return Err(ApiError::Conflict(format!(
             "user_remove: you cannot remove yourself ('{name}')"
         )));
     }
-    if !engine.delete_object(&auth::user_key(name))? {
+    if !state.delete::<User>(name)? {
         return Err(ApiError::NotFound(format!("No user '{name}'")));
     }
-    for (key, token) in auth::tokens(&engine)? {
+    for (key, token) in auth::tokens(state)? {
         if token.user == name {
-            engine.delete_object(&key)?;
+            state.delete::<Token>(&key)?;
         }
     }
-    engine.delete_object(&subscription_key(name))?;
+    state.delete::<Vec<Subscription>>(&subscription_key(name))?;
     Ok(Output::Text(format!("removed user {name}")))
 }
 
 fn users(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
-    let list: Vec<serde_json::Value> = all_users(ctx.engine())?
+    let list: Vec<serde_json::Value> = all_users(ctx.state())?
         .into_iter()
         .map(|u| json!({"name": u.name, "level": u.level, "key_fingerprint": u.key_fingerprint}))
         .collect();
@@ -1685,7 +1694,7 @@ fn users(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
 
 fn token_create(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let user = caller(inv)?;
-    let (secret, token) = auth::create_token(&ctx.writer(), &user.name, inv.args.str("label"))?;
+    let (secret, token) = auth::create_token(ctx.state(), &user.name, inv.args.str("label"))?;
     Ok(Output::Json(json!({
         "id": token.id,
         "user": token.user,
@@ -1694,15 +1703,15 @@ fn token_create(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     })))
 }
 
-fn visible_tokens(engine: &Engine, user: &User) -> Result<Vec<(String, Token)>, ApiError> {
-    Ok(auth::tokens(engine)?
+fn visible_tokens(state: &StateStore, user: &User) -> Result<Vec<(String, Token)>, ApiError> {
+    Ok(auth::tokens(state)?
         .into_iter()
         .filter(|(_, t)| user.level == Level::Admin || t.user == user.name)
         .collect())
 }
 
 fn token_ls(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let tokens: Vec<Token> = visible_tokens(ctx.engine(), caller(inv)?)?
+    let tokens: Vec<Token> = visible_tokens(ctx.state(), caller(inv)?)?
         .into_iter()
         .map(|(_, t)| t)
         .collect();
@@ -1710,15 +1719,16 @@ fn token_ls(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 }
 
 fn token_revoke(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let engine = ctx.writer();
+    let _token = ctx.writer();
+    let state = ctx.state();
     let id = inv.args.str("id");
-    let Some((key, _)) = visible_tokens(&engine, caller(inv)?)?
+    let Some((key, _)) = visible_tokens(state, caller(inv)?)?
         .into_iter()
         .find(|(_, t)| t.id == id)
     else {
         return Err(ApiError::NotFound(format!("No token '{id}' of yours")));
     };
-    engine.delete_object(&key)?;
+    state.delete::<Token>(&key)?;
     Ok(Output::Text(format!("revoked token {id}")))
 }
 
@@ -1727,6 +1737,7 @@ impl From<crate::config::ConfigError> for ApiError {
         use crate::config::ConfigError as C;
         match e {
             C::Repo(r) => ApiError::Repo(r),
+            C::State(e) => e.into(),
             C::NotFound { .. } => ApiError::NotFound(e.to_string()),
             C::Object { .. } | C::Setup(_) => ApiError::BadRequest(e.to_string()),
         }
@@ -1759,12 +1770,12 @@ impl crate::setup::Env for DaemonEnv<'_> {
     }
     fn request_chroot(
         &mut self,
-        engine: &Engine,
+        state: &StateStore,
         chroot: crate::build::chroot::Chroot,
     ) -> Result<(), String> {
         self.ctx
             .builds
-            .request(engine, chroot)
+            .request(state, chroot)
             .map_err(|e| e.to_string())
     }
     fn ftp_endpoints(&self) -> (Vec<String>, Option<String>) {
@@ -1823,7 +1834,7 @@ fn setup(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         http: crate::config::Http::default(),
         home: engine.home().to_path_buf(),
     };
-    let report = crate::setup::run(&engine, &req, &mut env)?;
+    let report = crate::setup::run(&engine, ctx.state(), &req, &mut env)?;
     match format {
         "json" => Output::json(&report),
         _ => Ok(Output::Text(report.text())),
@@ -1847,16 +1858,18 @@ fn config_objects(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     };
     let mut out = serde_json::Map::new();
     if kind.is_empty() || kind == "archive" {
-        let all: Vec<Archive> = engine
-            .objects::<Archive>("archive/")?
+        let all: Vec<Archive> = ctx
+            .state()
+            .all::<Archive>()?
             .into_iter()
             .map(|(_, a)| a)
             .collect();
         out.insert("archive".into(), json!(all));
     }
     if kind.is_empty() || kind == "aptkey" {
-        let all: Vec<serde_json::Value> = engine
-            .objects::<AptKey>("aptkey/")?
+        let all: Vec<serde_json::Value> = ctx
+            .state()
+            .all::<AptKey>()?
             .into_iter()
             .map(|(_, k)| {
                 let mut k = k;
@@ -1867,8 +1880,9 @@ fn config_objects(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
         out.insert("aptkey".into(), json!(all));
     }
     if kind.is_empty() || kind == "source" {
-        let all: Vec<serde_json::Value> = engine
-            .objects::<Source>("source/")?
+        let all: Vec<serde_json::Value> = ctx
+            .state()
+            .all::<Source>()?
             .into_iter()
             .map(|(_, s)| {
                 let mut v = with_label(&s.status, json!(s));
@@ -1895,7 +1909,7 @@ fn config_objects(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 fn chroot_action(ctx: &Context, id: &str, action: &str) -> Result<Output, ApiError> {
     use crate::build::chroot::ChrootState;
     let mut c = find_chroot(ctx, id)?;
-    let key = format!("chroot/{}", c.id());
+    let key = c.id();
     let busy = || ApiError::Conflict(format!("chroot {} is being prepared", c.id()));
     match action {
         "prepare" | "pca" => {
@@ -1903,7 +1917,7 @@ fn chroot_action(ctx: &Context, id: &str, action: &str) -> Result<Output, ApiErr
                 return Err(busy());
             }
             c.deactivated = false;
-            ctx.builds.request(&ctx.writer(), c.clone())?;
+            ctx.builds.request(ctx.state(), c.clone())?;
             c = find_chroot(ctx, id)?;
         }
         "check" | "pc" => {
@@ -1922,7 +1936,7 @@ fn chroot_action(ctx: &Context, id: &str, action: &str) -> Result<Output, ApiErr
                     c.message = e.to_string();
                 }
             }
-            ctx.writer().put_object(&key, &c)?;
+            ctx.state().put(&key, &c)?;
             result?;
         }
         "activate" => {
@@ -1934,19 +1948,19 @@ fn chroot_action(ctx: &Context, id: &str, action: &str) -> Result<Output, ApiErr
                 )));
             }
             c.deactivated = false;
-            ctx.writer().put_object(&key, &c)?;
+            ctx.state().put(&key, &c)?;
             ctx.builds.nudge();
         }
         "deactivate" => {
             c.deactivated = true;
-            ctx.writer().put_object(&key, &c)?;
+            ctx.state().put(&key, &c)?;
         }
         "remove" => {
             if c.state == ChrootState::Preparing {
                 return Err(busy());
             }
             crate::build::chroot::remove(&c, &ctx.home())?;
-            ctx.writer().delete_object(&key)?;
+            ctx.state().delete::<crate::build::chroot::Chroot>(&key)?;
             return Output::json(&json!({"label": "Removed"}));
         }
         other => {
@@ -1967,6 +1981,7 @@ fn config_action(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     }
     let status = crate::config::act(
         &ctx.writer(),
+        ctx.state(),
         a.str("kind"),
         a.str("id"),
         a.str("action"),
@@ -1979,7 +1994,7 @@ fn config_action(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 fn config_set(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let a = &inv.args;
     let status = crate::config::set(
-        &ctx.writer(),
+        ctx.state(),
         a.str("kind"),
         a.str("id"),
         a.str("field"),
@@ -1993,6 +2008,7 @@ impl From<crate::port::PortError> for ApiError {
         use crate::port::PortError as P;
         match e {
             P::Repo(r) => ApiError::Repo(r),
+            P::State(e) => e.into(),
             P::Refused(_) | P::Incoming { .. } => ApiError::BadRequest(e.to_string()),
             P::Command { .. } | P::Io { .. } => ApiError::Internal(e.to_string()),
         }
@@ -2005,6 +2021,7 @@ fn keyring_packages(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError>
     let dput = dput_sections(&engine.instance().identity, &ctx.dput_incoming(None));
     let uploads = crate::keyring_package::upload_all(
         &engine,
+        ctx.state(),
         &ctx.incoming,
         &ctx.url,
         &dput,
@@ -2023,6 +2040,7 @@ fn port_ext(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let a = &inv.args;
     let ported = crate::port::port_ext(
         &ctx.writer(),
+        ctx.state(),
         &ctx.incoming,
         &crate::config::Http::default(),
         a.str("dsc_url"),
@@ -2047,12 +2065,7 @@ fn layout_set(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
 }
 
 fn distributions(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
-    let all: Vec<crate::repo::distribution::Distribution> = ctx
-        .engine()
-        .objects("distribution/")?
-        .into_iter()
-        .map(|(_, d)| d)
-        .collect();
+    let all = ctx.engine().distributions()?;
     Output::json(&all)
 }
 
@@ -2060,9 +2073,8 @@ fn distribution_set(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError>
     let a = &inv.args;
     let engine = ctx.writer();
     let codename = a.str("codename");
-    let key = format!("distribution/{codename}");
-    let mut d: crate::repo::distribution::Distribution = engine
-        .object(&key)?
+    let mut d = engine
+        .find_distribution(codename)?
         .ok_or_else(|| ApiError::NotFound(format!("No distribution '{codename}'")))?;
     let value = a.list("value");
     let field = a.str("field");
@@ -2125,7 +2137,7 @@ fn distribution_set(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError>
             )));
         }
     }
-    engine.put_object(&key, &d)?;
+    engine.put_distribution(&d)?;
     Output::json(&d)
 }
 

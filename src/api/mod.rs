@@ -13,6 +13,7 @@ pub mod calls;
 pub mod client;
 
 use crate::repo::{Engine, RepoError};
+use crate::state::StateStore;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -271,13 +272,19 @@ pub enum ApiError {
     Internal(String),
 }
 
+impl From<crate::state::StateError> for ApiError {
+    fn from(e: crate::state::StateError) -> ApiError {
+        ApiError::Internal(e.to_string())
+    }
+}
+
 impl From<crate::users::UsersError> for ApiError {
     fn from(e: crate::users::UsersError) -> ApiError {
         use crate::users::UsersError;
         match e {
             UsersError::BadRequest(why) => ApiError::BadRequest(why),
             UsersError::BadCredentials(why) => ApiError::BadCredentials(why),
-            UsersError::Repo(e) => ApiError::Repo(e),
+            UsersError::State(e) => e.into(),
         }
     }
 }
@@ -357,6 +364,9 @@ pub struct Context {
     /// The engine. Readers use it directly: every read is its own redb read transaction
     /// (MVCC), so a read never waits for a writer.
     engine: Engine,
+    /// The application's records (users, events, uploads, builds, ...): like the engine, each
+    /// read is its own transaction.
+    state: StateStore,
     /// The write token: whatever changes the store or the published tree in more than one
     /// transaction (an include and its publish, a migration, a decision) holds it, so those
     /// never interleave. See [`Context::writer`].
@@ -411,7 +421,7 @@ pub struct Event {
 pub const EVENTS_KEPT: usize = 50;
 
 impl Context {
-    pub fn new(engine: Engine, url: String) -> Context {
+    pub fn new(engine: Engine, state: StateStore, url: String) -> Context {
         Context {
             incoming: crate::incoming::Incoming::new(engine.home()),
             live: tokio::sync::broadcast::channel(256).0,
@@ -420,6 +430,7 @@ impl Context {
             incoming_login: false,
             builds: Default::default(),
             engine,
+            state,
             writer: std::sync::Mutex::new(()),
             running: AtomicBool::new(true),
             url,
@@ -450,6 +461,12 @@ impl Context {
         &self.engine
     }
 
+    /// The application's state store. Single records are written directly (redb serialises
+    /// its transactions); a read-modify-write that must not interleave holds [`Context::writer`].
+    pub fn state(&self) -> &StateStore {
+        &self.state
+    }
+
     /// The engine with the write token: changes made through it never interleave with
     /// another writer's. Readers do not wait for it. Fetch, verify and run subprocesses
     /// before taking it, not while holding it.
@@ -471,8 +488,8 @@ impl Context {
         }
         let engine = self.writer();
         let result = match changes {
-            Some(p) => crate::incoming::process(&engine, &self.incoming, p),
-            None => crate::incoming::process_pending(&engine, &self.incoming),
+            Some(p) => crate::incoming::process(&engine, &self.state, &self.incoming, p),
+            None => crate::incoming::process_pending(&engine, &self.state, &self.incoming),
         };
         drop(engine);
         match result {
@@ -495,7 +512,7 @@ impl Context {
     /// it on (`--full`), port it to further distributions. Failures are logged.
     pub fn after_install(&self, source: &str, version: &str, dist: &str) {
         let engine = self.writer();
-        let todo = match crate::port::AfterInstall::take(&engine, source, version) {
+        let todo = match crate::port::AfterInstall::take(&self.state, source, version) {
             Ok(Some(t)) => t,
             Ok(None) => return,
             Err(e) => {
@@ -572,7 +589,7 @@ impl Context {
             });
         }
         let args = call.parse_args(raw)?;
-        let user = auth::authenticate(self.engine(), credentials)?;
+        let user = auth::authenticate(&self.state, credentials)?;
         let has = user.as_ref().map_or(Level::None, |u| u.level);
         if has < call.level {
             return Err(match user {
@@ -675,6 +692,7 @@ impl From<crate::build::BuildError> for ApiError {
         use crate::build::BuildError as B;
         match e {
             B::Repo(r) => ApiError::Repo(r),
+            B::State(e) => e.into(),
             B::NoSuchUpload(_) | B::NoSuchChroot(_) => ApiError::NotFound(e.to_string()),
             B::Refused(_) => ApiError::Conflict(e.to_string()),
             B::NoArchitecture { .. } | B::NoArchAll { .. } => ApiError::BadRequest(e.to_string()),
@@ -684,8 +702,8 @@ impl From<crate::build::BuildError> for ApiError {
 }
 
 impl crate::build::worker::Host for Context {
-    fn with_engine(&self, f: &mut dyn FnMut(&Engine)) {
-        f(&self.writer())
+    fn with_stores(&self, f: &mut dyn FnMut(&Engine, &StateStore)) {
+        f(&self.writer(), &self.state)
     }
 
     fn announce(&self, events: Vec<crate::incoming::Event>) {

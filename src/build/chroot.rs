@@ -11,6 +11,7 @@
 //! configuration is written last. A crash while preparing leaves no usable-looking chroot.
 
 use super::BuildError;
+use crate::state::{Record, StateStore};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -167,19 +168,19 @@ impl Chroot {
     }
 }
 
+impl Record for Chroot {
+    const TABLE: &'static str = "chroots";
+}
+
 /// Every chroot the store knows.
-pub fn all(engine: &crate::repo::Engine) -> Result<Vec<Chroot>, crate::repo::RepoError> {
-    Ok(engine
-        .objects::<Chroot>("chroot/")?
-        .into_iter()
-        .map(|(_, c)| c)
-        .collect())
+pub fn all(state: &StateStore) -> Result<Vec<Chroot>, crate::state::StateError> {
+    Ok(state.all::<Chroot>()?.into_iter().map(|(_, c)| c).collect())
 }
 
 /// One chroot by id (`<codename>-<arch>`).
-pub fn find(engine: &crate::repo::Engine, id: &str) -> Result<Chroot, BuildError> {
-    engine
-        .object::<Chroot>(&format!("chroot/{id}"))?
+pub fn find(state: &StateStore, id: &str) -> Result<Chroot, BuildError> {
+    state
+        .get::<Chroot>(id)?
         .ok_or_else(|| BuildError::NoSuchChroot(id.to_string()))
 }
 

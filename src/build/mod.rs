@@ -52,6 +52,8 @@ pub enum BuildError {
     Refused(String),
     #[error(transparent)]
     Repo(#[from] RepoError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
 }
 
 impl BuildError {

@@ -1,12 +1,14 @@
 //! The durable build queue: what was accepted, which builds it needs, how they went.
 //!
-//! Records live in the store: `upload/<source>_<version>` for each accepted source upload
-//! (waiting in `<home>/var/queue/<source>_<version>/`), and `build/<source>_<version>/<arch>`
-//! for each of its builds. States use the names of Debian's buildd: needs-build, building,
-//! built, failed, dep-wait (and cancelled). A restart puts `building` back to `needs-build`,
-//! so an interrupted build runs again.
+//! Records live in the state store: [`Upload`] `<source>_<version>` for each accepted source
+//! upload (waiting in `<home>/var/queue/<source>_<version>/`), and [`Build`]
+//! `<source>_<version>/<arch>` for each of its builds. States use the names of Debian's
+//! buildd: needs-build, building, built, failed, dep-wait (and cancelled). A restart puts
+//! `building` back to `needs-build`, so an interrupted build runs again. Retention
+//! ([`prune_uploads`]) drops old ended uploads with their builds and logs.
 //!
-//! The steps are functions over the [`Engine`], called with the engine locked: [`plan_new`]
+//! The steps are functions over the [`Engine`] and the [`StateStore`], called with the write
+//! token held: [`plan_new`]
 //! turns new queue directories into records, [`start_next`] hands out the next job when a
 //! slot and its chroot are free, [`finish`] stores a result and, once every build of the
 //! upload has ended, installs the results (when every mandatory architecture succeeded) or
@@ -19,7 +21,8 @@ use crate::changes::Changes;
 use crate::dsc::Dsc;
 use crate::files::Trust;
 use crate::incoming::{Event, EventKind};
-use crate::repo::{Engine, RepoError};
+use crate::repo::Engine;
+use crate::state::{Record, StateStore};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -133,12 +136,16 @@ pub(super) fn now() -> i64 {
         .unwrap_or(0)
 }
 
-fn upload_key(id: &str) -> String {
-    format!("upload/{id}")
+impl Record for Upload {
+    const TABLE: &'static str = "uploads";
+}
+
+impl Record for Build {
+    const TABLE: &'static str = "builds";
 }
 
 fn build_key(upload: &str, arch: &str) -> String {
-    format!("build/{upload}/{arch}")
+    format!("{upload}/{arch}")
 }
 
 /// Paths of a home's build work.
@@ -181,20 +188,16 @@ fn event(upload: &Upload, kind: EventKind, reason: String) -> Event {
 }
 
 /// Every upload record, oldest first.
-pub fn uploads(engine: &Engine) -> Result<Vec<Upload>, RepoError> {
-    let mut all: Vec<Upload> = engine
-        .objects::<Upload>("upload/")?
-        .into_iter()
-        .map(|(_, u)| u)
-        .collect();
+pub fn uploads(state: &StateStore) -> Result<Vec<Upload>, BuildError> {
+    let mut all: Vec<Upload> = state.all::<Upload>()?.into_iter().map(|(_, u)| u).collect();
     all.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
     Ok(all)
 }
 
 /// The builds of an upload, by architecture.
-pub fn builds_of(engine: &Engine, upload: &str) -> Result<Vec<Build>, RepoError> {
-    Ok(engine
-        .objects::<Build>(&format!("build/{upload}/"))?
+pub fn builds_of(state: &StateStore, upload: &str) -> Result<Vec<Build>, BuildError> {
+    Ok(state
+        .under::<Build>(&format!("{upload}/"))?
         .into_iter()
         .map(|(_, b)| b)
         .collect())
@@ -202,7 +205,11 @@ pub fn builds_of(engine: &Engine, upload: &str) -> Result<Vec<Build>, RepoError>
 
 /// Turns queue directories without records into an upload and its build requests. An upload
 /// that cannot be planned fails (FAILED event) and leaves the queue.
-pub fn plan_new(engine: &Engine, dirs: &Dirs) -> Result<Vec<Event>, RepoError> {
+pub fn plan_new(
+    engine: &Engine,
+    state: &StateStore,
+    dirs: &Dirs,
+) -> Result<Vec<Event>, BuildError> {
     let mut events = Vec::new();
     let Ok(entries) = std::fs::read_dir(&dirs.queue) else {
         return Ok(events);
@@ -214,39 +221,34 @@ pub fn plan_new(engine: &Engine, dirs: &Dirs) -> Result<Vec<Event>, RepoError> {
         .collect();
     names.sort();
     for id in names {
-        if engine.object::<Upload>(&upload_key(&id))?.is_some() {
+        if state.get::<Upload>(&id)?.is_some() {
             continue;
         }
         let dir = dirs.queue.join(&id);
         let mut upload = new_upload(&id);
         match plan_one(engine, &mut upload, &dir) {
             Ok(builds) => {
-                let mut items: Vec<(String, serde_json::Value)> = vec![(
-                    upload_key(&id),
-                    serde_json::to_value(&upload).unwrap_or_default(),
-                )];
-                let mut archs = Vec::new();
-                for b in &builds {
-                    archs.push(b.architecture.clone());
-                    items.push((
-                        build_key(&id, &b.architecture),
-                        serde_json::to_value(b).unwrap_or_default(),
-                    ));
-                }
-                engine.put_objects(&items)?;
+                let items: Vec<(String, &Build)> = builds
+                    .iter()
+                    .map(|b| (build_key(&id, &b.architecture), b))
+                    .collect();
+                let archs: Vec<&str> = builds.iter().map(|b| b.architecture.as_str()).collect();
+                // Builds first: an upload record without them would look planned and empty.
+                state.put_all::<Build, _>(&items)?;
+                state.put(&id, &upload)?;
                 tracing::info!(upload = %id, archs = ?archs, "build requests planned");
             }
             Err(reason) => {
                 let mut u = upload;
                 u.state = UploadState::Failed;
                 u.reason = reason.clone();
-                engine.put_object(&upload_key(&id), &u)?;
+                state.put(&id, &u)?;
                 let _ = std::fs::remove_dir_all(&dir);
                 events.push(event(&u, EventKind::Failed, reason));
             }
         }
     }
-    crate::incoming::record(engine, events)
+    Ok(crate::incoming::record(state, events)?)
 }
 
 /// A fresh upload record for a queue directory (filled in by [`plan_one`]).
@@ -312,13 +314,13 @@ fn plan_one(engine: &Engine, upload: &mut Upload, dir: &Path) -> Result<Vec<Buil
 }
 
 /// At start: builds that were running when the daemon stopped run again.
-pub fn recover(engine: &Engine) -> Result<usize, RepoError> {
+pub fn recover(state: &StateStore) -> Result<usize, BuildError> {
     let mut n = 0;
-    for (key, mut b) in engine.objects::<Build>("build/")? {
+    for (key, mut b) in state.all::<Build>()? {
         if b.state == State::Building {
             b.state = State::NeedsBuild;
             b.status = "interrupted; to be built again".to_string();
-            engine.put_object(&key, &b)?;
+            state.put(&key, &b)?;
             n += 1;
         }
     }
@@ -329,14 +331,15 @@ pub fn recover(engine: &Engine) -> Result<usize, RepoError> {
 /// `local_url` is where the chroot reaches our HTTP server (for the extra repository).
 pub fn start_next(
     engine: &Engine,
+    state: &StateStore,
     dirs: &Dirs,
     local_url: &str,
-) -> Result<Option<(Job, Vec<Event>)>, RepoError> {
-    for upload in uploads(engine)? {
+) -> Result<Option<(Job, Vec<Event>)>, BuildError> {
+    for upload in uploads(state)? {
         if upload.state != UploadState::Building {
             continue;
         }
-        for mut build in builds_of(engine, &upload.id)? {
+        for mut build in builds_of(state, &upload.id)? {
             if build.state != State::NeedsBuild {
                 continue;
             }
@@ -345,8 +348,8 @@ pub fn start_next(
             };
             let codename = resolved.distribution.codename.clone();
             let chroot_id = format!("{codename}-{}", build.architecture);
-            let ready = engine
-                .object::<Chroot>(&format!("chroot/{chroot_id}"))?
+            let ready = state
+                .get::<Chroot>(&chroot_id)?
                 .is_some_and(|c| c.state == ChrootState::Ready && !c.deactivated);
             if !ready {
                 continue;
@@ -357,7 +360,7 @@ pub fn start_next(
             build.attempts += 1;
             build.status = String::new();
             build.fail_stage = None;
-            engine.put_object(&build_key(&upload.id, &build.architecture), &build)?;
+            state.put(&build_key(&upload.id, &build.architecture), &build)?;
             let components = resolved.distribution.components.join(" ");
             let job = Job {
                 queue_dir: dirs.queue.join(&upload.id),
@@ -370,7 +373,7 @@ pub fn start_next(
                     resolved.repository.identity, upload.distribution
                 )),
                 options: resolved.distribution.build.clone(),
-                pinned: crate::config::pinned_sources(engine, &resolved.distribution)
+                pinned: crate::config::pinned_sources(state, &resolved.distribution)
                     .unwrap_or_else(|e| {
                         tracing::warn!(error = %e, "reading the distribution's extra sources");
                         Vec::new()
@@ -382,7 +385,7 @@ pub fn start_next(
                 build: build.clone(),
             };
             let events = crate::incoming::record(
-                engine,
+                state,
                 vec![event(
                     &upload,
                     EventKind::Building,
@@ -398,12 +401,13 @@ pub fn start_next(
 /// Stores a finished build; when it was the upload's last, installs or fails the upload.
 pub fn finish(
     engine: &Engine,
+    state: &StateStore,
     dirs: &Dirs,
     job: &Job,
     result: &Report,
-) -> Result<Vec<Event>, RepoError> {
+) -> Result<Vec<Event>, BuildError> {
     let key = build_key(&job.upload.id, &job.build.architecture);
-    let Some(mut build) = engine.object::<Build>(&key)? else {
+    let Some(mut build) = state.get::<Build>(&key)? else {
         return Ok(Vec::new());
     };
     if build.state == State::Cancelled {
@@ -417,14 +421,14 @@ pub fn finish(
     build.status = result.status.clone();
     build.fail_stage = result.fail_stage.clone();
     build.finished = now();
-    engine.put_object(&key, &build)?;
+    state.put(&key, &build)?;
     let (kind, what) = if build.state == State::Built {
         (EventKind::Built, "built")
     } else {
         (EventKind::Failed, "failed")
     };
     let mut events = crate::incoming::record(
-        engine,
+        state,
         vec![event(
             &job.upload,
             kind,
@@ -443,20 +447,25 @@ pub fn finish(
             ),
         )],
     )?;
-    events.extend(settle(engine, dirs, &job.upload.id)?);
+    events.extend(settle(engine, state, dirs, &job.upload.id)?);
     Ok(events)
 }
 
 /// If every build of the upload has ended: install the results when every mandatory one was
 /// built, otherwise fail the upload naming the architectures.
-pub fn settle(engine: &Engine, dirs: &Dirs, id: &str) -> Result<Vec<Event>, RepoError> {
-    let Some(mut upload) = engine.object::<Upload>(&upload_key(id))? else {
+pub fn settle(
+    engine: &Engine,
+    store: &StateStore,
+    dirs: &Dirs,
+    id: &str,
+) -> Result<Vec<Event>, BuildError> {
+    let Some(mut upload) = store.get::<Upload>(id)? else {
         return Ok(Vec::new());
     };
     if upload.state != UploadState::Building {
         return Ok(Vec::new());
     }
-    let builds = builds_of(engine, id)?;
+    let builds = builds_of(store, id)?;
     if builds.iter().any(|b| !b.state.is_final()) {
         return Ok(Vec::new());
     }
@@ -476,7 +485,7 @@ pub fn settle(engine: &Engine, dirs: &Dirs, id: &str) -> Result<Vec<Event>, Repo
                 Some(c) => files.push(c),
                 None => {
                     return fail(
-                        engine,
+                        store,
                         upload,
                         format!("the results of {} are gone", b.architecture),
                     );
@@ -509,17 +518,24 @@ pub fn settle(engine: &Engine, dirs: &Dirs, id: &str) -> Result<Vec<Event>, Repo
     };
     upload.state = state;
     upload.reason = reason.clone();
-    engine.put_object(&upload_key(id), &upload)?;
+    store.put(id, &upload)?;
     if state == UploadState::Installed {
-        remember_auto_ports(engine, &dirs.queue.join(id).join(&upload.changes), &upload)?;
+        remember_auto_ports(store, &dirs.queue.join(id).join(&upload.changes), &upload)?;
         let _ = std::fs::remove_dir_all(dirs.queue.join(id));
     }
-    crate::incoming::record(engine, vec![event(&upload, kind, reason)])
+    Ok(crate::incoming::record(
+        store,
+        vec![event(&upload, kind, reason)],
+    )?)
 }
 
 /// The upload's `auto-ports` option, kept for after its installation (its queue directory
 /// goes now).
-fn remember_auto_ports(engine: &Engine, changes: &Path, upload: &Upload) -> Result<(), RepoError> {
+fn remember_auto_ports(
+    state: &StateStore,
+    changes: &Path,
+    upload: &Upload,
+) -> Result<(), BuildError> {
     use crate::changelog::{OptionKey, OptionValue, UploadOptions};
     let Ok(text) = std::fs::read_to_string(changes) else {
         return Ok(());
@@ -536,17 +552,25 @@ fn remember_auto_ports(engine: &Engine, changes: &Path, upload: &Upload) -> Resu
         migrate_full: false,
         ports,
     }
-    .store(engine, &upload.source, &upload.version)
+    .store(state, &upload.source, &upload.version)?;
+    Ok(())
 }
 
-fn fail(engine: &Engine, mut upload: Upload, reason: String) -> Result<Vec<Event>, RepoError> {
+fn fail(state: &StateStore, mut upload: Upload, reason: String) -> Result<Vec<Event>, BuildError> {
     upload.state = UploadState::Failed;
     upload.reason = reason.clone();
-    engine.put_object(&upload_key(&upload.id), &upload)?;
-    crate::incoming::record(engine, vec![event(&upload, EventKind::Failed, reason)])
+    state.put(&upload.id, &upload)?;
+    Ok(crate::incoming::record(
+        state,
+        vec![event(&upload, EventKind::Failed, reason)],
+    )?)
 }
 
-fn install(engine: &Engine, dist: &str, files: &[PathBuf]) -> Result<Vec<String>, RepoError> {
+fn install(
+    engine: &Engine,
+    dist: &str,
+    files: &[PathBuf],
+) -> Result<Vec<String>, crate::repo::RepoError> {
     let summary = engine.include(dist, files)?;
     let name = engine.resolve(dist)?.name;
     engine.publish(&[name])?;
@@ -574,8 +598,8 @@ pub fn state_name(s: State) -> &'static str {
 }
 
 /// Cancels an upload's builds that have not ended (a running one is stopped by the worker).
-pub fn cancel(engine: &Engine, id: &str) -> Result<Vec<Event>, BuildError> {
-    let Some(mut upload) = engine.object::<Upload>(&upload_key(id))? else {
+pub fn cancel(state: &StateStore, id: &str) -> Result<Vec<Event>, BuildError> {
+    let Some(mut upload) = state.get::<Upload>(id)? else {
         return Err(BuildError::NoSuchUpload(id.to_string()));
     };
     if upload.state != UploadState::Building {
@@ -584,18 +608,18 @@ pub fn cancel(engine: &Engine, id: &str) -> Result<Vec<Event>, BuildError> {
             upload.state
         )));
     }
-    for mut b in builds_of(engine, id)? {
+    for mut b in builds_of(state, id)? {
         if !b.state.is_final() {
             b.state = State::Cancelled;
             b.finished = now();
-            engine.put_object(&build_key(id, &b.architecture), &b)?;
+            state.put(&build_key(id, &b.architecture), &b)?;
         }
     }
     upload.state = UploadState::Cancelled;
     upload.reason = "cancelled".to_string();
-    engine.put_object(&upload_key(id), &upload)?;
+    state.put(id, &upload)?;
     Ok(crate::incoming::record(
-        engine,
+        state,
         vec![event(
             &upload,
             EventKind::Failed,
@@ -605,8 +629,8 @@ pub fn cancel(engine: &Engine, id: &str) -> Result<Vec<Event>, BuildError> {
 }
 
 /// Builds again what failed, waited for dependencies or was cancelled.
-pub fn retry(engine: &Engine, dirs: &Dirs, id: &str) -> Result<usize, BuildError> {
-    let Some(mut upload) = engine.object::<Upload>(&upload_key(id))? else {
+pub fn retry(state: &StateStore, dirs: &Dirs, id: &str) -> Result<usize, BuildError> {
+    let Some(mut upload) = state.get::<Upload>(id)? else {
         return Err(BuildError::NoSuchUpload(id.to_string()));
     };
     if upload.state == UploadState::Installed {
@@ -620,30 +644,64 @@ pub fn retry(engine: &Engine, dirs: &Dirs, id: &str) -> Result<usize, BuildError
         )));
     }
     let mut n = 0;
-    for mut b in builds_of(engine, id)? {
+    for mut b in builds_of(state, id)? {
         if matches!(b.state, State::Failed | State::DepWait | State::Cancelled) {
             b.state = State::NeedsBuild;
             b.status = String::new();
             b.fail_stage = None;
-            engine.put_object(&build_key(id, &b.architecture), &b)?;
+            state.put(&build_key(id, &b.architecture), &b)?;
             n += 1;
         }
     }
     upload.state = UploadState::Building;
     upload.reason = String::new();
-    engine.put_object(&upload_key(id), &upload)?;
+    state.put(id, &upload)?;
     Ok(n)
+}
+
+/// Retention: deletes ended uploads (installed, failed, cancelled) that arrived more than
+/// `max_age` seconds ago, except the newest `keep` of them, with their build records, build
+/// directories (logs) and queue directories; returns how many went.
+pub fn prune_uploads(
+    state: &StateStore,
+    dirs: &Dirs,
+    max_age: u64,
+    keep: usize,
+) -> Result<usize, BuildError> {
+    let before = now().saturating_sub(i64::try_from(max_age).unwrap_or(i64::MAX));
+    let mut ended: Vec<Upload> = uploads(state)?
+        .into_iter()
+        .filter(|u| u.state != UploadState::Building)
+        .collect();
+    // Newest first; the first `keep` stay whatever their age.
+    ended.reverse();
+    let old: Vec<Upload> = ended
+        .into_iter()
+        .skip(keep)
+        .filter(|u| u.created < before)
+        .collect();
+    for u in &old {
+        let builds: Vec<String> = builds_of(state, &u.id)?
+            .iter()
+            .map(|b| build_key(&u.id, &b.architecture))
+            .collect();
+        state.delete_all::<Build>(&builds)?;
+        state.delete::<Upload>(&u.id)?;
+        let _ = std::fs::remove_dir_all(dirs.builds.join(&u.id));
+        let _ = std::fs::remove_dir_all(dirs.queue.join(&u.id));
+    }
+    Ok(old.len())
 }
 
 /// Uploads with their builds by architecture.
 pub type Overview = Vec<(Upload, BTreeMap<String, Build>)>;
 
 /// Uploads and their builds, for the API and the web UI.
-pub fn overview(engine: &Engine) -> Result<Overview, RepoError> {
-    uploads(engine)?
+pub fn overview(state: &StateStore) -> Result<Overview, BuildError> {
+    uploads(state)?
         .into_iter()
         .map(|u| {
-            let b = builds_of(engine, &u.id)?
+            let b = builds_of(state, &u.id)?
                 .into_iter()
                 .map(|b| (b.architecture.clone(), b))
                 .collect();
@@ -665,7 +723,7 @@ mod tests {
     }
 
     /// A home with repository test for bookworm amd64 (+ i386, optional), both chroots ready.
-    fn home() -> (tempfile::TempDir, Engine, Dirs) {
+    fn home() -> (tempfile::TempDir, Engine, StateStore, Dirs) {
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::setup(
             dir.path(),
@@ -679,16 +737,15 @@ mod tests {
         .unwrap();
         let mut d = engine.distribution("bookworm").unwrap();
         d.optional_architectures = vec!["i386".into()];
-        engine.put_object("distribution/bookworm", &d).unwrap();
+        engine.put_distribution(&d).unwrap();
+        let state = StateStore::in_memory();
         for arch in ["amd64", "i386"] {
             let mut c = Chroot::new("bookworm", arch, "http://m", Default::default());
             c.state = ChrootState::Ready;
-            engine
-                .put_object(&format!("chroot/{}", c.id()), &c)
-                .unwrap();
+            state.put(&c.id(), &c).unwrap();
         }
         let dirs = Dirs::new(dir.path());
-        (dir, engine, dirs)
+        (dir, engine, state, dirs)
     }
 
     /// Puts a fixture's source upload into the queue, as acceptance does.
@@ -757,19 +814,19 @@ mod tests {
 
     #[test]
     fn builds_run_in_architecture_order_and_install_when_the_mandatory_ones_succeed() {
-        let (_d, engine, dirs) = home();
+        let (_d, engine, state, dirs) = home();
         let id = hello(&dirs);
-        assert!(plan_new(&engine, &dirs).unwrap().is_empty());
-        let builds = builds_of(&engine, &id).unwrap();
+        assert!(plan_new(&engine, &state, &dirs).unwrap().is_empty());
+        let builds = builds_of(&state, &id).unwrap();
         assert_eq!(builds.len(), 2);
         assert!(builds.iter().all(|b| b.state == State::NeedsBuild));
         let amd64 = builds.iter().find(|b| b.architecture == "amd64").unwrap();
         assert!(amd64.arch_all && !amd64.optional);
         // Planning again adds nothing.
-        plan_new(&engine, &dirs).unwrap();
-        assert_eq!(builds_of(&engine, &id).unwrap().len(), 2);
+        plan_new(&engine, &state, &dirs).unwrap();
+        assert_eq!(builds_of(&state, &id).unwrap().len(), 2);
 
-        let (first, e) = start_next(&engine, &dirs, "http://127.0.0.1:1")
+        let (first, e) = start_next(&engine, &state, &dirs, "http://127.0.0.1:1")
             .unwrap()
             .unwrap();
         assert_eq!(kinds(&e), [EventKind::Building]);
@@ -779,17 +836,23 @@ mod tests {
             Some("deb http://127.0.0.1:1/repositories/test bookworm-test-unstable main")
         );
         assert_eq!(first.chroot, "mbd-bookworm-amd64");
-        let (second, _) = start_next(&engine, &dirs, "http://x").unwrap().unwrap();
+        let (second, _) = start_next(&engine, &state, &dirs, "http://x")
+            .unwrap()
+            .unwrap();
         assert_eq!(second.build.architecture, "i386");
-        assert!(start_next(&engine, &dirs, "http://x").unwrap().is_none());
+        assert!(
+            start_next(&engine, &state, &dirs, "http://x")
+                .unwrap()
+                .is_none()
+        );
 
         // The optional architecture fails: the upload waits for amd64, then installs.
-        let e = finish(&engine, &dirs, &second, &done(Outcome::Failed)).unwrap();
+        let e = finish(&engine, &state, &dirs, &second, &done(Outcome::Failed)).unwrap();
         assert_eq!(kinds(&e), [EventKind::Failed]);
         leave_results(&first);
-        let e = finish(&engine, &dirs, &first, &done(Outcome::Successful)).unwrap();
+        let e = finish(&engine, &state, &dirs, &first, &done(Outcome::Successful)).unwrap();
         assert_eq!(kinds(&e), [EventKind::Built, EventKind::Installed], "{e:?}");
-        let u = engine.object::<Upload>(&upload_key(&id)).unwrap().unwrap();
+        let u = state.get::<Upload>(&id).unwrap().unwrap();
         assert_eq!(u.state, UploadState::Installed);
         assert_eq!(
             engine
@@ -804,13 +867,15 @@ mod tests {
 
     #[test]
     fn a_mandatory_failure_fails_the_upload_naming_the_architecture() {
-        let (_d, engine, dirs) = home();
+        let (_d, engine, state, dirs) = home();
         let id = greeter(&dirs);
-        plan_new(&engine, &dirs).unwrap();
+        plan_new(&engine, &state, &dirs).unwrap();
         // Architecture: all builds once, on amd64.
-        assert_eq!(builds_of(&engine, &id).unwrap().len(), 1);
-        let (job, _) = start_next(&engine, &dirs, "http://x").unwrap().unwrap();
-        let e = finish(&engine, &dirs, &job, &done(Outcome::DepWait)).unwrap();
+        assert_eq!(builds_of(&state, &id).unwrap().len(), 1);
+        let (job, _) = start_next(&engine, &state, &dirs, "http://x")
+            .unwrap()
+            .unwrap();
+        let e = finish(&engine, &state, &dirs, &job, &done(Outcome::DepWait)).unwrap();
         assert_eq!(kinds(&e), [EventKind::Failed, EventKind::Failed]);
         assert!(
             e[1].reason.contains("failed on amd64 (dep-wait)"),
@@ -818,59 +883,126 @@ mod tests {
             e[1].reason
         );
         assert!(dirs.queue.join(&id).exists(), "kept for a retry");
-        assert_eq!(retry(&engine, &dirs, &id).unwrap(), 1);
-        let (job, _) = start_next(&engine, &dirs, "http://x").unwrap().unwrap();
+        assert_eq!(retry(&state, &dirs, &id).unwrap(), 1);
+        let (job, _) = start_next(&engine, &state, &dirs, "http://x")
+            .unwrap()
+            .unwrap();
         assert_eq!(job.build.attempts, 2);
         leave_results(&job);
-        let e = finish(&engine, &dirs, &job, &done(Outcome::Successful)).unwrap();
+        let e = finish(&engine, &state, &dirs, &job, &done(Outcome::Successful)).unwrap();
         assert_eq!(kinds(&e), [EventKind::Built, EventKind::Installed]);
     }
 
     #[test]
     fn interrupted_builds_run_again_and_cancelled_ones_do_not() {
-        let (_d, engine, dirs) = home();
+        let (_d, engine, state, dirs) = home();
         let id = greeter(&dirs);
-        plan_new(&engine, &dirs).unwrap();
-        start_next(&engine, &dirs, "http://x").unwrap().unwrap();
-        assert!(start_next(&engine, &dirs, "http://x").unwrap().is_none());
+        plan_new(&engine, &state, &dirs).unwrap();
+        start_next(&engine, &state, &dirs, "http://x")
+            .unwrap()
+            .unwrap();
+        assert!(
+            start_next(&engine, &state, &dirs, "http://x")
+                .unwrap()
+                .is_none()
+        );
         // A restart.
-        assert_eq!(recover(&engine).unwrap(), 1);
-        let (job, _) = start_next(&engine, &dirs, "http://x").unwrap().unwrap();
+        assert_eq!(recover(&state).unwrap(), 1);
+        let (job, _) = start_next(&engine, &state, &dirs, "http://x")
+            .unwrap()
+            .unwrap();
         assert_eq!(job.build.attempts, 2);
-        let e = cancel(&engine, &id).unwrap();
+        let e = cancel(&state, &id).unwrap();
         assert!(e[0].reason.contains("cancelled"));
         // The result of the stopped build is dropped.
         assert!(
-            finish(&engine, &dirs, &job, &done(Outcome::Failed))
+            finish(&engine, &state, &dirs, &job, &done(Outcome::Failed))
                 .unwrap()
                 .is_empty()
         );
-        assert!(start_next(&engine, &dirs, "http://x").unwrap().is_none());
-        assert!(matches!(cancel(&engine, &id), Err(BuildError::Refused(_))));
+        assert!(
+            start_next(&engine, &state, &dirs, "http://x")
+                .unwrap()
+                .is_none()
+        );
+        assert!(matches!(cancel(&state, &id), Err(BuildError::Refused(_))));
         assert!(matches!(
-            cancel(&engine, "nope_1"),
+            cancel(&state, "nope_1"),
             Err(BuildError::NoSuchUpload(_))
         ));
-        retry(&engine, &dirs, &id).unwrap();
-        assert!(start_next(&engine, &dirs, "http://x").unwrap().is_some());
+        retry(&state, &dirs, &id).unwrap();
+        assert!(
+            start_next(&engine, &state, &dirs, "http://x")
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn retention_drops_old_ended_uploads_with_builds_and_logs_and_keeps_the_rest() {
+        let (_d, _engine, state, dirs) = home();
+        let day = 86_400;
+        let put = |id: &str, days_ago: i64, st: UploadState| {
+            let mut u = new_upload(id);
+            u.created = now() - days_ago * day;
+            u.state = st;
+            state.put(id, &u).unwrap();
+            let b = Build {
+                upload: id.to_string(),
+                architecture: "amd64".into(),
+                arch_all: true,
+                optional: false,
+                state: State::Built,
+                status: String::new(),
+                fail_stage: None,
+                started: 0,
+                finished: 0,
+                attempts: 1,
+            };
+            state.put(&build_key(id, "amd64"), &b).unwrap();
+            std::fs::create_dir_all(dirs.job_dir(id, "amd64")).unwrap();
+            std::fs::write(dirs.log(id, "amd64"), "log").unwrap();
+        };
+        put("a_1", 50, UploadState::Installed);
+        put("b_1", 40, UploadState::Failed);
+        put("c_1", 45, UploadState::Building);
+        put("d_1", 35, UploadState::Cancelled);
+        put("e_1", 1, UploadState::Installed);
+        // Older than 30 days and not the newest ended one: a, b, d (c still builds; e is new).
+        assert_eq!(prune_uploads(&state, &dirs, 30 * day as u64, 1).unwrap(), 3);
+        let left: Vec<String> = uploads(&state).unwrap().into_iter().map(|u| u.id).collect();
+        assert_eq!(left, ["c_1", "e_1"]);
+        for gone in ["a_1", "b_1", "d_1"] {
+            assert!(builds_of(&state, gone).unwrap().is_empty());
+            assert!(!dirs.builds.join(gone).exists());
+        }
+        assert!(dirs.log("e_1", "amd64").exists());
+        // At age 0 the newest ended upload still stays.
+        assert_eq!(prune_uploads(&state, &dirs, 0, 1).unwrap(), 0);
+        assert_eq!(prune_uploads(&state, &dirs, 0, 0).unwrap(), 1);
+        assert_eq!(builds_of(&state, "c_1").unwrap().len(), 1);
     }
 
     #[test]
     fn builds_wait_for_a_ready_chroot() {
-        let (_d, engine, dirs) = home();
-        engine.delete_object("chroot/bookworm-amd64").unwrap();
+        let (_d, engine, state, dirs) = home();
+        state.delete::<Chroot>("bookworm-amd64").unwrap();
         greeter(&dirs);
-        plan_new(&engine, &dirs).unwrap();
-        assert!(start_next(&engine, &dirs, "http://x").unwrap().is_none());
+        plan_new(&engine, &state, &dirs).unwrap();
+        assert!(
+            start_next(&engine, &state, &dirs, "http://x")
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
     fn an_upload_that_cannot_be_planned_fails_and_leaves_the_queue() {
-        let (_d, engine, dirs) = home();
+        let (_d, engine, state, dirs) = home();
         let q = dirs.queue.join("broken_1.0");
         std::fs::create_dir_all(&q).unwrap();
         std::fs::write(q.join("broken_1.0_source.changes"), "not a changes file").unwrap();
-        let e = plan_new(&engine, &dirs).unwrap();
+        let e = plan_new(&engine, &state, &dirs).unwrap();
         assert_eq!(kinds(&e), [EventKind::Failed]);
         assert!(
             e[0].reason.contains("broken_1.0_source.changes"),
@@ -882,12 +1014,13 @@ mod tests {
 
     struct TestHost {
         engine: Mutex<Engine>,
+        state: StateStore,
         events: Mutex<Vec<Event>>,
     }
 
     impl crate::build::worker::Host for TestHost {
-        fn with_engine(&self, f: &mut dyn FnMut(&Engine)) {
-            f(&self.engine.lock().unwrap())
+        fn with_stores(&self, f: &mut dyn FnMut(&Engine, &StateStore)) {
+            f(&self.engine.lock().unwrap(), &self.state)
         }
         fn announce(&self, events: Vec<Event>) {
             self.events.lock().unwrap().extend(events);
@@ -937,11 +1070,12 @@ mod tests {
                 done(Outcome::Failed)
             }
         }
-        let (d, engine, dirs) = home();
+        let (d, engine, state, dirs) = home();
         hello(&dirs);
         greeter(&dirs);
         let host = Arc::new(TestHost {
             engine: Mutex::new(engine),
+            state,
             events: Mutex::new(Vec::new()),
         });
         let control = Arc::new(Control::default());
@@ -1013,11 +1147,12 @@ mod tests {
                 done(outcome)
             }
         }
-        let (d, engine, dirs) = home();
+        let (d, engine, state, dirs) = home();
         hello(&dirs);
         greeter(&dirs);
         let host = Arc::new(TestHost {
             engine: Mutex::new(engine),
+            state,
             events: Mutex::new(Vec::new()),
         });
         let fake = Arc::new(Fake {

@@ -10,6 +10,7 @@ use super::queue::{self, Builder, Dirs, Job, now};
 use super::sbuild::{self, Outcome, Report};
 use crate::incoming::Event;
 use crate::repo::Engine;
+use crate::state::{StateError, StateStore};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,8 +19,8 @@ use std::time::Duration;
 
 /// What the worker needs from the daemon.
 pub trait Host: Send + Sync + 'static {
-    /// Runs `f` with the engine locked for changes.
-    fn with_engine(&self, f: &mut dyn FnMut(&Engine));
+    /// Runs `f` with the write token held.
+    fn with_stores(&self, f: &mut dyn FnMut(&Engine, &StateStore));
     /// Tells the world (event files, hooks, live stream).
     fn announce(&self, events: Vec<Event>);
     /// Started (not in maintenance).
@@ -52,14 +53,10 @@ impl Control {
     }
 
     /// Records a chroot as waiting to be prepared and asks the worker to prepare it.
-    pub fn request(
-        &self,
-        engine: &Engine,
-        mut chroot: Chroot,
-    ) -> Result<(), crate::repo::RepoError> {
+    pub fn request(&self, state: &StateStore, mut chroot: Chroot) -> Result<(), StateError> {
         chroot.state = ChrootState::Preparing;
         chroot.message = "waiting to be prepared".to_string();
-        engine.put_object(&format!("chroot/{}", chroot.id()), &chroot)?;
+        state.put(&chroot.id(), &chroot)?;
         self.prepare(chroot);
         Ok(())
     }
@@ -202,13 +199,13 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// At start: builds a previous run left `building` are queued again, and chroots whose
 /// preparation was interrupted are prepared again.
 fn recover<H: Host + ?Sized>(host: &H, control: &Control) {
-    host.with_engine(&mut |engine| {
-        match queue::recover(engine) {
+    host.with_stores(&mut |_, state| {
+        match queue::recover(state) {
             Ok(0) => {}
             Ok(n) => tracing::info!(builds = n, "interrupted builds queued again"),
             Err(e) => tracing::error!(error = %e, "recovering the build queue"),
         }
-        for c in chroot::all(engine).unwrap_or_default() {
+        for c in chroot::all(state).unwrap_or_default() {
             if c.state == ChrootState::Preparing {
                 control.prepare(c);
             }
@@ -239,13 +236,13 @@ fn round<H: Host>(
     }
     let mut jobs = Vec::new();
     let mut events = Vec::new();
-    host.with_engine(&mut |engine| {
-        match queue::plan_new(engine, dirs) {
+    host.with_stores(&mut |engine, state| {
+        match queue::plan_new(engine, state, dirs) {
             Ok(e) => events.extend(e),
             Err(e) => tracing::error!(error = %e, "planning builds"),
         }
         while control.active.load(Ordering::SeqCst) + jobs.len() < settings.slots {
-            match queue::start_next(engine, dirs, &settings.local_url) {
+            match queue::start_next(engine, state, dirs, &settings.local_url) {
                 Ok(Some((job, e))) => {
                     events.extend(e);
                     jobs.push(job);
@@ -310,8 +307,8 @@ fn run_build<H: Host + ?Sized>(
     });
     tracing::info!(upload = %id, %arch, status = %result.status, "build ended");
     let mut events = Vec::new();
-    host.with_engine(
-        &mut |engine| match queue::finish(engine, dirs, job, &result) {
+    host.with_stores(
+        &mut |engine, state| match queue::finish(engine, state, dirs, job, &result) {
             Ok(e) => events = e,
             Err(e) => tracing::error!(error = %e, upload = %id, "storing a build result"),
         },
@@ -509,10 +506,10 @@ fn prepare_chroot<H: Host>(
     c.state = ChrootState::Preparing;
     c.message = format!("preparing; log: {}", c.log_path(&home).display());
     c.changed = now();
-    let key = format!("chroot/{}", c.id());
+    let key = c.id();
     let stored = c.clone();
-    host.with_engine(&mut |engine| {
-        if let Err(e) = engine.put_object(&key, &stored) {
+    host.with_stores(&mut |_, state| {
+        if let Err(e) = state.put(&key, &stored) {
             tracing::error!(error = %e, "storing a chroot");
         }
     });
@@ -541,8 +538,8 @@ fn prepare_chroot<H: Host>(
                 tracing::info!(chroot = %c.id(), seconds = started.elapsed().as_secs(), "chroot ready");
             }
         }
-        host.with_engine(&mut |engine| {
-            if let Err(e) = engine.put_object(&key, &c) {
+        host.with_stores(&mut |_, state| {
+            if let Err(e) = state.put(&key, &c) {
                 tracing::error!(error = %e, "storing a chroot");
             }
         });

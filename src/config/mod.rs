@@ -9,6 +9,7 @@ pub mod origin;
 use crate::control::Paragraph;
 use crate::openpgp::{KeyInfo, Keyring};
 use crate::repo::{Engine, RepoError};
+use crate::state::{Record, StateError, StateStore};
 use crate::status::Status;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -19,6 +20,8 @@ use std::time::Duration;
 pub enum ConfigError {
     #[error(transparent)]
     Repo(#[from] RepoError),
+    #[error(transparent)]
+    State(#[from] StateError),
     #[error("{kind} '{id}': {reason}")]
     Object {
         kind: &'static str,
@@ -108,6 +111,10 @@ pub struct Archive {
     pub ping_ms: f64,
 }
 
+impl Record for Archive {
+    const TABLE: &'static str = "archives";
+}
+
 impl Archive {
     /// An archive at `url`; a missing final `/` is added.
     pub fn new(url: &str) -> Result<Archive, ConfigError> {
@@ -130,8 +137,9 @@ impl Archive {
         })
     }
 
+    /// Its id in the state store.
     pub fn key(url: &str) -> String {
-        format!("archive/{url}")
+        url.to_string()
     }
 
     /// Measures the ping (any HTTP answer counts as reachable).
@@ -166,6 +174,10 @@ pub struct AptKey {
     pub status: Status,
 }
 
+impl Record for AptKey {
+    const TABLE: &'static str = "apt_keys";
+}
+
 impl AptKey {
     pub fn new(key_id: &str) -> Result<AptKey, ConfigError> {
         let id = key_id.to_ascii_uppercase();
@@ -184,8 +196,9 @@ impl AptKey {
         })
     }
 
+    /// Its id in the state store.
     pub fn key(id: &str) -> String {
-        format!("aptkey/{}", id.to_ascii_uppercase())
+        id.to_ascii_uppercase()
     }
 
     /// Resolves the key: from its own text, else from the keyrings in `dirs`: the host's
@@ -302,6 +315,10 @@ pub struct Found {
     pub architectures: Vec<String>,
 }
 
+impl Record for Source {
+    const TABLE: &'static str = "sources";
+}
+
 impl Source {
     pub fn new(spec: &origin::SourceSpec) -> Source {
         Source {
@@ -321,8 +338,9 @@ impl Source {
         }
     }
 
+    /// Its id in the state store.
     pub fn key(codename: &str) -> String {
-        format!("source/{codename}")
+        codename.to_string()
     }
 
     /// The codeversion version rules use: the override, else what the Release file said.
@@ -477,24 +495,18 @@ impl Source {
 }
 
 /// Reads a stored object of a kind.
-pub fn load<T: serde::de::DeserializeOwned>(
-    engine: &Engine,
-    kind: &'static str,
-    key: &str,
-) -> Result<T, ConfigError> {
-    engine
-        .object::<T>(key)?
-        .ok_or_else(|| ConfigError::NotFound {
-            kind,
-            id: key.split_once('/').map_or(key, |(_, id)| id).to_string(),
-        })
+pub fn load<T: Record>(state: &StateStore, kind: &'static str, id: &str) -> Result<T, ConfigError> {
+    state.get::<T>(id)?.ok_or_else(|| ConfigError::NotFound {
+        kind,
+        id: id.to_string(),
+    })
 }
 
 /// The keyring of a source's active keys.
-pub fn source_keyring(engine: &Engine, source: &Source) -> Result<Keyring, ConfigError> {
+pub fn source_keyring(state: &StateStore, source: &Source) -> Result<Keyring, ConfigError> {
     let mut ring = Keyring::new();
     for id in &source.apt_keys {
-        let k: AptKey = load(engine, "aptkey", &AptKey::key(id))?;
+        let k: AptKey = load(state, "aptkey", &AptKey::key(id))?;
         if k.status.is_active() {
             ring.add_bytes(k.key.as_bytes())
                 .map_err(|e| object_error("aptkey", id, e.to_string()))?;
@@ -511,6 +523,7 @@ pub const KINDS: &[&str] = &["archive", "aptkey", "source", "repository"];
 /// check is stored (Failed, with its reason) and also returned as the error.
 pub fn act(
     engine: &Engine,
+    state: &StateStore,
     kind: &str,
     id: &str,
     action: &str,
@@ -518,8 +531,8 @@ pub fn act(
     now: i64,
 ) -> Result<Status, ConfigError> {
     match kind {
-        "aptkey" => act_key(engine, id, action, now),
-        "source" => act_source(engine, id, action, fetch, now),
+        "aptkey" => act_key(state, engine.home(), id, action, now),
+        "source" => act_source(state, engine.home(), id, action, fetch, now),
         "repository" => act_repository(engine, id, action, now),
         "archive" => Err(object_error(
             "archive",
@@ -551,13 +564,13 @@ pub const CHROOT_PRIORITY: i64 = 500;
 /// A distribution's active extra sources as builds see them: the apt line (its first
 /// archive, the distribution's components) and pin priority of each.
 pub fn pinned_sources(
-    engine: &Engine,
+    state: &StateStore,
     d: &crate::repo::distribution::Distribution,
 ) -> Result<Vec<PinnedSource>, ConfigError> {
     let mut out = Vec::new();
     for extra in &d.extra_sources {
-        let Some(s) = engine
-            .object::<Source>(&Source::key(&extra.source))?
+        let Some(s) = state
+            .get::<Source>(&Source::key(&extra.source))?
             .filter(|s| s.status.is_active())
         else {
             continue;
@@ -734,8 +747,12 @@ fn act_repository(
     action: &str,
     now: i64,
 ) -> Result<Status, ConfigError> {
-    let key = format!("repository/{id}");
-    let mut repository: crate::repo::Repository = load(engine, "repository", &key)?;
+    let mut repository = engine
+        .find_repository(id)?
+        .ok_or_else(|| ConfigError::NotFound {
+            kind: "repository",
+            id: id.to_string(),
+        })?;
     let result = drive(
         &mut RepositoryCheck {
             engine,
@@ -744,53 +761,53 @@ fn act_repository(
         action,
         now,
     );
-    engine.put_object(&key, &repository)?;
+    engine.put_repository(&repository)?;
     result
         .map(|()| repository.status.clone())
         .map_err(|e| object_error("repository", id, e))
 }
 
-fn act_key(engine: &Engine, id: &str, action: &str, now: i64) -> Result<Status, ConfigError> {
+fn act_key(
+    state: &StateStore,
+    home: &Path,
+    id: &str,
+    action: &str,
+    now: i64,
+) -> Result<Status, ConfigError> {
     let key = AptKey::key(id);
-    let mut k: AptKey = load(engine, "aptkey", &key)?;
-    let result = drive(
-        &mut KeyPrepare {
-            key: &mut k,
-            home: engine.home(),
-        },
-        action,
-        now,
-    );
-    engine.put_object(&key, &k)?;
+    let mut k: AptKey = load(state, "aptkey", &key)?;
+    let result = drive(&mut KeyPrepare { key: &mut k, home }, action, now);
+    state.put(&key, &k)?;
     result
         .map(|()| k.status.clone())
         .map_err(|e| object_error("aptkey", id, e))
 }
 
 fn act_source(
-    engine: &Engine,
+    state: &StateStore,
+    home: &Path,
     id: &str,
     action: &str,
     fetch: &dyn Fetch,
     now: i64,
 ) -> Result<Status, ConfigError> {
     let key = Source::key(id);
-    let mut source: Source = load(engine, "source", &key)?;
+    let mut source: Source = load(state, "source", &key)?;
     // Its keys first, with the same action (deactivate and remove stay with the source).
     let mut key_errors = Vec::new();
     if !matches!(action, "deactivate" | "remove") {
         for k in &source.apt_keys {
-            if let Err(e) = act_key(engine, k, action, now) {
+            if let Err(e) = act_key(state, home, k, action, now) {
                 key_errors.push(e.to_string());
             }
         }
     }
-    let mut archives: Vec<Archive> = engine
-        .objects::<Archive>("archive/")?
+    let mut archives: Vec<Archive> = state
+        .all::<Archive>()?
         .into_iter()
         .map(|(_, a)| a)
         .collect();
-    let keys = source_keyring(engine, &source)?;
+    let keys = source_keyring(state, &source)?;
     let result = {
         let mut sc = SourceCheck {
             source: &mut source,
@@ -811,13 +828,13 @@ fn act_source(
     if let Err(e) = &result {
         source.status.message = e.clone();
     }
-    engine.put_objects(
+    state.put_all::<Archive, _>(
         &archives
             .iter()
-            .map(|a| (Archive::key(&a.url), a.clone()))
+            .map(|a| (Archive::key(&a.url), a))
             .collect::<Vec<_>>(),
     )?;
-    engine.put_object(&key, &source)?;
+    state.put(&key, &source)?;
     result
         .map(|()| source.status.clone())
         .map_err(|e| object_error("source", id, e))
@@ -826,7 +843,7 @@ fn act_source(
 /// Edits one field of a stored AptKey or Source; the object is marked changed (prepare it
 /// again) unless it was removed.
 pub fn set(
-    engine: &Engine,
+    state: &StateStore,
     kind: &str,
     id: &str,
     field: &str,
@@ -846,7 +863,7 @@ pub fn set(
     match kind {
         "aptkey" => {
             let key = AptKey::key(id);
-            let mut k: AptKey = load(engine, "aptkey", &key)?;
+            let mut k: AptKey = load(state, "aptkey", &key)?;
             match field {
                 "key" => {
                     let text = one()?;
@@ -864,19 +881,19 @@ pub fn set(
                 }
             }
             k.status.changed();
-            engine.put_object(&key, &k)?;
+            state.put(&key, &k)?;
             Ok(k.status)
         }
         "source" => {
             let key = Source::key(id);
-            let mut s: Source = load(engine, "source", &key)?;
+            let mut s: Source = load(state, "source", &key)?;
             match field {
                 "apt_keys" => {
                     let mut keys = Vec::new();
                     for v in value {
                         let k = AptKey::new(v)?;
-                        if engine.object::<AptKey>(&AptKey::key(&k.key_id))?.is_none() {
-                            engine.put_object(&AptKey::key(&k.key_id), &k)?;
+                        if state.get::<AptKey>(&AptKey::key(&k.key_id))?.is_none() {
+                            state.put(&AptKey::key(&k.key_id), &k)?;
                         }
                         keys.push(k.key_id);
                     }
@@ -925,7 +942,7 @@ pub fn set(
                 }
             }
             s.status.changed();
-            engine.put_object(&key, &s)?;
+            state.put(&key, &s)?;
             Ok(s.status)
         }
         other => Err(ConfigError::Setup(format!(

@@ -254,7 +254,7 @@ impl unftp_core::auth::Authenticator for UserLogin {
             creds.password.clone().unwrap_or_default(),
         );
         let checked = tokio::task::spawn_blocking(move || {
-            crate::api::auth::login(ctx.engine(), &name, &password)
+            crate::api::auth::login(ctx.state(), &name, &password)
         })
         .await;
         match checked {

@@ -8,6 +8,8 @@
 
 pub mod archive;
 pub mod ftp;
+pub mod housekeeping;
+pub mod legacy;
 pub mod log;
 pub mod tls;
 pub mod ui;
@@ -52,6 +54,8 @@ pub enum DaemonError {
     SettingsFile(#[from] SettingsError),
     #[error(transparent)]
     Users(#[from] crate::users::UsersError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
@@ -196,12 +200,12 @@ fn open_or_create(
 /// Also keeps a local admin token in `<home>/etc/api-token` (mode 0600) for `mbd api` on
 /// this machine.
 fn ensure_admin(
-    engine: &Engine,
+    state: &crate::state::StateStore,
     home: &Path,
     password: Option<&str>,
 ) -> Result<Option<String>, DaemonError> {
-    let admins = engine
-        .objects::<api::auth::User>("user/")?
+    let admins = state
+        .all::<api::auth::User>()?
         .into_iter()
         .any(|(_, u)| u.level == api::Level::Admin);
     let mut generated = None;
@@ -214,16 +218,16 @@ fn ensure_admin(
                 p
             }
         };
-        api::auth::put_user(engine, "admin", api::Level::Admin, &pw)?;
+        api::auth::put_user(state, "admin", api::Level::Admin, &pw)?;
     }
     let token_file = api::client::token_file(home);
     if !token_file.exists() {
-        if let Some((_, admin)) = engine
-            .objects::<api::auth::User>("user/")?
+        if let Some((_, admin)) = state
+            .all::<api::auth::User>()?
             .into_iter()
             .find(|(_, u)| u.level == api::Level::Admin)
         {
-            let (secret, _) = api::auth::create_token(engine, &admin.name, "local admin")?;
+            let (secret, _) = api::auth::create_token(state, &admin.name, "local admin")?;
             write_atomic(
                 &token_file,
                 format!("{}:{secret}\n", admin.name).as_bytes(),
@@ -298,7 +302,8 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
         .admin_password
         .clone()
         .or_else(|| std::env::var("MBD_ADMIN_PASSWORD").ok());
-    let generated = ensure_admin(&engine, &home, admin_password.as_deref())?;
+    let state = legacy::open_state(&engine)?;
+    let generated = ensure_admin(&state, &home, admin_password.as_deref())?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -347,7 +352,7 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
             access: log::RotatingFile::open(&access_path, log::MAX_SIZE)
                 .map_err(io(&access_path))?,
             ctx: Arc::new({
-                let mut ctx = Context::new(engine, url.clone());
+                let mut ctx = Context::new(engine, state, url.clone());
                 ctx.ftp = ftp.first().map(|a| {
                     api::calls::authority(&base_url(*a, Some(settings.hostname.as_str())))
                         .to_string()
@@ -394,26 +399,13 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
             generated.as_deref(),
         )?;
         // Uploads that waited through a restart are decided now; leftovers of interrupted
-        // uploads go after their age, checked here and every few minutes.
-        {
-            let ctx = state.ctx.clone();
-            let age = std::time::Duration::from_secs(settings.incoming_orphan_age);
-            let every =
-                std::time::Duration::from_secs((settings.incoming_orphan_age / 2).clamp(1, 300));
-            tokio::spawn(async move {
-                loop {
-                    let c = ctx.clone();
-                    let _ = tokio::task::spawn_blocking(move || {
-                        c.process_uploads(None);
-                        if let Err(e) = c.incoming.remove_orphans(age) {
-                            tracing::warn!(error = %e, "cleaning incoming");
-                        }
-                    })
-                    .await;
-                    tokio::time::sleep(every).await;
-                }
-            });
-        }
+        // uploads go after their age, checked here and every few minutes; old history goes
+        // at start and every hour.
+        housekeeping::spawn(
+            state.ctx.clone(),
+            std::time::Duration::from_secs(settings.incoming_orphan_age),
+            settings.retention.clone(),
+        );
         // Builds: the worker, and on a new home the chroot for the host.
         {
             let lintian =
@@ -528,7 +520,7 @@ fn prepare_default_chroot(ctx: &Context, codename: &str, arch: &str) {
         &mirror,
         crate::build::chroot::Backend::Directory,
     );
-    if let Err(e) = ctx.builds.request(&ctx.writer(), c) {
+    if let Err(e) = ctx.builds.request(ctx.state(), c) {
         tracing::error!(error = %e, "storing the default chroot");
     }
 }
@@ -568,7 +560,7 @@ fn tls_config(
 async fn chroot_log(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> Response {
     let ctx = state.ctx.clone();
     let found = blocking(move || {
-        let c = crate::build::chroot::find(ctx.engine(), &id).map_err(|e| e.to_string())?;
+        let c = crate::build::chroot::find(ctx.state(), &id).map_err(|e| e.to_string())?;
         Ok((
             c.log_path(ctx.engine().home()),
             format!("chroot {id} has no preparation log"),
@@ -589,7 +581,7 @@ async fn build_log(
 ) -> Response {
     let ctx = state.ctx.clone();
     let found = blocking(move || {
-        let known = crate::build::queue::builds_of(ctx.engine(), &upload)
+        let known = crate::build::queue::builds_of(ctx.state(), &upload)
             .unwrap_or_default()
             .into_iter()
             .find(|b| b.architecture == arch);
@@ -752,7 +744,7 @@ async fn upload(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let who = tokio::task::spawn_blocking(move || {
-            api::auth::authenticate(ctx.engine(), given.as_deref())
+            api::auth::authenticate(ctx.state(), given.as_deref())
         })
         .await;
         let detail = match who {
@@ -935,7 +927,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .builds
         .panics
         .load(std::sync::atomic::Ordering::SeqCst);
-    text.push_str("# HELP mbd_task_panics_total Panics background tasks survived (build worker, builds, chroot preparations).\n# TYPE mbd_task_panics_total counter\n");
+    text.push_str("# HELP mbd_task_panics_total Panics background tasks survived (build worker, builds, chroot preparations, housekeeping rounds).\n# TYPE mbd_task_panics_total counter\n");
     text.push_str(&format!("mbd_task_panics_total {panics}\n"));
     text.push_str("# HELP mbd_access_log_dropped_total Access log records dropped because the disk fell behind.\n# TYPE mbd_access_log_dropped_total counter\n");
     text.push_str(&format!(
@@ -981,7 +973,7 @@ async fn events_stream(
         Some(since) => {
             let ctx = state.ctx.clone();
             tokio::task::spawn_blocking(move || {
-                crate::incoming::events(ctx.engine(), None, None, None, since)
+                crate::incoming::events(ctx.state(), None, None, None, since)
             })
             .await
             .ok()

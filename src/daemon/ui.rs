@@ -77,7 +77,7 @@ fn session(headers: &HeaderMap) -> Option<String> {
 
 /// Who is logged in; a stale or revoked session counts as nobody.
 fn viewer(ctx: &Context, headers: &HeaderMap) -> Option<User> {
-    auth::authenticate(ctx.engine(), credentials(headers).as_deref())
+    auth::authenticate(ctx.state(), credentials(headers).as_deref())
         .ok()
         .flatten()
 }
@@ -161,9 +161,7 @@ pub async fn home(
             .cloned()
             .collect();
         let running = ctx.is_running();
-        let mut uploads = crate::incoming::events(engine, None, None, None, 0)?;
-        uploads.reverse();
-        uploads.truncate(20);
+        let uploads = crate::incoming::latest_events(ctx.state(), 20)?;
         Ok((
             "home.html",
             context! {
@@ -184,10 +182,12 @@ pub async fn home(
 /// The builds page: chroots, then every upload in the build queue with its builds.
 pub async fn builds(State(state): State<AppState>, headers: HeaderMap) -> Response {
     page(state, headers, move |ctx, _| {
-        let engine = ctx.engine();
-        let chroots = crate::build::chroot::all(engine)?;
+        let chroots = crate::build::chroot::all(ctx.state())?;
         let mut uploads = Vec::new();
-        for (u, builds) in crate::build::queue::overview(engine)?.into_iter().rev() {
+        for (u, builds) in crate::build::queue::overview(ctx.state())?
+            .into_iter()
+            .rev()
+        {
             let builds: Vec<Value> = builds
                 .into_values()
                 .map(|b| {
@@ -525,14 +525,14 @@ pub async fn login(
     let (name, password) = (get("user"), get("password"));
     let ctx = state.ctx.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let engine = ctx.engine();
+        let state = ctx.state();
         let basic = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{name}:{password}"))
         );
-        let user = auth::authenticate(engine, Some(&basic))?
+        let user = auth::authenticate(state, Some(&basic))?
             .ok_or_else(|| ApiError::BadCredentials("no user".to_string()))?;
-        let (secret, _) = auth::create_token(engine, &user.name, "web session")?;
+        let (secret, _) = auth::create_token(state, &user.name, "web session")?;
         Ok::<_, ApiError>(format!("{}:{secret}", user.name))
     })
     .await
@@ -564,7 +564,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Respon
         let ctx: Arc<Context> = state.ctx.clone();
         let _ = tokio::task::spawn_blocking(move || {
             if let Some((_, secret)) = value.split_once(':') {
-                let _ = auth::revoke_secret(ctx.engine(), secret);
+                let _ = auth::revoke_secret(ctx.state(), secret);
             }
         })
         .await;

@@ -595,47 +595,72 @@ impl Engine {
             .collect())
     }
 
-    /// Runtime objects of other parts of mbd (accounts, tokens, subscriptions), kept in the
-    /// store under their own key prefix (`user/`, `token/`, ...).
-    pub fn object<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &str,
-    ) -> Result<Option<T>, RepoError> {
-        Ok(self.store.config(key)?)
-    }
-
-    /// Every object whose key starts with `prefix`.
-    pub fn objects<T: serde::de::DeserializeOwned>(
-        &self,
-        prefix: &str,
-    ) -> Result<Vec<(String, T)>, RepoError> {
-        Ok(self.store.configs(prefix)?)
-    }
-
-    /// Saves an object (one transaction).
-    pub fn put_object<T: Serialize>(&self, key: &str, value: &T) -> Result<(), RepoError> {
+    /// A configuration object of the engine (`repository/`, `distribution/`, `layout/`).
+    fn put_config<T: Serialize>(&self, key: &str, value: &T) -> Result<(), RepoError> {
         let mut tx = self.store.write()?;
         tx.put_config(key, value)?;
         tx.commit()?;
         Ok(())
     }
 
-    /// Saves several objects in one transaction.
-    pub fn put_objects<T: Serialize>(&self, items: &[(String, T)]) -> Result<(), RepoError> {
+    /// Every base distribution's configuration.
+    pub fn distributions(&self) -> Result<Vec<Distribution>, RepoError> {
+        Ok(self
+            .store
+            .configs::<Distribution>("distribution/")?
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect())
+    }
+
+    /// The distribution's configuration, if there is one.
+    pub fn find_distribution(&self, codename: &str) -> Result<Option<Distribution>, RepoError> {
+        Ok(self.store.config(&format!("distribution/{codename}"))?)
+    }
+
+    /// Saves a distribution's configuration (one transaction).
+    pub fn put_distribution(&self, d: &Distribution) -> Result<(), RepoError> {
+        self.put_config(&format!("distribution/{}", d.codename), d)
+    }
+
+    /// The repository's configuration, if there is one.
+    pub fn find_repository(&self, id: &str) -> Result<Option<Repository>, RepoError> {
+        Ok(self.store.config(&format!("repository/{id}"))?)
+    }
+
+    /// Saves a repository's configuration (one transaction).
+    pub fn put_repository(&self, r: &Repository) -> Result<(), RepoError> {
+        self.put_config(&format!("repository/{}", r.identity), r)
+    }
+
+    /// Objects an earlier mbd kept in the engine's store under `prefix` (raw JSON, by key
+    /// without the prefix), to move them to the application's state store.
+    pub fn legacy_objects(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, RepoError> {
+        Ok(self
+            .store
+            .configs::<serde_json::Value>(prefix)?
+            .into_iter()
+            .map(|(k, v)| {
+                let id = k[prefix.len()..].to_string();
+                (id, serde_json::to_vec(&v).expect("JSON serializes"))
+            })
+            .collect())
+    }
+
+    /// Writes an object as an earlier mbd did (for tests of the move).
+    #[cfg(test)]
+    pub(crate) fn put_legacy(&self, key: &str, value: &serde_json::Value) -> Result<(), RepoError> {
+        self.put_config(key, value)
+    }
+
+    /// Deletes legacy objects (full keys) once they are moved.
+    pub fn forget_legacy(&self, keys: &[String]) -> Result<(), RepoError> {
         let mut tx = self.store.write()?;
-        for (key, value) in items {
-            tx.put_config(key, value)?;
+        for k in keys {
+            tx.delete_config(k)?;
         }
         tx.commit()?;
         Ok(())
-    }
-
-    /// Deletes an object; false if there was none.
-    pub fn delete_object(&self, key: &str) -> Result<bool, RepoError> {
-        let mut tx = self.store.write()?;
-        let existed = tx.delete_config(key)?;
-        tx.commit()?;
-        Ok(existed)
     }
 
     /// The sources of a distribution (main or rollback) with their versions.
@@ -661,7 +686,7 @@ impl Engine {
             .ok_or_else(|| RepoError::NoSuchRepository(id.to_string()))?;
         repo.allow_unauthenticated_uploads = allow_unauthenticated;
         repo.allow_binary_uploads = allow_binary;
-        self.put_object(&key, &repo)?;
+        self.put_config(&key, &repo)?;
         Ok(repo)
     }
 
