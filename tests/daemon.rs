@@ -2333,3 +2333,28 @@ fn retention_removes_old_events_at_start_and_keeps_the_newest() {
     let expected: Vec<String> = newest.iter().map(|id| format!("{id}.json")).collect();
     assert_eq!(files, expected);
 }
+
+/// Small published files are answered from memory; every change through the daemon makes
+/// the next request look at the file again (a new `InRelease` after a migration); byte
+/// ranges come from the cached copy. (`archive::tests` covers files that go.)
+#[test]
+fn files_served_from_memory_follow_every_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_with_packages(&home);
+    let d = Daemon::start(&home);
+    let path = "/repositories/test/dists/bookworm-test-testing/InRelease";
+    let disk = || std::fs::read(home.join(&path[1..])).unwrap();
+    let before = disk();
+    for _ in 0..3 {
+        let (code, _, body) = d.get(path, &[]);
+        assert_eq!((code, body), (200, before.clone()));
+    }
+    let (code, head, body) = d.get(path, &[("Range", "bytes=0-9")]);
+    assert_eq!((code, body.as_slice()), (206, &before[..10]), "{head}");
+    d.api_ok(&["migrate", "mbd-hello", "bookworm-test-unstable"]);
+    let after = disk();
+    assert_ne!(before, after, "the migration published testing again");
+    let (code, _, body) = d.get(path, &[]);
+    assert_eq!((code, body), (200, after));
+}

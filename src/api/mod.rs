@@ -371,6 +371,9 @@ pub struct Context {
     /// transaction (an include and its publish, a migration, a decision) holds it, so those
     /// never interleave. See [`Context::writer`].
     writer: std::sync::Mutex<()>,
+    /// Bumped each time a writer gives the token back: the published trees may have changed
+    /// (what caches of published files check).
+    generation: AtomicU64,
     /// Started (uploads and builds run) or stopped (maintenance; HTTP stays up).
     pub running: AtomicBool,
     /// The base URL clients use (`http://host:port`).
@@ -396,7 +399,15 @@ pub struct Context {
 /// The engine with the write token held (see [`Context::writer`]).
 pub struct Writer<'a> {
     engine: &'a Engine,
+    generation: &'a AtomicU64,
     _token: std::sync::MutexGuard<'a, ()>,
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        // Still holding the token: every change of this writer is on disk.
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 impl std::ops::Deref for Writer<'_> {
@@ -432,6 +443,7 @@ impl Context {
             engine,
             state,
             writer: std::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
             running: AtomicBool::new(true),
             url,
             started: std::time::SystemTime::now(),
@@ -473,8 +485,14 @@ impl Context {
     pub fn writer(&self) -> Writer<'_> {
         Writer {
             engine: &self.engine,
+            generation: &self.generation,
             _token: self.writer.lock().unwrap_or_else(|e| e.into_inner()),
         }
+    }
+
+    /// The generation of the published trees: it changes after every writer.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     pub fn is_running(&self) -> bool {

@@ -398,6 +398,22 @@ pub fn start_next(
     Ok(None)
 }
 
+/// A build stopped by a shutdown goes back to `needs-build` (its attempt is not counted
+/// as a failure); nothing is announced.
+pub fn requeue(state: &StateStore, job: &Job) -> Result<(), BuildError> {
+    let key = build_key(&job.upload.id, &job.build.architecture);
+    let Some(mut build) = state.get::<Build>(&key)? else {
+        return Ok(());
+    };
+    if build.state == State::Building {
+        build.state = State::NeedsBuild;
+        build.status = "stopped by a shutdown; to be built again".to_string();
+        build.started = 0;
+        state.put(&key, &build)?;
+    }
+    Ok(())
+}
+
 /// Stores a finished build; when it was the upload's last, installs or fails the upload.
 pub fn finish(
     engine: &Engine,
@@ -1119,6 +1135,62 @@ mod tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+    }
+
+    /// A shutdown stops a running build (its builder sees `cancelled`) and queues it again:
+    /// no FAILED event, the record back at needs-build, the slot given back, nothing new
+    /// started.
+    #[test]
+    fn a_shutdown_stops_running_builds_and_queues_them_again() {
+        use crate::build::worker::{self, Control};
+
+        struct UntilStopped;
+        impl Builder for UntilStopped {
+            fn build(&self, _: &Job, cancelled: &dyn Fn() -> bool) -> Report {
+                while !cancelled() {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                done(Outcome::Failed)
+            }
+        }
+        let (d, engine, state, dirs) = home();
+        let id = greeter(&dirs);
+        let host = Arc::new(TestHost {
+            engine: Mutex::new(engine),
+            state,
+            events: Mutex::new(Vec::new()),
+        });
+        let control = Arc::new(Control::default());
+        worker::spawn(
+            host.clone(),
+            control.clone(),
+            Arc::new(UntilStopped),
+            worker::Settings {
+                home: d.path().to_path_buf(),
+                slots: 1,
+                local_url: "http://x".into(),
+                host_arch: "amd64".into(),
+            },
+        );
+        host.wait_for(EventKind::Building, 1);
+        assert_eq!(control.shut_down(std::time::Duration::from_secs(10)), 0);
+        let builds = builds_of(&host.state, &id).unwrap();
+        assert_eq!(builds.len(), 1);
+        assert_eq!(builds[0].state, State::NeedsBuild, "{builds:?}");
+        assert!(builds[0].status.contains("shutdown"), "{builds:?}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(host.count(EventKind::Failed), 0);
+        assert_eq!(
+            host.count(EventKind::Building),
+            1,
+            "nothing started after the shutdown"
+        );
+        // The next start builds it again.
+        assert_eq!(recover(&host.state).unwrap(), 0);
+        assert_eq!(
+            host.state.get::<Upload>(&id).unwrap().unwrap().state,
+            UploadState::Building
+        );
     }
 
     /// The worker with a fake builder: one slot means one build at a time, and every upload

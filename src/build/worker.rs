@@ -43,6 +43,8 @@ pub struct Control {
     pub slots: AtomicUsize,
     /// Panics the worker, its builds and its chroot preparations survived.
     pub panics: AtomicU64,
+    /// The daemon is shutting down: no build starts, running ones stop and are queued again.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Control {
@@ -113,6 +115,22 @@ impl Control {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(upload);
+    }
+
+    /// For a shutdown: no new builds start; running ones are stopped (sbuild cleans its
+    /// session up) and queued again. Waits up to `wait` for them; returns how many still run.
+    pub fn shut_down(&self, wait: Duration) -> usize {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.nudge();
+        let started = std::time::Instant::now();
+        while self.active.load(Ordering::SeqCst) > 0 && started.elapsed() < wait {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.active.load(Ordering::SeqCst)
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// mini-buildd's load: running builds per slot; -1 while in maintenance.
@@ -231,7 +249,7 @@ fn round<H: Host>(
             settings.host_arch.clone(),
         );
     }
-    if !host.running() {
+    if !host.running() || control.is_stopping() {
         return;
     }
     let mut jobs = Vec::new();
@@ -293,7 +311,7 @@ fn run_build<H: Host + ?Sized>(
     let arch = &job.build.architecture;
     tracing::info!(upload = %id, %arch, "build started");
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        builder.build(job, &|| control.is_cancelled(&id))
+        builder.build(job, &|| control.is_cancelled(&id) || control.is_stopping())
     }))
     .unwrap_or_else(|payload| {
         control.panics.fetch_add(1, Ordering::SeqCst);
@@ -305,6 +323,16 @@ fn run_build<H: Host + ?Sized>(
             fail_stage: None,
         }
     });
+    if control.is_stopping() && result.outcome != Outcome::Successful {
+        // Stopped by the shutdown, not failed: it runs again after the next start.
+        tracing::info!(upload = %id, %arch, "build stopped by the shutdown; queued again");
+        host.with_stores(&mut |_, state| {
+            if let Err(e) = queue::requeue(state, job) {
+                tracing::error!(error = %e, upload = %id, "queueing a stopped build again");
+            }
+        });
+        return;
+    }
     tracing::info!(upload = %id, %arch, status = %result.status, "build ended");
     let mut events = Vec::new();
     host.with_stores(

@@ -216,20 +216,38 @@ const SMALL: u64 = 1024 * 1024;
 /// The read size when streaming a larger file.
 const CHUNK: usize = 1024 * 1024;
 
-/// Serves `raw` (the request path after `/repositories/`). Everything that touches the file
-/// system (resolving, `stat`, opening, reading a small file) happens in one blocking step,
-/// never on the async threads.
+/// The small files served lately (see [`super::file_cache`]).
+pub type Cache = super::file_cache::FileCache<Head>;
+type Entry = super::file_cache::Entry<Head>;
+
+/// Serves `raw` (the request path after `/repositories/`). A small file cached in this
+/// `generation` of the published trees is answered at once; everything that touches the
+/// file system (resolving, `stat`, opening, reading a small file) happens in one blocking
+/// step, never on the async threads.
 pub async fn serve(
-    repositories: PathBuf,
+    cache: std::sync::Arc<Cache>,
+    generation: u64,
+    repositories: std::sync::Arc<Path>,
     raw: String,
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
+    // Only paths that were checked and resolved are ever cached.
+    let cached = cache.get(&raw);
+    if let Some(e) = cached.as_ref().filter(|e| e.generation == generation) {
+        return Ok(respond(e, &method, &headers));
+    }
     let segs = segments(&raw)?;
-    let prepared =
-        tokio::task::spawn_blocking(move || prepare(&repositories, &raw, segs, &method, &headers))
-            .await
-            .map_err(|_| Refusal::NotFound)??;
+    let prepared = tokio::task::spawn_blocking(move || {
+        let found = Found {
+            cache: &cache,
+            generation,
+            cached,
+        };
+        prepare(&found, &repositories, &raw, segs, &method, &headers)
+    })
+    .await
+    .map_err(|_| Refusal::NotFound)??;
     Ok(match prepared {
         Prepared::Done(r) => r,
         Prepared::Stream {
@@ -242,6 +260,14 @@ pub async fn serve(
             builder.body(Body::from_stream(stream)).unwrap_or_default()
         }
     })
+}
+
+/// The cache as one request sees it.
+struct Found<'a> {
+    cache: &'a Cache,
+    generation: u64,
+    /// The entry of an older generation, if any.
+    cached: Option<Entry>,
 }
 
 /// A response ready to go, or the head of one whose body is streamed from an open file
@@ -257,6 +283,7 @@ enum Prepared {
 
 /// The blocking part of [`serve`].
 fn prepare(
+    found: &Found,
     repositories: &Path,
     raw: &str,
     segs: Vec<String>,
@@ -264,7 +291,14 @@ fn prepare(
     headers: &HeaderMap,
 ) -> Result<Prepared, Refusal> {
     let dirs_only = raw.is_empty() || raw.ends_with('/');
-    let path = resolve(repositories, &segs)?;
+    let path = resolve(repositories, &segs).inspect_err(|_| {
+        if found.cached.is_some() {
+            found.cache.forget(raw);
+        }
+    })?;
+    if let Some(e) = revalidated(found, raw, &path) {
+        return Ok(Prepared::Done(respond(&e, method, headers)));
+    }
     let mut file = std::fs::File::open(&path).map_err(|_| Refusal::NotFound)?;
     let meta = file.metadata().map_err(|_| Refusal::NotFound)?;
     if meta.is_dir() {
@@ -287,18 +321,104 @@ fn prepare(
     let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
     let name = segs.last().map_or("", String::as_str);
     let head = Head::new(name, immutable(&segs), len, modified);
+    if len <= SMALL {
+        // Most requests (InRelease, pool files of small packages) are small files: read
+        // whole, kept, answered from memory. A file that shrank since the `stat` is not
+        // served short: it is gone from under us.
+        let mut body = vec![0; len as usize];
+        file.read_exact(&mut body).map_err(|_| Refusal::NotFound)?;
+        let entry = Entry {
+            generation: found.generation,
+            identity: super::file_cache::Identity::of(&meta),
+            head: std::sync::Arc::new(head),
+            body: body.into(),
+        };
+        found.cache.put(raw, entry.clone());
+        return Ok(Prepared::Done(respond(&entry, method, headers)));
+    }
+    let (builder, start, count) = match plan(&head, method, headers) {
+        Plan::Done(done) => return Ok(Prepared::Done(done)),
+        Plan::Send {
+            builder,
+            start,
+            count,
+        } => (builder, start, count),
+    };
+    if count == 0 {
+        return Ok(Prepared::Done(empty(builder)));
+    }
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start))
+            .map_err(|_| Refusal::NotFound)?;
+    }
+    Ok(Prepared::Stream {
+        builder,
+        file,
+        count,
+    })
+}
+
+/// An entry of an older generation whose file is unchanged (same device, inode, size and
+/// time), now of this generation; `None` (and the entry forgotten) otherwise.
+fn revalidated(found: &Found, raw: &str, path: &Path) -> Option<Entry> {
+    let old = found.cached.as_ref()?;
+    let same = std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .is_some_and(|m| super::file_cache::Identity::of(&m) == old.identity);
+    if !same {
+        found.cache.forget(raw);
+        return None;
+    }
+    let entry = Entry {
+        generation: found.generation,
+        ..old.clone()
+    };
+    found.cache.put(raw, entry.clone());
+    Some(entry)
+}
+
+/// The response for a file in memory.
+fn respond(entry: &Entry, method: &Method, headers: &HeaderMap) -> Response {
+    match plan(&entry.head, method, headers) {
+        Plan::Done(done) => done,
+        Plan::Send {
+            builder, count: 0, ..
+        } => empty(builder),
+        Plan::Send {
+            builder,
+            start,
+            count,
+        } => {
+            let body = entry.body.slice(start as usize..(start + count) as usize);
+            builder.body(Body::from(body)).unwrap_or_default()
+        }
+    }
+}
+
+/// How to answer a request for a file: a finished response (304, 416), or the status and
+/// headers with the byte range to send (none for HEAD).
+enum Plan {
+    Done(Response),
+    Send {
+        builder: axum::http::response::Builder,
+        start: u64,
+        count: u64,
+    },
+}
+
+fn plan(head: &Head, method: &Method, headers: &HeaderMap) -> Plan {
     let builder = head.builder();
     if head.not_modified(headers) {
-        return Ok(Prepared::Done(empty(
-            builder.status(StatusCode::NOT_MODIFIED),
-        )));
+        return Plan::Done(empty(builder.status(StatusCode::NOT_MODIFIED)));
     }
+    let len = head.len;
     let (builder, start, count) = match head.range(headers) {
         Err(()) => {
             let b = builder
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
                 .header(header::CONTENT_RANGE, format!("bytes */{len}"));
-            return Ok(Prepared::Done(empty(b)));
+            return Plan::Done(empty(b));
         }
         Ok(Some((a, b))) => (
             builder
@@ -310,27 +430,12 @@ fn prepare(
         Ok(None) => (builder.status(StatusCode::OK), 0, len),
     };
     let builder = builder.header(header::CONTENT_LENGTH, HeaderValue::from(count));
-    if method == Method::HEAD {
-        return Ok(Prepared::Done(empty(builder)));
+    let count = if method == Method::HEAD { 0 } else { count };
+    Plan::Send {
+        builder,
+        start,
+        count,
     }
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .map_err(|_| Refusal::NotFound)?;
-    }
-    if count > SMALL {
-        return Ok(Prepared::Stream {
-            builder,
-            file,
-            count,
-        });
-    }
-    // A small file (most requests: InRelease, pool files of small packages) is read now.
-    // A file that shrank since the `stat` is not served short: it is gone from under us.
-    let mut body = vec![0; count as usize];
-    file.read_exact(&mut body).map_err(|_| Refusal::NotFound)?;
-    Ok(Prepared::Done(
-        builder.body(Body::from(body)).unwrap_or_default(),
-    ))
 }
 
 fn empty(builder: axum::http::response::Builder) -> Response {
@@ -338,32 +443,38 @@ fn empty(builder: axum::http::response::Builder) -> Response {
 }
 
 /// What the validators and headers of one file's response are made from.
-struct Head {
+pub struct Head {
     content_type: &'static str,
     immutable: bool,
     len: u64,
     modified: SystemTime,
     tag: String,
     last_modified: String,
+    tag_value: HeaderValue,
+    last_modified_value: HeaderValue,
 }
 
 impl Head {
     fn new(name: &str, immutable: bool, len: u64, modified: SystemTime) -> Head {
+        let tag = etag(len, modified);
+        let last_modified = httpdate::fmt_http_date(modified);
         Head {
             content_type: content_type(name),
             immutable,
             len,
             modified,
-            tag: etag(len, modified),
-            last_modified: httpdate::fmt_http_date(modified),
+            tag_value: HeaderValue::from_str(&tag).expect("an ETag is ASCII"),
+            last_modified_value: HeaderValue::from_str(&last_modified).expect("a date is ASCII"),
+            tag,
+            last_modified,
         }
     }
 
     fn builder(&self) -> axum::http::response::Builder {
         Response::builder()
             .header(header::CONTENT_TYPE, self.content_type)
-            .header(header::ETAG, &self.tag)
-            .header(header::LAST_MODIFIED, &self.last_modified)
+            .header(header::ETAG, self.tag_value.clone())
+            .header(header::LAST_MODIFIED, self.last_modified_value.clone())
             .header(header::ACCEPT_RANGES, "bytes")
             .header(
                 header::CACHE_CONTROL,
@@ -456,6 +567,48 @@ mod tests {
         );
         assert_eq!(resolve(&repos, &segs("test/conf")), Err(Refusal::NotFound));
         assert_eq!(resolve(&repos, &segs("Test/dists")), Err(Refusal::NotFound));
+    }
+
+    /// A cached file is answered from memory within its generation; in the next one a file
+    /// replaced by rename is read again and a deleted one is a 404.
+    #[tokio::test]
+    async fn cached_files_are_checked_again_in_a_new_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let repos = dir.path().join("repositories");
+        let d = repos.join("test/dists/d");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("InRelease"), "one").unwrap();
+        let cache = std::sync::Arc::new(Cache::default());
+        let get = |generation: u64| {
+            let (cache, repos) = (cache.clone(), std::sync::Arc::from(repos.as_path()));
+            async move {
+                let r = serve(
+                    cache,
+                    generation,
+                    repos,
+                    "test/dists/d/InRelease".into(),
+                    Method::GET,
+                    HeaderMap::new(),
+                )
+                .await;
+                match r {
+                    Err(e) => Err(e),
+                    Ok(r) => {
+                        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+                        Ok(String::from_utf8(body.to_vec()).unwrap())
+                    }
+                }
+            }
+        };
+        assert_eq!(get(1).await, Ok("one".to_string()));
+        std::fs::write(d.join(".new"), "two, longer").unwrap();
+        std::fs::rename(d.join(".new"), d.join("InRelease")).unwrap();
+        // Same generation: no writer ran, the copy in memory answers.
+        assert_eq!(get(1).await, Ok("one".to_string()));
+        assert_eq!(get(2).await, Ok("two, longer".to_string()));
+        std::fs::remove_file(d.join("InRelease")).unwrap();
+        assert_eq!(get(3).await, Err(Refusal::NotFound));
+        assert!(cache.get("test/dists/d/InRelease").is_none());
     }
 
     #[test]

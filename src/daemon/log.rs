@@ -45,6 +45,49 @@ enum Message {
     Sync(mpsc::SyncSender<()>),
 }
 
+/// Most bytes the writer gathers before one write.
+const BATCH: usize = 64 * 1024;
+
+/// How often the writer looks for records. Senders never wake it (a wake-up per record
+/// costs more than the record), so a record reaches the file within this time.
+const EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The writer thread: every [`EVERY`], what is waiting is written in one go (one `write`
+/// for many records); a rotation happens between records. Ends when every sender is gone.
+fn write_lines(inner: &mut Inner, received: &mpsc::Receiver<Message>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let mut done = Vec::new();
+        let gone = loop {
+            match received.try_recv() {
+                Ok(Message::Line(line)) => {
+                    let full = inner.size + (batch.len() + line.len()) as u64 > inner.max;
+                    if !batch.is_empty() && (full || batch.len() >= BATCH) {
+                        // Nowhere to report a failing log but the log: it is dropped.
+                        let _ = inner.append(&batch);
+                        batch.clear();
+                    }
+                    batch.extend_from_slice(&line);
+                }
+                Ok(Message::Sync(answer)) => done.push(answer),
+                Err(mpsc::TryRecvError::Empty) => break false,
+                Err(mpsc::TryRecvError::Disconnected) => break true,
+            }
+        };
+        if !batch.is_empty() {
+            let _ = inner.append(&batch);
+            batch.clear();
+        }
+        for answer in done {
+            let _ = answer.send(());
+        }
+        if gone {
+            return;
+        }
+        std::thread::sleep(EVERY);
+    }
+}
+
 /// A shared, rotating, append-only log file. Records are handed to a writer thread of its
 /// own: whoever logs (an async HTTP handler, a build thread) never waits for the disk.
 #[derive(Clone)]
@@ -72,19 +115,7 @@ impl RotatingFile {
             .map_or("log".into(), |n| n.to_string_lossy());
         std::thread::Builder::new()
             .name(format!("mbd-{name}"))
-            .spawn(move || {
-                for message in received {
-                    match message {
-                        Message::Line(line) => {
-                            // Nowhere to report a failing log but the log: it is dropped.
-                            let _ = inner.append(&line);
-                        }
-                        Message::Sync(done) => {
-                            let _ = done.send(());
-                        }
-                    }
-                }
-            })?;
+            .spawn(move || write_lines(&mut inner, &received))?;
         Ok(RotatingFile {
             queue,
             dropped: Arc::default(),

@@ -7,6 +7,7 @@
 //! URL to `<home>/var/run/http.url`, and serve until SIGTERM or SIGINT.
 
 pub mod archive;
+pub mod file_cache;
 pub mod ftp;
 pub mod housekeeping;
 pub mod legacy;
@@ -262,12 +263,16 @@ fn base_url(bound: SocketAddr, hostname: Option<&str>) -> String {
     format!("http://{host}:{}", bound.port())
 }
 
-/// What every HTTP handler gets.
-#[derive(Clone)]
-pub struct AppState {
+/// What every HTTP handler gets (one `Arc`: cloned for every request).
+pub type AppState = Arc<Served>;
+
+/// The daemon as its HTTP handlers see it.
+pub struct Served {
     ctx: Arc<Context>,
-    repositories: PathBuf,
+    repositories: Arc<Path>,
     access: log::RotatingFile,
+    /// Small published files served lately.
+    files: Arc<archive::Cache>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -347,8 +352,9 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
             ftp.push(addr);
         }
         let access_path = home.join("var/log/access.log");
-        let state = AppState {
-            repositories: engine.home().join("repositories"),
+        let state = Arc::new(Served {
+            repositories: engine.home().join("repositories").into(),
+            files: Arc::default(),
             access: log::RotatingFile::open(&access_path, log::MAX_SIZE)
                 .map_err(io(&access_path))?,
             ctx: Arc::new({
@@ -367,7 +373,7 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
                 ctx.incoming_login = settings.incoming_login;
                 ctx
             }),
-        };
+        });
         // Before anything can arrive: clean up after a crash.
         let incoming = &state.ctx.incoming;
         incoming
@@ -456,6 +462,7 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
             0o644,
         )?;
         tracing::info!(%url, "serving");
+        let ctx = state.ctx.clone();
         let app = router(state);
         let shutdown = shutdown_signal();
         let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
@@ -497,6 +504,15 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
         let _ = tx.send(());
         for s in servers {
             let _ = s.await;
+        }
+        // Running builds stop (sbuild ends its session) and are queued for the next start.
+        let builds = ctx.builds.clone();
+        let running = tokio::task::spawn_blocking(move || builds.shut_down(SHUTDOWN_WAIT)).await;
+        if let Ok(n @ 1..) = running {
+            tracing::warn!(
+                builds = n,
+                "builds still running at exit; the next start runs them again"
+            );
         }
         let _ = std::fs::remove_file(api::client::url_file(&home));
         Ok::<(), DaemonError>(())
@@ -716,6 +732,9 @@ fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), access_log))
         .with_state(state)
 }
+
+/// How long a shutdown waits for running builds to stop.
+const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// The largest request body accepted (API forms; uploads have their own route).
 pub const MAX_BODY: usize = 256 * 1024;
@@ -1127,7 +1146,15 @@ async fn serve_archive(
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    match archive::serve(state.repositories.clone(), raw.clone(), method, headers).await {
+    let served = archive::serve(
+        state.files.clone(),
+        state.ctx.generation(),
+        state.repositories.clone(),
+        raw.clone(),
+        method,
+        headers,
+    );
+    match served.await {
         Ok(r) => r,
         Err(archive::Refusal::Invalid(why)) => simple_problem(StatusCode::BAD_REQUEST, why),
         Err(archive::Refusal::NotFound) => simple_problem(
