@@ -573,9 +573,16 @@ fn apt_and_every_api_call_through_the_real_daemon() {
         "{metrics}"
     );
     assert!(metrics.contains("mbd_up 1"), "{metrics}");
-    // The access log records requests.
-    let access = std::fs::read_to_string(home.join("var/log/access.log")).unwrap();
-    assert!(access.contains("\"GET /metrics HTTP/1.1\" 200"), "{access}");
+    // The access log records requests (its writer takes them in every 50 ms).
+    let started = Instant::now();
+    loop {
+        let access = std::fs::read_to_string(home.join("var/log/access.log")).unwrap();
+        if access.contains("\"GET /metrics HTTP/1.1\" 200") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{access}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
         std::fs::read_to_string(home.join("var/log/daemon.log"))
             .unwrap()

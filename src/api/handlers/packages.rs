@@ -1,0 +1,219 @@
+//! Handlers of the calls on packages: listing, migration, removal, inclusion, publishing, snapshots, events, ports and keyring packages.
+
+use super::status::dput_sections;
+use crate::api::{ApiError, Context, Invocation, Output};
+use std::collections::BTreeMap;
+
+/// Keeps the entries of the requested repositories, codenames and version.
+pub(crate) fn filter_listing<E>(
+    listing: BTreeMap<String, BTreeMap<String, E>>,
+    inv: &Invocation,
+    version_of: impl Fn(&E) -> Option<&str>,
+) -> BTreeMap<String, BTreeMap<String, E>> {
+    let a = &inv.args;
+    let repos = a.list("repositories");
+    let codenames = a.list("codenames");
+    listing
+        .into_iter()
+        .filter(|(repo, _)| repos.is_empty() || repos.contains(repo))
+        .map(|(repo, dists)| {
+            let dists = dists
+                .into_iter()
+                .filter(|(dist, e)| {
+                    let codename = dist.split('-').next().unwrap_or("");
+                    (codenames.is_empty() || codenames.iter().any(|c| c == codename))
+                        && a.opt("version").is_none_or(|v| version_of(e) == Some(v))
+                })
+                .collect::<BTreeMap<_, _>>();
+            (repo, dists)
+        })
+        .filter(|(_, dists)| !dists.is_empty())
+        .collect()
+}
+
+pub(crate) fn ls(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let listing = ctx.engine().ls(inv.args.str("source"))?;
+    Output::json(&filter_listing(listing, inv, |e| e.version.as_deref()))
+}
+
+pub(crate) fn show(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let listing = ctx.engine().show(inv.args.str("source"))?;
+    Output::json(&filter_listing(listing, inv, |e| e.version.as_deref()))
+}
+
+pub(crate) fn migrate(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let a = &inv.args;
+    let targets = ctx.writer().migrate(
+        a.str("source"),
+        a.str("distribution"),
+        a.bool("full"),
+        a.opt("version"),
+    )?;
+    Output::json(&targets)
+}
+
+pub(crate) fn remove(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let a = &inv.args;
+    ctx.writer().remove(
+        a.str("source"),
+        a.str("distribution"),
+        a.bool("without_rollback"),
+        a.opt("version"),
+    )?;
+    Ok(Output::Text(format!(
+        "removed {} from {}",
+        a.str("source"),
+        a.str("distribution")
+    )))
+}
+
+pub(crate) fn include(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let files: Vec<std::path::PathBuf> = inv
+        .args
+        .list("files")
+        .iter()
+        .map(std::path::PathBuf::from)
+        .collect();
+    if let Some(relative) = files.iter().find(|f| !f.is_absolute()) {
+        return Err(ApiError::BadRequest(format!(
+            "include: '{}' is not an absolute path on the daemon's machine",
+            relative.display()
+        )));
+    }
+    let included = ctx.writer().include(inv.args.str("distribution"), &files)?;
+    Output::json(&included)
+}
+
+pub(crate) fn publish(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let engine = ctx.writer();
+    let names = inv
+        .args
+        .list("distributions")
+        .iter()
+        .map(|d| engine.resolve(d).map(|r| r.name))
+        .collect::<Result<Vec<_>, _>>()?;
+    engine.set_cold(inv.args.bool("cold"));
+    let result = if names.is_empty() {
+        engine.publish_all()
+    } else {
+        engine.publish(&names)
+    };
+    engine.set_cold(false);
+    result?;
+    Ok(Output::Text(if names.is_empty() {
+        "published every distribution".to_string()
+    } else {
+        format!(
+            "published {}",
+            names
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    }))
+}
+
+pub(crate) fn snapshot_ls(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    Output::json(&ctx.engine().snapshot_ls(inv.args.str("distribution"))?)
+}
+
+pub(crate) fn snapshot_create(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let (dist, name) = (inv.args.str("distribution"), inv.args.str("name"));
+    ctx.writer().snapshot_create(dist, name)?;
+    Ok(Output::Text(format!("created snapshot {name} of {dist}")))
+}
+
+pub(crate) fn snapshot_delete(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let (dist, name) = (inv.args.str("distribution"), inv.args.str("name"));
+    ctx.writer().snapshot_delete(dist, name)?;
+    Ok(Output::Text(format!("deleted snapshot {name} of {dist}")))
+}
+
+pub(crate) fn events(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let a = &inv.args;
+    let kind = match a.opt("type") {
+        None => None,
+        Some(t) => Some(crate::incoming::EventKind::parse(t).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "events: type '{t}' is not REJECTED, ACCEPTED, PACKAGING, BUILDING, BUILT, INSTALLED or FAILED"
+            ))
+        })?),
+    };
+    let list = crate::incoming::events(
+        ctx.state(),
+        kind,
+        a.opt("source"),
+        a.opt("distribution"),
+        a.int("since"),
+    )?;
+    Output::json(&list)
+}
+
+pub(crate) fn keyring_packages(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let a = &inv.args;
+    let engine = ctx.writer();
+    let dput = dput_sections(&engine.instance().identity, &ctx.dput_incoming(None));
+    let uploads = crate::keyring_package::upload_all(
+        &engine,
+        ctx.state(),
+        &ctx.incoming,
+        &ctx.url,
+        &dput,
+        a.list("distributions"),
+        !a.bool("without_migration"),
+        crate::repo::publish_time(),
+    )?;
+    drop(engine);
+    for u in &uploads {
+        ctx.process_uploads(Some(&u.changes));
+    }
+    Output::json(&uploads)
+}
+
+pub(crate) fn port_ext(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let a = &inv.args;
+    let ported = crate::port::port_ext(
+        &ctx.writer(),
+        ctx.state(),
+        &ctx.incoming,
+        &crate::config::Http::default(),
+        a.str("dsc_url"),
+        a.str("to_distribution"),
+        a.list("options"),
+        a.bool("allow_unauthenticated"),
+        crate::repo::publish_time(),
+    )?;
+    ctx.process_uploads(Some(&ported.changes));
+    Output::json(&ported)
+}
+
+pub(crate) fn port(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let a = &inv.args;
+    let ported = crate::port::port(
+        &ctx.writer(),
+        &ctx.incoming,
+        &crate::port::Request {
+            source: a.str("source"),
+            from: a.str("from_distribution"),
+            to: a.str("to_distribution"),
+            version: a.opt("version").filter(|v| !v.is_empty()),
+            options: a.list("options"),
+        },
+        crate::repo::publish_time(),
+    )?;
+    ctx.process_uploads(Some(&ported.changes));
+    Output::json(&ported)
+}
+
+impl From<crate::port::PortError> for ApiError {
+    fn from(e: crate::port::PortError) -> ApiError {
+        use crate::port::PortError as P;
+        match e {
+            P::Repo(r) => ApiError::Repo(r),
+            P::State(e) => e.into(),
+            P::Refused(_) | P::Incoming { .. } => ApiError::BadRequest(e.to_string()),
+            P::Command { .. } | P::Io { .. } => ApiError::Internal(e.to_string()),
+        }
+    }
+}
