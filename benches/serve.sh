@@ -17,24 +17,12 @@ set -euo pipefail
 GEN=$(realpath "${1:?usage: benches/serve.sh GEN_SYNTHETIC_PY [PACKAGES] [SECONDS]}")
 N=${2:-2000}
 SECS=${3:-10}
-HERE=$(cd "$(dirname "$0")/.." && pwd)
-if [ -z "${MBD:-}" ]; then
-    cargo build --release --quiet --manifest-path "$HERE/Cargo.toml"
-    MBD=$HERE/target/release/mbd
-fi
-W=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$W"
-}
-trap cleanup EXIT
+# shellcheck source=benches/common.sh
+. "$(dirname "$0")/common.sh"
 H=$W/home
 LOG=$W/log
 U=bookworm-test-unstable
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # The tree: N synthetic packages and one 50 MB package, published by mbd.
 python3 "$GEN" "$N" "$W/corpus" --jobs "$(nproc)" >> "$LOG" 2>&1
@@ -135,17 +123,8 @@ done
 # isolated root, once from each server; libc6 is "installed" so the synthetic packages resolve.
 apt_root() { # NAME PORT
     local R=$W/apt-$1
-    mkdir -p "$R"/etc/apt/{apt.conf.d,preferences.d,sources.list.d,trusted.gpg.d} "$R"/var/lib/apt/lists/partial \
-        "$R"/var/cache/apt/archives/partial "$R"/var/lib/dpkg
+    isolated_apt "$R" "deb [signed-by=$W/key.pgp] http://127.0.0.1:$2/repositories/test $U main"
     printf 'Package: libc6\nStatus: install ok installed\nVersion: 2.36-9\nArchitecture: amd64\nMaintainer: x <x@example.org>\nDescription: stand-in\n\n' > "$R/var/lib/dpkg/status"
-    touch "$R/etc/apt/sources.list"
-    echo "deb [signed-by=$W/key.pgp] http://127.0.0.1:$2/repositories/test $U main" > "$R/etc/apt/sources.list.d/mbd.list"
-    cat > "$R/apt.conf" <<EOF
-Dir "$R/"; Dir::State "$R/var/lib/apt/"; Dir::State::status "$R/var/lib/dpkg/status";
-Dir::Cache "$R/var/cache/apt/"; Dir::Etc "$R/etc/apt/"; APT::Architecture "amd64";
-APT::Architectures { "amd64"; }; Acquire::Languages "none"; Debug::NoLocking "true";
-APT::Sandbox::User "root";
-EOF
     APT_CONFIG=$R/apt.conf apt-get -qq --error-on=any update >> "$LOG" 2>&1
 }
 PKGS=$(seq -f 'pkg-%05g' 2 "$(( N / 200 ))" "$N" | head -200 | tr '\n' ' ')
