@@ -53,6 +53,10 @@ pub struct Request {
     pub pca: bool,
 }
 
+/// Something kept only for what its `Drop` does (a lock guard).
+pub trait Guard {}
+impl<T> Guard for T {}
+
 /// What setup needs from the machine.
 pub trait Env {
     fn fetch(&self) -> &dyn Fetch;
@@ -69,6 +73,10 @@ pub trait Env {
     fn ftp_endpoints(&self) -> (Vec<String>, Option<String>);
     /// Writes the FTP endpoints into the daemon's settings.
     fn set_ftp_endpoints(&mut self, endpoints: &[String]) -> Result<(), String>;
+    /// Holds the daemon's write token while the returned value lives. Setup takes it only
+    /// to change the engine (the configuration and its publish, a repository's check);
+    /// fetching and checking archives, keys and sources run without it.
+    fn write_token(&self) -> Box<dyn crate::setup::Guard + '_>;
 }
 
 /// Checks an FTP endpoint: `host:port` (port 0 is for tests), or `none`.
@@ -798,6 +806,7 @@ pub fn run(
         repo_entries.push(e);
     }
     if !new_dists.is_empty() || !new_repos.is_empty() {
+        let _token = env.write_token();
         engine.configure(&new_dists, &new_repos)?;
     }
     for mut e in repo_entries {
@@ -806,7 +815,11 @@ pub fn run(
             && req.pca
             && !status.is_active()
         {
-            match config::act(engine, state, "repository", &e.id, "pca", env.fetch(), now) {
+            let acted = {
+                let _token = env.write_token();
+                config::act(engine, state, "repository", &e.id, "pca", env.fetch(), now)
+            };
+            match acted {
                 Ok(s) => {
                     e.status = status_word(&s).to_string();
                     e.actions.push("pca".to_string());

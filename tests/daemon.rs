@@ -1888,39 +1888,31 @@ fn slow_archive(delay: Duration) -> (u16, std::sync::Arc<std::sync::atomic::Atom
 }
 
 #[test]
-fn reads_do_not_wait_for_a_write_held_by_a_slow_setup() {
+fn reads_do_not_wait_for_a_slow_writer_and_writers_do_not_wait_for_a_slow_setup() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     setup_with_packages(&home);
     let d = std::sync::Arc::new(Daemon::start(&home));
-    // setup holds the write token while it checks a source against an archive that takes
-    // 3 s per answer.
     let (port, asked) = slow_archive(Duration::from_secs(3));
+    let wait_asked = |n: usize, what: &str| {
+        let started = Instant::now();
+        while asked.load(std::sync::atomic::Ordering::SeqCst) < n {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{what} never asked the archive"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        started
+    };
+    // port_ext holds the write token while it fetches the .dsc from an archive that takes
+    // 3 s per answer.
     let writer = {
         let d = d.clone();
-        let archive = format!("http://127.0.0.1:{port}/debian/");
-        std::thread::spawn(move || {
-            d.api(&[
-                "setup",
-                "--from-origins",
-                "Debian",
-                "--archives",
-                &archive,
-                "--sources",
-                "bookworm",
-                "--update",
-                "--pca",
-            ])
-        })
+        let url = format!("http://127.0.0.1:{port}/pool/x_1.0.dsc");
+        std::thread::spawn(move || d.api(&["port_ext", &url, "bookworm-test-unstable"]))
     };
-    let started = Instant::now();
-    while asked.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "setup never asked the archive"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let started = wait_asked(1, "port_ext");
     // Meanwhile every kind of read answers at once: a published file, status, ls, a log page.
     let timed = |what: &str, f: &dyn Fn()| {
         let t = Instant::now();
@@ -1961,9 +1953,44 @@ fn reads_do_not_wait_for_a_write_held_by_a_slow_setup() {
     }
     assert!(
         !writer.is_finished(),
-        "the setup ended before the reads: they proved nothing"
+        "port_ext ended before the reads: they proved nothing"
     );
-    let (_ok, report) = writer.join().unwrap();
+    let (ok, out) = writer.join().unwrap();
+    assert!(!ok && out.contains("404"), "{out}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "port_ext did not wait: {out}"
+    );
+
+    // setup checks a source against the slow archive without holding the write token: a
+    // migration (a writer) meanwhile is done at once.
+    let setup = {
+        let d = d.clone();
+        let archive = format!("http://127.0.0.1:{port}/debian/");
+        std::thread::spawn(move || {
+            d.api(&[
+                "setup",
+                "--from-origins",
+                "Debian",
+                "--archives",
+                &archive,
+                "--sources",
+                "bookworm",
+                "--update",
+                "--pca",
+            ])
+        })
+    };
+    let before = asked.load(std::sync::atomic::Ordering::SeqCst);
+    let started = wait_asked(before + 1, "setup");
+    timed("a migration during the setup", &|| {
+        d.api_ok(&["migrate", "mbd-hello", "bookworm-test-unstable"]);
+    });
+    assert!(
+        !setup.is_finished(),
+        "the setup ended before the migration: it proved nothing"
+    );
+    let (_ok, report) = setup.join().unwrap();
     assert!(
         started.elapsed() >= Duration::from_secs(3),
         "the setup did not wait for the archive:\n{report}"

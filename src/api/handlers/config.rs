@@ -51,13 +51,14 @@ pub(crate) fn setup(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError>
             "setup: format '{format}' is not text or json"
         )));
     }
-    let engine = ctx.writer();
+    // No write token here: setup fetches and checks first and takes the token only for
+    // what changes the engine (see `Env::write_token`).
     let mut env = DaemonEnv {
         ctx,
         http: crate::config::Http::default(),
-        home: engine.home().to_path_buf(),
+        home: ctx.home(),
     };
-    let report = crate::setup::run(&engine, ctx.state(), &req, &mut env)?;
+    let report = crate::setup::run(ctx.engine(), ctx.state(), &req, &mut env)?;
     match format {
         "json" => Output::json(&report),
         _ => Ok(Output::Text(report.text())),
@@ -290,5 +291,8 @@ impl crate::setup::Env for DaemonEnv<'_> {
     fn set_ftp_endpoints(&mut self, endpoints: &[String]) -> Result<(), String> {
         crate::settings::Settings::update(&self.home, |s| s.ftp_endpoints = endpoints.to_vec())
             .map_err(|e| e.to_string())
+    }
+    fn write_token(&self) -> Box<dyn crate::setup::Guard + '_> {
+        Box::new(self.ctx.writer())
     }
 }
