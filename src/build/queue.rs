@@ -1066,11 +1066,38 @@ mod tests {
         }
     }
 
+    /// Starts the worker (one slot) on the home's stores with `builder`.
+    fn start_worker(
+        d: &tempfile::TempDir,
+        engine: Engine,
+        state: StateStore,
+        builder: Arc<dyn Builder>,
+    ) -> (Arc<TestHost>, Arc<crate::build::worker::Control>) {
+        use crate::build::worker;
+        let host = Arc::new(TestHost {
+            engine: Mutex::new(engine),
+            state,
+            events: Mutex::new(Vec::new()),
+        });
+        let control = Arc::new(worker::Control::default());
+        worker::spawn(
+            host.clone(),
+            control.clone(),
+            builder,
+            worker::Settings {
+                home: d.path().to_path_buf(),
+                slots: 1,
+                local_url: "http://x".into(),
+                host_arch: "amd64".into(),
+            },
+        );
+        (host, control)
+    }
+
     /// Supervision: a build whose builder panics fails with the panic's message, gives its
     /// slot back, and the next build (one slot) still runs and installs.
     #[test]
     fn a_panicking_build_fails_and_releases_its_slot() {
-        use crate::build::worker::{self, Control};
         use std::sync::atomic::Ordering;
 
         struct Panicky;
@@ -1089,23 +1116,7 @@ mod tests {
         let (d, engine, state, dirs) = home();
         hello(&dirs);
         greeter(&dirs);
-        let host = Arc::new(TestHost {
-            engine: Mutex::new(engine),
-            state,
-            events: Mutex::new(Vec::new()),
-        });
-        let control = Arc::new(Control::default());
-        worker::spawn(
-            host.clone(),
-            control.clone(),
-            Arc::new(Panicky),
-            worker::Settings {
-                home: d.path().to_path_buf(),
-                slots: 1,
-                local_url: "http://x".into(),
-                host_arch: "amd64".into(),
-            },
-        );
+        let (host, control) = start_worker(&d, engine, state, Arc::new(Panicky));
         // greeter (first in the queue) panics; hello still builds and installs after it.
         host.wait_for(EventKind::Installed, 1);
         assert_eq!(control.panics.load(Ordering::SeqCst), 1);
@@ -1142,8 +1153,6 @@ mod tests {
     /// started.
     #[test]
     fn a_shutdown_stops_running_builds_and_queues_them_again() {
-        use crate::build::worker::{self, Control};
-
         struct UntilStopped;
         impl Builder for UntilStopped {
             fn build(&self, _: &Job, cancelled: &dyn Fn() -> bool) -> Report {
@@ -1155,23 +1164,7 @@ mod tests {
         }
         let (d, engine, state, dirs) = home();
         let id = greeter(&dirs);
-        let host = Arc::new(TestHost {
-            engine: Mutex::new(engine),
-            state,
-            events: Mutex::new(Vec::new()),
-        });
-        let control = Arc::new(Control::default());
-        worker::spawn(
-            host.clone(),
-            control.clone(),
-            Arc::new(UntilStopped),
-            worker::Settings {
-                home: d.path().to_path_buf(),
-                slots: 1,
-                local_url: "http://x".into(),
-                host_arch: "amd64".into(),
-            },
-        );
+        let (host, control) = start_worker(&d, engine, state, Arc::new(UntilStopped));
         host.wait_for(EventKind::Building, 1);
         assert_eq!(control.shut_down(std::time::Duration::from_secs(10)), 0);
         let builds = builds_of(&host.state, &id).unwrap();
@@ -1197,7 +1190,6 @@ mod tests {
     /// ends installed.
     #[test]
     fn the_worker_keeps_to_its_slots() {
-        use crate::build::worker::{self, Control};
         use std::sync::atomic::{AtomicUsize, Ordering};
 
         struct Fake {
@@ -1222,27 +1214,11 @@ mod tests {
         let (d, engine, state, dirs) = home();
         hello(&dirs);
         greeter(&dirs);
-        let host = Arc::new(TestHost {
-            engine: Mutex::new(engine),
-            state,
-            events: Mutex::new(Vec::new()),
-        });
         let fake = Arc::new(Fake {
             running: AtomicUsize::new(0),
             most: AtomicUsize::new(0),
         });
-        let control = Arc::new(Control::default());
-        worker::spawn(
-            host.clone(),
-            control.clone(),
-            fake.clone(),
-            worker::Settings {
-                home: d.path().to_path_buf(),
-                slots: 1,
-                local_url: "http://x".into(),
-                host_arch: "amd64".into(),
-            },
-        );
+        let (host, _control) = start_worker(&d, engine, state, fake.clone());
         host.wait_for(EventKind::Installed, 2);
         assert_eq!(fake.most.load(Ordering::SeqCst), 1);
         let events = host.events.lock().unwrap();
