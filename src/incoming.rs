@@ -427,12 +427,21 @@ fn complete_source(engine: &Engine, repo: &str, changes: &Changes) -> Result<Vec
     }
 }
 
+/// Whether the sizes and checksums of an upload's files still need checking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hashes {
+    Unchecked,
+    /// An earlier pass checked them (files in incoming never change once there).
+    Verified,
+}
+
 fn decide(
     engine: &Engine,
     state: &StateStore,
     incoming: &Incoming,
     path: &Path,
     subject: &mut Subject,
+    hashes: Hashes,
 ) -> Result<Decided, Rejection> {
     let name = path
         .file_name()
@@ -557,7 +566,9 @@ fn decide(
         }
     }
     // 6. every listed file present, sizes and hashes
-    changes.verify_files().map_err(|e| named(&e))?;
+    if hashes == Hashes::Unchecked {
+        changes.verify_files().map_err(|e| named(&e))?;
+    }
     // Source uploads are built (7. their source complete); binary-only uploads only where
     // the repository takes them.
     if changes.has_source() {
@@ -725,120 +736,202 @@ fn clear(incoming: &Incoming, changes: &Changes, path: &Path) -> Result<(), Inco
     std::fs::remove_file(path).map_err(io(path))
 }
 
-/// Decides one waiting `.changes`; returns the events it made.
-pub fn process(
+/// A waiting `.changes` examined without the write token: every check made, the expensive
+/// ones (signature, sizes and checksums of files up to GiBs) included. [`settle`] makes the
+/// decision under the token.
+pub struct Examined {
+    path: PathBuf,
+    subject: Subject,
+    /// A binary-only upload's packages, read and staged for the install.
+    outcome: Result<Option<crate::repo::Staged>, Rejection>,
+}
+
+/// Examines one waiting `.changes` (see [`Examined`]); reads only.
+pub fn examine(engine: &Engine, state: &StateStore, incoming: &Incoming, path: &Path) -> Examined {
+    let mut subject = Subject::default();
+    let outcome = decide(
+        engine,
+        state,
+        incoming,
+        path,
+        &mut subject,
+        Hashes::Unchecked,
+    )
+    .and_then(|d| match d.verdict {
+        Verdict::Install => engine
+            .stage(&d.dist, &[path.to_path_buf()])
+            .map(Some)
+            .map_err(|e| Rejection(incoming.unprefixed(&e))),
+        Verdict::Queue | Verdict::Queued => Ok(None),
+    });
+    Examined {
+        path: path.to_path_buf(),
+        subject,
+        outcome,
+    }
+}
+
+/// Decides an examined `.changes`, holding the write token; returns the events it made. The
+/// rules are checked again against the repository as it is now (cheap: the files' checksums
+/// stand), so what another writer did since the examination counts.
+pub fn settle(
     engine: &Engine,
     state: &StateStore,
     incoming: &Incoming,
-    path: &Path,
+    examined: Examined,
 ) -> Result<Vec<Event>, IncomingError> {
+    let Examined {
+        path,
+        mut subject,
+        outcome,
+    } = examined;
     if !path.exists() {
         // Decided already (a retried upload, or the pass at start).
         return Ok(Vec::new());
     }
-    let file = path
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    let mut subject = Subject::default();
-    let event = |kind, subject: &Subject, reason: String| Event {
-        id: String::new(),
-        time: 0,
-        kind,
-        file: file.clone(),
-        source: subject.source.clone(),
-        version: subject.version.clone(),
-        distribution: subject.distribution.clone(),
-        reason,
+    let decision = Decision {
+        state,
+        incoming,
+        path: &path,
+        file: path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
     };
-    let rejected = |subject: &Subject, reason: String| -> Result<Vec<Event>, IncomingError> {
-        let e = record(state, vec![event(EventKind::Rejected, subject, reason)])?;
-        discard(incoming, path);
-        Ok(e)
-    };
-    let Decided {
-        changes,
-        dist,
-        verdict,
-        from_pool,
-    } = match decide(engine, state, incoming, path, &mut subject) {
-        Err(Rejection(reason)) => return rejected(&subject, reason),
-        Ok(decided) => decided,
-    };
-    let what = format!("{} {} for {dist}", changes.source, changes.version);
-    match verdict {
-        Verdict::Queue | Verdict::Queued => {
-            if verdict == Verdict::Queue {
-                enqueue(incoming, &changes, path, &from_pool)?;
-            }
-            let dir = queue_dir(incoming, &changes);
-            // After a crash the events may exist already.
-            let recorded = verdict == Verdict::Queued
-                && state.all::<Event>()?.iter().any(|(_, e)| {
-                    e.kind == EventKind::Packaging
-                        && e.file == file
-                        && e.source == changes.source
-                        && e.version == subject.version
-                });
-            let events = if recorded {
-                Vec::new()
-            } else {
-                let waiting = format!(
-                    "waiting for builds in {}",
-                    dir.strip_prefix(incoming.queue.parent().unwrap_or(&incoming.queue))
-                        .unwrap_or(&dir)
-                        .display()
-                );
-                record(
-                    state,
-                    vec![
-                        event(EventKind::Accepted, &subject, what),
-                        event(EventKind::Packaging, &subject, waiting),
-                    ],
-                )?
-            };
-            clear(incoming, &changes, path)?;
-            Ok(events)
+    let decided = outcome.and_then(|staged| {
+        decide(
+            engine,
+            state,
+            incoming,
+            &path,
+            &mut subject,
+            Hashes::Verified,
+        )
+        .map(|d| (d, staged))
+    });
+    match decided {
+        Err(Rejection(reason)) => decision.reject(&subject, reason),
+        Ok((d, staged)) if d.verdict == Verdict::Install => {
+            decision.install(engine, &subject, d, staged)
         }
-        Verdict::Install => {
-            let installed = engine
-                .include(&dist, &[path.to_path_buf()])
-                .and_then(|summary| {
-                    let name = engine.resolve(&dist)?.name;
-                    engine.publish(&[name])?;
-                    Ok(summary)
-                });
-            match installed {
-                Err(e) => rejected(&subject, incoming.unprefixed(&e)),
-                Ok(summary) => {
-                    let e = record(
-                        state,
-                        vec![event(
-                            EventKind::Installed,
-                            &subject,
-                            format!("{what}: {}", summary.join(", ")),
-                        )],
-                    )?;
-                    clear(incoming, &changes, path)?;
-                    Ok(e)
-                }
-            }
-        }
+        Ok((d, _)) => decision.queue(&subject, d),
     }
 }
 
-/// Decides every waiting `.changes` (at start, after maintenance, after an upload).
-pub fn process_pending(
-    engine: &Engine,
-    state: &StateStore,
-    incoming: &Incoming,
-) -> Result<Vec<Event>, IncomingError> {
-    let mut events = Vec::new();
-    for path in incoming.pending()? {
-        events.extend(process(engine, state, incoming, &path)?);
+/// What deciding one `.changes` works with.
+struct Decision<'a> {
+    state: &'a StateStore,
+    incoming: &'a Incoming,
+    path: &'a Path,
+    /// The `.changes`' name.
+    file: String,
+}
+
+impl Decision<'_> {
+    fn event(&self, kind: EventKind, subject: &Subject, reason: String) -> Event {
+        Event {
+            id: String::new(),
+            time: 0,
+            kind,
+            file: self.file.clone(),
+            source: subject.source.clone(),
+            version: subject.version.clone(),
+            distribution: subject.distribution.clone(),
+            reason,
+        }
     }
-    Ok(events)
+
+    fn reject(&self, subject: &Subject, reason: String) -> Result<Vec<Event>, IncomingError> {
+        let e = record(
+            self.state,
+            vec![self.event(EventKind::Rejected, subject, reason)],
+        )?;
+        discard(self.incoming, self.path);
+        Ok(e)
+    }
+
+    /// A source upload: into the queue (unless a crash came after that), ACCEPTED and
+    /// PACKAGING recorded once.
+    fn queue(&self, subject: &Subject, d: Decided) -> Result<Vec<Event>, IncomingError> {
+        let (incoming, path) = (self.incoming, self.path);
+        let Decided {
+            changes,
+            dist,
+            verdict,
+            from_pool,
+        } = d;
+        if verdict == Verdict::Queue {
+            enqueue(incoming, &changes, path, &from_pool)?;
+        }
+        let dir = queue_dir(incoming, &changes);
+        // After a crash the events may exist already.
+        let recorded = verdict == Verdict::Queued
+            && self.state.all::<Event>()?.iter().any(|(_, e)| {
+                e.kind == EventKind::Packaging
+                    && e.file == self.file
+                    && e.source == changes.source
+                    && e.version == subject.version
+            });
+        let events = if recorded {
+            Vec::new()
+        } else {
+            let waiting = format!(
+                "waiting for builds in {}",
+                dir.strip_prefix(incoming.queue.parent().unwrap_or(&incoming.queue))
+                    .unwrap_or(&dir)
+                    .display()
+            );
+            let what = format!("{} {} for {dist}", changes.source, changes.version);
+            record(
+                self.state,
+                vec![
+                    self.event(EventKind::Accepted, subject, what),
+                    self.event(EventKind::Packaging, subject, waiting),
+                ],
+            )?
+        };
+        clear(incoming, &changes, path)?;
+        Ok(events)
+    }
+
+    /// A binary-only upload: installed (from what the examination staged) and published now.
+    fn install(
+        &self,
+        engine: &Engine,
+        subject: &Subject,
+        d: Decided,
+        staged: Option<crate::repo::Staged>,
+    ) -> Result<Vec<Event>, IncomingError> {
+        let Decided { changes, dist, .. } = d;
+        let staged = match staged {
+            Some(s) => Ok(s),
+            None => engine.stage(&dist, &[self.path.to_path_buf()]),
+        };
+        let installed = staged
+            .and_then(|s| engine.include_staged(s))
+            .and_then(|summary| {
+                let name = engine.resolve(&dist)?.name;
+                engine.publish(&[name])?;
+                Ok(summary)
+            });
+        match installed {
+            Err(e) => self.reject(subject, self.incoming.unprefixed(&e)),
+            Ok(summary) => {
+                let what = format!("{} {} for {dist}", changes.source, changes.version);
+                let e = record(
+                    self.state,
+                    vec![self.event(
+                        EventKind::Installed,
+                        subject,
+                        format!("{what}: {}", summary.join(", ")),
+                    )],
+                )?;
+                clear(self.incoming, &changes, self.path)?;
+                Ok(e)
+            }
+        }
+    }
 }
 
 /// Events at or after `since` (seconds since the epoch), oldest first, filtered. Reads

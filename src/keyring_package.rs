@@ -8,21 +8,18 @@
 
 use crate::port::{AfterInstall, PortError, Ported, Workdir, io};
 use crate::repo::Engine;
-use crate::state::StateStore;
+use crate::state::{StateError, StateStore};
 use std::os::unix::fs::PermissionsExt;
 
 /// One keyring package upload per target distribution: `dists`, or every distribution whose
 /// suite has `build_keyring_package` (unstable in the built-in layouts). `url` is the
 /// daemon's base URL, `dput_conf` the dput sections clients use.
-#[allow(clippy::too_many_arguments)]
 pub fn upload_all(
     engine: &Engine,
-    state: &StateStore,
     incoming: &crate::incoming::Incoming,
     url: &str,
     dput_conf: &str,
     dists: &[String],
-    migrate: bool,
     now: i64,
 ) -> Result<Vec<Ported>, PortError> {
     let mut targets = Vec::new();
@@ -43,19 +40,23 @@ pub fn upload_all(
             "keyring_packages: no distribution builds keyring packages".to_string(),
         ));
     }
-    let mut out = Vec::new();
-    for dist in &targets {
-        let ported = upload_one(engine, incoming, url, dput_conf, dist, now)?;
-        if migrate {
-            AfterInstall {
-                migrate_full: true,
-                ports: Vec::new(),
-            }
-            .store(state, &ported.source, &ported.version)?;
+    targets
+        .iter()
+        .map(|dist| upload_one(engine, incoming, url, dput_conf, dist, now))
+        .collect()
+}
+
+/// Marks keyring package uploads to be migrated on through their suites once installed
+/// (before they are decided).
+pub fn migrate_when_installed(state: &StateStore, uploads: &[Ported]) -> Result<(), StateError> {
+    for ported in uploads {
+        AfterInstall {
+            migrate_full: true,
+            ports: Vec::new(),
         }
-        out.push(ported);
+        .store(state, &ported.source, &ported.version)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 fn upload_one(

@@ -28,6 +28,11 @@ pub enum StateError {
     },
 }
 
+/// A held write token, kept only for what its drop does (see `api::Context::writer`):
+/// functions that wait on the network take one only around what they store.
+pub trait Token {}
+impl<T> Token for T {}
+
 /// A type kept in the state store.
 pub trait Record: Serialize + DeserializeOwned {
     /// The table its records live in.

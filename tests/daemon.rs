@@ -63,8 +63,39 @@ impl Daemon {
         )
     }
 
+    /// Starts the daemon with the test hook that makes every write hold the token `secs`
+    /// seconds longer.
+    fn start_holding_writes(home: &Path, secs: u64) -> Daemon {
+        let secs = secs.to_string();
+        let mut d = Daemon::spawn_env(
+            home,
+            None,
+            &[
+                "daemon",
+                "--http-endpoint",
+                "127.0.0.1:0",
+                "--no-default-chroot",
+            ],
+            &[],
+            &[("MBD_TEST_HOLD_WRITES", &secs)],
+        );
+        d.wait_ready();
+        d
+    }
+
     /// Starts the daemon with exactly these arguments (and `extra`).
     fn spawn_full(home: &Path, user: Option<&str>, daemon_args: &[&str], extra: &[&str]) -> Daemon {
+        Daemon::spawn_env(home, user, daemon_args, extra, &[])
+    }
+
+    /// [`Daemon::spawn_full`] with more environment.
+    fn spawn_env(
+        home: &Path,
+        user: Option<&str>,
+        daemon_args: &[&str],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let url_file = home.join("var/run/http.url");
         let _ = std::fs::remove_file(&url_file);
         let stdout = home.with_extension("stdout");
@@ -84,6 +115,7 @@ impl Daemon {
         };
         let child = cmd
             .args(extra)
+            .envs(env.iter().copied())
             .env("MBD_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(home.with_extension("stderr")).unwrap())
@@ -1887,8 +1919,86 @@ fn slow_archive(delay: Duration) -> (u16, std::sync::Arc<std::sync::atomic::Atom
     (port, asked)
 }
 
+/// Fails unless `f` is done within a second.
+fn at_once(what: &str, f: &dyn Fn()) {
+    let t = Instant::now();
+    f();
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "{what} waited {took:?} for a writer"
+    );
+}
+
 #[test]
-fn reads_do_not_wait_for_a_slow_writer_and_writers_do_not_wait_for_a_slow_setup() {
+fn reads_answer_while_a_write_holds_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_with_packages(&home);
+    // Every write holds the write token 5 s longer (test hook).
+    let d = std::sync::Arc::new(Daemon::start_holding_writes(&home, 5));
+    let writer = {
+        let d = d.clone();
+        std::thread::spawn(move || d.api(&["migrate", "mbd-hello", "bookworm-test-unstable"]))
+    };
+    // The migration (after other writers, housekeeping's, each holding the token 5 s) is
+    // done and then holds the token: testing shows it.
+    let waiting = Instant::now();
+    loop {
+        let ls = json(&d.api_ok(&["ls", "mbd-hello"]));
+        if ls["test"]["bookworm-test-testing"]["version"] == "1.0-2~test12+1" {
+            break;
+        }
+        assert!(
+            waiting.elapsed() < Duration::from_secs(40),
+            "the migration did not happen: {ls}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    // Meanwhile every kind of read answers at once: a published file, status, ls, a log page.
+    for _ in 0..3 {
+        at_once("InRelease", &|| {
+            let (code, _, body) = d.get(
+                "/repositories/test/dists/bookworm-test-testing/InRelease",
+                &[],
+            );
+            assert_eq!(code, 200);
+            assert!(String::from_utf8_lossy(&body).contains("Suite: bookworm-test-testing"));
+        });
+        at_once("status", &|| {
+            json(&d.api_ok(&["status"]));
+        });
+        at_once("ls", &|| {
+            let ls = json(&d.api_ok(&["ls", "mbd-hello"]));
+            assert_eq!(
+                ls["test"]["bookworm-test-unstable"]["version"],
+                "1.0-2~test12+1"
+            );
+        });
+        at_once("a log page", &|| {
+            let (code, _, _) = d.get("/logs/mbd-hello_1.0-2~test12+1/amd64", &[]);
+            assert_eq!(code, 404);
+        });
+        at_once("the home page", &|| {
+            let (code, _, _) = d.get("/", &[]);
+            assert_eq!(code, 200);
+        });
+    }
+    assert!(
+        !writer.is_finished(),
+        "the migration gave the token back before the reads: they proved nothing"
+    );
+    let (ok, out) = writer.join().unwrap();
+    assert!(ok, "{out}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "the hook did not hold the token"
+    );
+}
+
+#[test]
+fn writers_do_not_wait_for_the_fetches_of_a_port_or_a_setup() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     setup_with_packages(&home);
@@ -1905,65 +2015,36 @@ fn reads_do_not_wait_for_a_slow_writer_and_writers_do_not_wait_for_a_slow_setup(
         }
         started
     };
-    // port_ext holds the write token while it fetches the .dsc from an archive that takes
-    // 3 s per answer.
-    let writer = {
+    // port_ext fetches the .dsc from an archive that takes 3 s per answer; a migration and
+    // the reads meanwhile are done at once.
+    let ported = {
         let d = d.clone();
         let url = format!("http://127.0.0.1:{port}/pool/x_1.0.dsc");
         std::thread::spawn(move || d.api(&["port_ext", &url, "bookworm-test-unstable"]))
     };
     let started = wait_asked(1, "port_ext");
-    // Meanwhile every kind of read answers at once: a published file, status, ls, a log page.
-    let timed = |what: &str, f: &dyn Fn()| {
-        let t = Instant::now();
-        f();
-        let took = t.elapsed();
-        assert!(
-            took < Duration::from_secs(1),
-            "{what} waited {took:?} for the writer"
+    at_once("a migration during port_ext", &|| {
+        d.api_ok(&["migrate", "mbd-hello", "bookworm-test-unstable"]);
+    });
+    at_once("ls during port_ext", &|| {
+        let ls = json(&d.api_ok(&["ls", "mbd-hello"]));
+        assert_eq!(
+            ls["test"]["bookworm-test-testing"]["version"],
+            "1.0-2~test12+1"
         );
-    };
-    for _ in 0..3 {
-        timed("InRelease", &|| {
-            let (code, _, body) = d.get(
-                "/repositories/test/dists/bookworm-test-unstable/InRelease",
-                &[],
-            );
-            assert_eq!(code, 200);
-            assert!(String::from_utf8_lossy(&body).contains("Suite: bookworm-test-unstable"));
-        });
-        timed("status", &|| {
-            json(&d.api_ok(&["status"]));
-        });
-        timed("ls", &|| {
-            let ls = json(&d.api_ok(&["ls", "mbd-hello"]));
-            assert_eq!(
-                ls["test"]["bookworm-test-unstable"]["version"],
-                "1.0-2~test12+1"
-            );
-        });
-        timed("a log page", &|| {
-            let (code, _, _) = d.get("/logs/mbd-hello_1.0-2~test12+1/amd64", &[]);
-            assert_eq!(code, 404);
-        });
-        timed("the home page", &|| {
-            let (code, _, _) = d.get("/", &[]);
-            assert_eq!(code, 200);
-        });
-    }
+    });
     assert!(
-        !writer.is_finished(),
-        "port_ext ended before the reads: they proved nothing"
+        !ported.is_finished(),
+        "port_ext ended before the migration: it proved nothing"
     );
-    let (ok, out) = writer.join().unwrap();
+    let (ok, out) = ported.join().unwrap();
     assert!(!ok && out.contains("404"), "{out}");
     assert!(
         started.elapsed() >= Duration::from_secs(3),
         "port_ext did not wait: {out}"
     );
 
-    // setup checks a source against the slow archive without holding the write token: a
-    // migration (a writer) meanwhile is done at once.
+    // setup checks a source against the slow archive without holding the write token.
     let setup = {
         let d = d.clone();
         let archive = format!("http://127.0.0.1:{port}/debian/");
@@ -1983,8 +2064,8 @@ fn reads_do_not_wait_for_a_slow_writer_and_writers_do_not_wait_for_a_slow_setup(
     };
     let before = asked.load(std::sync::atomic::Ordering::SeqCst);
     let started = wait_asked(before + 1, "setup");
-    timed("a migration during the setup", &|| {
-        d.api_ok(&["migrate", "mbd-hello", "bookworm-test-unstable"]);
+    at_once("a migration during the setup", &|| {
+        d.api_ok(&["migrate", "mbd-hello", "bookworm-test-testing"]);
     });
     assert!(
         !setup.is_finished(),
@@ -1994,6 +2075,26 @@ fn reads_do_not_wait_for_a_slow_writer_and_writers_do_not_wait_for_a_slow_setup(
     assert!(
         started.elapsed() >= Duration::from_secs(3),
         "the setup did not wait for the archive:\n{report}"
+    );
+
+    // A source check (config_action) fetches without the token too.
+    let check = {
+        let d = d.clone();
+        std::thread::spawn(move || d.api(&["config_action", "source", "bookworm", "check"]))
+    };
+    let before = asked.load(std::sync::atomic::Ordering::SeqCst);
+    wait_asked(before + 1, "the source check");
+    at_once("a snapshot during a source check", &|| {
+        d.api_ok(&["snapshot_create", "bookworm-test-unstable", "s1"]);
+    });
+    assert!(
+        !check.is_finished(),
+        "the source check ended before the snapshot: it proved nothing"
+    );
+    let (ok, out) = check.join().unwrap();
+    assert!(
+        !ok,
+        "a source at an archive that answers 404 passed its check: {out}"
     );
 }
 

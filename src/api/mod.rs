@@ -375,6 +375,9 @@ pub struct Context {
     /// Bumped each time a writer gives the token back: the published trees may have changed
     /// (what caches of published files check).
     generation: AtomicU64,
+    /// How much longer every writer holds the token: zero, except in the test that shows
+    /// readers never wait for a writer (`MBD_TEST_HOLD_WRITES` seconds, see [`Context::new`]).
+    hold_writes: std::time::Duration,
     /// Started (uploads and builds run) or stopped (maintenance; HTTP stays up).
     pub running: AtomicBool,
     /// The base URL clients use (`http://host:port`).
@@ -401,11 +404,15 @@ pub struct Context {
 pub struct Writer<'a> {
     engine: &'a Engine,
     generation: &'a AtomicU64,
+    hold: std::time::Duration,
     _token: std::sync::MutexGuard<'a, ()>,
 }
 
 impl Drop for Writer<'_> {
     fn drop(&mut self) {
+        if !self.hold.is_zero() {
+            std::thread::sleep(self.hold);
+        }
         // Still holding the token: every change of this writer is on disk.
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
@@ -417,6 +424,22 @@ impl std::ops::Deref for Writer<'_> {
     fn deref(&self) -> &Engine {
         self.engine
     }
+}
+
+/// The test hook `MBD_TEST_HOLD_WRITES=<seconds>`: every writer holds the token that much
+/// longer, so a test can read while a write is in progress.
+fn hold_writes() -> std::time::Duration {
+    let hold = std::env::var("MBD_TEST_HOLD_WRITES")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or(std::time::Duration::ZERO, std::time::Duration::from_secs);
+    if !hold.is_zero() {
+        tracing::warn!(
+            ?hold,
+            "test hook MBD_TEST_HOLD_WRITES: every write holds the token longer"
+        );
+    }
+    hold
 }
 
 /// A change made through the API, for the web UI's "recent events".
@@ -445,6 +468,7 @@ impl Context {
             state,
             writer: std::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
+            hold_writes: hold_writes(),
             running: AtomicBool::new(true),
             url,
             started: std::time::SystemTime::now(),
@@ -487,6 +511,7 @@ impl Context {
         Writer {
             engine: &self.engine,
             generation: &self.generation,
+            hold: self.hold_writes,
             _token: self.writer.lock().unwrap_or_else(|e| e.into_inner()),
         }
     }
@@ -505,12 +530,26 @@ impl Context {
         if !self.is_running() {
             return;
         }
-        let engine = self.writer();
         let result = match changes {
-            Some(p) => crate::incoming::process(&engine, &self.state, &self.incoming, p),
-            None => crate::incoming::process_pending(&engine, &self.state, &self.incoming),
-        };
-        drop(engine);
+            Some(p) => Ok(vec![p.to_path_buf()]),
+            None => self.incoming.pending(),
+        }
+        .and_then(|pending| {
+            let mut events = Vec::new();
+            for p in &pending {
+                // Signature and checksums on the reader; the decision with the token.
+                let examined =
+                    crate::incoming::examine(self.engine(), &self.state, &self.incoming, p);
+                let engine = self.writer();
+                events.extend(crate::incoming::settle(
+                    &engine,
+                    &self.state,
+                    &self.incoming,
+                    examined,
+                )?);
+            }
+            Ok(events)
+        });
         match result {
             Err(e) => tracing::error!(error = %e, "deciding uploads"),
             Ok(events) => {
@@ -547,6 +586,8 @@ impl Context {
                 }
             }
         }
+        // Ports only read the engine (dpkg-source runs, the result goes to incoming).
+        drop(engine);
         let mut ported = Vec::new();
         for to in &todo.ports {
             let options = ["lintian-mode=ignore".to_string()];
@@ -557,12 +598,12 @@ impl Context {
                 version: Some(version),
                 options: &options,
             };
-            match crate::port::port(&engine, &self.incoming, &req, crate::repo::publish_time()) {
+            let now = crate::repo::publish_time();
+            match crate::port::port(self.engine(), &self.incoming, &req, now) {
                 Ok(p) => ported.push(p.changes),
                 Err(e) => tracing::error!(error = %e, %source, %version, %to, "auto-port"),
             }
         }
-        drop(engine);
         for changes in ported {
             self.process_uploads(Some(&changes));
         }

@@ -9,7 +9,7 @@ pub mod origin;
 use crate::control::Paragraph;
 use crate::openpgp::{KeyInfo, Keyring};
 use crate::repo::{Engine, RepoError};
-use crate::state::{Record, StateError, StateStore};
+use crate::state::{Record, StateError, StateStore, Token};
 use crate::status::Status;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -532,7 +532,9 @@ pub fn act(
 ) -> Result<Status, ConfigError> {
     match kind {
         "aptkey" => act_key(state, engine.home(), id, action, now),
-        "source" => act_source(state, engine.home(), id, action, fetch, now),
+        "source" => act_source(state, engine.home(), id, action, fetch, now, &|| {
+            Box::new(())
+        }),
         "repository" => act_repository(engine, id, action, now),
         "archive" => Err(object_error(
             "archive",
@@ -741,6 +743,27 @@ fn report_problems(problems: &[crate::repo::publish::Problem]) -> Result<(), Str
     }
 }
 
+/// [`act`] for a caller that holds no write token: `token` takes it. A Source's check
+/// fetches without it and takes it only to store what it found; everything else runs
+/// holding it.
+#[allow(clippy::too_many_arguments)]
+pub fn act_taking<'t>(
+    engine: &Engine,
+    state: &StateStore,
+    kind: &str,
+    id: &str,
+    action: &str,
+    fetch: &dyn Fetch,
+    now: i64,
+    token: &dyn Fn() -> Box<dyn Token + 't>,
+) -> Result<Status, ConfigError> {
+    if kind == "source" {
+        return act_source(state, engine.home(), id, action, fetch, now, token);
+    }
+    let _token = token();
+    act(engine, state, kind, id, action, fetch, now)
+}
+
 fn act_repository(
     engine: &Engine,
     id: &str,
@@ -783,30 +806,34 @@ fn act_key(
         .map_err(|e| object_error("aptkey", id, e))
 }
 
-fn act_source(
+fn act_source<'t>(
     state: &StateStore,
     home: &Path,
     id: &str,
     action: &str,
     fetch: &dyn Fetch,
     now: i64,
+    token: &dyn Fn() -> Box<dyn Token + 't>,
 ) -> Result<Status, ConfigError> {
     let key = Source::key(id);
-    let mut source: Source = load(state, "source", &key)?;
+    let loaded: Source = load(state, "source", &key)?;
     // Its keys first, with the same action (deactivate and remove stay with the source).
     let mut key_errors = Vec::new();
     if !matches!(action, "deactivate" | "remove") {
-        for k in &source.apt_keys {
+        let _token = token();
+        for k in &loaded.apt_keys {
             if let Err(e) = act_key(state, home, k, action, now) {
                 key_errors.push(e.to_string());
             }
         }
     }
-    let mut archives: Vec<Archive> = state
+    let mut source = loaded.clone();
+    let before: Vec<Archive> = state
         .all::<Archive>()?
         .into_iter()
         .map(|(_, a)| a)
         .collect();
+    let mut archives = before.clone();
     let keys = source_keyring(state, &source)?;
     let result = {
         let mut sc = SourceCheck {
@@ -828,12 +855,21 @@ fn act_source(
     if let Err(e) = &result {
         source.status.message = e.clone();
     }
-    state.put_all::<Archive, _>(
-        &archives
-            .iter()
-            .map(|a| (Archive::key(&a.url), a))
-            .collect::<Vec<_>>(),
-    )?;
+    let _token = token();
+    if load::<Source>(state, "source", &key)? != loaded {
+        return Err(object_error(
+            "source",
+            id,
+            "it was changed while it was checked; run the action again",
+        ));
+    }
+    // Only the archives this check pinged: another writer's meanwhile stay.
+    let checked: Vec<(String, &Archive)> = archives
+        .iter()
+        .filter(|a| !before.contains(a))
+        .map(|a| (Archive::key(&a.url), a))
+        .collect();
+    state.put_all::<Archive, _>(&checked)?;
     state.put(&key, &source)?;
     result
         .map(|()| source.status.clone())

@@ -1112,6 +1112,14 @@ impl Engine {
     /// or directories (their package files are taken, sorted by name).
     /// Replacing a version shifts the rollbacks; an older or equal version is an error.
     pub fn include(&self, dist: &str, files: &[PathBuf]) -> Result<Vec<String>, RepoError> {
+        let staged = self.stage(dist, files)?;
+        self.include_staged(staged)
+    }
+
+    /// The reading half of [`Engine::include`]: every file parsed, checked, hashed and copied
+    /// into the pool's staging area, with nothing written to the store. Needs no write
+    /// token; several may run at once.
+    pub fn stage(&self, dist: &str, files: &[PathBuf]) -> Result<Staged, RepoError> {
         let r = self.resolve(dist)?;
         if r.is_rollback() {
             return Err(RepoError::Refused {
@@ -1119,14 +1127,44 @@ impl Engine {
                 reason: format!("cannot include into rollback distribution {dist}"),
             });
         }
-        let repo = r.repository.identity.clone();
-        let repo_dir = self.repo_dir(&repo);
+        let repo_dir = self.repo_dir(&r.repository.identity);
         let files = expand(files)?;
         let staging = pool::Staging::new(&repo_dir).map_err(RepoError::io(&repo_dir))?;
         let mut staged = StagedFiles::default();
         let started = std::time::Instant::now();
         let items = self.collect_all(&files, &r, &staging, &mut staged)?;
         tracing::debug!(files = files.len(), elapsed = ?started.elapsed(), "read");
+        Ok(Staged {
+            dist: dist.to_string(),
+            first: files.first().cloned().unwrap_or_default(),
+            resolved: r,
+            items,
+            files: staged,
+            _staging: staging,
+        })
+    }
+
+    /// The writing half of [`Engine::include`]: puts staged files in (holding the write
+    /// token). The distribution must still be what it was when they were read.
+    pub fn include_staged(&self, staged: Staged) -> Result<Vec<String>, RepoError> {
+        let Staged {
+            dist,
+            first,
+            resolved,
+            items,
+            files: staged,
+            _staging,
+        } = staged;
+        let r = self.resolve(&dist)?;
+        if r.name != resolved.name || r.repository.identity != resolved.repository.identity {
+            return Err(RepoError::Refused {
+                file: first,
+                reason: format!("{dist} changed while the files were read; include them again"),
+            });
+        }
+        let repo = r.repository.identity.clone();
+        let repo_dir = self.repo_dir(&repo);
+        let started = std::time::Instant::now();
         let mut groups: BTreeMap<String, Vec<Item>> = BTreeMap::new();
         for item in items {
             groups
@@ -1924,6 +1962,27 @@ struct Kept {
 /// Staged copies, deleted when dropped unless they were moved into the pool.
 #[derive(Default)]
 struct StagedFiles(Vec<PathBuf>);
+
+/// Files read for an include and waiting to be put in (see [`Engine::stage`]); dropping it
+/// removes the staged copies.
+pub struct Staged {
+    dist: String,
+    /// The first file given, for messages.
+    first: PathBuf,
+    resolved: Resolved,
+    items: Vec<Item>,
+    files: StagedFiles,
+    _staging: pool::Staging,
+}
+
+impl std::fmt::Debug for Staged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staged")
+            .field("dist", &self.dist)
+            .field("items", &self.items.len())
+            .finish()
+    }
+}
 
 impl Drop for StagedFiles {
     fn drop(&mut self) {

@@ -63,8 +63,14 @@ pub struct Staging {
 }
 
 impl Staging {
+    /// A staging area of its own (several includes may read at once; only their commits
+    /// take turns).
     pub fn new(repo_root: &Path) -> io::Result<Staging> {
-        let dir = repo_root.join("pool/.staging");
+        static AREAS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let area = AREAS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = repo_root
+            .join("pool/.staging")
+            .join(format!("{}-{area}", std::process::id()));
         fs::create_dir_all(&dir)?;
         Ok(Staging {
             dir,
@@ -83,26 +89,27 @@ impl Staging {
     /// A fresh file to copy into. Each thread gets its own subdirectory, so parallel readers
     /// do not contend for one directory's lock.
     pub fn create(&self) -> io::Result<(PathBuf, File)> {
+        static THREADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         thread_local! {
-            static SLOT: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+            static SLOT: u64 = THREADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         let n = self
             .counter
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let slot = SLOT.with(|s| match s.get() {
-            Some(v) => v,
-            None => {
-                s.set(Some(n));
-                n
-            }
-        });
-        let dir = self.dir.join(format!("{}-{slot}", std::process::id()));
+        let dir = self.dir.join(SLOT.with(|s| s.to_string()));
         if !dir.is_dir() {
             fs::create_dir_all(&dir)?;
         }
         let path = dir.join(n.to_string());
-        let file = File::create(&path)?;
+        let file = File::options().write(true).create_new(true).open(&path)?;
         Ok((path, file))
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        // What was staged went into the pool or was removed with its include.
+        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 

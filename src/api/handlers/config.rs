@@ -132,14 +132,15 @@ pub(crate) fn config_action(ctx: &Context, inv: &Invocation) -> Result<Output, A
     if a.str("kind") == "chroot" {
         return chroot_action(ctx, a.str("id"), a.str("action"));
     }
-    let status = crate::config::act(
-        &ctx.writer(),
+    let status = crate::config::act_taking(
+        ctx.engine(),
         ctx.state(),
         a.str("kind"),
         a.str("id"),
         a.str("action"),
         &crate::config::Http::default(),
         crate::repo::publish_time(),
+        &|| Box::new(ctx.writer()),
     )?;
     Output::json(&json!({"status": status, "label": status.label()}))
 }

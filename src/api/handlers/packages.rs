@@ -80,7 +80,9 @@ pub(crate) fn include(ctx: &Context, inv: &Invocation) -> Result<Output, ApiErro
             relative.display()
         )));
     }
-    let included = ctx.writer().include(inv.args.str("distribution"), &files)?;
+    // Reading and hashing on the reader; only putting them in takes the token.
+    let staged = ctx.engine().stage(inv.args.str("distribution"), &files)?;
+    let included = ctx.writer().include_staged(staged)?;
     Output::json(&included)
 }
 
@@ -152,19 +154,22 @@ pub(crate) fn events(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError
 
 pub(crate) fn keyring_packages(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let a = &inv.args;
-    let engine = ctx.writer();
+    let engine = ctx.engine();
     let dput = dput_sections(&engine.instance().identity, &ctx.dput_incoming(None));
+    // Building the packages runs on the reader; only what to do after installing them is a
+    // read-modify-write of the state store.
     let uploads = crate::keyring_package::upload_all(
-        &engine,
-        ctx.state(),
+        engine,
         &ctx.incoming,
         &ctx.url,
         &dput,
         a.list("distributions"),
-        !a.bool("without_migration"),
         crate::repo::publish_time(),
     )?;
-    drop(engine);
+    if !a.bool("without_migration") {
+        let _token = ctx.writer();
+        crate::keyring_package::migrate_when_installed(ctx.state(), &uploads)?;
+    }
     for u in &uploads {
         ctx.process_uploads(Some(&u.changes));
     }
@@ -173,8 +178,9 @@ pub(crate) fn keyring_packages(ctx: &Context, inv: &Invocation) -> Result<Output
 
 pub(crate) fn port_ext(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let a = &inv.args;
+    // Fetching and dpkg-source run on the reader: a port writes only to incoming.
     let ported = crate::port::port_ext(
-        &ctx.writer(),
+        ctx.engine(),
         ctx.state(),
         &ctx.incoming,
         &crate::config::Http::default(),
@@ -191,7 +197,7 @@ pub(crate) fn port_ext(ctx: &Context, inv: &Invocation) -> Result<Output, ApiErr
 pub(crate) fn port(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let a = &inv.args;
     let ported = crate::port::port(
-        &ctx.writer(),
+        ctx.engine(),
         &ctx.incoming,
         &crate::port::Request {
             source: a.str("source"),
