@@ -1,0 +1,267 @@
+//! The HTTP endpoints around the API: `/api/<call>`, the `/api` index, the event stream,
+//! `/metrics`, problem answers (RFC 7807), the fallback 404 and the access log.
+
+use super::{AppState, ui};
+use crate::api::{self, ApiError, Output};
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, RawQuery, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+fn problem(e: &ApiError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        e.problem().to_string(),
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"mbd\""),
+        );
+    }
+    r
+}
+
+pub(super) fn simple_problem(status: StatusCode, detail: String) -> Response {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "status": status.as_u16(),
+        "title": api::reason_phrase(status.as_u16()),
+        "detail": detail,
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+pub(super) async fn not_found(req: Request) -> Response {
+    simple_problem(
+        StatusCode::NOT_FOUND,
+        format!(
+            "Nothing at {} (try /api or /repositories/)",
+            req.uri().path()
+        ),
+    )
+}
+
+pub(super) async fn access_log(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let method = req.method().clone();
+    let uri = req.uri().to_string();
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "-".to_string(), |c| c.0.ip().to_string());
+    let agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .replace('"', "'");
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    state.ctx.metrics.record_status(status);
+    let len = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    let line = format!(
+        "{peer} - - [{}] \"{method} {uri} HTTP/1.1\" {status} {len} \"-\" \"{agent}\" {:.3}\n",
+        httpdate::fmt_http_date(std::time::SystemTime::now()),
+        started.elapsed().as_secs_f64()
+    );
+    state.access.append(line.as_bytes());
+    response
+}
+
+pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+    let mut text = state.ctx.metrics.render(state.ctx.is_running());
+    let panics = state
+        .ctx
+        .builds
+        .panics
+        .load(std::sync::atomic::Ordering::SeqCst);
+    text.push_str("# HELP mbd_task_panics_total Panics background tasks survived (build worker, builds, chroot preparations, housekeeping rounds).\n# TYPE mbd_task_panics_total counter\n");
+    text.push_str(&format!("mbd_task_panics_total {panics}\n"));
+    text.push_str("# HELP mbd_access_log_dropped_total Access log records dropped because the disk fell behind.\n# TYPE mbd_access_log_dropped_total counter\n");
+    text.push_str(&format!(
+        "mbd_access_log_dropped_total {}\n",
+        state.access.dropped()
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct StreamQuery {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    source: Option<String>,
+    distribution: Option<String>,
+    /// Replay stored events from this time (seconds since the epoch) before the live ones.
+    since: Option<i64>,
+}
+
+/// `GET /api/events/stream`: upload decisions as server-sent events (`event:` the kind,
+/// `id:` the event id, `data:` its JSON), so a client can wait for an upload's outcome.
+pub(super) async fn events_stream(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<StreamQuery>,
+) -> Response {
+    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+    use tokio_stream::StreamExt;
+    let kind = match q.kind.as_deref().map(crate::incoming::EventKind::parse) {
+        Some(None) => {
+            return problem(&ApiError::BadRequest(format!(
+                "events/stream: type '{}' is not REJECTED, ACCEPTED, PACKAGING or INSTALLED",
+                q.kind.unwrap_or_default()
+            )));
+        }
+        Some(Some(k)) => Some(k),
+        None => None,
+    };
+    // Subscribe first, then read the past: nothing falls in between (a duplicate can, and
+    // is dropped by id below).
+    let live = tokio_stream::wrappers::BroadcastStream::new(state.ctx.live.subscribe());
+    let past = match q.since {
+        None => Vec::new(),
+        Some(since) => {
+            let ctx = state.ctx.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::incoming::events(ctx.state(), None, None, None, since)
+            })
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+        }
+    };
+    let last_past = past.last().map(|e| e.id.clone()).unwrap_or_default();
+    let wanted = move |e: &crate::incoming::Event| {
+        kind.is_none_or(|k| e.kind == k)
+            && q.source.as_deref().is_none_or(|s| e.source == s)
+            && q.distribution
+                .as_deref()
+                .is_none_or(|d| e.distribution == d)
+    };
+    let wanted_live = wanted.clone();
+    let stream = tokio_stream::iter(past)
+        .filter(move |e| wanted(e))
+        .chain(
+            live.filter_map(Result::ok)
+                .filter(move |e| e.id > last_past && wanted_live(e)),
+        )
+        .map(|e| {
+            let kind = serde_json::to_value(e.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            Ok::<_, std::convert::Infallible>(
+                SseEvent::default()
+                    .event(kind)
+                    .id(e.id.clone())
+                    .data(serde_json::to_string(&e).unwrap_or_default()),
+            )
+        });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+pub(super) async fn api_index() -> Response {
+    let calls: Vec<serde_json::Value> = api::calls::CALLS
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "name": c.name,
+                "method": c.method(),
+                "auth": c.level.name(),
+                "doc": c.doc,
+                "args": c.args.iter().map(|a| serde_json::json!({
+                    "name": a.name,
+                    "type": a.kind.name(),
+                    "required": a.required,
+                    "default": a.default,
+                    "doc": a.doc,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    axum::Json(calls).into_response()
+}
+
+fn form_pairs(data: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(data).into_owned().collect()
+}
+
+pub(super) async fn api_call(
+    State(state): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return simple_problem(e.status(), format!("request body: {}", e.body_text())),
+    };
+    let mut raw = form_pairs(query.unwrap_or_default().as_bytes());
+    if method == Method::POST && !body.is_empty() {
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !ct.starts_with("application/x-www-form-urlencoded") {
+            return problem(&ApiError::BadRequest(format!(
+                "{name}: send arguments as application/x-www-form-urlencoded, not '{ct}'"
+            )));
+        }
+        raw.extend(form_pairs(&body));
+    }
+    let output = raw
+        .iter()
+        .find(|(k, _)| k == "output")
+        .map_or("json".to_string(), |(_, v)| v.clone());
+    if output != "json" && output != "plain" {
+        return problem(&ApiError::BadRequest(format!(
+            "output '{output}' is neither json nor plain"
+        )));
+    }
+    let auth = ui::credentials(&headers);
+    let ctx = state.ctx.clone();
+    let method_name = method.as_str().to_string();
+    let result =
+        tokio::task::spawn_blocking(move || ctx.invoke(&name, &method_name, &raw, auth.as_deref()))
+            .await
+            .unwrap_or_else(|e| Err(ApiError::Internal(format!("API call panicked: {e}"))));
+    match result {
+        Err(e) => problem(&e),
+        Ok(out) => match (out, output.as_str()) {
+            (Output::Text(t), "plain") => {
+                ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], t).into_response()
+            }
+            (Output::Json(v), "plain") => (
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                serde_json::to_string_pretty(&v).unwrap_or_default() + "\n",
+            )
+                .into_response(),
+            (Output::Text(t), _) => axum::Json(serde_json::Value::String(t)).into_response(),
+            (Output::Json(v), _) => axum::Json(v).into_response(),
+        },
+    }
+}

@@ -1,0 +1,578 @@
+//! Start-up and shutdown: the home's lock, logging, the engine (or the embedded default on an
+//! empty home), the administrator, the endpoints, the banner, then serving until SIGTERM or
+//! SIGINT.
+
+use super::{DaemonError, Served, ftp, housekeeping, io, legacy, log, router, tls};
+use crate::api::{self, Context, Output};
+use crate::repo::{Engine, RepoError, SetupOptions};
+use crate::settings::write_atomic;
+use crate::settings::{Settings, host_distribution, settings_path};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What `mbd daemon` is given on its command line.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub home: PathBuf,
+    pub http_endpoints: Vec<String>,
+    pub ftp_endpoints: Vec<String>,
+    pub hostname: Option<String>,
+    pub log_level: Option<String>,
+    /// The administrator's password at first start (else one is generated and printed).
+    pub admin_password: Option<String>,
+    /// On a new home, prepare the build chroot for the host.
+    pub default_chroot: bool,
+    /// On a new home, create the default repository (else only the key and the instance).
+    pub default_setup: bool,
+    /// On a new home, the instance identity (default: the short host name).
+    pub identity: Option<String>,
+}
+
+/// The exclusive lock on a home, held for the daemon's life.
+pub struct HomeLock {
+    _file: std::fs::File,
+}
+
+pub fn lock_path(home: &Path) -> PathBuf {
+    home.join("var/run/daemon.lock")
+}
+
+impl HomeLock {
+    pub fn acquire(home: &Path) -> Result<HomeLock, DaemonError> {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let path = lock_path(home);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io(&path))?;
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let pid = std::fs::read_to_string(&path)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty());
+            return Err(DaemonError::Locked {
+                home: home.to_path_buf(),
+                pid,
+            });
+        }
+        file.set_len(0).map_err(io(&path))?;
+        writeln!(file, "{}", std::process::id()).map_err(io(&path))?;
+        Ok(HomeLock { _file: file })
+    }
+
+    /// Whether a daemon holds the lock of `home` now.
+    pub fn is_held(home: &Path) -> bool {
+        use std::os::fd::AsRawFd;
+        let Ok(file) = std::fs::File::open(lock_path(home)) else {
+            return false;
+        };
+        // SAFETY: as above; a shared probe that is released when `file` closes.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
+    }
+}
+
+/// Sets up logging for the daemon: stderr (journald keeps it) and `<home>/var/log/daemon.log`.
+pub fn init_logging(home: &Path, level: &str) -> Result<(), DaemonError> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let path = home.join("var/log/daemon.log");
+    let file = log::RotatingFile::open(&path, log::MAX_SIZE).map_err(io(&path))?;
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(level).map_err(|e| DaemonError::Settings {
+            path: settings_path(home),
+            reason: format!("log level '{level}': {e}"),
+        })?;
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(file),
+        )
+        .try_init()
+        .map_err(|e| DaemonError::Settings {
+            path: settings_path(home),
+            reason: format!("logging: {e}"),
+        })
+}
+
+/// Opens the engine; on an empty home creates the embedded default: one repository `test`
+/// (layout Default, unauthenticated uploads allowed) for the host's codename and architecture.
+fn open_or_create(
+    home: &Path,
+    default_setup: bool,
+    identity: Option<String>,
+) -> Result<(Engine, bool), DaemonError> {
+    match Engine::open(home) {
+        Ok(e) => Ok((e, false)),
+        Err(RepoError::NotSetUp { .. }) if !default_setup => {
+            tracing::info!("empty home: creating the archive key only (no default setup)");
+            let opts = SetupOptions {
+                identity,
+                ..SetupOptions::default()
+            };
+            Ok((Engine::setup(home, &opts)?, true))
+        }
+        Err(RepoError::NotSetUp { .. }) => {
+            let (codename, arch) = host_distribution();
+            tracing::info!(%codename, %arch, "empty home: creating the default setup");
+            let engine = Engine::setup(
+                home,
+                &SetupOptions {
+                    identity,
+                    distributions: vec![format!("{codename}:{arch}")],
+                    repositories: vec![format!("test:Default:{codename}")],
+                    ..SetupOptions::default()
+                },
+            )?;
+            Ok((engine, true))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Makes sure an administrator exists; returns the generated password to print once, if any.
+/// Also keeps a local admin token in `<home>/etc/api-token` (mode 0600) for `mbd api` on
+/// this machine.
+fn ensure_admin(
+    state: &crate::state::StateStore,
+    home: &Path,
+    password: Option<&str>,
+) -> Result<Option<String>, DaemonError> {
+    let admins = state
+        .all::<api::auth::User>()?
+        .into_iter()
+        .any(|(_, u)| u.level == api::Level::Admin);
+    let mut generated = None;
+    if !admins {
+        let pw = match password {
+            Some(p) => p.to_string(),
+            None => {
+                let p = api::auth::new_password();
+                generated = Some(p.clone());
+                p
+            }
+        };
+        api::auth::put_user(state, "admin", api::Level::Admin, &pw)?;
+    }
+    let token_file = api::client::token_file(home);
+    if !token_file.exists() {
+        if let Some((_, admin)) = state
+            .all::<api::auth::User>()?
+            .into_iter()
+            .find(|(_, u)| u.level == api::Level::Admin)
+        {
+            let (secret, _) = api::auth::create_token(state, &admin.name, "local admin")?;
+            write_atomic(
+                &token_file,
+                format!("{}:{secret}\n", admin.name).as_bytes(),
+                0o600,
+            )?;
+        }
+    }
+    Ok(generated)
+}
+
+fn system_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".to_string();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The URL clients use for an endpoint actually bound.
+fn base_url(bound: SocketAddr, hostname: Option<&str>) -> String {
+    let host = match hostname.filter(|h| !h.is_empty()) {
+        Some(h) => h.to_string(),
+        None if bound.ip().is_unspecified() => system_hostname(),
+        None => match bound {
+            SocketAddr::V6(a) => format!("[{}]", a.ip()),
+            SocketAddr::V4(a) => a.ip().to_string(),
+        },
+    };
+    format!("http://{host}:{}", bound.port())
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(opts: Options) -> Result<(), DaemonError> {
+    let home = opts.home.clone();
+    std::fs::create_dir_all(&home).map_err(io(&home))?;
+    // Absolute from here on: chroot paths go into schroot's configuration and sudo rules.
+    let home = std::fs::canonicalize(&home).map_err(io(&home))?;
+    let _lock = HomeLock::acquire(&home)?;
+    let mut settings = Settings::load_or_create(&home)?;
+    if !opts.http_endpoints.is_empty() {
+        settings.http_endpoints = opts.http_endpoints.clone();
+    }
+    if !opts.ftp_endpoints.is_empty() {
+        // "none" switches FTP off.
+        settings.ftp_endpoints = opts
+            .ftp_endpoints
+            .iter()
+            .filter(|e| e.as_str() != "none")
+            .cloned()
+            .collect();
+    }
+    if let Some(h) = &opts.hostname {
+        settings.hostname = h.clone();
+    }
+    if let Some(l) = &opts.log_level {
+        settings.log_level = l.clone();
+    }
+    init_logging(&home, &settings.log_level)?;
+    let (engine, created) = open_or_create(&home, opts.default_setup, opts.identity.clone())?;
+    let admin_password = opts
+        .admin_password
+        .clone()
+        .or_else(|| std::env::var("MBD_ADMIN_PASSWORD").ok());
+    let state = legacy::open_state(&engine)?;
+    let generated = ensure_admin(&state, &home, admin_password.as_deref())?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(io(&home))?;
+    runtime.block_on(async move {
+        let mut listeners = Vec::new();
+        for ep in &settings.http_endpoints {
+            listeners.push(bind(ep).await?);
+        }
+        let first = listeners
+            .first()
+            .ok_or_else(|| DaemonError::Settings {
+                path: settings_path(&home),
+                reason: "no HTTP endpoint".to_string(),
+            })?
+            .local_addr()
+            .map_err(io(&home))?;
+        let url = base_url(first, Some(settings.hostname.as_str()));
+        let tls = tls_config(&home, &settings)?;
+        let mut https = Vec::new();
+        for ep in &settings.https_endpoints {
+            let Some(config) = &tls else {
+                return Err(DaemonError::Settings {
+                    path: settings_path(&home),
+                    reason: format!("HTTPS on {ep} needs tls_certificate and tls_key"),
+                });
+            };
+            let l = bind(ep).await?;
+            https.push(tls::TlsListener::new(l, config.clone()).map_err(io(&home))?);
+        }
+        // FTP endpoints: bound here first so a busy port fails the start and port 0 works.
+        let mut ftp = Vec::new();
+        for ep in &settings.ftp_endpoints {
+            let probe = std::net::TcpListener::bind(ep).map_err(|source| DaemonError::Bind {
+                addr: ep.clone(),
+                source,
+            })?;
+            let addr = probe.local_addr().map_err(io(&home))?;
+            drop(probe);
+            ftp.push(addr);
+        }
+        let access_path = home.join("var/log/access.log");
+        let state = Arc::new(Served {
+            repositories: engine.home().join("repositories").into(),
+            files: Arc::default(),
+            access: log::RotatingFile::open(&access_path, log::MAX_SIZE)
+                .map_err(io(&access_path))?,
+            ctx: Arc::new({
+                let mut ctx = Context::new(engine, state, url.clone());
+                ctx.ftp = ftp.first().map(|a| {
+                    api::calls::authority(&base_url(*a, Some(settings.hostname.as_str())))
+                        .to_string()
+                });
+                ctx.https = https.first().and_then(|l| {
+                    let a = axum::serve::Listener::local_addr(l).ok()?;
+                    Some(
+                        api::calls::authority(&base_url(a, Some(settings.hostname.as_str())))
+                            .to_string(),
+                    )
+                });
+                ctx.incoming_login = settings.incoming_login;
+                ctx
+            }),
+        });
+        // Before anything can arrive: clean up after a crash.
+        let incoming = &state.ctx.incoming;
+        incoming
+            .create_dirs()
+            .and_then(|()| incoming.recover())
+            .map_err(|e| DaemonError::Settings {
+                path: incoming.dir.clone(),
+                reason: e.to_string(),
+            })?;
+        let ftps = (!settings.tls_certificate.is_empty()).then(|| {
+            (
+                home.join(&settings.tls_certificate),
+                home.join(&settings.tls_key),
+            )
+        });
+        for addr in ftp {
+            let ctx = state.ctx.clone();
+            let ftps = ftps.clone();
+            tokio::spawn(async move {
+                if let Err(e) = ftp::serve(ctx, addr.to_string(), ftps).await {
+                    tracing::error!(%addr, error = %e, "FTP server stopped");
+                }
+            });
+            tracing::info!(%addr, "FTP uploads");
+        }
+        print_banner(
+            &state.ctx,
+            created.then_some(opts.default_setup),
+            generated.as_deref(),
+        )?;
+        // Uploads that waited through a restart are decided now; leftovers of interrupted
+        // uploads go after their age, checked here and every few minutes; old history goes
+        // at start and every hour.
+        housekeeping::spawn(
+            state.ctx.clone(),
+            std::time::Duration::from_secs(settings.incoming_orphan_age),
+            settings.retention.clone(),
+        );
+        // Builds: the worker, and on a new home the chroot for the host.
+        {
+            let lintian =
+                crate::changelog::QaMode::parse(&settings.lintian_mode).ok_or_else(|| {
+                    DaemonError::Settings {
+                        path: settings_path(&home),
+                        reason: format!(
+                            "lintian_mode '{}' is not disabled, ignore, errfail or warnfail",
+                            settings.lintian_mode
+                        ),
+                    }
+                })?;
+            let builder = crate::build::worker::Sbuild {
+                home: home.clone(),
+                limit: std::time::Duration::from_secs(settings.build_timeout),
+                jobs: settings.build_jobs,
+                lintian,
+            };
+            let armored = state.ctx.engine().key().public_armored();
+            builder.write_key(&armored).map_err(io(&home))?;
+            let local = match first.ip() {
+                ip if ip.is_unspecified() => SocketAddr::new([127, 0, 0, 1].into(), first.port()),
+                _ => first,
+            };
+            let (codename, host_arch) = host_distribution();
+            crate::build::worker::spawn(
+                state.ctx.clone(),
+                state.ctx.builds.clone(),
+                Arc::new(builder),
+                crate::build::worker::Settings {
+                    home: home.clone(),
+                    slots: settings.build_slots.max(1) as usize,
+                    local_url: format!("http://{local}"),
+                    host_arch: host_arch.clone(),
+                },
+            );
+            if created
+                && opts.default_setup
+                && opts.default_chroot
+                && settings.prepare_default_chroot
+            {
+                prepare_default_chroot(&state.ctx, &codename, &host_arch);
+            }
+        }
+        write_atomic(
+            &api::client::url_file(&home),
+            format!("{url}\n").as_bytes(),
+            0o644,
+        )?;
+        tracing::info!(%url, "serving");
+        let ctx = state.ctx.clone();
+        let app = router(state);
+        let shutdown = shutdown_signal();
+        let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
+        let mut servers = Vec::new();
+        for l in listeners {
+            use axum::serve::ListenerExt;
+            let mut rx = tx.subscribe();
+            let app = app.clone();
+            // Without TCP_NODELAY a response whose head and body go out in two writes waits
+            // for the client's delayed ACK (tens of milliseconds) on every request.
+            let l = l.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            servers.push(tokio::spawn(async move {
+                axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.recv().await;
+                    })
+                    .await
+            }));
+        }
+        for l in https {
+            use axum::serve::ListenerExt;
+            let mut rx = tx.subscribe();
+            let app = app.clone();
+            servers.push(tokio::spawn(async move {
+                axum::serve(
+                    l.tap_io(|_| {}),
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move {
+                    let _ = rx.recv().await;
+                })
+                .await
+            }));
+        }
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = tx.send(());
+        for s in servers {
+            let _ = s.await;
+        }
+        // Running builds stop (sbuild ends its session) and are queued for the next start.
+        let builds = ctx.builds.clone();
+        let running = tokio::task::spawn_blocking(move || builds.shut_down(SHUTDOWN_WAIT)).await;
+        if let Ok(n @ 1..) = running {
+            tracing::warn!(
+                builds = n,
+                "builds still running at exit; the next start runs them again"
+            );
+        }
+        let _ = std::fs::remove_file(api::client::url_file(&home));
+        Ok::<(), DaemonError>(())
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// On a new home: the chroot for the host's codename and architecture, from the host's own
+/// archive, prepared in the background.
+fn prepare_default_chroot(ctx: &Context, codename: &str, arch: &str) {
+    let Some(mirror) =
+        crate::build::chroot::mirror_from_apt_sources(Path::new("/etc/apt"), codename)
+    else {
+        tracing::warn!(%codename, "the host's apt sources name no archive: no default chroot");
+        return;
+    };
+    let c = crate::build::chroot::Chroot::new(
+        codename,
+        arch,
+        &mirror,
+        crate::build::chroot::Backend::Directory,
+    );
+    if let Err(e) = ctx.builds.request(ctx.state(), c) {
+        tracing::error!(error = %e, "storing the default chroot");
+    }
+}
+
+async fn bind(ep: &str) -> Result<tokio::net::TcpListener, DaemonError> {
+    tokio::net::TcpListener::bind(ep)
+        .await
+        .map_err(|source| DaemonError::Bind {
+            addr: ep.to_string(),
+            source,
+        })
+}
+
+/// The TLS configuration, if a certificate is set (paths relative to the home).
+fn tls_config(
+    home: &Path,
+    settings: &Settings,
+) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>, DaemonError> {
+    match (
+        settings.tls_certificate.is_empty(),
+        settings.tls_key.is_empty(),
+    ) {
+        (true, true) => Ok(None),
+        (false, false) => tls::server_config(
+            &home.join(&settings.tls_certificate),
+            &home.join(&settings.tls_key),
+        )
+        .map(Some),
+        _ => Err(DaemonError::Settings {
+            path: settings_path(home),
+            reason: "set both tls_certificate and tls_key, or neither".to_string(),
+        }),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+/// What a newcomer needs: the URL, an apt entry, a dput.cf section (and the admin password
+/// if it was generated).
+/// `created`: whether this start created the home, and if so with the default setup.
+fn print_banner(
+    ctx: &Context,
+    created: Option<bool>,
+    password: Option<&str>,
+) -> Result<(), DaemonError> {
+    let identity = ctx.engine().instance().identity.clone();
+    let sources = ctx
+        .invoke(
+            "sources_list",
+            "GET",
+            &[
+                ("format".to_string(), "sources".to_string()),
+                ("signed_by".to_string(), "inline".to_string()),
+                ("suites".to_string(), "unstable".to_string()),
+            ],
+            None,
+        )
+        .ok()
+        .and_then(|o| match o {
+            Output::Text(t) => Some(t),
+            Output::Json(_) => None,
+        })
+        .unwrap_or_default();
+    let mut out = String::new();
+    match created {
+        Some(true) => {
+            out.push_str("mbd: created the default setup (repository 'test', layout Default)\n")
+        }
+        Some(false) => out.push_str(
+            "mbd: created an archive key and no repositories: `mbd api setup --help` makes them\n",
+        ),
+        None => {}
+    }
+    out.push_str(&format!(
+        "mbd: archive '{identity}' serving at {0}/ (repositories under {0}/repositories/)\n",
+        ctx.url
+    ));
+    if let Some(pw) = password {
+        out.push_str(&format!(
+            "mbd: administrator 'admin', password (shown once): {pw}\n"
+        ));
+    }
+    out.push_str(&format!(
+        "\n# apt: /etc/apt/sources.list.d/mbd-{identity}.sources (more: mbd api sources_list --help)\n{sources}"
+    ));
+    out.push_str(&format!(
+        "# dput: ~/.dput.cf\n{}\n",
+        api::calls::dput_sections(&identity, &ctx.dput_incoming(None))
+    ));
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+    Ok(())
+}
+
+/// How long a shutdown waits for running builds to stop.
+const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
