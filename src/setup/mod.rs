@@ -58,10 +58,6 @@ pub struct Request {
     pub pca: bool,
 }
 
-/// Something kept only for what its `Drop` does (a lock guard).
-pub trait Guard {}
-impl<T> Guard for T {}
-
 /// What setup needs from the machine.
 pub trait Env {
     fn fetch(&self) -> &dyn Fetch;
@@ -81,7 +77,7 @@ pub trait Env {
     /// Holds the daemon's write token while the returned value lives. Setup takes it only
     /// to change the engine (the configuration and its publish, a repository's check);
     /// fetching and checking archives, keys and sources run without it.
-    fn write_token(&self) -> Box<dyn crate::setup::Guard + '_>;
+    fn write_token(&self) -> Box<dyn crate::state::Token + '_>;
 }
 
 /// Checks an FTP endpoint: `host:port` (port 0 is for tests), or `none`.

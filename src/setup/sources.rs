@@ -208,7 +208,7 @@ impl Setup<'_> {
     /// Prepares, checks and activates one source (fetching without the write token), and
     /// puts its status after that into its entry.
     fn source_pca(&self, e: &mut Entry, spec: &SourceSpec, key: &str) -> Result<(), ConfigError> {
-        match config::act(
+        match config::act_taking(
             self.engine,
             self.state,
             "source",
@@ -216,6 +216,7 @@ impl Setup<'_> {
             "pca",
             self.env.fetch(),
             self.now,
+            &|| self.env.write_token(),
         ) {
             Ok(_) => e.actions.push("pca".to_string()),
             Err(err) => {

@@ -293,7 +293,7 @@ impl crate::setup::Env for DaemonEnv<'_> {
         crate::settings::Settings::update(&self.home, |s| s.ftp_endpoints = endpoints.to_vec())
             .map_err(|e| e.to_string())
     }
-    fn write_token(&self) -> Box<dyn crate::setup::Guard + '_> {
+    fn write_token(&self) -> Box<dyn crate::state::Token + '_> {
         Box::new(self.ctx.writer())
     }
 }
