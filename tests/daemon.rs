@@ -2493,3 +2493,67 @@ fn files_served_from_memory_follow_every_publish() {
     let (code, _, body) = d.get(path, &[]);
     assert_eq!((code, body), (200, after));
 }
+
+/// Files larger than the in-memory limit (1 MiB) are mapped: whole, and byte ranges at
+/// offsets that are not page-aligned, come out as they are on disk.
+#[test]
+fn large_pool_files_are_served_whole_and_in_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_with_packages(&home);
+    let root = dir.path().join("big");
+    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(root.join("usr/share/big")).unwrap();
+    // 3 MB that do not compress (and dpkg-deb -Znone leaves them as they are).
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..3_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(root.join("usr/share/big/noise"), &noise).unwrap();
+    std::fs::write(
+        root.join("DEBIAN/control"),
+        "Package: big-noise\nVersion: 1.0-1\nArchitecture: all\nMaintainer: mbd tests <tests@mbd.invalid>\nDescription: 3 MB of noise\n",
+    )
+    .unwrap();
+    let deb = dir.path().join("big-noise_1.0-1_all.deb");
+    let (ok, text) = crate::util::run(
+        std::process::Command::new("dpkg-deb")
+            .args(["-Znone", "--root-owner-group", "--build"])
+            .arg(&root)
+            .arg(&deb),
+    );
+    assert!(ok, "{text}");
+    mbd_ok(
+        &home,
+        &[
+            "repo",
+            "include",
+            "bookworm-test-unstable",
+            deb.to_str().unwrap(),
+        ],
+    );
+    let d = Daemon::start(&home);
+    let path = "/repositories/test/pool/main/b/big-noise/big-noise_1.0-1_all.deb";
+    let disk = std::fs::read(home.join(&path[1..])).unwrap();
+    assert!(disk.len() > 2 * 1024 * 1024, "{} bytes", disk.len());
+    for _ in 0..2 {
+        let (code, head, body) = d.get(path, &[]);
+        assert_eq!(code, 200, "{head}");
+        assert!(
+            body == disk,
+            "the whole file differs ({} bytes)",
+            body.len()
+        );
+    }
+    let (code, head, body) = d.get(path, &[("Range", "bytes=4097-1500000")]);
+    assert_eq!(code, 206, "{head}");
+    assert!(body == disk[4097..=1_500_000], "the range differs");
+    let (code, head, body) = d.get(path, &[("Range", "bytes=-100")]);
+    assert_eq!(code, 206, "{head}");
+    assert!(body == disk[disk.len() - 100..], "the suffix differs");
+}

@@ -13,10 +13,9 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use std::io::{Read, Seek};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
-use tokio::io::AsyncReadExt;
 
 /// Why a path is not served.
 #[derive(Debug, PartialEq, Eq)]
@@ -210,11 +209,9 @@ fn listing(dir: &Path, url_path: &str) -> Response {
 }
 
 /// Files up to this size (every index but the largest `Contents`) are read in the same
-/// blocking step that finds them and sent as one buffer; larger ones are streamed, so a
-/// request holds at most this much memory.
+/// blocking step that finds them, sent as one buffer and cached; larger ones are mapped
+/// (see [`mapped`]), so a request holds no more than this much heap.
 const SMALL: u64 = 1024 * 1024;
-/// The read size when streaming a larger file.
-const CHUNK: usize = 1024 * 1024;
 
 /// The small files served lately (see [`super::file_cache`]).
 pub type Cache = super::file_cache::FileCache<Head>;
@@ -248,18 +245,7 @@ pub async fn serve(
     })
     .await
     .map_err(|_| Refusal::NotFound)??;
-    Ok(match prepared {
-        Prepared::Done(r) => r,
-        Prepared::Stream {
-            builder,
-            file,
-            count,
-        } => {
-            let file = tokio::fs::File::from_std(file);
-            let stream = tokio_util::io::ReaderStream::with_capacity(file.take(count), CHUNK);
-            builder.body(Body::from_stream(stream)).unwrap_or_default()
-        }
-    })
+    Ok(prepared)
 }
 
 /// The cache as one request sees it.
@@ -270,17 +256,6 @@ struct Found<'a> {
     cached: Option<Entry>,
 }
 
-/// A response ready to go, or the head of one whose body is streamed from an open file
-/// (positioned at the start of the range).
-enum Prepared {
-    Done(Response),
-    Stream {
-        builder: axum::http::response::Builder,
-        file: std::fs::File,
-        count: u64,
-    },
-}
-
 /// The blocking part of [`serve`].
 fn prepare(
     found: &Found,
@@ -289,7 +264,7 @@ fn prepare(
     segs: Vec<String>,
     method: &Method,
     headers: &HeaderMap,
-) -> Result<Prepared, Refusal> {
+) -> Result<Response, Refusal> {
     let dirs_only = raw.is_empty() || raw.ends_with('/');
     let path = resolve(repositories, &segs).inspect_err(|_| {
         if found.cached.is_some() {
@@ -297,22 +272,20 @@ fn prepare(
         }
     })?;
     if let Some(e) = revalidated(found, raw, &path) {
-        return Ok(Prepared::Done(respond(&e, method, headers)));
+        return Ok(respond(&e, method, headers));
     }
     let mut file = std::fs::File::open(&path).map_err(|_| Refusal::NotFound)?;
     let meta = file.metadata().map_err(|_| Refusal::NotFound)?;
     if meta.is_dir() {
         let url_path = format!("/repositories/{raw}");
         if !dirs_only {
-            return Ok(Prepared::Done(
-                (
-                    StatusCode::MOVED_PERMANENTLY,
-                    [(header::LOCATION, format!("{url_path}/"))],
-                )
-                    .into_response(),
-            ));
+            return Ok((
+                StatusCode::MOVED_PERMANENTLY,
+                [(header::LOCATION, format!("{url_path}/"))],
+            )
+                .into_response());
         }
-        return Ok(Prepared::Done(listing(&path, &url_path)));
+        return Ok(listing(&path, &url_path));
     }
     if dirs_only || !meta.is_file() {
         return Err(Refusal::NotFound);
@@ -334,10 +307,10 @@ fn prepare(
             body: body.into(),
         };
         found.cache.put(raw, entry.clone());
-        return Ok(Prepared::Done(respond(&entry, method, headers)));
+        return Ok(respond(&entry, method, headers));
     }
     let (builder, start, count) = match plan(&head, method, headers) {
-        Plan::Done(done) => return Ok(Prepared::Done(done)),
+        Plan::Done(done) => return Ok(done),
         Plan::Send {
             builder,
             start,
@@ -345,17 +318,31 @@ fn prepare(
         } => (builder, start, count),
     };
     if count == 0 {
-        return Ok(Prepared::Done(empty(builder)));
+        return Ok(empty(builder));
     }
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .map_err(|_| Refusal::NotFound)?;
+    let body = mapped(&file, start, count)?;
+    Ok(builder.body(Body::from(body)).unwrap_or_default())
+}
+
+/// `count` bytes of a large file from `start`, mapped into memory (faulted in here, in the
+/// blocking step): sending it costs one copy, into the socket, and no read per chunk.
+///
+/// Mapping is safe because nothing changes a published file in place: indices, pool and
+/// by-hash files are written under another name and renamed into the tree (or unlinked,
+/// which leaves a mapping valid). Only someone truncating a file under `repositories/` by
+/// hand would break that.
+fn mapped(file: &std::fs::File, start: u64, count: u64) -> Result<axum::body::Bytes, Refusal> {
+    let len = usize::try_from(count).map_err(|_| Refusal::NotFound)?;
+    // SAFETY: see above; the mapping is read-only and lives as long as the Bytes.
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(start)
+            .len(len)
+            .populate()
+            .map(file)
     }
-    Ok(Prepared::Stream {
-        builder,
-        file,
-        count,
-    })
+    .map_err(|_| Refusal::NotFound)?;
+    Ok(axum::body::Bytes::from_owner(map))
 }
 
 /// An entry of an older generation whose file is unchanged (same device, inode, size and
