@@ -394,6 +394,8 @@ pub struct Context {
     pub incoming_login: bool,
     /// Decisions as they happen, for `/api/events/stream`.
     pub live: tokio::sync::broadcast::Sender<crate::incoming::Event>,
+    /// The runner of `etc/event-hooks/`.
+    pub hooks: crate::incoming::Hooks,
     /// The build worker's wake-ups and cancellations.
     pub builds: std::sync::Arc<crate::build::worker::Control>,
     /// The latest changes made through the API, newest last.
@@ -459,6 +461,7 @@ impl Context {
     pub fn new(engine: Engine, state: StateStore, url: String) -> Context {
         Context {
             incoming: crate::incoming::Incoming::new(engine.home()),
+            hooks: crate::incoming::Hooks::start(engine.home()),
             live: tokio::sync::broadcast::channel(256).0,
             ftp: None,
             https: None,
@@ -621,7 +624,7 @@ impl Context {
         let home = self.incoming.dir.parent().and_then(|p| p.parent());
         if let Some(home) = home {
             match crate::incoming::write_event_file(home, &event) {
-                Ok(file) => crate::incoming::run_hooks(home, file),
+                Ok(file) => self.hooks.run(file),
                 Err(e) => tracing::error!(error = %e, "writing an event file"),
             }
         }

@@ -95,8 +95,9 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         .ctx
         .builds
         .panics
-        .load(std::sync::atomic::Ordering::SeqCst);
-    text.push_str("# HELP mbd_task_panics_total Panics background tasks survived (build worker, builds, chroot preparations, housekeeping rounds).\n# TYPE mbd_task_panics_total counter\n");
+        .load(std::sync::atomic::Ordering::SeqCst)
+        + state.ctx.hooks.panics();
+    text.push_str("# HELP mbd_task_panics_total Panics background tasks survived (build worker, builds, chroot preparations, housekeeping rounds, event hooks).\n# TYPE mbd_task_panics_total counter\n");
     text.push_str(&format!("mbd_task_panics_total {panics}\n"));
     text.push_str("# HELP mbd_access_log_dropped_total Access log records dropped because the disk fell behind.\n# TYPE mbd_access_log_dropped_total counter\n");
     text.push_str(&format!(
