@@ -769,6 +769,10 @@ impl crate::build::worker::Host for Context {
         f(&self.writer(), &self.state)
     }
 
+    fn with_engine(&self, f: &mut dyn FnMut(&Engine)) {
+        f(self.engine())
+    }
+
     fn announce(&self, events: Vec<crate::incoming::Event>) {
         for e in events {
             let installed = (e.kind == crate::incoming::EventKind::Installed)

@@ -8,11 +8,12 @@
 //! ([`prune_uploads`]) drops old ended uploads with their builds and logs.
 //!
 //! The steps are functions over the [`Engine`] and the [`StateStore`], called with the write
-//! token held: [`plan_new`]
-//! turns new queue directories into records, [`start_next`] hands out the next job when a
-//! slot and its chroot are free, [`finish`] stores a result and, once every build of the
-//! upload has ended, installs the results (when every mandatory architecture succeeded) or
-//! fails the upload. The build itself runs outside the lock, through a [`Builder`].
+//! token held: [`plan_new`] turns new queue directories into records, [`start_next`] hands
+//! out the next job when a slot and its chroot are free, [`record_result`] stores a result
+//! and, once every build of the upload has ended, fails the upload or hands back its
+//! [`Install`]; that is staged without the token ([`Install::stage`]: verifying and copying
+//! the results) and [`install`]ed with it. The build itself runs outside the token, through
+//! a [`Builder`].
 
 use super::BuildError;
 use super::chroot::{Chroot, ChrootState};
@@ -21,7 +22,7 @@ use crate::changes::Changes;
 use crate::dsc::Dsc;
 use crate::files::Trust;
 use crate::incoming::{Event, EventKind};
-use crate::repo::Engine;
+use crate::repo::{Engine, RepoError, Staged};
 use crate::state::{Record, StateStore};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -415,6 +416,7 @@ pub fn requeue(state: &StateStore, job: &Job) -> Result<(), BuildError> {
 }
 
 /// Stores a finished build; when it was the upload's last, installs or fails the upload.
+/// The three steps the worker takes apart (it stages without the write token) in one call.
 pub fn finish(
     engine: &Engine,
     state: &StateStore,
@@ -422,12 +424,61 @@ pub fn finish(
     job: &Job,
     result: &Report,
 ) -> Result<Vec<Event>, BuildError> {
+    let Finished {
+        mut events,
+        install: ready,
+    } = record_result(state, dirs, job, result)?;
+    if let Some(i) = ready {
+        let staged = i.stage(engine);
+        events.extend(install(engine, state, dirs, i, staged)?);
+    }
+    Ok(events)
+}
+
+/// A stored build result: what to announce, and the results to install if it was the
+/// upload's last build and every mandatory one succeeded.
+#[derive(Debug, Default)]
+pub struct Finished {
+    pub events: Vec<Event>,
+    pub install: Option<Install>,
+}
+
+/// The files of an upload ready to go into its distribution: its source `.changes` and each
+/// built architecture's.
+#[derive(Debug)]
+pub struct Install {
+    upload: String,
+    distribution: String,
+    files: Vec<PathBuf>,
+}
+
+impl Install {
+    /// The upload's id (`<source>_<version>`).
+    pub fn upload(&self) -> &str {
+        &self.upload
+    }
+
+    /// Verifies and copies the files into a staging area of the pool: the long part of an
+    /// install, done without the write token.
+    pub fn stage(&self, engine: &Engine) -> Result<Staged, RepoError> {
+        engine.stage(&self.distribution, &self.files)
+    }
+}
+
+/// Stores a finished build (with the write token held). When it was the upload's last: fails
+/// the upload if a mandatory architecture did not build, or hands back its [`Install`].
+pub fn record_result(
+    state: &StateStore,
+    dirs: &Dirs,
+    job: &Job,
+    result: &Report,
+) -> Result<Finished, BuildError> {
     let key = build_key(&job.upload.id, &job.build.architecture);
     let Some(mut build) = state.get::<Build>(&key)? else {
-        return Ok(Vec::new());
+        return Ok(Finished::default());
     };
     if build.state == State::Cancelled {
-        return Ok(Vec::new());
+        return Ok(Finished::default());
     }
     build.state = match result.outcome {
         Outcome::Successful => State::Built,
@@ -463,27 +514,26 @@ pub fn finish(
             ),
         )],
     )?;
-    events.extend(settle(engine, state, dirs, &job.upload.id)?);
-    Ok(events)
+    let settled = settle(state, dirs, &job.upload.id)?;
+    events.extend(settled.events);
+    Ok(Finished {
+        events,
+        install: settled.install,
+    })
 }
 
-/// If every build of the upload has ended: install the results when every mandatory one was
-/// built, otherwise fail the upload naming the architectures.
-pub fn settle(
-    engine: &Engine,
-    store: &StateStore,
-    dirs: &Dirs,
-    id: &str,
-) -> Result<Vec<Event>, BuildError> {
-    let Some(mut upload) = store.get::<Upload>(id)? else {
-        return Ok(Vec::new());
+/// If every build of the upload has ended: its [`Install`] when every mandatory one was
+/// built, otherwise the upload fails naming the architectures.
+fn settle(store: &StateStore, dirs: &Dirs, id: &str) -> Result<Finished, BuildError> {
+    let Some(upload) = store.get::<Upload>(id)? else {
+        return Ok(Finished::default());
     };
     if upload.state != UploadState::Building {
-        return Ok(Vec::new());
+        return Ok(Finished::default());
     }
     let builds = builds_of(store, id)?;
     if builds.iter().any(|b| !b.state.is_final()) {
-        return Ok(Vec::new());
+        return Ok(Finished::default());
     }
     let failed: Vec<String> = builds
         .iter()
@@ -494,50 +544,76 @@ pub fn settle(
             (None, false) => format!("{} ({})", b.architecture, state_name(b.state)),
         })
         .collect();
-    let (state, kind, reason) = if failed.is_empty() {
-        let mut files = vec![dirs.queue.join(id).join(&upload.changes)];
-        for b in builds.iter().filter(|b| b.state == State::Built) {
-            match result_changes(dirs, &upload, &b.architecture) {
-                Some(c) => files.push(c),
-                None => {
-                    return fail(
-                        store,
-                        upload,
-                        format!("the results of {} are gone", b.architecture),
-                    );
-                }
+    if !failed.is_empty() {
+        let reason = format!("{}: failed on {}", upload.id, failed.join(", "));
+        return Ok(Finished {
+            events: fail(store, upload, reason)?,
+            install: None,
+        });
+    }
+    let mut files = vec![dirs.queue.join(id).join(&upload.changes)];
+    for b in builds.iter().filter(|b| b.state == State::Built) {
+        match result_changes(dirs, &upload, &b.architecture) {
+            Some(c) => files.push(c),
+            None => {
+                let reason = format!("the results of {} are gone", b.architecture);
+                return Ok(Finished {
+                    events: fail(store, upload, reason)?,
+                    install: None,
+                });
             }
         }
-        match install(engine, &upload.distribution, &files) {
-            Ok(summary) => (
-                UploadState::Installed,
-                EventKind::Installed,
-                format!(
-                    "{} in {}: {}",
-                    upload.id,
-                    upload.distribution,
-                    summary.join(", ")
-                ),
+    }
+    Ok(Finished {
+        events: Vec::new(),
+        install: Some(Install {
+            upload: upload.id.clone(),
+            distribution: upload.distribution.clone(),
+            files,
+        }),
+    })
+}
+
+/// Installs staged results (with the write token held) and publishes the distribution,
+/// unless the upload moved on while they were staged (cancelled, installed by another path).
+pub fn install(
+    engine: &Engine,
+    store: &StateStore,
+    dirs: &Dirs,
+    install: Install,
+    staged: Result<Staged, RepoError>,
+) -> Result<Vec<Event>, BuildError> {
+    let id = install.upload;
+    let Some(mut upload) = store.get::<Upload>(&id)? else {
+        return Ok(Vec::new());
+    };
+    if upload.state != UploadState::Building {
+        return Ok(Vec::new());
+    }
+    let (state, kind, reason) = match staged.and_then(|s| include(engine, &upload.distribution, s))
+    {
+        Ok(summary) => (
+            UploadState::Installed,
+            EventKind::Installed,
+            format!(
+                "{} in {}: {}",
+                upload.id,
+                upload.distribution,
+                summary.join(", ")
             ),
-            Err(e) => (
-                UploadState::Failed,
-                EventKind::Failed,
-                format!("installing: {e}"),
-            ),
-        }
-    } else {
-        (
+        ),
+        Err(e) => (
             UploadState::Failed,
             EventKind::Failed,
-            format!("{}: failed on {}", upload.id, failed.join(", ")),
-        )
+            format!("installing: {e}"),
+        ),
     };
     upload.state = state;
     upload.reason = reason.clone();
-    store.put(id, &upload)?;
+    store.put(&id, &upload)?;
     if state == UploadState::Installed {
-        remember_auto_ports(store, &dirs.queue.join(id).join(&upload.changes), &upload)?;
-        let _ = std::fs::remove_dir_all(dirs.queue.join(id));
+        remember_auto_ports(store, &dirs.queue.join(&id).join(&upload.changes), &upload)?;
+        let _ = std::fs::remove_dir_all(dirs.queue.join(&id));
     }
     Ok(crate::incoming::record(
         store,
@@ -582,12 +658,8 @@ fn fail(state: &StateStore, mut upload: Upload, reason: String) -> Result<Vec<Ev
     )?)
 }
 
-fn install(
-    engine: &Engine,
-    dist: &str,
-    files: &[PathBuf],
-) -> Result<Vec<String>, crate::repo::RepoError> {
-    let summary = engine.include(dist, files)?;
+fn include(engine: &Engine, dist: &str, staged: Staged) -> Result<Vec<String>, RepoError> {
+    let summary = engine.include_staged(staged)?;
     let name = engine.resolve(dist)?.name;
     engine.publish(&[name])?;
     Ok(summary)
@@ -1037,6 +1109,9 @@ mod tests {
     impl crate::build::worker::Host for TestHost {
         fn with_stores(&self, f: &mut dyn FnMut(&Engine, &StateStore)) {
             f(&self.engine.lock().unwrap(), &self.state)
+        }
+        fn with_engine(&self, f: &mut dyn FnMut(&Engine)) {
+            f(&self.engine.lock().unwrap())
         }
         fn announce(&self, events: Vec<Event>) {
             self.events.lock().unwrap().extend(events);

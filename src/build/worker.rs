@@ -21,6 +21,8 @@ use std::time::Duration;
 pub trait Host: Send + Sync + 'static {
     /// Runs `f` with the write token held.
     fn with_stores(&self, f: &mut dyn FnMut(&Engine, &StateStore));
+    /// Runs `f` with a reading engine, without the write token (staging results).
+    fn with_engine(&self, f: &mut dyn FnMut(&Engine));
     /// Tells the world (event files, hooks, live stream).
     fn announce(&self, events: Vec<Event>);
     /// Started (not in maintenance).
@@ -334,13 +336,35 @@ fn run_build<H: Host + ?Sized>(
         return;
     }
     tracing::info!(upload = %id, %arch, status = %result.status, "build ended");
-    let mut events = Vec::new();
+    let mut finished = queue::Finished::default();
     host.with_stores(
-        &mut |engine, state| match queue::finish(engine, state, dirs, job, &result) {
-            Ok(e) => events = e,
+        &mut |_, state| match queue::record_result(state, dirs, job, &result) {
+            Ok(f) => finished = f,
             Err(e) => tracing::error!(error = %e, upload = %id, "storing a build result"),
         },
     );
+    host.announce(finished.events);
+    if let Some(install) = finished.install {
+        install_results(host, dirs, install);
+    }
+}
+
+/// Stages an upload's results without the write token, then takes it to install them.
+fn install_results<H: Host + ?Sized>(host: &H, dirs: &Dirs, install: queue::Install) {
+    let mut staged = None;
+    host.with_engine(&mut |engine| staged = Some(install.stage(engine)));
+    let mut work = staged.map(|s| (install, s));
+    let mut events = Vec::new();
+    host.with_stores(&mut |engine, state| {
+        let Some((install, staged)) = work.take() else {
+            return;
+        };
+        let id = install.upload().to_string();
+        match queue::install(engine, state, dirs, install, staged) {
+            Ok(e) => events = e,
+            Err(e) => tracing::error!(error = %e, upload = %id, "installing build results"),
+        }
+    });
     host.announce(events);
 }
 
