@@ -16,6 +16,7 @@ pub mod tls;
 pub mod ui;
 
 mod endpoints;
+mod listen;
 mod logs;
 mod start;
 mod upload;

@@ -2,7 +2,8 @@
 //! empty home), the administrator, the endpoints, the banner, then serving until SIGTERM or
 //! SIGINT.
 
-use super::{DaemonError, Served, ftp, housekeeping, io, legacy, log, router, tls};
+use super::listen::Listeners;
+use super::{DaemonError, Served, ftp, housekeeping, io, legacy, log, router};
 use crate::api::{self, Context, Output};
 use crate::repo::{Engine, RepoError, SetupOptions};
 use crate::settings::write_atomic;
@@ -210,12 +211,56 @@ fn base_url(bound: SocketAddr, hostname: Option<&str>) -> String {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(opts: Options) -> Result<(), DaemonError> {
-    let home = opts.home.clone();
-    std::fs::create_dir_all(&home).map_err(io(&home))?;
+    std::fs::create_dir_all(&opts.home).map_err(io(&opts.home))?;
     // Absolute from here on: chroot paths go into schroot's configuration and sudo rules.
-    let home = std::fs::canonicalize(&home).map_err(io(&home))?;
+    let home = std::fs::canonicalize(&opts.home).map_err(io(&opts.home))?;
     let _lock = HomeLock::acquire(&home)?;
-    let mut settings = Settings::load_or_create(&home)?;
+    let settings = settings_for(&home, &opts)?;
+    init_logging(&home, &settings.log_level)?;
+    let (engine, created) = open_or_create(&home, opts.default_setup, opts.identity.clone())?;
+    let admin_password = opts
+        .admin_password
+        .clone()
+        .or_else(|| std::env::var("MBD_ADMIN_PASSWORD").ok());
+    let state = legacy::open_state(&engine)?;
+    let generated = ensure_admin(&state, &home, admin_password.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(io(&home))?;
+    runtime.block_on(async move {
+        let listeners = Listeners::bind(&home, &settings).await?;
+        let served = served(&home, &settings, &listeners, engine, state)?;
+        let ctx = served.ctx.clone();
+        recover_incoming(&ctx)?;
+        spawn_ftp(&ctx, &home, &settings, &listeners.ftp);
+        let created = created.then_some(opts.default_setup);
+        print_banner(&ctx, created, generated.as_deref())?;
+        // Uploads that waited through a restart are decided now; leftovers of interrupted
+        // uploads go after their age, checked here and every few minutes; old history goes
+        // at start and every hour.
+        housekeeping::spawn(
+            ctx.clone(),
+            std::time::Duration::from_secs(settings.incoming_orphan_age),
+            settings.retention.clone(),
+        );
+        let default_chroot = created == Some(true) && opts.default_chroot;
+        start_builds(&ctx, &home, &settings, listeners.first, default_chroot)?;
+        let url_file = api::client::url_file(&home);
+        write_atomic(&url_file, format!("{}\n", ctx.url).as_bytes(), 0o644)?;
+        tracing::info!(url = %ctx.url, "serving");
+        listeners.serve(router(Arc::new(served))).await;
+        stop_builds(&ctx).await;
+        let _ = std::fs::remove_file(url_file);
+        Ok::<(), DaemonError>(())
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The home's settings with the command line's overrides.
+fn settings_for(home: &Path, opts: &Options) -> Result<Settings, DaemonError> {
+    let mut settings = Settings::load_or_create(home)?;
     if !opts.http_endpoints.is_empty() {
         settings.http_endpoints = opts.http_endpoints.clone();
     }
@@ -234,224 +279,123 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
     if let Some(l) = &opts.log_level {
         settings.log_level = l.clone();
     }
-    init_logging(&home, &settings.log_level)?;
-    let (engine, created) = open_or_create(&home, opts.default_setup, opts.identity.clone())?;
-    let admin_password = opts
-        .admin_password
-        .clone()
-        .or_else(|| std::env::var("MBD_ADMIN_PASSWORD").ok());
-    let state = legacy::open_state(&engine)?;
-    let generated = ensure_admin(&state, &home, admin_password.as_deref())?;
+    Ok(settings)
+}
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(io(&home))?;
-    runtime.block_on(async move {
-        let mut listeners = Vec::new();
-        for ep in &settings.http_endpoints {
-            listeners.push(bind(ep).await?);
-        }
-        let first = listeners
-            .first()
-            .ok_or_else(|| DaemonError::Settings {
-                path: settings_path(&home),
-                reason: "no HTTP endpoint".to_string(),
-            })?
-            .local_addr()
-            .map_err(io(&home))?;
-        let url = base_url(first, Some(settings.hostname.as_str()));
-        let tls = tls_config(&home, &settings)?;
-        let mut https = Vec::new();
-        for ep in &settings.https_endpoints {
-            let Some(config) = &tls else {
-                return Err(DaemonError::Settings {
-                    path: settings_path(&home),
-                    reason: format!("HTTPS on {ep} needs tls_certificate and tls_key"),
-                });
-            };
-            let l = bind(ep).await?;
-            https.push(tls::TlsListener::new(l, config.clone()).map_err(io(&home))?);
-        }
-        // FTP endpoints: bound here first so a busy port fails the start and port 0 works.
-        let mut ftp = Vec::new();
-        for ep in &settings.ftp_endpoints {
-            let probe = std::net::TcpListener::bind(ep).map_err(|source| DaemonError::Bind {
-                addr: ep.clone(),
-                source,
-            })?;
-            let addr = probe.local_addr().map_err(io(&home))?;
-            drop(probe);
-            ftp.push(addr);
-        }
-        let access_path = home.join("var/log/access.log");
-        let state = Arc::new(Served {
-            repositories: engine.home().join("repositories").into(),
-            files: Arc::default(),
-            access: log::RotatingFile::open(&access_path, log::MAX_SIZE)
-                .map_err(io(&access_path))?,
-            ctx: Arc::new({
-                let mut ctx = Context::new(engine, state, url.clone());
-                ctx.ftp = ftp.first().map(|a| {
-                    api::calls::authority(&base_url(*a, Some(settings.hostname.as_str())))
-                        .to_string()
-                });
-                ctx.https = https.first().and_then(|l| {
-                    let a = axum::serve::Listener::local_addr(l).ok()?;
-                    Some(
-                        api::calls::authority(&base_url(a, Some(settings.hostname.as_str())))
-                            .to_string(),
-                    )
-                });
-                ctx.incoming_login = settings.incoming_login;
-                ctx
-            }),
-        });
-        // Before anything can arrive: clean up after a crash.
-        let incoming = &state.ctx.incoming;
-        incoming
-            .create_dirs()
-            .and_then(|()| incoming.recover())
-            .map_err(|e| DaemonError::Settings {
-                path: incoming.dir.clone(),
-                reason: e.to_string(),
-            })?;
-        let ftps = (!settings.tls_certificate.is_empty()).then(|| {
-            (
-                home.join(&settings.tls_certificate),
-                home.join(&settings.tls_key),
-            )
-        });
-        for addr in ftp {
-            let ctx = state.ctx.clone();
-            let ftps = ftps.clone();
-            tokio::spawn(async move {
-                if let Err(e) = ftp::serve(ctx, addr.to_string(), ftps).await {
-                    tracing::error!(%addr, error = %e, "FTP server stopped");
-                }
-            });
-            tracing::info!(%addr, "FTP uploads");
-        }
-        print_banner(
-            &state.ctx,
-            created.then_some(opts.default_setup),
-            generated.as_deref(),
-        )?;
-        // Uploads that waited through a restart are decided now; leftovers of interrupted
-        // uploads go after their age, checked here and every few minutes; old history goes
-        // at start and every hour.
-        housekeeping::spawn(
-            state.ctx.clone(),
-            std::time::Duration::from_secs(settings.incoming_orphan_age),
-            settings.retention.clone(),
-        );
-        // Builds: the worker, and on a new home the chroot for the host.
-        {
-            let lintian =
-                crate::changelog::QaMode::parse(&settings.lintian_mode).ok_or_else(|| {
-                    DaemonError::Settings {
-                        path: settings_path(&home),
-                        reason: format!(
-                            "lintian_mode '{}' is not disabled, ignore, errfail or warnfail",
-                            settings.lintian_mode
-                        ),
-                    }
-                })?;
-            let builder = crate::build::worker::Sbuild {
-                home: home.clone(),
-                limit: std::time::Duration::from_secs(settings.build_timeout),
-                jobs: settings.build_jobs,
-                lintian,
-            };
-            let armored = state.ctx.engine().key().public_armored();
-            builder.write_key(&armored).map_err(io(&home))?;
-            let local = match first.ip() {
-                ip if ip.is_unspecified() => SocketAddr::new([127, 0, 0, 1].into(), first.port()),
-                _ => first,
-            };
-            let (codename, host_arch) = host_distribution();
-            crate::build::worker::spawn(
-                state.ctx.clone(),
-                state.ctx.builds.clone(),
-                Arc::new(builder),
-                crate::build::worker::Settings {
-                    home: home.clone(),
-                    slots: settings.build_slots.max(1) as usize,
-                    local_url: format!("http://{local}"),
-                    host_arch: host_arch.clone(),
-                },
-            );
-            if created
-                && opts.default_setup
-                && opts.default_chroot
-                && settings.prepare_default_chroot
-            {
-                prepare_default_chroot(&state.ctx, &codename, &host_arch);
-            }
-        }
-        write_atomic(
-            &api::client::url_file(&home),
-            format!("{url}\n").as_bytes(),
-            0o644,
-        )?;
-        tracing::info!(%url, "serving");
-        let ctx = state.ctx.clone();
-        let app = router(state);
-        let shutdown = shutdown_signal();
-        let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
-        let mut servers = Vec::new();
-        for l in listeners {
-            use axum::serve::ListenerExt;
-            let mut rx = tx.subscribe();
-            let app = app.clone();
-            // Without TCP_NODELAY a response whose head and body go out in two writes waits
-            // for the client's delayed ACK (tens of milliseconds) on every request.
-            let l = l.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            servers.push(tokio::spawn(async move {
-                axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())
-                    .with_graceful_shutdown(async move {
-                        let _ = rx.recv().await;
-                    })
-                    .await
-            }));
-        }
-        for l in https {
-            use axum::serve::ListenerExt;
-            let mut rx = tx.subscribe();
-            let app = app.clone();
-            servers.push(tokio::spawn(async move {
-                axum::serve(
-                    l.tap_io(|_| {}),
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(async move {
-                    let _ = rx.recv().await;
-                })
-                .await
-            }));
-        }
-        shutdown.await;
-        tracing::info!("shutting down");
-        let _ = tx.send(());
-        for s in servers {
-            let _ = s.await;
-        }
-        // Running builds stop (sbuild ends its session) and are queued for the next start.
-        let builds = ctx.builds.clone();
-        let running = tokio::task::spawn_blocking(move || builds.shut_down(SHUTDOWN_WAIT)).await;
-        if let Ok(n @ 1..) = running {
-            tracing::warn!(
-                builds = n,
-                "builds still running at exit; the next start runs them again"
-            );
-        }
-        let _ = std::fs::remove_file(api::client::url_file(&home));
-        Ok::<(), DaemonError>(())
-    })?;
-    tracing::info!("stopped");
+/// What the HTTP handlers share: the application context and the serving state.
+fn served(
+    home: &Path,
+    settings: &Settings,
+    listeners: &Listeners,
+    engine: Engine,
+    state: crate::state::StateStore,
+) -> Result<Served, DaemonError> {
+    let hostname = Some(settings.hostname.as_str());
+    let authority = |a: SocketAddr| api::calls::authority(&base_url(a, hostname)).to_string();
+    let access_path = home.join("var/log/access.log");
+    let mut ctx = Context::new(engine, state, base_url(listeners.first, hostname));
+    ctx.ftp = listeners.ftp.first().map(|a| authority(*a));
+    ctx.https = listeners.first_https().map(authority);
+    ctx.incoming_login = settings.incoming_login;
+    Ok(Served {
+        repositories: ctx.engine().home().join("repositories").into(),
+        files: Arc::default(),
+        access: log::RotatingFile::open(&access_path, log::MAX_SIZE).map_err(io(&access_path))?,
+        ctx: Arc::new(ctx),
+    })
+}
+
+/// Before anything can arrive: clean up after a crash.
+fn recover_incoming(ctx: &Context) -> Result<(), DaemonError> {
+    let incoming = &ctx.incoming;
+    incoming
+        .create_dirs()
+        .and_then(|()| incoming.recover())
+        .map_err(|e| DaemonError::Settings {
+            path: incoming.dir.clone(),
+            reason: e.to_string(),
+        })?;
     Ok(())
+}
+
+/// One FTP server per endpoint (FTPS when a certificate is set).
+fn spawn_ftp(ctx: &Arc<Context>, home: &Path, settings: &Settings, addrs: &[SocketAddr]) {
+    let ftps = (!settings.tls_certificate.is_empty()).then(|| {
+        (
+            home.join(&settings.tls_certificate),
+            home.join(&settings.tls_key),
+        )
+    });
+    for &addr in addrs {
+        let ctx = ctx.clone();
+        let ftps = ftps.clone();
+        tokio::spawn(async move {
+            if let Err(e) = ftp::serve(ctx, addr.to_string(), ftps).await {
+                tracing::error!(%addr, error = %e, "FTP server stopped");
+            }
+        });
+        tracing::info!(%addr, "FTP uploads");
+    }
+}
+
+/// Builds: the worker, and on a new home (if asked) the chroot for the host.
+fn start_builds(
+    ctx: &Arc<Context>,
+    home: &Path,
+    settings: &Settings,
+    first: SocketAddr,
+    default_chroot: bool,
+) -> Result<(), DaemonError> {
+    let lintian = crate::changelog::QaMode::parse(&settings.lintian_mode).ok_or_else(|| {
+        DaemonError::Settings {
+            path: settings_path(home),
+            reason: format!(
+                "lintian_mode '{}' is not disabled, ignore, errfail or warnfail",
+                settings.lintian_mode
+            ),
+        }
+    })?;
+    let builder = crate::build::worker::Sbuild {
+        home: home.to_path_buf(),
+        limit: std::time::Duration::from_secs(settings.build_timeout),
+        jobs: settings.build_jobs,
+        lintian,
+    };
+    builder
+        .write_key(&ctx.engine().key().public_armored())
+        .map_err(io(home))?;
+    let local = match first.ip() {
+        ip if ip.is_unspecified() => SocketAddr::new([127, 0, 0, 1].into(), first.port()),
+        _ => first,
+    };
+    let (codename, host_arch) = host_distribution();
+    crate::build::worker::spawn(
+        ctx.clone(),
+        ctx.builds.clone(),
+        Arc::new(builder),
+        crate::build::worker::Settings {
+            home: home.to_path_buf(),
+            slots: settings.build_slots.max(1) as usize,
+            local_url: format!("http://{local}"),
+            host_arch: host_arch.clone(),
+        },
+    );
+    if default_chroot && settings.prepare_default_chroot {
+        prepare_default_chroot(ctx, &codename, &host_arch);
+    }
+    Ok(())
+}
+
+/// Running builds stop (sbuild ends its session) and are queued for the next start.
+async fn stop_builds(ctx: &Context) {
+    let builds = ctx.builds.clone();
+    let running = tokio::task::spawn_blocking(move || builds.shut_down(SHUTDOWN_WAIT)).await;
+    if let Ok(n @ 1..) = running {
+        tracing::warn!(
+            builds = n,
+            "builds still running at exit; the next start runs them again"
+        );
+    }
 }
 
 /// On a new home: the chroot for the host's codename and architecture, from the host's own
@@ -471,47 +415,6 @@ fn prepare_default_chroot(ctx: &Context, codename: &str, arch: &str) {
     );
     if let Err(e) = ctx.builds.request(ctx.state(), c) {
         tracing::error!(error = %e, "storing the default chroot");
-    }
-}
-
-async fn bind(ep: &str) -> Result<tokio::net::TcpListener, DaemonError> {
-    tokio::net::TcpListener::bind(ep)
-        .await
-        .map_err(|source| DaemonError::Bind {
-            addr: ep.to_string(),
-            source,
-        })
-}
-
-/// The TLS configuration, if a certificate is set (paths relative to the home).
-fn tls_config(
-    home: &Path,
-    settings: &Settings,
-) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>, DaemonError> {
-    match (
-        settings.tls_certificate.is_empty(),
-        settings.tls_key.is_empty(),
-    ) {
-        (true, true) => Ok(None),
-        (false, false) => tls::server_config(
-            &home.join(&settings.tls_certificate),
-            &home.join(&settings.tls_key),
-        )
-        .map(Some),
-        _ => Err(DaemonError::Settings {
-            path: settings_path(home),
-            reason: "set both tls_certificate and tls_key, or neither".to_string(),
-        }),
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
     }
 }
 

@@ -542,13 +542,14 @@ impl Decision<'_> {
         }
     }
 
+    /// The files go before the event is recorded: once REJECTED is visible, an upload of the
+    /// same names again cannot lose its files to this discard.
     fn reject(&self, subject: &Subject, reason: String) -> Result<Vec<Event>, IncomingError> {
-        let e = record(
+        discard(self.incoming, self.path);
+        Ok(record(
             self.state,
             vec![self.event(EventKind::Rejected, subject, reason)],
-        )?;
-        discard(self.incoming, self.path);
-        Ok(e)
+        )?)
     }
 
     /// A source upload: into the queue (unless a crash came after that), ACCEPTED and
