@@ -195,6 +195,28 @@ pub fn uploads(state: &StateStore) -> Result<Vec<Upload>, BuildError> {
     Ok(all)
 }
 
+/// The uploads being built, oldest first. Each has its queue directory until it ends, so the
+/// directory's names find them without decoding every upload record kept for history.
+fn building(state: &StateStore, dirs: &Dirs) -> Result<Vec<Upload>, BuildError> {
+    let Ok(entries) = std::fs::read_dir(&dirs.queue) else {
+        return Ok(Vec::new());
+    };
+    let mut active = Vec::new();
+    for e in entries.filter_map(Result::ok) {
+        let id = e.file_name().to_string_lossy().into_owned();
+        if id.starts_with('.') {
+            continue;
+        }
+        if let Some(u) = state.get::<Upload>(&id)?
+            && u.state == UploadState::Building
+        {
+            active.push(u);
+        }
+    }
+    active.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+    Ok(active)
+}
+
 /// The builds of an upload, by architecture.
 pub fn builds_of(state: &StateStore, upload: &str) -> Result<Vec<Build>, BuildError> {
     Ok(state
@@ -336,10 +358,7 @@ pub fn start_next(
     dirs: &Dirs,
     local_url: &str,
 ) -> Result<Option<(Job, Vec<Event>)>, BuildError> {
-    for upload in uploads(state)? {
-        if upload.state != UploadState::Building {
-            continue;
-        }
+    for upload in building(state, dirs)? {
         for mut build in builds_of(state, &upload.id)? {
             if build.state != State::NeedsBuild {
                 continue;
