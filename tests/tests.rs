@@ -14,6 +14,8 @@ mod fixtures;
 mod fuzz;
 /// The layer rule: no module of `src/` names a higher layer.
 mod layers;
+/// The apt of trixie (sqv), sid and bookworm against what the daemon publishes.
+mod releases;
 /// The repository engine: apt against published suites, rollbacks, migrations, refusals.
 mod repo;
 /// `setup` against the host's real Debian archive: sources checked with real keys, refusals.
