@@ -763,3 +763,19 @@ pub(super) fn entry_matches(entry: &FileEntry, d: &Digests, file: &Path) -> Resu
         reason: e.to_string(),
     })
 }
+
+/// Section and priority of a source from its first `Package-List` line, else misc/optional.
+fn package_list_section(dsc: &Dsc) -> (String, String) {
+    dsc.paragraph
+        .field("Package-List")
+        .and_then(|f| {
+            f.continuation_lines()
+                .find(|l| !l.is_empty())
+                .map(str::to_string)
+        })
+        .and_then(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.len() >= 4).then(|| (w[2].to_string(), w[3].to_string()))
+        })
+        .unwrap_or_else(|| ("misc".into(), "optional".into()))
+}
