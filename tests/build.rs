@@ -175,6 +175,39 @@ fn wait_for_chroot(d: &Daemon, home: &Path, started: Instant) -> String {
     }
 }
 
+/// Waits until every chroot the daemon has (at least `n`) is ready; their ids.
+fn wait_for_chroots(d: &Daemon, home: &Path, started: Instant, n: usize) -> Vec<String> {
+    let limit = Duration::from_secs(1500);
+    loop {
+        let list = json(&d.api_ok(&["chroots"]));
+        let all = list.as_array().cloned().unwrap_or_default();
+        let id = |c: &serde_json::Value| {
+            format!(
+                "{}-{}",
+                c["codename"].as_str().unwrap(),
+                c["architecture"].as_str().unwrap()
+            )
+        };
+        if let Some(c) = all.iter().find(|c| c["state"] == "failed") {
+            let log = home.join("var/chroots").join(id(c)).join("prepare.log");
+            panic!(
+                "{c}\n{}\n{}",
+                std::fs::read_to_string(log).unwrap_or_default(),
+                d.log()
+            );
+        }
+        if all.len() >= n && all.iter().all(|c| c["state"] == "ready") {
+            eprintln!(
+                "{n} chroots ready after {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+            return all.iter().map(id).collect();
+        }
+        assert!(started.elapsed() < limit, "chroots not ready: {list}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 /// Copies the source uploads of mbd-hello 1.0-1 and mbd-greeter from the fixtures.
 fn copy_fixture_uploads(work: &Path) {
     for f in crate::util::files_ending(&fixtures().join("pkg"), "") {
@@ -288,6 +321,8 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
     // real archive and keys, distribution and repository `test`, the chroot prepared.
     let d = Daemon::start_with(&home, &["--no-default-setup"]);
     let (codename, _) = mbd::settings::host_distribution();
+    // One architecture here (builds for amd64 and i386: the next test).
+    let dist = format!("{codename}:amd64");
     let report = d.api_ok(&[
         "setup",
         "--preset",
@@ -295,6 +330,8 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
         "--archives-from-apt-sources",
         "--sources",
         &codename,
+        "--distributions",
+        &dist,
     ]);
     for want in [
         format!("source       {codename:<40} active [created, pca]"),
@@ -668,4 +705,107 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
         "builds e2e: {:.0} s in all",
         started.elapsed().as_secs_f64()
     );
+}
+
+#[test]
+fn one_upload_builds_on_amd64_and_i386_with_arch_all_once() {
+    if !can_build() {
+        return;
+    }
+    let i386 = std::process::Command::new("arch-test")
+        .args(["-n", "i386"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        i386,
+        "this amd64 host's kernel runs no i386 binaries (arch-test -n i386)"
+    );
+    let _one = CHROOT.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let started = Instant::now();
+    // The preset on the host's native architectures: amd64 and i386 (under linux32).
+    let d = Daemon::start_with(&home, &["--no-default-setup"]);
+    let (codename, _) = mbd::settings::host_distribution();
+    let report = d.api_ok(&[
+        "setup",
+        "--preset",
+        "Debian",
+        "--archives-from-apt-sources",
+        "--sources",
+        &codename,
+    ]);
+    for want in [
+        format!("chroot       {codename}-amd64"),
+        format!("chroot       {codename}-i386"),
+    ] {
+        assert!(report.contains(&want), "'{want}' not in:\n{report}");
+    }
+    let mut ids = wait_for_chroots(&d, &home, started, 2);
+    ids.sort();
+    assert_eq!(
+        ids,
+        [format!("{codename}-amd64"), format!("{codename}-i386")]
+    );
+    let conf = Path::new("/etc/schroot/chroot.d").join(format!("mbd-{codename}-i386.conf"));
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert!(text.contains("personality=linux32\n"), "{text}");
+
+    // mbd-hello (Architecture: any) and mbd-hello-doc (all): built on both, -doc once.
+    copy_fixture_uploads(&work);
+    dput(
+        &d,
+        &work,
+        &work.join("mbd-hello_1.0-1~test12+1_source.changes"),
+    );
+    wait_for(&d, "mbd-hello", "INSTALLED", Duration::from_secs(900));
+    let builds = json(&d.api_ok(&["builds", "--source", "mbd-hello"]));
+    let (amd64, i386) = (&builds[0]["builds"]["amd64"], &builds[0]["builds"]["i386"]);
+    assert_eq!(
+        (&amd64["state"], &i386["state"]),
+        (&"built".into(), &"built".into()),
+        "{builds}"
+    );
+    assert_eq!(
+        (&amd64["arch_all"], &i386["arch_all"]),
+        (&true.into(), &false.into()),
+        "{builds}"
+    );
+    assert!(served_log(&d, i386).contains("Host Architecture: i386"));
+    let pool = home.join("repositories/test/pool/main/m/mbd-hello");
+    let mut debs: Vec<String> = std::fs::read_dir(&pool)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".deb"))
+        .collect();
+    debs.sort();
+    assert_eq!(
+        debs,
+        [
+            "mbd-hello-doc_1.0-1~test12+1_all.deb",
+            "mbd-hello_1.0-1~test12+1_amd64.deb",
+            "mbd-hello_1.0-1~test12+1_i386.deb",
+        ],
+        "{}",
+        pool.display()
+    );
+    // apt for i386 sees the i386 build and the arch-all package.
+    let dists =
+        format!("/repositories/test/dists/{codename}-test-unstable/main/binary-i386/Packages");
+    let (code, _, body) = d.get(&dists, &[]);
+    assert_eq!(code, 200);
+    let packages = String::from_utf8_lossy(&body);
+    for want in [
+        "Package: mbd-hello\n",
+        "Architecture: i386\n",
+        "Package: mbd-hello-doc\n",
+        "Architecture: all\n",
+    ] {
+        assert!(
+            packages.contains(want),
+            "{want} not in {dists}:\n{packages}"
+        );
+    }
 }

@@ -144,11 +144,23 @@ fn setup_from_the_debian_origin_checks_real_sources_and_refuses_bad_ones() {
         "only {mirror} was given: {all}"
     );
     // The repository is published for the distribution, with the source's codeversion.
-    let (code, _, _) = d.get(
+    // On the host's native architectures: amd64 and i386 where the kernel runs i386.
+    let (code, _, body) = d.get(
         &format!("/repositories/test/dists/{codename}-test-unstable/InRelease"),
         &[],
     );
     assert_eq!(code, 200);
+    let release = String::from_utf8_lossy(&body);
+    let i386_runs = std::process::Command::new("arch-test")
+        .args(["-n", "i386"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let expected = if i386_runs {
+        "Architectures: amd64 i386\n"
+    } else {
+        "Architectures: amd64\n"
+    };
+    assert!(release.contains(expected), "{release}");
     let status = json(&d.api_ok(&["status", "--with-repositories"]));
     assert_eq!(
         status["repositories"]["test"]["codenames"][0],

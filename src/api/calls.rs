@@ -595,7 +595,7 @@ pub static CALLS: &[Call] = &[
                 "distributions_from_sources",
                 Kind::Bool,
                 "false",
-                "one distribution per source codename, for the host's architecture",
+                "one distribution per source codename, on the host's native architectures (amd64+i386 on amd64, when the kernel runs i386)",
             ),
             arg(
                 "repositories",

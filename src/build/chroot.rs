@@ -187,9 +187,44 @@ pub fn find(state: &StateStore, id: &str) -> Result<Chroot, BuildError> {
 /// `linux32` for a 32-bit chroot on its 64-bit host (i386 on amd64, armhf on arm64).
 pub fn personality(host_arch: &str, arch: &str) -> &'static str {
     match (host_arch, arch) {
-        ("amd64", "i386") | ("arm64", "armhf") | ("arm64", "armel") => "linux32",
+        (host, a) if companion_architecture(host) == Some(a) => "linux32",
+        ("arm64", "armel") => "linux32",
         _ => "linux",
     }
+}
+
+/// The 32-bit architecture a 64-bit host runs under `linux32` (i386 on amd64, armhf on
+/// arm64), if any.
+pub fn companion_architecture(host_arch: &str) -> Option<&'static str> {
+    match host_arch {
+        "amd64" => Some("i386"),
+        "arm64" => Some("armhf"),
+        _ => None,
+    }
+}
+
+/// The architectures this host builds natively: its own, then its 32-bit companion when
+/// the kernel runs its binaries (`arch-test -n`: the kernel alone, no emulation). What
+/// mini-buildd's presets give a distribution (amd64+i386 on amd64).
+pub fn native_architectures(host_arch: &str) -> Vec<String> {
+    let mut archs = vec![host_arch.to_string()];
+    if let Some(c) = companion_architecture(host_arch) {
+        let runs = std::process::Command::new("arch-test")
+            .args(["-n", c])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if runs {
+            archs.push(c.to_string());
+        } else {
+            tracing::info!(
+                arch = c,
+                "the kernel does not run it (arch-test -n): not native"
+            );
+        }
+    }
+    archs
 }
 
 /// The host's archive for `codename`, as its apt sources name it (deb822 `.sources` files or

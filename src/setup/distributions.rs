@@ -9,7 +9,7 @@ use crate::repo::distribution::{BuildOptions, Distribution, PrioritySource};
 
 impl Setup<'_> {
     /// The distributions asked for (`codename:arch+arch`), or one for each planned base
-    /// source on the host's architecture.
+    /// source on the host's native architectures (amd64+i386 on amd64).
     pub(super) fn wanted_distributions(
         &self,
         planned: &Planned,
@@ -21,9 +21,9 @@ impl Setup<'_> {
             wanted_dists.push((d.codename, d.architectures));
         }
         if req.distributions_from_sources && req.distributions.is_empty() {
-            let host_arch = self.env.host_arch();
+            let archs = self.env.native_architectures();
             for (c, _) in &planned.base {
-                wanted_dists.push((c.clone(), vec![host_arch.clone()]));
+                wanted_dists.push((c.clone(), archs.clone()));
             }
         }
         Ok(wanted_dists)

@@ -67,7 +67,9 @@ pub trait Env {
     fn distro_info(&self, file: &str) -> Option<String>;
     /// The mirrors the host's apt sources name.
     fn apt_archives(&self) -> Vec<String>;
-    fn host_arch(&self) -> String;
+    /// The host's architecture first, then the others it builds natively (its 32-bit
+    /// companion).
+    fn native_architectures(&self) -> Vec<String>;
     /// Starts preparing a chroot in the background.
     fn request_chroot(&mut self, state: &StateStore, chroot: Chroot) -> Result<(), String>;
     /// The FTP endpoints of the daemon's settings, and the one it serves now (`host:port`).

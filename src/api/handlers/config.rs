@@ -270,8 +270,8 @@ impl crate::setup::Env for DaemonEnv<'_> {
     fn apt_archives(&self) -> Vec<String> {
         crate::setup::apt_archives(std::path::Path::new("/etc/apt"))
     }
-    fn host_arch(&self) -> String {
-        crate::settings::host_distribution().1
+    fn native_architectures(&self) -> Vec<String> {
+        crate::build::chroot::native_architectures(&crate::settings::host_distribution().1)
     }
     fn request_chroot(
         &mut self,
