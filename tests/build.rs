@@ -451,6 +451,38 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
     );
     assert!(log.contains("Status: attempted"), "{log}");
 
+    // 3b. A build-dependency nobody has: a dep-wait, naming it in the build's status and in
+    // the upload's FAILED event.
+    let waiting = generated_with(
+        dir.path(),
+        1,
+        "--source",
+        &[
+            ("MBD_GEN_NAME", "mbd-depwait"),
+            ("MBD_GEN_BUILD_DEPENDS", "mbd-missing-dev (>= 2.0)"),
+        ],
+    );
+    dput(&d, &work, &changes_in(&waiting[0]));
+    let failed = wait_for(&d, "mbd-depwait-1", "FAILED", limit);
+    let builds = json(&d.api_ok(&["builds", "--source", "mbd-depwait-1"]));
+    let b = &builds[0]["builds"]["amd64"];
+    assert_eq!(b["state"], "dep-wait", "{builds}");
+    assert_eq!(b["fail_stage"], "install-deps", "{builds}");
+    assert!(
+        b["status"]
+            .as_str()
+            .unwrap()
+            .contains("not installable: mbd-missing-dev (>= 2.0)"),
+        "{builds}"
+    );
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("mbd-missing-dev (>= 2.0)"),
+        "{failed}"
+    );
+
     // 4. Lintian on the host, as the upload asks (lintian-mode=errfail): the package builds,
     // lintian finds errors (no copyright file), and the build fails at stage lintian.
     let linted = generated_with(

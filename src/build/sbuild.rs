@@ -193,6 +193,15 @@ pub fn report(log: &str, exit: Option<i32>) -> Report {
         (Some("given-back"), _) | (_, Some(3)) => Outcome::DepWait,
         _ => Outcome::Failed,
     };
+    let missing = if fail_stage.as_deref() == Some("install-deps") {
+        missing_dependencies(log)
+    } else {
+        Vec::new()
+    };
+    let status = status.map(|s| match missing.is_empty() {
+        true => s,
+        false => format!("{s}; not installable: {}", missing.join(", ")),
+    });
     Report {
         outcome,
         status: status.unwrap_or_else(|| match exit {
@@ -204,6 +213,50 @@ pub fn report(log: &str, exit: Option<i32>) -> Report {
         }),
         fail_stage,
     }
+}
+
+/// The build-dependencies the resolver could not install, as the log names them: dose3's
+/// `unsat-dependency:` lines (sbuild's explanation), else apt's `Depends: X but ...` lines
+/// under "The following packages have unmet dependencies:". Architecture qualifiers of the
+/// package names go (`hello:amd64 (>= 2)` is `hello (>= 2)`); each named once, at most 10.
+pub fn missing_dependencies(log: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |dep: &str| {
+        let dep = dep.trim();
+        let (name, rest) = dep.split_once(' ').unwrap_or((dep, ""));
+        let name = name.split_once(':').map_or(name, |(n, _)| n);
+        let dep = format!("{name} {rest}").trim().to_string();
+        if !dep.is_empty() && !out.contains(&dep) && out.len() < 10 {
+            out.push(dep);
+        }
+    };
+    let unsat: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("unsat-dependency:"))
+        .collect();
+    if !unsat.is_empty() {
+        unsat.into_iter().for_each(&mut add);
+        return out;
+    }
+    let mut in_unmet = false;
+    for line in log.lines() {
+        if line.starts_with("The following packages have unmet dependencies:") {
+            in_unmet = true;
+            continue;
+        }
+        if !in_unmet {
+            continue;
+        }
+        if !line.starts_with(' ') {
+            in_unmet = false;
+            continue;
+        }
+        let Some((_, dep)) = line.split_once("Depends: ") else {
+            continue;
+        };
+        add(dep.split(" but ").next().unwrap_or(dep));
+    }
+    out
 }
 
 /// The first error line (`E: ...`) of a log: what went wrong when sbuild stopped before its
@@ -392,6 +445,7 @@ mod tests {
         assert_eq!(r.fail_stage.as_deref(), Some("build"));
         let dep = "Fail-Stage: install-deps\nStatus: given-back\n";
         assert_eq!(report(dep, Some(3)).outcome, Outcome::DepWait);
+        assert_eq!(report(dep, Some(3)).status, "given-back");
         let killed = report("half a log", None);
         assert_eq!(killed.outcome, Outcome::Failed);
         assert_eq!(killed.status, "sbuild was killed");
@@ -409,5 +463,26 @@ mod tests {
             report("no errors", Some(1)).status,
             "sbuild exited with 1 and no summary"
         );
+    }
+
+    #[test]
+    fn a_dep_wait_names_what_could_not_be_installed() {
+        // dose3's explanation, as sbuild prints it after the resolver failed.
+        let dose = "  reasons:\n   -\n    missing:\n     pkg:\n      package: sbuild-build-depends-main-dummy\n      unsat-dependency: mbd-missing-dev:amd64 (>= 2.0)\n   -\n      unsat-dependency: mbd-other:amd64\n      unsat-dependency: mbd-missing-dev:amd64 (>= 2.0)\nE: Package build dependencies not satisfied; skipping\nFail-Stage: install-deps\nStatus: given-back\n";
+        let r = report(dose, Some(3));
+        assert_eq!(r.outcome, Outcome::DepWait);
+        assert_eq!(
+            r.status,
+            "given-back; not installable: mbd-missing-dev (>= 2.0), mbd-other"
+        );
+        // apt's resolver lines, when there is no dose3 explanation.
+        let apt = "The following packages have unmet dependencies:\n sbuild-build-depends-main-dummy : Depends: libnope-dev (>= 1.2) but it is not installable\n                                   Depends: libgone-dev but it is not going to be installed\nE: Unable to correct problems, you have held broken packages.\nFail-Stage: install-deps\nStatus: given-back\n";
+        assert_eq!(
+            missing_dependencies(apt),
+            ["libnope-dev (>= 1.2)", "libgone-dev"]
+        );
+        // Only at install-deps: a failed build's log that mentions Depends is not a dep-wait.
+        let build = "The following packages have unmet dependencies:\n x : Depends: y but it is not installable\nFail-Stage: build\nStatus: attempted\n";
+        assert_eq!(report(build, Some(2)).status, "attempted");
     }
 }

@@ -558,6 +558,13 @@ fn settle(store: &StateStore, dirs: &Dirs, id: &str) -> Result<Finished, BuildEr
         .iter()
         .filter(|b| !b.optional && b.state != State::Built)
         .map(|b| match (&b.fail_stage, b.status.starts_with("sbuild ")) {
+            // A dep-wait names what could not be installed (sbuild's status says it).
+            (Some(stage), _) if b.state == State::DepWait => format!(
+                "{} ({} at {stage}: {})",
+                b.architecture,
+                state_name(b.state),
+                b.status
+            ),
             (Some(stage), _) => format!("{} ({} at {stage})", b.architecture, state_name(b.state)),
             (None, true) => format!("{} ({}: {})", b.architecture, state_name(b.state), b.status),
             (None, false) => format!("{} ({})", b.architecture, state_name(b.state)),
