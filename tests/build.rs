@@ -740,7 +740,7 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
 }
 
 #[test]
-fn one_upload_builds_on_amd64_and_i386_with_arch_all_once() {
+fn uploads_build_on_amd64_and_i386_arch_all_once_and_an_optional_arch_may_fail_alone() {
     if !can_build() {
         return;
     }
@@ -840,4 +840,70 @@ fn one_upload_builds_on_amd64_and_i386_with_arch_all_once() {
             "{want} not in {dists}:\n{packages}"
         );
     }
+
+    // i386 made optional: a package that fails to build there only is installed from its
+    // amd64 build, and its i386 failure is recorded.
+    let (ok, out) = d.api(&[
+        "distribution_set",
+        &codename,
+        "optional_architectures",
+        "--value",
+        "amd64",
+        "--value",
+        "i386",
+    ]);
+    assert!(!ok && out.contains("must stay mandatory"), "{out}");
+    d.api_ok(&[
+        "distribution_set",
+        &codename,
+        "optional_architectures",
+        "--value",
+        "i386",
+    ]);
+    let failing = generated_with(
+        dir.path(),
+        1,
+        "--source",
+        &[
+            ("MBD_GEN_NAME", "mbd-i386fail"),
+            ("MBD_GEN_FAIL_ON", "i386"),
+        ],
+    );
+    dput(&d, &work, &changes_in(&failing[0]));
+    // Its i386 build's FAILED event comes first; the upload still ends INSTALLED.
+    let started = Instant::now();
+    loop {
+        let events = json(&d.api_ok(&["events", "--source", "mbd-i386fail-1"]));
+        let kinds: Vec<&str> = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["kind"].as_str())
+            .collect();
+        if kinds.contains(&"INSTALLED") {
+            assert!(kinds.contains(&"FAILED"), "{events}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "not installed: {events}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let builds = json(&d.api_ok(&["builds", "--source", "mbd-i386fail-1"]));
+    let (amd64, i386) = (&builds[0]["builds"]["amd64"], &builds[0]["builds"]["i386"]);
+    assert_eq!(
+        (&amd64["state"], &i386["state"]),
+        (&"built".into(), &"failed".into()),
+        "{builds}"
+    );
+    assert_eq!(i386["optional"], true, "{builds}");
+    assert!(served_log(&d, i386).contains("mbd-i386fail-1 fails to build on i386 on purpose"));
+    let ls = json(&d.api_ok(&["ls", "mbd-i386fail-1"]));
+    assert_eq!(
+        ls["test"][format!("{codename}-test-unstable")]["version"],
+        "1.0~test12+1",
+        "{ls}"
+    );
 }

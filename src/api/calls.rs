@@ -820,13 +820,13 @@ pub static CALLS: &[Call] = &[
         level: Level::Admin,
         changes: true,
         running: false,
-        doc: "Set a distribution's build options: deb_build_options and deb_build_profiles (words), lintian_mode (disabled, ignore, errfail, warnfail; empty: the daemon's), add_depends (one dependency per value), chroot_setup_script (a script starting with #!, run in the chroot before build-dependencies are installed), sbuildrc_snippet (Perl for the build's .sbuildrc; %LIBDIR% is a directory kept per codename and architecture). Uploads' options add to or override them.",
+        doc: "Set a distribution's build options: optional_architectures (architectures whose failure does not fail an upload; the first mandatory one builds Architecture: all), deb_build_options and deb_build_profiles (words), lintian_mode (disabled, ignore, errfail, warnfail; empty: the daemon's), add_depends (one dependency per value), chroot_setup_script (a script starting with #!, run in the chroot before build-dependencies are installed), sbuildrc_snippet (Perl for the build's .sbuildrc; %LIBDIR% is a directory kept per codename and architecture). Uploads' options add to or override them.",
         args: &[
             req("codename", Kind::Str, "the distribution's codename"),
             req(
                 "field",
                 Kind::Str,
-                "deb_build_options, deb_build_profiles, lintian_mode, add_depends, chroot_setup_script or sbuildrc_snippet",
+                "optional_architectures, deb_build_options, deb_build_profiles, lintian_mode, add_depends, chroot_setup_script or sbuildrc_snippet",
             ),
             arg(
                 "value",

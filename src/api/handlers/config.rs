@@ -200,6 +200,21 @@ pub(crate) fn distribution_set(ctx: &Context, inv: &Invocation) -> Result<Output
         }
     };
     match field {
+        "optional_architectures" => {
+            let optional = words()?;
+            if let Some(a) = optional.iter().find(|a| !d.architectures.contains(a)) {
+                return Err(bad(format!(
+                    "'{a}' is not an architecture of {codename} ({})",
+                    d.architectures.join(", ")
+                )));
+            }
+            if d.architectures.iter().all(|a| optional.contains(a)) {
+                return Err(bad(format!(
+                    "at least one architecture of {codename} must stay mandatory"
+                )));
+            }
+            d.optional_architectures = optional;
+        }
         "deb_build_options" => d.build.deb_build_options = words()?,
         "deb_build_profiles" => d.build.deb_build_profiles = words()?,
         "lintian_mode" => {
@@ -237,7 +252,7 @@ pub(crate) fn distribution_set(ctx: &Context, inv: &Invocation) -> Result<Output
         "sbuildrc_snippet" => d.build.sbuildrc_snippet = text()?,
         other => {
             return Err(bad(format!(
-                "'{other}' cannot be set (settable: deb_build_options, deb_build_profiles, lintian_mode, add_depends, chroot_setup_script, sbuildrc_snippet; setup sets the rest)"
+                "'{other}' cannot be set (settable: optional_architectures, deb_build_options, deb_build_profiles, lintian_mode, add_depends, chroot_setup_script, sbuildrc_snippet; setup sets the rest)"
             )));
         }
     }
