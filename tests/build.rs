@@ -1,4 +1,4 @@
-//! Builds end to end, with no fakes: a new home, `setup` with the Debian preset (or, for the
+//! Builds end to end, with no fakes (bookworm on amd64 and i386, trixie): a new home, `setup` with the Debian preset (or, for the
 //! dedicated user, the daemon's default setup), the chroot it prepares (mmdebstrap, schroot), the stock `dput`, real `sbuild` runs, and `apt-get install`
 //! of what was built from the daemon's HTTP server.
 //!
@@ -906,4 +906,73 @@ fn uploads_build_on_amd64_and_i386_arch_all_once_and_an_optional_arch_may_fail_a
         "1.0~test12+1",
         "{ls}"
     );
+}
+
+#[test]
+fn a_trixie_upload_builds_in_a_trixie_chroot_and_installs_with_trixies_apt() {
+    if !can_build() {
+        return;
+    }
+    let _one = CHROOT.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let started = Instant::now();
+    // Debian 13 on a bookworm host: sources checked against the real archive, the chroot
+    // made by the daemon, the version rule's codeversion 13.
+    let d = Daemon::start_with(&home, &["--no-default-setup"]);
+    let report = d.api_ok(&[
+        "setup",
+        "--preset",
+        "Debian",
+        "--archives-from-apt-sources",
+        "--sources",
+        "trixie",
+        "--distributions",
+        "trixie:amd64",
+    ]);
+    for want in [
+        format!("source       {:<40} active [created, pca]", "trixie"),
+        format!("repository   {:<40} active [created, pca]", "test"),
+    ] {
+        assert!(report.contains(&want), "'{want}' not in:\n{report}");
+    }
+    assert_eq!(wait_for_chroots(&d, &home, started, 1), ["trixie-amd64"]);
+    let out = dir.path().join("uploads-trixie");
+    let (ok, text) = crate::util::run(
+        std::process::Command::new(fixtures().join("gen-uploads.sh"))
+            .arg(&out)
+            .args(["1", "--source", "trixie-test-unstable"])
+            .env("MBD_GEN_NAME", "mbd-trixie")
+            .env("MBD_GEN_VERSION", "1.0~test13+1"),
+    );
+    assert!(ok, "{text}");
+    dput(&d, &work, &changes_in(&out.join("1")));
+    wait_for(&d, "mbd-trixie-1", "INSTALLED", Duration::from_secs(900));
+    let builds = json(&d.api_ok(&["builds", "--source", "mbd-trixie-1"]));
+    let log = served_log(&d, &builds[0]["builds"]["amd64"]);
+    assert!(
+        log.contains("mbd-trixie-amd64"),
+        "built in the trixie chroot:\n{log}"
+    );
+    // trixie's own apt (sqv) installs it.
+    let root = crate::releases::Root::of("trixie");
+    let sources = d.api_ok(&[
+        "sources_list",
+        "--format",
+        "sources",
+        "--signed-by",
+        "inline",
+        "--suites",
+        "unstable",
+    ]);
+    std::fs::write(
+        root.path.join("etc/apt/sources.list.d/mbd.sources"),
+        sources,
+    )
+    .unwrap();
+    root.apt_get(&["--error-on=any", "update"]);
+    root.apt_get(&["-o", "Dpkg::Use-Pty=0", "install", "-y", "mbd-trixie-1"]);
+    assert!(root.path.join("usr/share/mbd-trixie-1/payload").exists());
 }

@@ -49,13 +49,13 @@ fn release_root(codename: &str) -> PathBuf {
 }
 
 /// A throwaway copy of a release root, so installs do not pile up in the cached one.
-struct Root {
+pub(crate) struct Root {
     _dir: tempfile::TempDir,
-    path: PathBuf,
+    pub(crate) path: PathBuf,
 }
 
 impl Root {
-    fn of(codename: &str) -> Root {
+    pub(crate) fn of(codename: &str) -> Root {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(codename);
         let (ok, out) = run(Command::new("cp")
@@ -66,7 +66,7 @@ impl Root {
         Root { _dir: dir, path }
     }
 
-    fn apt_get(&self, args: &[&str]) -> String {
+    pub(crate) fn apt_get(&self, args: &[&str]) -> String {
         let (ok, out) = run(Command::new("chroot")
             .arg(&self.path)
             .arg("apt-get")
