@@ -910,54 +910,96 @@ fn uploads_build_on_amd64_and_i386_arch_all_once_and_an_optional_arch_may_fail_a
 
 #[test]
 fn a_trixie_upload_builds_in_a_trixie_chroot_and_installs_with_trixies_apt() {
-    if !can_build() {
-        return;
+    if can_build() {
+        release_build("trixie", "1.0~test13+1", true);
     }
+}
+
+#[test]
+fn a_sid_upload_builds_in_a_sid_chroot_and_installs_with_sids_apt() {
+    if can_build() {
+        // This machine's mirror is a snapshot whose sid Release has passed its Valid-Until
+        // (2026-11-06); a mirror that follows Debian needs no such setting.
+        release_build("sid", "1.0~test~SID+1", false);
+    }
+}
+
+/// A new home set up for `codename` alone (on amd64): sources checked against the real
+/// archive, the chroot made by the daemon, an upload versioned by the codename's rule built
+/// in it, and installed with that release's own apt (sqv) in a minimal root. Without
+/// `check_valid_until`, the source is set up as an administrator would for a mirror whose
+/// Release has passed its Valid-Until: `config_set source CODENAME check_valid_until false`
+/// (the chroot's apt then skips that check too).
+fn release_build(codename: &str, version: &str, check_valid_until: bool) {
     let _one = CHROOT.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     let started = Instant::now();
-    // Debian 13 on a bookworm host: sources checked against the real archive, the chroot
-    // made by the daemon, the version rule's codeversion 13.
     let d = Daemon::start_with(&home, &["--no-default-setup"]);
-    let report = d.api_ok(&[
+    let dist = format!("{codename}:amd64");
+    let setup = [
         "setup",
         "--preset",
         "Debian",
         "--archives-from-apt-sources",
         "--sources",
-        "trixie",
+        codename,
         "--distributions",
-        "trixie:amd64",
-    ]);
+        &dist,
+    ];
+    if !check_valid_until {
+        // The source first (created, not yet checked), told not to check Valid-Until.
+        d.api_ok(&[
+            "setup",
+            "--from-origins",
+            "Debian",
+            "--archives-from-apt-sources",
+            "--sources",
+            codename,
+            "--update",
+        ]);
+        d.api_ok(&[
+            "config_set",
+            "source",
+            codename,
+            "check_valid_until",
+            "--value",
+            "false",
+        ]);
+    }
+    let report = d.api_ok(&setup);
     for want in [
-        format!("source       {:<40} active [created, pca]", "trixie"),
-        format!("repository   {:<40} active [created, pca]", "test"),
+        format!("source       {codename:<40} active"),
+        format!("repository   {:<40} active", "test"),
     ] {
         assert!(report.contains(&want), "'{want}' not in:\n{report}");
     }
-    assert_eq!(wait_for_chroots(&d, &home, started, 1), ["trixie-amd64"]);
-    let out = dir.path().join("uploads-trixie");
+    assert_eq!(
+        wait_for_chroots(&d, &home, started, 1),
+        [format!("{codename}-amd64")]
+    );
+    let name = format!("mbd-{codename}");
+    let out = dir.path().join("uploads");
     let (ok, text) = crate::util::run(
         std::process::Command::new(fixtures().join("gen-uploads.sh"))
             .arg(&out)
-            .args(["1", "--source", "trixie-test-unstable"])
-            .env("MBD_GEN_NAME", "mbd-trixie")
-            .env("MBD_GEN_VERSION", "1.0~test13+1"),
+            .args(["1", "--source", &format!("{codename}-test-unstable")])
+            .env("MBD_GEN_NAME", &name)
+            .env("MBD_GEN_VERSION", version),
     );
     assert!(ok, "{text}");
     dput(&d, &work, &changes_in(&out.join("1")));
-    wait_for(&d, "mbd-trixie-1", "INSTALLED", Duration::from_secs(900));
-    let builds = json(&d.api_ok(&["builds", "--source", "mbd-trixie-1"]));
+    let source = format!("{name}-1");
+    wait_for(&d, &source, "INSTALLED", Duration::from_secs(900));
+    let builds = json(&d.api_ok(&["builds", "--source", &source]));
     let log = served_log(&d, &builds[0]["builds"]["amd64"]);
     assert!(
-        log.contains("mbd-trixie-amd64"),
-        "built in the trixie chroot:\n{log}"
+        log.contains(&format!("mbd-{codename}-amd64")),
+        "built in the {codename} chroot:\n{log}"
     );
-    // trixie's own apt (sqv) installs it.
-    let root = crate::releases::Root::of("trixie");
+    let root = crate::releases::Root::of(codename);
     let sources = d.api_ok(&[
         "sources_list",
         "--format",
@@ -973,6 +1015,10 @@ fn a_trixie_upload_builds_in_a_trixie_chroot_and_installs_with_trixies_apt() {
     )
     .unwrap();
     root.apt_get(&["--error-on=any", "update"]);
-    root.apt_get(&["-o", "Dpkg::Use-Pty=0", "install", "-y", "mbd-trixie-1"]);
-    assert!(root.path.join("usr/share/mbd-trixie-1/payload").exists());
+    root.apt_get(&["-o", "Dpkg::Use-Pty=0", "install", "-y", &source]);
+    assert!(
+        root.path
+            .join(format!("usr/share/{source}/payload"))
+            .exists()
+    );
 }

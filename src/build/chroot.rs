@@ -68,6 +68,15 @@ pub struct Chroot {
     /// Deactivated by staff: kept, but no build starts in it.
     #[serde(default)]
     pub deactivated: bool,
+    /// Whether apt in the tree checks the archive's Valid-Until (off when its source's
+    /// `check_valid_until` is: a mirror that is not refreshed). Kept in the tree's apt
+    /// configuration, so builds in it honour it too.
+    #[serde(default = "yes")]
+    pub check_valid_until: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Chroot {
@@ -82,6 +91,7 @@ impl Chroot {
             changed: 0,
             extra_sources: Vec::new(),
             deactivated: false,
+            check_valid_until: true,
         }
     }
 
@@ -360,11 +370,15 @@ pub fn prepare(chroot: &Chroot, home: &Path, host_arch: &str) -> Result<(), Buil
             "--include=eatmydata",
             "--components=main",
         ])
-        .arg(format!("--architectures={}", chroot.architecture))
-        .arg(&chroot.codename)
-        .arg(&tmp)
-        .arg(&chroot.mirror)
-        .args(&chroot.extra_sources);
+        .arg(format!("--architectures={}", chroot.architecture));
+        if !chroot.check_valid_until {
+            // mmdebstrap writes it into the tree's apt.conf.d as well.
+            cmd.arg("--aptopt=Acquire::Check-Valid-Until \"false\"");
+        }
+        cmd.arg(&chroot.codename)
+            .arg(&tmp)
+            .arg(&chroot.mirror)
+            .args(&chroot.extra_sources);
         match run_logged(&mut cmd, &log) {
             Ok(()) => break,
             Err(e) if attempt >= PREPARE_ATTEMPTS => return Err(e),

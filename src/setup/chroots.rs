@@ -85,6 +85,7 @@ impl Setup<'_> {
                 let mirror = s.archives.first().cloned().unwrap_or_default();
                 let mut chroot = Chroot::new(codename, arch, &mirror, backend);
                 chroot.extra_sources = security_lines(self.state, self.engine, codename)?;
+                chroot.check_valid_until = s.check_valid_until;
                 match self.env.request_chroot(self.state, chroot) {
                     Ok(()) => {
                         e.status = "preparing".to_string();
