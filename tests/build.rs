@@ -1000,15 +1000,7 @@ fn release_build(codename: &str, version: &str, check_valid_until: bool) {
         "built in the {codename} chroot:\n{log}"
     );
     let root = crate::releases::Root::of(codename);
-    let sources = d.api_ok(&[
-        "sources_list",
-        "--format",
-        "sources",
-        "--signed-by",
-        "inline",
-        "--suites",
-        "unstable",
-    ]);
+    let sources = crate::releases::sources(&d, codename);
     std::fs::write(
         root.path.join("etc/apt/sources.list.d/mbd.sources"),
         sources,

@@ -118,7 +118,8 @@ fn refuses_another_key(root: &Root, sources: &str) {
     );
 }
 
-fn sources(d: &Daemon, codename: &str) -> String {
+/// The `.sources` entry of `codename`'s unstable suite, key inline.
+pub(crate) fn sources(d: &Daemon, codename: &str) -> String {
     d.api_ok(&[
         "sources_list",
         "--format",

@@ -93,6 +93,27 @@ impl Distribution {
         })
     }
 
+    /// Makes `optional` the architectures whose build may fail without failing an upload:
+    /// each one of the distribution's, and at least one left mandatory (it builds
+    /// `Architecture: all`).
+    pub fn set_optional_architectures(&mut self, optional: Vec<String>) -> Result<(), String> {
+        if let Some(a) = optional.iter().find(|a| !self.architectures.contains(a)) {
+            return Err(format!(
+                "'{a}' is not an architecture of {} ({})",
+                self.codename,
+                self.architectures.join(", ")
+            ));
+        }
+        if self.architectures.iter().all(|a| optional.contains(a)) {
+            return Err(format!(
+                "at least one architecture of {} must stay mandatory",
+                self.codename
+            ));
+        }
+        self.optional_architectures = optional;
+        Ok(())
+    }
+
     /// The architecture that builds `Architecture: all` packages.
     pub fn arch_all(&self) -> &str {
         self.architectures

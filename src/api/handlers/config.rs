@@ -200,21 +200,7 @@ pub(crate) fn distribution_set(ctx: &Context, inv: &Invocation) -> Result<Output
         }
     };
     match field {
-        "optional_architectures" => {
-            let optional = words()?;
-            if let Some(a) = optional.iter().find(|a| !d.architectures.contains(a)) {
-                return Err(bad(format!(
-                    "'{a}' is not an architecture of {codename} ({})",
-                    d.architectures.join(", ")
-                )));
-            }
-            if d.architectures.iter().all(|a| optional.contains(a)) {
-                return Err(bad(format!(
-                    "at least one architecture of {codename} must stay mandatory"
-                )));
-            }
-            d.optional_architectures = optional;
-        }
+        "optional_architectures" => d.set_optional_architectures(words()?).map_err(bad)?,
         "deb_build_options" => d.build.deb_build_options = words()?,
         "deb_build_profiles" => d.build.deb_build_profiles = words()?,
         "lintian_mode" => {
