@@ -197,7 +197,7 @@ impl Daemon {
     }
 
     /// One raw HTTP/1.1 request (paths exactly as given, nothing normalised).
-    fn raw(&self, request: &str) -> (u16, String, Vec<u8>) {
+    pub(crate) fn raw(&self, request: &str) -> (u16, String, Vec<u8>) {
         let addr = self.url.trim_start_matches("http://");
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.write_all(request.as_bytes()).unwrap();
@@ -244,7 +244,7 @@ fn setup_home(home: &Path) {
     );
 }
 
-fn setup_with_packages(home: &Path) {
+pub(crate) fn setup_with_packages(home: &Path) {
     setup_home(home);
     for v in ["1.0-1", "1.0-2"] {
         let changes = pkg(&format!("mbd-hello_{v}~test12+1_amd64.changes"));
@@ -260,7 +260,7 @@ fn setup_with_packages(home: &Path) {
     }
 }
 
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
         k.eq_ignore_ascii_case(name).then(|| v.trim())
@@ -2467,93 +2467,4 @@ fn retention_removes_old_events_at_start_and_keeps_the_newest() {
     let files = names_in(&home.join("var/events"));
     let expected: Vec<String> = newest.iter().map(|id| format!("{id}.json")).collect();
     assert_eq!(files, expected);
-}
-
-/// Small published files are answered from memory; every change through the daemon makes
-/// the next request look at the file again (a new `InRelease` after a migration); byte
-/// ranges come from the cached copy. (`archive::tests` covers files that go.)
-#[test]
-fn files_served_from_memory_follow_every_publish() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    setup_with_packages(&home);
-    let d = Daemon::start(&home);
-    let path = "/repositories/test/dists/bookworm-test-testing/InRelease";
-    let disk = || std::fs::read(home.join(&path[1..])).unwrap();
-    let before = disk();
-    for _ in 0..3 {
-        let (code, _, body) = d.get(path, &[]);
-        assert_eq!((code, body), (200, before.clone()));
-    }
-    let (code, head, body) = d.get(path, &[("Range", "bytes=0-9")]);
-    assert_eq!((code, body.as_slice()), (206, &before[..10]), "{head}");
-    d.api_ok(&["migrate", "mbd-hello", "bookworm-test-unstable"]);
-    let after = disk();
-    assert_ne!(before, after, "the migration published testing again");
-    let (code, _, body) = d.get(path, &[]);
-    assert_eq!((code, body), (200, after));
-}
-
-/// Files larger than the in-memory limit (1 MiB) are mapped: whole, and byte ranges at
-/// offsets that are not page-aligned, come out as they are on disk.
-#[test]
-fn large_pool_files_are_served_whole_and_in_ranges() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    setup_with_packages(&home);
-    let root = dir.path().join("big");
-    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
-    std::fs::create_dir_all(root.join("usr/share/big")).unwrap();
-    // 3 MB that do not compress (and dpkg-deb -Znone leaves them as they are).
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let noise: Vec<u8> = (0..3_000_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    std::fs::write(root.join("usr/share/big/noise"), &noise).unwrap();
-    std::fs::write(
-        root.join("DEBIAN/control"),
-        "Package: big-noise\nVersion: 1.0-1\nArchitecture: all\nMaintainer: mbd tests <tests@mbd.invalid>\nDescription: 3 MB of noise\n",
-    )
-    .unwrap();
-    let deb = dir.path().join("big-noise_1.0-1_all.deb");
-    let (ok, text) = crate::util::run(
-        std::process::Command::new("dpkg-deb")
-            .args(["-Znone", "--root-owner-group", "--build"])
-            .arg(&root)
-            .arg(&deb),
-    );
-    assert!(ok, "{text}");
-    mbd_ok(
-        &home,
-        &[
-            "repo",
-            "include",
-            "bookworm-test-unstable",
-            deb.to_str().unwrap(),
-        ],
-    );
-    let d = Daemon::start(&home);
-    let path = "/repositories/test/pool/main/b/big-noise/big-noise_1.0-1_all.deb";
-    let disk = std::fs::read(home.join(&path[1..])).unwrap();
-    assert!(disk.len() > 2 * 1024 * 1024, "{} bytes", disk.len());
-    for _ in 0..2 {
-        let (code, head, body) = d.get(path, &[]);
-        assert_eq!(code, 200, "{head}");
-        assert!(
-            body == disk,
-            "the whole file differs ({} bytes)",
-            body.len()
-        );
-    }
-    let (code, head, body) = d.get(path, &[("Range", "bytes=4097-1500000")]);
-    assert_eq!(code, 206, "{head}");
-    assert!(body == disk[4097..=1_500_000], "the range differs");
-    let (code, head, body) = d.get(path, &[("Range", "bytes=-100")]);
-    assert_eq!(code, 206, "{head}");
-    assert!(body == disk[disk.len() - 100..], "the suffix differs");
 }

@@ -18,6 +18,8 @@ mod layers;
 mod releases;
 /// The repository engine: apt against published suites, rollbacks, migrations, refusals.
 mod repo;
+/// Published files over HTTP: from memory, mapped, by sendfile, pipelined.
+mod serving;
 /// `setup` against the host's real Debian archive: sources checked with real keys, refusals.
 mod setup;
 /// The real gpgv accepts what mbd signs; uploads signed outside the keyring are refused.

@@ -213,6 +213,21 @@ fn listing(dir: &Path, url_path: &str) -> Response {
 /// (see [`mapped`]), so a request holds no more than this much heap.
 const SMALL: u64 = 1024 * 1024;
 
+/// Cached files larger than this (most `Packages.xz`, `Contents`, larger pool files) keep
+/// their file open, so that a plain-HTTP connection has the kernel send them ([`SendFile`]);
+/// smaller ones go out with the response head in one write.
+const SEND_FILE_FROM: u64 = 64 * 1024;
+
+/// On a response whose body is (part of) a cached file that is still open: what a
+/// connection that can use `sendfile` sends instead of the body (the body holds the same
+/// bytes, for connections that cannot).
+#[derive(Clone)]
+pub struct SendFile {
+    pub file: std::sync::Arc<std::fs::File>,
+    pub start: u64,
+    pub count: u64,
+}
+
 /// The small files served lately (see [`super::file_cache`]).
 pub type Cache = super::file_cache::FileCache<Head>;
 type Entry = super::file_cache::Entry<Head>;
@@ -300,11 +315,13 @@ fn prepare(
         // served short: it is gone from under us.
         let mut body = vec![0; len as usize];
         file.read_exact(&mut body).map_err(|_| Refusal::NotFound)?;
+        let keep_open = len > SEND_FILE_FROM && found.cache.may_keep_open();
         let entry = Entry {
             generation: found.generation,
             identity: super::file_cache::Identity::of(&meta),
             head: std::sync::Arc::new(head),
             body: body.into(),
+            file: keep_open.then(|| std::sync::Arc::new(file)),
         };
         found.cache.put(raw, entry.clone());
         return Ok(respond(&entry, method, headers));
@@ -378,7 +395,15 @@ fn respond(entry: &Entry, method: &Method, headers: &HeaderMap) -> Response {
             count,
         } => {
             let body = entry.body.slice(start as usize..(start + count) as usize);
-            builder.body(Body::from(body)).unwrap_or_default()
+            let mut response = builder.body(Body::from(body)).unwrap_or_default();
+            if let Some(file) = &entry.file {
+                response.extensions_mut().insert(SendFile {
+                    file: file.clone(),
+                    start,
+                    count,
+                });
+            }
+            response
         }
     }
 }

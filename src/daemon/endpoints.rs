@@ -69,24 +69,48 @@ pub(super) async fn access_log(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
-        .replace('"', "'");
+        .to_string();
     let started = std::time::Instant::now();
     let response = next.run(req).await;
-    let status = response.status().as_u16();
-    state.ctx.metrics.record_status(status);
     let len = response
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
         .to_string();
-    let line = format!(
-        "{peer} - - [{}] \"{method} {uri} HTTP/1.1\" {status} {len} \"-\" \"{agent}\" {:.3}\n",
-        httpdate::fmt_http_date(std::time::SystemTime::now()),
-        started.elapsed().as_secs_f64()
-    );
-    state.access.append(line.as_bytes());
+    let access = Access {
+        peer: &peer,
+        method: method.as_str(),
+        uri: &uri,
+        agent: &agent,
+    };
+    access.record(&state, response.status().as_u16(), &len, started);
     response
+}
+
+/// One request as the access log names it.
+pub(super) struct Access<'a> {
+    pub peer: &'a str,
+    pub method: &'a str,
+    pub uri: &'a str,
+    pub agent: &'a str,
+}
+
+impl Access<'_> {
+    /// Counts the answer in the metrics and appends the access log's line for it.
+    pub fn record(&self, state: &AppState, status: u16, len: &str, started: std::time::Instant) {
+        state.ctx.metrics.record_status(status);
+        let line = format!(
+            "{} - - [{}] \"{} {} HTTP/1.1\" {status} {len} \"-\" \"{}\" {:.3}\n",
+            self.peer,
+            httpdate::fmt_http_date(std::time::SystemTime::now()),
+            self.method,
+            self.uri,
+            self.agent.replace('"', "'"),
+            started.elapsed().as_secs_f64()
+        );
+        state.access.append(line.as_bytes());
+    }
 }
 
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {

@@ -8,6 +8,10 @@
 //! generation checks the file again (`stat`: same device, inode, size and modification time
 //! keep the entry); anything else reads the file afresh. The cache holds at most
 //! [`CAPACITY`] bytes of file content; when an insert would pass it, it starts over.
+//!
+//! An entry may also keep its file open, so that plain-HTTP connections hand its bytes to
+//! the kernel (`sendfile`) instead of copying them from memory; at most [`OPEN_FILES`]
+//! entries do.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +20,9 @@ use std::time::SystemTime;
 
 /// The most file content the cache holds.
 pub const CAPACITY: usize = 128 << 20;
+
+/// The most entries that keep their file open.
+pub const OPEN_FILES: usize = 256;
 
 /// What a file was when it was read: its identity and content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +52,8 @@ pub struct Entry<H> {
     /// The response head made from it (validators, content type).
     pub head: Arc<H>,
     pub body: axum::body::Bytes,
+    /// The file `body` was read from, kept open (see [`FileCache::may_keep_open`]).
+    pub file: Option<Arc<std::fs::File>>,
 }
 
 impl<H> Clone for Entry<H> {
@@ -54,6 +63,7 @@ impl<H> Clone for Entry<H> {
             identity: self.identity.clone(),
             head: self.head.clone(),
             body: self.body.clone(),
+            file: self.file.clone(),
         }
     }
 }
@@ -63,6 +73,8 @@ impl<H> Clone for Entry<H> {
 pub struct FileCache<H> {
     entries: RwLock<HashMap<String, Entry<H>>>,
     size: AtomicUsize,
+    /// Entries that keep their file open.
+    open: AtomicUsize,
 }
 
 impl<H> Default for FileCache<H> {
@@ -70,6 +82,7 @@ impl<H> Default for FileCache<H> {
         FileCache {
             entries: RwLock::new(HashMap::new()),
             size: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
         }
     }
 }
@@ -87,23 +100,39 @@ impl<H> FileCache<H> {
     /// Stores an entry (replacing the path's previous one).
     pub fn put(&self, path: &str, entry: Entry<H>) {
         let len = entry.body.len();
+        let opens = usize::from(entry.file.is_some());
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         if self.size.load(Ordering::Relaxed) + len > CAPACITY {
             entries.clear();
             self.size.store(0, Ordering::Relaxed);
+            self.open.store(0, Ordering::Relaxed);
         }
         if let Some(old) = entries.insert(path.to_string(), entry) {
-            self.size.fetch_sub(old.body.len(), Ordering::Relaxed);
+            self.dropped(&old);
         }
         self.size.fetch_add(len, Ordering::Relaxed);
+        self.open.fetch_add(opens, Ordering::Relaxed);
     }
 
     /// Forgets a path (its file is gone).
     pub fn forget(&self, path: &str) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         if let Some(old) = entries.remove(path) {
-            self.size.fetch_sub(old.body.len(), Ordering::Relaxed);
+            self.dropped(&old);
         }
+    }
+
+    /// Accounts for an entry that left the map (under its write lock).
+    fn dropped(&self, old: &Entry<H>) {
+        self.size.fetch_sub(old.body.len(), Ordering::Relaxed);
+        if old.file.is_some() {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a new entry may keep its file open (fewer than [`OPEN_FILES`] do).
+    pub fn may_keep_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed) < OPEN_FILES
     }
 
     /// Bytes of file content held.
@@ -127,6 +156,7 @@ mod tests {
             },
             head: Arc::new(()),
             body: axum::body::Bytes::from(vec![0; n]),
+            file: None,
         }
     }
 
@@ -142,5 +172,31 @@ mod tests {
         c.forget("f9");
         assert!(c.get("f9").is_none());
         assert!(c.size() <= CAPACITY);
+    }
+
+    /// Entries that keep their file open are counted: at most [`OPEN_FILES`] do, and
+    /// replacing or forgetting one (or starting over) gives its place back.
+    #[test]
+    fn open_files_are_counted_and_capped() {
+        let c = FileCache::default();
+        let open = |n: usize| Entry {
+            file: Some(Arc::new(std::fs::File::open("/dev/null").unwrap())),
+            ..entry(n)
+        };
+        for i in 0..OPEN_FILES {
+            assert!(c.may_keep_open(), "{i}");
+            c.put(&format!("f{i}"), open(1));
+        }
+        assert!(!c.may_keep_open());
+        c.put("f0", open(1));
+        assert!(!c.may_keep_open(), "a replaced entry gave back its place");
+        c.put("f0", entry(1));
+        assert!(c.may_keep_open());
+        c.put("f0", open(1));
+        c.forget("f1");
+        assert!(c.may_keep_open());
+        c.put("big", entry(CAPACITY));
+        assert!(c.may_keep_open());
+        assert!(c.get("f0").is_none(), "the cache started over");
     }
 }

@@ -1,7 +1,7 @@
 //! The daemon's endpoints: HTTP, HTTPS and FTP bound before anything is served (a busy port
 //! fails the start), then served until SIGTERM or SIGINT with a graceful shutdown.
 
-use super::{DaemonError, io, tls};
+use super::{AppState, DaemonError, connection, io, tls};
 use crate::settings::{Settings, settings_path};
 use axum::Router;
 use std::net::SocketAddr;
@@ -67,48 +67,77 @@ impl Listeners {
     }
 
     /// Serves `app` on every HTTP and HTTPS endpoint until SIGTERM or SIGINT, then lets the
-    /// requests in flight finish.
-    pub async fn serve(self, app: Router) {
+    /// requests in flight finish. Plain-HTTP connections start in [`connection::serve`]
+    /// (published files sent by the kernel); HTTPS ones go to the router directly.
+    pub async fn serve(self, app: Router, state: AppState) {
         use axum::serve::ListenerExt;
-        let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
+        let (stop, _) = tokio::sync::watch::channel(false);
         let mut servers = Vec::new();
         for l in self.http {
-            // Without TCP_NODELAY a response whose head and body go out in two writes waits
-            // for the client's delayed ACK (tens of milliseconds) on every request.
-            let l = l.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let (app, mut stop) = (app.clone(), tx.subscribe());
+            let (app, state, stop) = (app.clone(), state.clone(), stop.subscribe());
             servers.push(tokio::spawn(async move {
-                axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.recv().await;
-                    })
-                    .await
+                serve_plain(l, app, state, stop).await;
+                Ok(())
             }));
         }
         for l in self.https {
-            let (app, mut stop) = (app.clone(), tx.subscribe());
+            let (app, mut stop) = (app.clone(), stop.subscribe());
             servers.push(tokio::spawn(async move {
                 axum::serve(
                     l.tap_io(|_| {}),
                     app.into_make_service_with_connect_info::<SocketAddr>(),
                 )
                 .with_graceful_shutdown(async move {
-                    let _ = stop.recv().await;
+                    let _ = stop.changed().await;
                 })
                 .await
             }));
         }
         shutdown_signal().await;
         tracing::info!("shutting down");
-        let _ = tx.send(());
+        let _ = stop.send(true);
         for s in servers {
             if let Ok(Err(e)) = s.await {
                 tracing::error!(error = %e, "an endpoint stopped");
             }
         }
     }
+}
+
+/// Accepts plain-HTTP connections until `stop`, then waits for the open ones to end.
+async fn serve_plain(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    state: AppState,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    // Every connection holds a sender; `recv` answers `None` once all of them are gone.
+    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors, most likely: let some connections end first.
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Without TCP_NODELAY a response whose head and body go out in two writes waits
+        // for the client's delayed ACK (tens of milliseconds) on every request.
+        let _ = tcp.set_nodelay(true);
+        let (app, state, stop, open) = (app.clone(), state.clone(), stop.clone(), open.clone());
+        tokio::spawn(async move {
+            connection::serve(tcp, peer, state, app, stop).await;
+            drop(open);
+        });
+    }
+    drop((listener, open));
+    let _ = all_closed.recv().await;
 }
 
 async fn bind(ep: &str) -> Result<tokio::net::TcpListener, DaemonError> {

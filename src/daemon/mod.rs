@@ -15,6 +15,7 @@ pub mod log;
 pub mod tls;
 pub mod ui;
 
+mod connection;
 mod endpoints;
 mod listen;
 mod logs;

@@ -249,7 +249,8 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
         let url_file = api::client::url_file(&home);
         write_atomic(&url_file, format!("{}\n", ctx.url).as_bytes(), 0o644)?;
         tracing::info!(url = %ctx.url, "serving");
-        listeners.serve(router(Arc::new(served))).await;
+        let state = Arc::new(served);
+        listeners.serve(router(state.clone()), state).await;
         stop_builds(&ctx).await;
         let _ = std::fs::remove_file(url_file);
         Ok::<(), DaemonError>(())
