@@ -13,7 +13,7 @@ PACKAGES=(
     # tests: the web UI in a real headless browser (Debian's selenium drives chromium)
     chromium chromium-driver python3-selenium
     # tests: uploads with the stock dput client; a certificate for HTTPS/FTPS
-    dput openssl
+    dput openssl curl
     # setup: the release tables --from-origins selects codenames from
     distro-info-data
     # builds: chroots and sbuild (the daemon uses them; the build test runs them for real)

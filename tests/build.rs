@@ -138,6 +138,36 @@ fn can_build() -> bool {
     false
 }
 
+/// Whether the host's Debian mirror contradicts itself for an index a chroot needs: the size
+/// its `InRelease` lists against the size it serves. Such a mirror (mid-sync, or a stale
+/// cache in front of it) fails every `apt-get update` of that suite, mmdebstrap's included,
+/// whatever mbd does; the contradiction, if so.
+fn mirror_fault(base: &str, suite: &str, index: &str) -> Option<String> {
+    let curl = |args: &[&str]| {
+        std::process::Command::new("curl")
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let release = curl(&["-sf", &format!("{base}/dists/{suite}/InRelease")])?;
+    let listed: u64 = release.lines().find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        (w.len() == 3 && w[2] == index)
+            .then(|| w[1].parse().ok())
+            .flatten()
+    })?;
+    let head = curl(&["-sfI", &format!("{base}/dists/{suite}/{index}")])?;
+    let served: u64 = head.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("content-length:")
+            .and_then(|v| v.trim().parse().ok())
+    })?;
+    (listed != served).then(|| {
+        format!("{base}/dists/{suite}/{index}: its InRelease lists {listed} bytes, the mirror serves {served}")
+    })
+}
+
 /// Waits until the daemon's first chroot is ready; its id.
 fn wait_for_chroot(d: &Daemon, home: &Path, started: Instant) -> String {
     let limit = Duration::from_secs(900);
@@ -752,6 +782,17 @@ fn uploads_build_on_amd64_and_i386_arch_all_once_and_an_optional_arch_may_fail_a
         i386,
         "this amd64 host's kernel runs no i386 binaries (arch-test -n i386)"
     );
+    let (codename, _) = mbd::settings::host_distribution();
+    if let Some(fault) = mirror_fault(
+        "http://deb.debian.org/debian-security",
+        &format!("{codename}-security"),
+        "main/binary-i386/Packages.xz",
+    ) {
+        eprintln!(
+            "skipped: the host's mirror contradicts itself, so no i386 chroot with security updates can be made: {fault}"
+        );
+        return;
+    }
     let _one = CHROOT.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
@@ -760,7 +801,6 @@ fn uploads_build_on_amd64_and_i386_arch_all_once_and_an_optional_arch_may_fail_a
     let started = Instant::now();
     // The preset on the host's native architectures: amd64 and i386 (under linux32).
     let d = Daemon::start_with(&home, &["--no-default-setup"]);
-    let (codename, _) = mbd::settings::host_distribution();
     let report = d.api_ok(&[
         "setup",
         "--preset",
