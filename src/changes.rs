@@ -28,7 +28,7 @@ pub struct Changes {
 impl Changes {
     /// Reads and parses a `.changes`, without checking the listed files.
     pub fn read(path: &Path, trust: Trust<'_>) -> Result<Changes, ControlFileError> {
-        let data = std::fs::read(path).map_err(|e| ControlFileError::new(path, e))?;
+        let data = crate::files::read_control_file(path)?;
         Changes::parse(&data, path, trust)
     }
 

@@ -25,7 +25,7 @@ pub struct Dsc {
 impl Dsc {
     /// Reads and parses a `.dsc` (signed or not), without checking the listed files.
     pub fn read(path: &Path, trust: Trust<'_>) -> Result<Dsc, ControlFileError> {
-        let data = std::fs::read(path).map_err(|e| ControlFileError::new(path, e))?;
+        let data = crate::files::read_control_file(path)?;
         Dsc::parse(&data, path, trust)
     }
 

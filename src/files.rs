@@ -37,6 +37,43 @@ pub enum Problem {
     InvalidField { field: &'static str, reason: String },
     #[error("{0}")]
     File(#[from] FileError),
+    #[error("is {size} bytes; a control file may be at most {limit} bytes")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("is not a regular file")]
+    NotAFile,
+}
+
+/// The most a `.changes`, `.dsc` or `.buildinfo` may be (real ones are a few KiB; the
+/// largest in Debian are under 200 KiB).
+pub const MAX_CONTROL_FILE: u64 = 1024 * 1024;
+
+/// A control file's bytes: only a regular file, and only up to [`MAX_CONTROL_FILE`]
+/// (checked before reading, and while reading, should it grow).
+pub fn read_control_file(path: &Path) -> Result<Vec<u8>, ControlFileError> {
+    use std::io::Read;
+    let err = |p: Problem| ControlFileError::new(path, p);
+    let file = File::open(path).map_err(|e| err(e.into()))?;
+    let meta = file.metadata().map_err(|e| err(e.into()))?;
+    if !meta.is_file() {
+        return Err(err(Problem::NotAFile));
+    }
+    let too_large = |size| {
+        err(Problem::TooLarge {
+            size,
+            limit: MAX_CONTROL_FILE,
+        })
+    };
+    if meta.len() > MAX_CONTROL_FILE {
+        return Err(too_large(meta.len()));
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_CONTROL_FILE + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| err(e.into()))?;
+    if data.len() as u64 > MAX_CONTROL_FILE {
+        return Err(too_large(data.len() as u64));
+    }
+    Ok(data)
 }
 
 impl ControlFileError {

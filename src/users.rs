@@ -134,7 +134,56 @@ pub fn hash_password(password: &str) -> String {
         .to_string()
 }
 
+/// Password checks that may run at once: each one holds argon2's 19 MiB for tens of
+/// milliseconds, so a flood of wrong logins waits here instead of growing the daemon.
+struct Gate {
+    busy: std::sync::Mutex<usize>,
+    free: std::sync::Condvar,
+    max: usize,
+}
+
+impl Gate {
+    fn get() -> &'static Gate {
+        static GATE: std::sync::OnceLock<Gate> = std::sync::OnceLock::new();
+        GATE.get_or_init(|| Gate {
+            busy: std::sync::Mutex::new(0),
+            free: std::sync::Condvar::new(),
+            max: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        })
+    }
+
+    /// Runs `check` once fewer than `max` others do.
+    fn run<T>(&self, check: impl FnOnce() -> T) -> T {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy >= self.max {
+            busy = self.free.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+        *busy += 1;
+        drop(busy);
+        struct Leave<'a>(&'a Gate);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                *self.0.busy.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+                self.0.free.notify_one();
+            }
+        }
+        let _leave = Leave(self);
+        check()
+    }
+}
+
+/// A hash no password matches, checked for unknown users so that they cost what a wrong
+/// password costs (no telling which names exist by the time an answer takes).
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_password(&new_password()))
+}
+
 fn verify_password(hash: &str, password: &str) -> bool {
+    Gate::get().run(|| verify_password_now(hash, password))
+}
+
+fn verify_password_now(hash: &str, password: &str) -> bool {
     argon2::password_hash::phc::PasswordHash::new(hash)
         .map(|h| {
             argon2::Argon2::default()
@@ -245,6 +294,7 @@ pub fn login(state: &StateStore, name: &str, secret: &str) -> Result<User, Users
         None
     };
     let Some(user) = user else {
+        verify_password(decoy_hash(), secret);
         return Err(refused("wrong user name or password"));
     };
     if let Some(token) = state.get::<Token>(&token_key(secret))? {
@@ -262,6 +312,32 @@ pub fn login(state: &StateStore, name: &str, secret: &str) -> Result<User, Users
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No more than `max` checks run at once, however many callers wait.
+    #[test]
+    fn the_gate_lets_max_checks_run_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let gate = Gate {
+            busy: std::sync::Mutex::new(0),
+            free: std::sync::Condvar::new(),
+            max: 2,
+        };
+        let (now, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..12 {
+                s.spawn(|| {
+                    gate.run(|| {
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(n, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        now.fetch_sub(1, Ordering::SeqCst);
+                    })
+                });
+            }
+        });
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+        assert_eq!(*gate.busy.lock().unwrap(), 0);
+    }
 
     #[test]
     fn passwords_verify_only_themselves() {

@@ -12,6 +12,8 @@ mod differential;
 mod fixtures;
 /// The upload parsers on mutated fixtures: no panic, every error names its file.
 mod fuzz;
+/// Hostile input: nothing from the network ends, grows or overreaches the daemon.
+mod hostile;
 /// The layer rule: no module of `src/` names a higher layer.
 mod layers;
 /// The apt of trixie (sqv), sid and bookworm against what the daemon publishes.

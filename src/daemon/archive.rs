@@ -99,6 +99,9 @@ pub fn resolve(repositories: &Path, segs: &[String]) -> Result<PathBuf, Refusal>
     Ok(real)
 }
 
+/// The type a published file is served as: a fixed list by extension, anything else
+/// `application/octet-stream`. Never HTML, whatever an upload names its files (an HTML pool
+/// file on the UI's origin would run its scripts with the viewer's session).
 pub fn content_type(name: &str) -> &'static str {
     let ext = name.rsplit_once('.').map_or("", |(_, e)| e);
     match ext {
@@ -109,7 +112,6 @@ pub fn content_type(name: &str) -> &'static str {
         "zst" => "application/zstd",
         "gpg" | "asc" => "application/pgp-signature",
         "dsc" | "changes" | "buildinfo" => "text/plain; charset=utf-8",
-        "html" => "text/html; charset=utf-8",
         "" if matches!(
             name,
             "Release" | "InRelease" | "Packages" | "Sources" | "Contents" | "Index"
@@ -643,5 +645,8 @@ mod tests {
         assert_eq!(content_type("InRelease"), "text/plain; charset=utf-8");
         assert_eq!(content_type("Packages.xz"), "application/x-xz");
         assert_eq!(content_type("0123abcd"), "application/octet-stream");
+        for name in ["x.html", "x.htm", "x.svg", "x.xhtml", "x.js"] {
+            assert_eq!(content_type(name), "application/octet-stream", "{name}");
+        }
     }
 }

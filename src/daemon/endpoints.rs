@@ -5,7 +5,7 @@ use super::{AppState, ui};
 use crate::api::{self, ApiError, Output};
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, RawQuery, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -86,6 +86,40 @@ pub(super) async fn access_log(
     };
     access.record(&state, response.status().as_u16(), &len, started);
     response
+}
+
+/// Headers every response of the router gets: no type sniffing, no framing, no referrer
+/// to other sites, and (unless the handler set its own) the web UI's content policy: only
+/// its own inline style, no script, forms only to itself.
+pub(super) async fn security_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(header::CONTENT_SECURITY_POLICY, super::ui::content_policy());
+    }
+    response
+}
+
+/// Headers of everything under `/repositories` (both connection paths): no sniffing, and a
+/// sandbox, so that even a listing or a file a browser shows runs nothing on our origin.
+pub(super) fn archive_headers(h: &mut axum::http::HeaderMap) {
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
 }
 
 /// One request as the access log names it.

@@ -145,7 +145,7 @@ impl StorageBackend<DefaultUser> for IncomingStorage {
     >(
         &self,
         _user: &DefaultUser,
-        mut input: R,
+        input: R,
         path: P,
         start_pos: u64,
     ) -> Result<u64> {
@@ -159,12 +159,23 @@ impl StorageBackend<DefaultUser> for IncomingStorage {
             .target(&name)
             .map_err(|e| Error::new(ErrorKind::PermissionDenied, e))?;
         let tmp = incoming.temporary();
+        let limit = crate::incoming::size_limit(&name);
         let mut file = tokio::fs::File::create(&tmp).await?;
+        let mut input = tokio::io::AsyncReadExt::take(input, limit + 1);
         let copied = tokio::io::copy(&mut input, &mut file).await;
         let flushed = file.flush().await;
         drop(file);
         let n = match (copied, flushed) {
-            (Ok(n), Ok(())) => n,
+            (Ok(n), Ok(())) if n <= limit => n,
+            (Ok(n), Ok(())) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(Error::new(
+                    ErrorKind::ExceededStorageAllocationError,
+                    format!(
+                        "{name}: {n} bytes or more; a file of this kind may be at most {limit} bytes"
+                    ),
+                ));
+            }
             (Err(e), _) | (_, Err(e)) => {
                 let _ = tokio::fs::remove_file(&tmp).await;
                 return Err(e.into());

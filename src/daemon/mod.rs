@@ -35,7 +35,8 @@ use axum::middleware;
 use axum::response::Response;
 use axum::routing::{any, get};
 use endpoints::{
-    access_log, api_call, api_index, events_stream, metrics, not_found, simple_problem,
+    access_log, api_call, api_index, events_stream, metrics, not_found, security_headers,
+    simple_problem,
 };
 use logs::{build_log, chroot_log};
 use std::path::{Path, PathBuf};
@@ -115,6 +116,7 @@ fn router(state: AppState) -> Router {
         .route("/repositories/{*path}", get(repositories))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn_with_state(state.clone(), access_log))
         .with_state(state)
 }
@@ -160,12 +162,14 @@ async fn serve_archive(
         method,
         headers,
     );
-    match served.await {
+    let mut response = match served.await {
         Ok(r) => r,
         Err(archive::Refusal::Invalid(why)) => simple_problem(StatusCode::BAD_REQUEST, why),
         Err(archive::Refusal::NotFound) => simple_problem(
             StatusCode::NOT_FOUND,
             format!("No published file /repositories/{raw}"),
         ),
-    }
+    };
+    endpoints::archive_headers(response.headers_mut());
+    response
 }

@@ -43,6 +43,29 @@ fn templates() -> &'static Environment<'static> {
     })
 }
 
+/// The web UI's Content-Security-Policy: nothing but the base template's one inline style
+/// (allowed by its SHA-256), images from here, forms posting only here, no script, no
+/// framing.
+pub fn content_policy() -> axum::http::HeaderValue {
+    static POLICY: OnceLock<axum::http::HeaderValue> = OnceLock::new();
+    POLICY
+        .get_or_init(|| {
+            use sha2::Digest;
+            let base = TEMPLATES[0].1;
+            let style = base
+                .split_once("<style>")
+                .and_then(|(_, rest)| rest.split_once("</style>"))
+                .map_or("", |(style, _)| style);
+            let hash = base64::engine::general_purpose::STANDARD
+                .encode(sha2::Sha256::digest(style.as_bytes()));
+            let policy = format!(
+                "default-src 'none'; style-src 'sha256-{hash}'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+            );
+            axum::http::HeaderValue::from_str(&policy).expect("a policy is ASCII")
+        })
+        .clone()
+}
+
 pub const SESSION_COOKIE: &str = "mbd_session";
 
 /// The credentials of a request: its Authorization header, else the session cookie (as the

@@ -11,8 +11,9 @@ use std::path::PathBuf;
 /// How much of a refused upload is read before the 401 goes out.
 const UNAUTHORIZED_DRAIN: usize = 64 << 20;
 
-/// The largest file accepted by `PUT /incoming/<file>`.
-pub const MAX_UPLOAD: u64 = 4 << 30;
+/// The largest file accepted by `PUT /incoming/<file>` (control files: much less, see
+/// [`crate::incoming::size_limit`]).
+pub const MAX_UPLOAD: u64 = crate::incoming::MAX_FILE;
 
 /// `PUT /incoming/<file>`, as dput's http method sends it: one file per request, the `.changes`
 /// last. The file is streamed to a hidden name and renamed into place when complete; a
@@ -64,6 +65,15 @@ pub(super) async fn upload(
     if let Err(e) = incoming.target(&name) {
         return simple_problem(StatusCode::BAD_REQUEST, e.to_string());
     }
+    let limit = crate::incoming::size_limit(&name);
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = announced.filter(|len| *len > limit) {
+        // Refused before anything is stored.
+        return too_large(&name, len, limit);
+    }
     let tmp = incoming.temporary();
     let failed = |status: StatusCode, detail: String, tmp: PathBuf| async move {
         let _ = tokio::fs::remove_file(&tmp).await;
@@ -90,13 +100,9 @@ pub(super) async fn upload(
         };
         if let Some(data) = frame.data_ref() {
             total += data.len() as u64;
-            if total > MAX_UPLOAD {
-                return failed(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("{name}: larger than {MAX_UPLOAD} bytes"),
-                    tmp,
-                )
-                .await;
+            if total > limit {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return too_large(&name, total, limit);
             }
             if let Err(e) = file.write_all(data).await {
                 tracing::error!(path = %tmp.display(), error = %e, "receiving an upload");
@@ -132,4 +138,12 @@ pub(super) async fn upload(
         Ok(Err(e)) => simple_problem(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e) => simple_problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// 413, naming the file and the limit.
+fn too_large(name: &str, size: u64, limit: u64) -> Response {
+    simple_problem(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("{name}: {size} bytes or more; a file of this kind may be at most {limit} bytes"),
+    )
 }

@@ -24,6 +24,9 @@ struct Subject {
     source: String,
     version: String,
     distribution: String,
+    /// Whether the `.changes` was parsed and, where the repository wants one, its signature
+    /// verified: only then may a rejection remove the files it lists.
+    owns_files: bool,
 }
 
 /// Where an accepted upload waits for its builds.
@@ -98,6 +101,12 @@ fn complete_source(engine: &Engine, repo: &str, changes: &Changes) -> Result<Vec
     };
     let dsc =
         Dsc::read(&changes.dir().join(&entry.name), Trust::Unchecked).map_err(|e| e.to_string())?;
+    if dsc.source != changes.source || dsc.version.to_string() != changes.version.to_string() {
+        return Err(format!(
+            "{} is {} {}, the .changes is for {} {}",
+            entry.name, dsc.source, dsc.version, changes.source, changes.version
+        ));
+    }
     let uploaded: BTreeMap<&str, &FileEntry> = changes
         .files
         .entries
@@ -176,7 +185,7 @@ fn decide(
     let reject = |reason: String| Rejection(format!("{name}: {reason}"));
     let named = |e: &dyn std::fmt::Display| Rejection(incoming.unprefixed(e));
     // 1. parse
-    let changes = Changes::read(path, Trust::Unchecked).map_err(|e| named(&e))?;
+    let mut changes = Changes::read(path, Trust::Unchecked).map_err(|e| named(&e))?;
     subject.source = changes.source.clone();
     subject.version = changes.version.to_string();
     // 2. target distribution
@@ -233,12 +242,23 @@ fn decide(
             changes.source, changes.version
         )));
     }
-    // 3. signature
+    // 3. signature: from here on only the signed text counts.
     if !r.repository.allow_unauthenticated_uploads {
         let keyring =
             uploaders(engine, state, &r.repository.identity).map_err(|e| reject(e.to_string()))?;
-        Changes::read(path, Trust::Keyring(&keyring)).map_err(|e| named(&e))?;
+        let signed = Changes::read(path, Trust::Keyring(&keyring)).map_err(|e| named(&e))?;
+        if signed.distributions != changes.distributions
+            || signed.source != changes.source
+            || signed.version != changes.version
+        {
+            return Err(reject(
+                "the signed text differs from the text around it (source, version or distribution)"
+                    .to_string(),
+            ));
+        }
+        changes = signed;
     }
+    subject.owns_files = true;
     // 4. the suite's version rule
     let rule = r.layout.mandatory_version_regex(
         &r.suite,
@@ -296,6 +316,14 @@ fn decide(
     }
     // Source uploads are built (7. their source complete); binary-only uploads only where
     // the repository takes them.
+    if !changes.has_source() {
+        if let Some(dsc) = changes.dsc() {
+            return Err(reject(format!(
+                "lists {} but its Architecture has no 'source'; a binary-only upload cannot carry a source",
+                dsc.name
+            )));
+        }
+    }
     if changes.has_source() {
         let from_pool =
             complete_source(engine, &r.repository.identity, &changes).map_err(reject)?;
@@ -323,7 +351,7 @@ fn decide(
 /// The names a `.changes` lists, read leniently (it may not parse): the last word of each
 /// line of `Files` and `Checksums-*`, by its base name.
 pub(super) fn listed_names(changes_path: &Path) -> Vec<String> {
-    let text = std::fs::read(changes_path).unwrap_or_default();
+    let text = crate::files::read_control_file(changes_path).unwrap_or_default();
     let mut names = Vec::new();
     let mut in_list = false;
     for line in String::from_utf8_lossy(&text).lines() {
@@ -542,10 +570,16 @@ impl Decision<'_> {
         }
     }
 
-    /// The files go before the event is recorded: once REJECTED is visible, an upload of the
+    /// The files go (those of a `.changes` that [`Subject::owns_files`]; else only itself)
+    /// before the event is recorded: once REJECTED is visible, an upload of the
     /// same names again cannot lose its files to this discard.
     fn reject(&self, subject: &Subject, reason: String) -> Result<Vec<Event>, IncomingError> {
-        discard(self.incoming, self.path);
+        if subject.owns_files {
+            discard(self.incoming, self.path);
+        } else {
+            // Unparseable or not signed by an uploader: it may name anyone's files.
+            let _ = std::fs::remove_file(self.path);
+        }
         Ok(record(
             self.state,
             vec![self.event(EventKind::Rejected, subject, reason)],

@@ -117,6 +117,53 @@ impl Record for Event {
     const TABLE: &'static str = "events";
 }
 
+/// The largest file an upload may carry (control files: [`crate::files::MAX_CONTROL_FILE`]).
+pub const MAX_FILE: u64 = 4 << 30;
+
+/// The largest file of this name an upload may carry: `.changes`, `.dsc` and `.buildinfo`
+/// files are small, so they are capped much lower than packages and tarballs.
+pub fn size_limit(name: &str) -> u64 {
+    if [".changes", ".dsc", ".buildinfo"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
+    {
+        crate::files::MAX_CONTROL_FILE
+    } else {
+        MAX_FILE
+    }
+}
+
+/// Whether two files have the same content, compared a block at a time (never read whole).
+fn same_content(a: &Path, b: &Path) -> std::io::Result<bool> {
+    let (mut fa, mut fb) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
+    if fa.metadata()?.len() != fb.metadata()?.len() {
+        return Ok(false);
+    }
+    let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = read_full(&mut fa, &mut ba)?;
+        if n != read_full(&mut fb, &mut bb)? || ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+/// Fills `buf` as far as the file goes; the number of bytes read.
+fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read;
+    let mut filled = 0;
+    while filled < buf.len() {
+        match f.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
 /// The incoming and queue directories of a home.
 #[derive(Debug, Clone)]
 pub struct Incoming {
@@ -165,8 +212,7 @@ impl Incoming {
         let file = std::fs::File::open(tmp).map_err(io(tmp))?;
         file.sync_all().map_err(io(tmp))?;
         if target.exists() {
-            let same = std::fs::read(&target).map_err(io(&target))?
-                == std::fs::read(tmp).map_err(io(tmp))?;
+            let same = same_content(&target, tmp).map_err(io(&target))?;
             let _ = std::fs::remove_file(tmp);
             return if same {
                 Ok(target)
@@ -452,9 +498,42 @@ mod tests {
         put(b"one").unwrap();
         put(b"one").unwrap();
         assert!(matches!(put(b"two"), Err(IncomingError::Conflict { .. })));
+        assert!(matches!(put(b"one2"), Err(IncomingError::Conflict { .. })));
         assert_eq!(std::fs::read(inc.dir.join("x_1.0.dsc")).unwrap(), b"one");
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(&inc.dir).unwrap().count(), 1);
+    }
+
+    /// Files are compared a block at a time: equal ones over several blocks, and ones that
+    /// differ only in the last byte.
+    #[test]
+    fn same_content_compares_every_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let data: Vec<u8> = (0..200_001u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&a, &data).unwrap();
+        std::fs::write(&b, &data).unwrap();
+        assert!(same_content(&a, &b).unwrap());
+        let mut other = data.clone();
+        *other.last_mut().unwrap() ^= 1;
+        std::fs::write(&b, &other).unwrap();
+        assert!(!same_content(&a, &b).unwrap());
+        std::fs::write(&b, &data[..1000]).unwrap();
+        assert!(!same_content(&a, &b).unwrap());
+    }
+
+    #[test]
+    fn size_limits_by_name() {
+        assert_eq!(
+            size_limit("x_1_amd64.changes"),
+            crate::files::MAX_CONTROL_FILE
+        );
+        assert_eq!(size_limit("x_1.dsc"), crate::files::MAX_CONTROL_FILE);
+        assert_eq!(
+            size_limit("x_1_amd64.buildinfo"),
+            crate::files::MAX_CONTROL_FILE
+        );
+        assert_eq!(size_limit("x_1.orig.tar.xz"), MAX_FILE);
     }
 
     #[test]

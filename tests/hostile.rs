@@ -1,0 +1,354 @@
+//! Hostile input against the real daemon on loopback: what an anonymous client can send must
+//! neither end the process, nor grow it without bound, nor touch what is not its own, nor
+//! be served back as a page that runs on our origin.
+
+use crate::daemon::{
+    Daemon, assert_rejected, header, names_in, put_upload, setup_home, setup_with_packages,
+    wait_for_events,
+};
+use crate::util::{fixtures, pkg};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The daemon's peak resident memory so far (VmHWM), in KiB.
+fn peak_rss_kib(d: &Daemon) -> u64 {
+    let pid = d.pid();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A PUT of `len` bytes produced by `byte(i)`, streamed; the status line's code and the body.
+fn put_streamed(d: &Daemon, name: &str, len: u64, headers: &str, byte: u8) -> (u16, String) {
+    let addr = d.url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let head =
+        format!("PUT /incoming/{name} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let chunk = vec![byte; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        if s.write_all(&chunk[..n]).is_err() {
+            // Refused early: the daemon answered and closed.
+            break;
+        }
+        left -= n as u64;
+    }
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let code = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, answer)
+}
+
+/// An HTML file planted in the pool (as a `.dsc` could list one) is served as an opaque
+/// download with `nosniff` and a sandbox, on the connection's own path and through the
+/// router; the web UI's pages carry a content policy that allows their one inline style
+/// (by its hash) and nothing else, and refuse framing.
+#[test]
+fn pool_files_are_never_html_and_pages_carry_a_content_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_with_packages(&home);
+    let d = Daemon::start(&home);
+    let evil = "repositories/test/pool/main/m/mbd-hello/evil.html";
+    std::fs::write(
+        home.join(evil),
+        "<html><script>fetch('/api/user_add')</script></html>",
+    )
+    .unwrap();
+    let check = |head: &str| {
+        assert_eq!(
+            header(head, "content-type"),
+            Some("application/octet-stream"),
+            "{head}"
+        );
+        assert_eq!(header(head, "x-content-type-options"), Some("nosniff"));
+        assert!(
+            header(head, "content-security-policy").is_some_and(|p| p.contains("sandbox")),
+            "{head}"
+        );
+    };
+    let (code, head, _) = d.get(&format!("/{evil}"), &[]);
+    assert_eq!(code, 200);
+    check(&head);
+    // Through the router: an API call first hands the connection over.
+    let addr = d.url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(
+        format!("GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /{evil} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut both = String::new();
+    s.read_to_string(&mut both).unwrap();
+    let second = both.rsplit("HTTP/1.1 ").next().unwrap();
+    assert!(second.starts_with("200"), "{both}");
+    check(second);
+
+    let (code, head, body) = d.get("/", &[]);
+    assert_eq!(code, 200, "{head}");
+    let page = String::from_utf8(body).unwrap();
+    let policy = header(&head, "content-security-policy")
+        .unwrap()
+        .to_string();
+    let style = page
+        .split_once("<style>")
+        .and_then(|(_, r)| r.split_once("</style>"))
+        .unwrap()
+        .0;
+    use base64::Engine as _;
+    use sha2::Digest;
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(style));
+    assert!(
+        policy.contains(&format!("style-src 'sha256-{hash}'")),
+        "the policy does not allow the page's own style: {policy}"
+    );
+    assert!(policy.contains("default-src 'none'") && !policy.contains("script-src"));
+    assert_eq!(header(&head, "x-frame-options"), Some("DENY"));
+    assert_eq!(header(&head, "x-content-type-options"), Some("nosniff"));
+}
+
+/// The digests of `old` in a `.changes` text replaced by those of `new` (its `.dsc` edited).
+fn relisted(changes: &str, old: &[u8], new: &[u8]) -> String {
+    let (o, n) = (
+        mbd::checksums::Digests::of(old),
+        mbd::checksums::Digests::of(new),
+    );
+    changes
+        .replace(
+            &format!("{} {}", o.sha1, o.size),
+            &format!("{} {}", n.sha1, n.size),
+        )
+        .replace(
+            &format!("{} {}", o.sha256, o.size),
+            &format!("{} {}", n.sha256, n.size),
+        )
+        .replace(
+            &format!("{} {}", o.md5, o.size),
+            &format!("{} {}", n.md5, n.size),
+        )
+}
+
+/// A source upload of mbd-greeter with its `.changes` text changed by `edit` and its `.dsc`
+/// by `edit_dsc` (the `.changes` then lists the edited `.dsc`'s digests), in `dir`.
+fn greeter_upload(
+    dir: &Path,
+    edit: impl Fn(&str) -> String,
+    edit_dsc: impl Fn(&str) -> String,
+) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let base = "mbd-greeter_1.0~test12+1";
+    let dsc = std::fs::read_to_string(pkg(&format!("{base}.dsc"))).unwrap();
+    let new_dsc = edit_dsc(&dsc);
+    let changes = std::fs::read_to_string(pkg(&format!("{base}_source.changes"))).unwrap();
+    let changes = edit(&relisted(&changes, dsc.as_bytes(), new_dsc.as_bytes()));
+    let files = [
+        (format!("{base}.dsc"), new_dsc.into_bytes()),
+        (
+            format!("{base}.tar.xz"),
+            std::fs::read(pkg(&format!("{base}.tar.xz"))).unwrap(),
+        ),
+        (
+            format!("{base}_source.buildinfo"),
+            std::fs::read(pkg(&format!("{base}_source.buildinfo"))).unwrap(),
+        ),
+        (format!("{base}_source.changes"), changes.into_bytes()),
+    ];
+    files
+        .iter()
+        .map(|(name, data)| {
+            let p = dir.join(name);
+            std::fs::write(&p, data).unwrap();
+            p
+        })
+        .collect()
+}
+
+/// Waits until no `.changes` waits in incoming.
+fn wait_decided(home: &Path) {
+    let started = Instant::now();
+    while names_in(&home.join("var/incoming"))
+        .iter()
+        .any(|n| n.ends_with(".changes"))
+    {
+        assert!(started.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An anonymous garbage `.changes` that names another upload's files removes only itself;
+/// the other upload then goes through. A `.dsc` of another version, and a binary-only
+/// upload that carries a source, are rejected saying so.
+#[test]
+fn untrusted_changes_touch_no_other_files_and_sources_are_cross_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    let d = Daemon::start(&home);
+    let hello: Vec<PathBuf> = crate::util::files_ending(&fixtures().join("pkg"), "")
+        .into_iter()
+        .filter(|f| {
+            let n = f.file_name().unwrap().to_string_lossy();
+            (n.starts_with("mbd-hello_1.0-1~test12+1") && !n.contains("_amd64."))
+                || n == "mbd-hello_1.0.orig.tar.gz"
+        })
+        .collect();
+    let (changes, others): (Vec<PathBuf>, Vec<PathBuf>) = hello
+        .into_iter()
+        .partition(|f| f.to_string_lossy().ends_with(".changes"));
+    put_upload(&d, &others);
+    let listed: String = others
+        .iter()
+        .map(|f| {
+            format!(
+                " 00000000000000000000000000000000 1 x x {}\n",
+                f.file_name().unwrap().to_string_lossy()
+            )
+        })
+        .collect();
+    let garbage = dir.path().join("evil_1_source.changes");
+    std::fs::write(&garbage, format!("Source: evil\nFiles:\n{listed}")).unwrap();
+    put_upload(&d, std::slice::from_ref(&garbage));
+    let events = wait_for_events(&d, 1);
+    assert_rejected(&events[0], "evil_1_source.changes");
+    wait_decided(&home);
+    let waiting = names_in(&home.join("var/incoming"));
+    for f in &others {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            waiting.contains(&name),
+            "{name} was removed by someone else's .changes: {waiting:?}"
+        );
+    }
+    put_upload(&d, &changes);
+    let events = wait_for_events(&d, 2);
+    assert_eq!(events[1]["kind"], "ACCEPTED", "{}", events[1]);
+
+    // A .dsc for another version than the .changes says.
+    let files = greeter_upload(
+        &dir.path().join("version"),
+        |c| c.to_string(),
+        |dsc| dsc.replace("Version: 1.0~test12+1", "Version: 1.0~test12+2"),
+    );
+    put_upload(&d, &files);
+    let events = wait_for_events(&d, 3);
+    assert_rejected(
+        &events[2],
+        "mbd-greeter_1.0~test12+1.dsc is mbd-greeter 1.0~test12+2, the .changes is for mbd-greeter 1.0~test12+1",
+    );
+    wait_decided(&home);
+
+    // A binary-only upload may not carry a source, even where binary uploads are taken.
+    d.api_ok(&[
+        "set_repository",
+        "test",
+        "--allow-unauthenticated-uploads",
+        "--allow-binary-uploads",
+    ]);
+    let files = greeter_upload(
+        &dir.path().join("binary"),
+        |c| c.replace("Architecture: source", "Architecture: all"),
+        |dsc| dsc.to_string(),
+    );
+    put_upload(&d, &files);
+    let events = wait_for_events(&d, 4);
+    assert_rejected(
+        &events[3],
+        "lists mbd-greeter_1.0~test12+1.dsc but its Architecture has no 'source'",
+    );
+    let ls = crate::daemon::json(&d.api_ok(&["ls", "mbd-greeter"]));
+    assert_eq!(
+        ls,
+        serde_json::json!({}),
+        "a rejected upload changed the store"
+    );
+}
+
+/// A control file over its limit is refused before it is stored (413, naming the limit),
+/// announced or streamed; a large file uploaded again under its name is compared a block at
+/// a time: the daemon's peak memory does not grow by the file's size.
+#[test]
+fn oversized_control_files_and_repeated_uploads_keep_the_daemon_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    let d = Daemon::start(&home);
+    let big = 2 << 20;
+    let (code, answer) = put_streamed(
+        &d,
+        "x_1_source.changes",
+        big,
+        &format!("Content-Length: {big}\r\n"),
+        b'a',
+    );
+    assert_eq!(code, 413, "{answer}");
+    assert!(answer.contains("x_1_source.changes") && answer.contains("at most 1048576 bytes"));
+    let (code, answer) = put_streamed(&d, "x_1.dsc", big, "Transfer-Encoding: chunked\r\n", b'a');
+    // Chunked: the daemon reads chunk sizes from the body; ours is not chunked framing, so
+    // either the framing or the limit refuses it, never a stored file.
+    assert!(code == 413 || code == 400, "{answer}");
+    assert!(names_in(&home.join("var/incoming")).is_empty());
+
+    let before = peak_rss_kib(&d);
+    let len: u64 = 400 << 20;
+    let header = format!("Content-Length: {len}\r\n");
+    assert_eq!(
+        put_streamed(&d, "big_1.0.orig.tar.gz", len, &header, 7).0,
+        201
+    );
+    assert_eq!(
+        put_streamed(&d, "big_1.0.orig.tar.gz", len, &header, 7).0,
+        201
+    );
+    assert_eq!(
+        put_streamed(&d, "big_1.0.orig.tar.gz", len, &header, 8).0,
+        409
+    );
+    let after = peak_rss_kib(&d);
+    assert!(
+        after < before + 64 * 1024,
+        "peak RSS grew from {before} KiB to {after} KiB for 400 MiB uploads"
+    );
+    println!("peak RSS: {before} KiB before, {after} KiB after three 400 MiB uploads");
+}
+
+/// FTP clients that vanish without reading their replies (3,000 NOOPs, then close) end
+/// their own session, not the daemon.
+#[test]
+fn ftp_clients_that_vanish_do_not_end_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    let d = Daemon::start(&home);
+    let conf = d.api_ok(&["dput_conf"]);
+    let ftp = conf
+        .split("[mbd-testhost-ftp]")
+        .nth(1)
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("fqdn     = ")))
+        .unwrap()
+        .to_string();
+    for _ in 0..3 {
+        let mut s = std::net::TcpStream::connect(&ftp).unwrap();
+        let mut banner = [0u8; 64];
+        let _ = s.read(&mut banner).unwrap();
+        let noops = "NOOP\r\n".repeat(3000);
+        let _ = s.write_all(noops.as_bytes());
+        drop(s);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, _, _) = d.get("/health", &[]);
+    assert_eq!(code, 200, "{}", d.log());
+    let mut s = std::net::TcpStream::connect(&ftp).unwrap();
+    let mut banner = [0u8; 64];
+    let n = s.read(&mut banner).unwrap();
+    assert!(banner[..n].starts_with(b"220"), "FTP no longer answers");
+}
