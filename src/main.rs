@@ -278,11 +278,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::PubKey { binary } => {
-            let engine = Engine::open(&home)?;
+            // The key file alone: no store to open, so this works while a daemon owns it.
+            let key = mbd::openpgp::ArchiveKey::load(&mbd::repo::key_path(&home))?;
             let key = if binary {
-                engine.key().public_binary()
+                key.public_binary()
             } else {
-                engine.key().public_armored()
+                key.public_armored()
             };
             std::io::stdout().write_all(&key)?;
             Ok(ExitCode::SUCCESS)

@@ -656,6 +656,9 @@ fn http_is_what_apt_expects_and_nothing_else() {
         Some(format!("bytes 10-19/{}", on_disk.len()).as_str())
     );
     assert_eq!(d.get(inrelease, &[("Range", "bytes=999999-")]).0, 416);
+    // A Range that does not parse is ignored (RFC 9110): the whole file.
+    let (code, _, body) = d.get(inrelease, &[("Range", "bytes=abc")]);
+    assert_eq!((code, body.len()), (200, on_disk.len()));
     // A stale If-Range gets the whole file.
     let (code, _, body) = d.get(
         inrelease,

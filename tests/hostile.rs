@@ -352,3 +352,19 @@ fn ftp_clients_that_vanish_do_not_end_the_daemon() {
     let n = s.read(&mut banner).unwrap();
     assert!(banner[..n].starts_with(b"220"), "FTP no longer answers");
 }
+
+/// `mbd pub-key` reads the key file, not the store: it works while the daemon owns the home,
+/// and gives the same key as before the daemon started.
+#[test]
+fn pub_key_works_while_the_daemon_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    let before = crate::util::mbd_ok(&home, &["pub-key"]);
+    assert!(
+        before.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"),
+        "{before}"
+    );
+    let _d = Daemon::start(&home);
+    assert_eq!(crate::util::mbd_ok(&home, &["pub-key"]), before);
+}

@@ -136,9 +136,26 @@ fn etag(len: u64, modified: SystemTime) -> String {
 }
 
 /// A single byte range `bytes=a-b`, `a-` or `-n` within `len`; `Err` if unsatisfiable,
-/// `Ok(None)` if absent or not understood (then the whole file is sent, as RFC 9110 allows).
+/// `Ok(None)` if absent, malformed or not understood (then the whole file is sent: RFC 9110
+/// says to ignore a Range header that does not parse).
 fn parse_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+    let spec = header.and_then(|h| h.trim().strip_prefix("bytes="));
+    let well_formed = spec.is_some_and(|s| {
+        s.split_once('-').is_some_and(|(a, b)| {
+            let (a, b) = (a.trim(), b.trim());
+            let digits = |x: &str| x.bytes().all(|c| c.is_ascii_digit()) && x.len() <= 19;
+            (!a.is_empty() || !b.is_empty()) && digits(a) && digits(b)
+        })
+    });
+    if !well_formed {
+        return Ok(None);
+    }
+    satisfiable_range(spec, len)
+}
+
+/// A well-formed single range (see [`parse_range`]) within `len`.
+fn satisfiable_range(spec: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = spec else {
         return Ok(None);
     };
     if spec.contains(',') {
@@ -634,6 +651,17 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=100-"), 100), Err(()));
         assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), Ok(None));
         assert_eq!(parse_range(None, 100), Ok(None));
+        // Malformed: ignored, the whole file goes out.
+        for bad in [
+            "bytes=abc",
+            "bytes=-",
+            "bytes=1-x",
+            "bytes=99999999999999999999-",
+            "items=0-1",
+        ] {
+            assert_eq!(parse_range(Some(bad), 100), Ok(None), "{bad}");
+        }
+        assert_eq!(parse_range(Some("bytes=-0"), 100), Err(()));
     }
 
     #[test]
