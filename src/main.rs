@@ -72,7 +72,8 @@ enum Command {
         /// Log level (error, warn, info, debug, trace).
         #[arg(long)]
         log_level: Option<String>,
-        /// The administrator's password at first start (else generated and printed once).
+        /// The administrator's password at first start (else generated into etc/admin-password,
+        /// mode 0600).
         #[arg(long, env = "MBD_ADMIN_PASSWORD", hide_env_values = true)]
         admin_password: Option<String>,
         /// On a new home, do not prepare the build chroot for this host (needs root and the

@@ -83,6 +83,28 @@ impl Daemon {
         d
     }
 
+    /// Starts the daemon (no default chroot) with more environment.
+    pub(crate) fn start_env(home: &Path, env: &[(&str, &str)]) -> Daemon {
+        let mut d = Daemon::spawn_env(
+            home,
+            None,
+            &[
+                "daemon",
+                "--http-endpoint",
+                "127.0.0.1:0",
+                "--ftp-endpoint",
+                "127.0.0.1:0",
+                "--log-level",
+                "debug",
+                "--no-default-chroot",
+            ],
+            &[],
+            env,
+        );
+        d.wait_ready();
+        d
+    }
+
     /// Starts the daemon with exactly these arguments (and `extra`).
     fn spawn_full(home: &Path, user: Option<&str>, daemon_args: &[&str], extra: &[&str]) -> Daemon {
         Daemon::spawn_env(home, user, daemon_args, extra, &[])
@@ -115,8 +137,8 @@ impl Daemon {
         };
         let child = cmd
             .args(extra)
-            .envs(env.iter().copied())
             .env("MBD_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .envs(env.iter().copied())
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(home.with_extension("stderr")).unwrap())
             .spawn()
@@ -191,7 +213,7 @@ impl Daemon {
     }
 
     /// `mbd api` with explicit credentials (`None`: anonymous) against the URL.
-    fn api_as(&self, user: Option<(&str, &str)>, args: &[&str]) -> (bool, String) {
+    pub(crate) fn api_as(&self, user: Option<(&str, &str)>, args: &[&str]) -> (bool, String) {
         let mut cmd = mbd_command(Path::new("/nonexistent"), &["api", "--url", &self.url]);
         cmd.args(args);
         if let Some((u, p)) = user {

@@ -368,3 +368,104 @@ fn pub_key_works_while_the_daemon_runs() {
     let _d = Daemon::start(&home);
     assert_eq!(crate::util::mbd_ok(&home, &["pub-key"]), before);
 }
+
+/// The mode bits of a path.
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// A first start generates the administrator's password into a 0600 file that the banner
+/// names (the password itself is nowhere else); the home and what holds secrets are closed
+/// to others; after the password, a token, a query-string password and an upload naming a
+/// distribution in terminal escapes, no log holds a secret or a raw control character.
+#[test]
+fn secrets_stay_out_of_logs_and_the_home_is_closed_to_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let d = Daemon::start_env(&home, &[("MBD_ADMIN_PASSWORD", "")]);
+    let file = home.join("etc/admin-password");
+    let password = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    assert!(password.len() >= 16, "{password}");
+    let banner = d.banner();
+    assert!(
+        banner.contains(&file.display().to_string()) && !banner.contains(&password),
+        "{banner}"
+    );
+    let (ok, out) = d.api_as(
+        Some(("admin", &password)),
+        &["token_create", "--label", "ci"],
+    );
+    assert!(ok, "{out}");
+    let token = out
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| w.len() >= 32)
+        .max_by_key(|w| w.len())
+        .unwrap_or_else(|| panic!("no secret in {out}"))
+        .to_string();
+    // A password in a POST's query string.
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("admin:{password}"));
+    let (code, head, _) = d.raw(&format!(
+        "POST /api/user_add?name=eve&password=hunter2-in-the-query HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {basic}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    ));
+    assert!(code < 500, "{head}");
+    // An upload whose distribution name is terminal escapes.
+    let unsigned = fixtures().join("broken/unsigned");
+    let mut files = crate::util::files_ending(&unsigned, "");
+    let changes = files
+        .iter()
+        .position(|f| f.to_string_lossy().ends_with(".changes"))
+        .unwrap();
+    let text = std::fs::read_to_string(&files[changes]).unwrap();
+    let evil = dir.path().join(files[changes].file_name().unwrap());
+    std::fs::write(
+        &evil,
+        text.replace(
+            "Distribution: bookworm-test-unstable",
+            "Distribution: \u{1b}[31mevil\u{1b}[0m\r",
+        ),
+    )
+    .unwrap();
+    files[changes] = evil;
+    put_upload(&d, &files);
+    wait_for_events(&d, 1);
+    let started = Instant::now();
+    let logs = |name: &str| std::fs::read(home.join("var/log").join(name)).unwrap();
+    while !String::from_utf8_lossy(&logs("access.log")).contains("/incoming/") {
+        assert!(started.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for name in ["daemon.log", "access.log"] {
+        let text = logs(name);
+        let shown = String::from_utf8_lossy(&text);
+        for secret in [&password, &token, "hunter2-in-the-query", "PRIVATE KEY"] {
+            assert!(!shown.contains(secret), "{name} holds '{secret}'");
+        }
+        assert!(
+            !text.iter().any(|&b| b == 0x1b || b == b'\r'),
+            "{name} holds a raw control character"
+        );
+        assert_eq!(mode(&home.join("var/log").join(name)), 0o640, "{name}");
+    }
+    assert!(
+        String::from_utf8_lossy(&logs("daemon.log")).contains("\\x1b[31mevil"),
+        "the escaped name is not in daemon.log"
+    );
+    for (path, want) in [
+        ("", 0o750),
+        ("etc", 0o750),
+        ("keys", 0o700),
+        ("keys/archive.key", 0o600),
+        ("mbd.redb", 0o600),
+        ("state.redb", 0o600),
+        ("etc/api-token", 0o600),
+        ("etc/admin-password", 0o600),
+    ] {
+        assert_eq!(mode(&home.join(path)), want, "{path}");
+    }
+}

@@ -131,15 +131,21 @@ pub(super) struct Access<'a> {
 }
 
 impl Access<'_> {
-    /// Counts the answer in the metrics and appends the access log's line for it.
+    /// Counts the answer in the metrics and appends the access log's line for it. The query
+    /// of anything but GET and HEAD is left out: a call's arguments (a password given
+    /// there) never reach the log.
     pub fn record(&self, state: &AppState, status: u16, len: &str, started: std::time::Instant) {
         state.ctx.metrics.record_status(status);
+        let uri = match self.uri.split_once('?') {
+            Some((path, _)) if !matches!(self.method, "GET" | "HEAD") => format!("{path}?…"),
+            _ => self.uri.to_string(),
+        };
         let line = format!(
             "{} - - [{}] \"{} {} HTTP/1.1\" {status} {len} \"-\" \"{}\" {:.3}\n",
             self.peer,
             httpdate::fmt_http_date(std::time::SystemTime::now()),
             self.method,
-            self.uri,
+            uri,
             self.agent.replace('"', "'"),
             started.elapsed().as_secs_f64()
         );

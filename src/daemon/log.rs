@@ -12,6 +12,19 @@ pub const MAX_SIZE: u64 = 10 * 1024 * 1024;
 /// How many rotated files are kept.
 pub const KEEP: usize = 5;
 
+/// A log file for appending: readable by the daemon's group, by nobody else (it names
+/// clients, users and uploads).
+fn open_append(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o640))?;
+    Ok(file)
+}
+
 /// How many records may wait for the writer thread; past that, records are dropped (and
 /// counted) rather than making a request wait for the disk.
 const QUEUE: usize = 16 * 1024;
@@ -27,10 +40,7 @@ impl Inner {
     fn append(&mut self, line: &[u8]) -> std::io::Result<()> {
         if self.size > 0 && self.size + line.len() as u64 > self.max {
             rotate(&self.path)?;
-            self.file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
+            self.file = open_append(&self.path)?;
             self.size = 0;
         }
         self.file.write_all(line)?;
@@ -101,7 +111,7 @@ impl RotatingFile {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = open_append(path)?;
         let size = file.metadata()?.len();
         let mut inner = Inner {
             path: path.to_path_buf(),
@@ -123,9 +133,11 @@ impl RotatingFile {
     }
 
     /// Hands one record (a whole line) to the writer, which rotates the file first if the
-    /// record would not fit. Never waits: with the queue full the record is dropped.
+    /// record would not fit. Never waits: with the queue full the record is dropped. Control
+    /// characters in it are written escaped (`\x1b`), so a record is one line and nothing
+    /// in it (a name from an upload) can move a terminal's cursor or colour its text.
     pub fn append(&self, line: &[u8]) {
-        if self.queue.try_send(Message::Line(line.to_vec())).is_err() {
+        if self.queue.try_send(Message::Line(escaped(line))).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -142,6 +154,24 @@ impl RotatingFile {
             let _ = wait.recv();
         }
     }
+}
+
+/// A record with its control characters (but a final newline) written as `\xNN`.
+fn escaped(line: &[u8]) -> Vec<u8> {
+    let (body, end) = match line.strip_suffix(b"\n") {
+        Some(body) => (body, &b"\n"[..]),
+        None => (line, &b""[..]),
+    };
+    let mut out = Vec::with_capacity(line.len());
+    for &b in body {
+        if b < 0x20 && b != b'\t' || b == 0x7f {
+            out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+    out.extend_from_slice(end);
+    out
 }
 
 fn numbered(path: &Path, n: usize) -> PathBuf {
@@ -202,6 +232,15 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RotatingFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_a_record_stays_one_line() {
+        assert_eq!(
+            escaped(b"dist \x1b[31mred\r\nforged line\x7f\n"),
+            b"dist \\x1b[31mred\\x0d\\x0aforged line\\x7f\n"
+        );
+        assert_eq!(escaped(b"tab\tstays"), b"tab\tstays");
+    }
 
     #[test]
     fn rotates_by_size_and_keeps_a_few() {

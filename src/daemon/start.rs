@@ -20,7 +20,8 @@ pub struct Options {
     pub ftp_endpoints: Vec<String>,
     pub hostname: Option<String>,
     pub log_level: Option<String>,
-    /// The administrator's password at first start (else one is generated and printed).
+    /// The administrator's password at first start (else one is generated into
+    /// `etc/admin-password`, mode 0600).
     pub admin_password: Option<String>,
     /// On a new home, prepare the build chroot for the host.
     pub default_chroot: bool,
@@ -95,7 +96,11 @@ pub fn init_logging(home: &Path, level: &str) -> Result<(), DaemonError> {
         })?;
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(std::io::stderr),
+        )
         .with(
             tracing_subscriber::fmt::layer()
                 .with_ansi(false)
@@ -143,14 +148,41 @@ fn open_or_create(
     }
 }
 
-/// Makes sure an administrator exists; returns the generated password to print once, if any.
+/// Where a generated administrator password is left for the administrator (mode 0600).
+pub fn admin_password_path(home: &Path) -> PathBuf {
+    home.join("etc/admin-password")
+}
+
+/// Modes that keep the home to the daemon's user (and its group, for reading): the home and
+/// `etc/` 0750, the stores 0600 (they hold password hashes and tokens' digests), `keys/` 0700.
+/// Files written later get their own modes where they are made (logs 0640, keys and tokens
+/// 0600).
+fn secure_home(home: &Path) -> Result<(), DaemonError> {
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [
+        (home.to_path_buf(), 0o750),
+        (home.join("etc"), 0o750),
+        (home.join("keys"), 0o700),
+        (crate::repo::store_path(home), 0o600),
+        (home.join("state.redb"), 0o600),
+    ] {
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(io(&path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure an administrator exists; a generated password goes to
+/// [`admin_password_path`] (mode 0600), never to a log or the terminal; returns that path.
 /// Also keeps a local admin token in `<home>/etc/api-token` (mode 0600) for `mbd api` on
 /// this machine.
 fn ensure_admin(
     state: &crate::state::StateStore,
     home: &Path,
     password: Option<&str>,
-) -> Result<Option<String>, DaemonError> {
+) -> Result<Option<PathBuf>, DaemonError> {
     let admins = state
         .all::<api::auth::User>()?
         .into_iter()
@@ -161,7 +193,9 @@ fn ensure_admin(
             Some(p) => p.to_string(),
             None => {
                 let p = api::auth::new_password();
-                generated = Some(p.clone());
+                let file = admin_password_path(home);
+                write_atomic(&file, format!("{p}\n").as_bytes(), 0o600)?;
+                generated = Some(file);
                 p
             }
         };
@@ -221,9 +255,11 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
     let admin_password = opts
         .admin_password
         .clone()
-        .or_else(|| std::env::var("MBD_ADMIN_PASSWORD").ok());
+        .or_else(|| std::env::var("MBD_ADMIN_PASSWORD").ok())
+        .filter(|p| !p.is_empty());
     let state = legacy::open_state(&engine)?;
     let generated = ensure_admin(&state, &home, admin_password.as_deref())?;
+    secure_home(&home)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -419,13 +455,13 @@ fn prepare_default_chroot(ctx: &Context, codename: &str, arch: &str) {
     }
 }
 
-/// What a newcomer needs: the URL, an apt entry, a dput.cf section (and the admin password
-/// if it was generated).
+/// What a newcomer needs: the URL, an apt entry, a dput.cf section (and where the admin
+/// password is, if it was generated).
 /// `created`: whether this start created the home, and if so with the default setup.
 fn print_banner(
     ctx: &Context,
     created: Option<bool>,
-    password: Option<&str>,
+    password: Option<&Path>,
 ) -> Result<(), DaemonError> {
     let identity = ctx.engine().instance().identity.clone();
     let sources = ctx
@@ -459,9 +495,10 @@ fn print_banner(
         "mbd: archive '{identity}' serving at {0}/ (repositories under {0}/repositories/)\n",
         ctx.url
     ));
-    if let Some(pw) = password {
+    if let Some(file) = password {
         out.push_str(&format!(
-            "mbd: administrator 'admin', password (shown once): {pw}\n"
+            "mbd: administrator 'admin', its password is in {} (mode 0600)\n",
+            file.display()
         ));
     }
     out.push_str(&format!(
