@@ -193,7 +193,42 @@ fn verify_password_now(hash: &str, password: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Creates or replaces a user.
+/// The label of the tokens the web UI's logins create.
+pub const SESSION_LABEL: &str = "web session";
+
+/// How long a web session lasts (the cookie says so too; the server enforces it).
+pub const SESSION_SECONDS: i64 = 7 * 24 * 3600;
+
+/// Whether a token is a web session older than [`SESSION_SECONDS`] at `now`.
+fn expired(token: &Token, now: i64) -> bool {
+    token.label == SESSION_LABEL && now - token.created > SESSION_SECONDS
+}
+
+/// A token by its secret, unless it is an expired session (which is deleted).
+fn live_token(state: &StateStore, secret: &str) -> Result<Option<Token>, UsersError> {
+    let key = token_key(secret);
+    match state.get::<Token>(&key)? {
+        Some(t) if expired(&t, crate::repo::publish_time()) => {
+            state.delete::<Token>(&key)?;
+            Ok(None)
+        }
+        found => Ok(found),
+    }
+}
+
+/// Revokes every token and web session of `user`; how many.
+pub fn revoke_all(state: &StateStore, user: &str) -> Result<usize, UsersError> {
+    let mut n = 0;
+    for (key, t) in state.all::<Token>()? {
+        if t.user == user && state.delete::<Token>(&key)? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Creates or replaces a user. Replacing one sets a new password: the user's tokens and web
+/// sessions are revoked (whoever knew the old password may have made them).
 pub fn put_user(
     state: &StateStore,
     name: &str,
@@ -211,6 +246,7 @@ pub fn put_user(
         ));
     }
     let old: Option<User> = state.get::<User>(name)?;
+    let replaced = old.is_some();
     let user = User {
         name: name.to_string(),
         level,
@@ -221,6 +257,9 @@ pub fn put_user(
         may_upload_to: old.map(|u| u.may_upload_to).unwrap_or_default(),
     };
     state.put(name, &user)?;
+    if replaced {
+        revoke_all(state, name)?;
+    }
     Ok(user)
 }
 
@@ -263,9 +302,8 @@ pub fn authenticate(state: &StateStore, header: Option<&str>) -> Result<Option<U
         .ok_or_else(|| refused("malformed Authorization header"))?;
     let value = value.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
-        let token: Token = state
-            .get(&token_key(value))?
-            .ok_or_else(|| refused("unknown or revoked token"))?;
+        let token: Token = live_token(state, value)?
+            .ok_or_else(|| refused("unknown, revoked or expired token"))?;
         let user: User = state
             .get(&token.user)?
             .ok_or_else(|| refused("the token's user no longer exists"))?;
@@ -297,7 +335,7 @@ pub fn login(state: &StateStore, name: &str, secret: &str) -> Result<User, Users
         verify_password(decoy_hash(), secret);
         return Err(refused("wrong user name or password"));
     };
-    if let Some(token) = state.get::<Token>(&token_key(secret))? {
+    if let Some(token) = live_token(state, secret)? {
         if token.user == user.name {
             return Ok(user);
         }
@@ -312,6 +350,20 @@ pub fn login(state: &StateStore, name: &str, secret: &str) -> Result<User, Users
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Web sessions end after their lifetime on the server too; other tokens do not.
+    #[test]
+    fn sessions_expire_and_other_tokens_do_not() {
+        let t = |label: &str, created| Token {
+            id: String::new(),
+            user: "u".into(),
+            label: label.into(),
+            created,
+        };
+        assert!(!expired(&t(SESSION_LABEL, 0), SESSION_SECONDS));
+        assert!(expired(&t(SESSION_LABEL, 0), SESSION_SECONDS + 1));
+        assert!(!expired(&t("ci", 0), 100 * SESSION_SECONDS));
+    }
 
     /// No more than `max` checks run at once, however many callers wait.
     #[test]

@@ -436,8 +436,14 @@ fn secrets_stay_out_of_logs_and_the_home_is_closed_to_others() {
     wait_for_events(&d, 1);
     let started = Instant::now();
     let logs = |name: &str| std::fs::read(home.join("var/log").join(name)).unwrap();
-    while !String::from_utf8_lossy(&logs("access.log")).contains("/incoming/") {
-        assert!(started.elapsed() < Duration::from_secs(5));
+    // Both logs are written every 50 ms by their own threads.
+    while !String::from_utf8_lossy(&logs("access.log")).contains("/incoming/")
+        || !String::from_utf8_lossy(&logs("daemon.log")).contains("evil")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the upload is not in the logs"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     for name in ["daemon.log", "access.log"] {
@@ -468,4 +474,82 @@ fn secrets_stay_out_of_logs_and_the_home_is_closed_to_others() {
     ] {
         assert_eq!(mode(&home.join(path)), want, "{path}");
     }
+}
+
+/// The value of the session cookie a `Set-Cookie` header in `head` sets.
+fn session_from(head: &str) -> String {
+    head.lines()
+        .find_map(|l| l.strip_prefix("set-cookie: mbd_session="))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("no session cookie in {head}"))
+        .to_string()
+}
+
+/// A state change with the session cookie is refused unless it comes from our own origin
+/// (`Origin`, or `Sec-Fetch-Site: same-origin`); scripts with an Authorization header are
+/// not concerned. A new password ends the user's web sessions and revokes their tokens.
+#[test]
+fn cookie_state_changes_need_our_origin_and_a_new_password_ends_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    let d = Daemon::start(&home);
+    d.api_ok(&[
+        "user_add",
+        "dev",
+        "--level",
+        "staff",
+        "--password",
+        "dev-pw-1",
+    ]);
+    let body = "user=dev&password=dev-pw-1";
+    let (code, head, _) = d.raw(&format!(
+        "POST /ui/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    assert_eq!(code, 303, "{head}");
+    let cookie = session_from(&head);
+    let (ok, out) = d.api_as(
+        Some(("dev", "dev-pw-1")),
+        &["token_create", "--label", "ci"],
+    );
+    assert!(ok, "{out}");
+    let token = out
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| w.len() >= 32)
+        .max_by_key(|w| w.len())
+        .unwrap()
+        .to_string();
+    let post = |extra: &str| {
+        d.raw(&format!(
+            "POST /api/token_create?label=x HTTP/1.1\r\nHost: x\r\nCookie: mbd_session={cookie}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        ))
+        .0
+    };
+    assert_eq!(post("Origin: http://evil.example\r\n"), 403);
+    assert_eq!(post("Sec-Fetch-Site: cross-site\r\n"), 403);
+    assert_eq!(post(""), 403, "no Origin at all");
+    assert_eq!(post("Origin: http://x\r\n"), 200);
+    assert_eq!(post("Sec-Fetch-Site: same-origin\r\n"), 200);
+    let get = |auth: &str| {
+        d.raw(&format!(
+            "GET /api/status HTTP/1.1\r\nHost: x\r\n{auth}\r\nConnection: close\r\n\r\n"
+        ))
+        .0
+    };
+    assert_eq!(get(&format!("Cookie: mbd_session={cookie}")), 200);
+    assert_eq!(get(&format!("Authorization: Bearer {token}")), 200);
+    // A new password (set by an admin here) ends both.
+    d.api_ok(&[
+        "user_add",
+        "dev",
+        "--level",
+        "staff",
+        "--password",
+        "dev-pw-2",
+    ]);
+    assert_eq!(get(&format!("Cookie: mbd_session={cookie}")), 401);
+    assert_eq!(get(&format!("Authorization: Bearer {token}")), 401);
+    let (ok, _) = d.api_as(Some(("dev", "dev-pw-2")), &["status"]);
+    assert!(ok);
 }

@@ -109,6 +109,32 @@ pub(super) async fn security_headers(req: Request, next: Next) -> Response {
     response
 }
 
+/// A state change (anything but GET, HEAD, OPTIONS) that a browser's session cookie
+/// authenticates must come from our own pages: its `Origin` names this host, or its
+/// `Sec-Fetch-Site` says same-origin. Requests with an `Authorization` header (scripts,
+/// `mbd api`) and without the cookie are not concerned: a browser never adds those on its
+/// own. Otherwise: 403, before the handler runs.
+pub(super) async fn same_origin_state_changes(req: Request, next: Next) -> Response {
+    let h = req.headers();
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if safe || h.contains_key(header::AUTHORIZATION) || ui::credentials(h).is_none() {
+        return next.run(req).await;
+    }
+    let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+    let host = text("host");
+    let from_origin = text("origin")
+        .and_then(|o| o.split_once("://").map(|(_, rest)| rest))
+        .is_some_and(|o| Some(o) == host);
+    let same_site = text("sec-fetch-site") == Some("same-origin");
+    if from_origin || same_site {
+        return next.run(req).await;
+    }
+    simple_problem(
+        StatusCode::FORBIDDEN,
+        "cross-site request refused: a change made with the session cookie needs an Origin of this site (or Sec-Fetch-Site: same-origin)".to_string(),
+    )
+}
+
 /// Headers of everything under `/repositories` (both connection paths): no sniffing, and a
 /// sandbox, so that even a listing or a file a browser shows runs nothing on our origin.
 pub(super) fn archive_headers(h: &mut axum::http::HeaderMap) {

@@ -81,7 +81,8 @@ impl Listeners {
             }));
         }
         for l in self.https {
-            let (app, mut stop) = (app.clone(), stop.subscribe());
+            let app = app.clone().layer(axum::Extension(super::ui::Tls));
+            let mut stop = stop.subscribe();
             servers.push(tokio::spawn(async move {
                 axum::serve(
                     l.tap_io(|_| {}),

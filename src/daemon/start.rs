@@ -202,7 +202,13 @@ fn ensure_admin(
         api::auth::put_user(state, "admin", api::Level::Admin, &pw)?;
     }
     let token_file = api::client::token_file(home);
-    if !token_file.exists() {
+    // A token revoked meanwhile (a new admin password revokes them all) is replaced.
+    let valid = std::fs::read_to_string(&token_file).ok().is_some_and(|t| {
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD.encode(t.trim());
+        api::auth::authenticate(state, Some(&format!("Basic {basic}"))).is_ok_and(|u| u.is_some())
+    });
+    if !valid {
         if let Some((_, admin)) = state
             .all::<api::auth::User>()?
             .into_iter()

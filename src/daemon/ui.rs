@@ -530,13 +530,21 @@ pub async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> Re
     page(state, headers, |_, _| Ok(("login.html", context! {}))).await
 }
 
-fn session_cookie(value: &str, max_age: u64) -> String {
-    format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}")
+/// The session cookie; `Secure` when the request came over HTTPS.
+fn session_cookie(value: &str, max_age: i64, tls: bool) -> String {
+    let secure = if tls { "; Secure" } else { "" };
+    format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    )
 }
+
+/// Marks requests that came over HTTPS (an extension the HTTPS endpoints add).
+#[derive(Clone, Copy)]
+pub struct Tls;
 
 pub async fn login(
     State(state): State<AppState>,
-    _headers: HeaderMap,
+    tls: Option<axum::Extension<Tls>>,
     body: axum::body::Bytes,
 ) -> Response {
     let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
@@ -555,7 +563,7 @@ pub async fn login(
         );
         let user = auth::authenticate(state, Some(&basic))?
             .ok_or_else(|| ApiError::BadCredentials("no user".to_string()))?;
-        let (secret, _) = auth::create_token(state, &user.name, "web session")?;
+        let (secret, _) = auth::create_token(state, &user.name, auth::SESSION_LABEL)?;
         Ok::<_, ApiError>(format!("{}:{secret}", user.name))
     })
     .await
@@ -563,7 +571,8 @@ pub async fn login(
     match result {
         Ok(value) => {
             let mut r = redirect("/");
-            if let Ok(v) = session_cookie(&value, 7 * 24 * 3600).parse() {
+            let cookie = session_cookie(&value, auth::SESSION_SECONDS, tls.is_some());
+            if let Ok(v) = cookie.parse() {
                 r.headers_mut().insert(header::SET_COOKIE, v);
             }
             r
@@ -582,7 +591,11 @@ pub async fn login(
     }
 }
 
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn logout(
+    State(state): State<AppState>,
+    tls: Option<axum::Extension<Tls>>,
+    headers: HeaderMap,
+) -> Response {
     if let Some(value) = session(&headers) {
         let ctx: Arc<Context> = state.ctx.clone();
         let _ = tokio::task::spawn_blocking(move || {
@@ -593,7 +606,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Respon
         .await;
     }
     let mut r = redirect("/");
-    if let Ok(v) = session_cookie("", 0).parse() {
+    if let Ok(v) = session_cookie("", 0, tls.is_some()).parse() {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r
