@@ -347,10 +347,29 @@ fn ftp_clients_that_vanish_do_not_end_the_daemon() {
     std::thread::sleep(Duration::from_millis(500));
     let (code, _, _) = d.get("/health", &[]);
     assert_eq!(code, 200, "{}", d.log());
-    let mut s = std::net::TcpStream::connect(&ftp).unwrap();
-    let mut banner = [0u8; 64];
-    let n = s.read(&mut banner).unwrap();
-    assert!(banner[..n].starts_with(b"220"), "FTP no longer answers");
+    // And it still serves: an anonymous login works, active mode (`PORT`) is refused.
+    let s = std::net::TcpStream::connect(&ftp).unwrap();
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut reply = |send: &str| {
+        if !send.is_empty() {
+            w.write_all(format!("{send}\r\n").as_bytes()).unwrap();
+        }
+        loop {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+            // The last line of a reply is "NNN text" (a continued one is "NNN-text").
+            if line.len() >= 4 && line.as_bytes()[3] == b' ' {
+                return line;
+            }
+            assert!(!line.is_empty(), "FTP closed the connection");
+        }
+    };
+    assert!(reply("").starts_with("220"), "FTP no longer answers");
+    assert!(reply("USER anonymous").starts_with("331"));
+    assert!(reply("PASS x").starts_with("230"));
+    let port = reply("PORT 127,0,0,1,200,10");
+    assert!(port.starts_with('5'), "active mode answered: {port}");
 }
 
 /// `mbd pub-key` reads the key file, not the store: it works while the daemon owns the home,

@@ -277,8 +277,12 @@ impl unftp_core::auth::Authenticator for UserLogin {
     }
 }
 
+/// How long an FTP session may stay idle.
+const IDLE_SESSION_SECONDS: u64 = 120;
+
 /// Serves FTP uploads on `addr`: anonymous, or with users' logins when the daemon requires
-/// them; FTPS (explicit, `AUTH TLS`) is offered when `ftps` names a certificate and key.
+/// them (then over TLS only, when a certificate is set); FTPS (explicit, `AUTH TLS`) is
+/// offered when `ftps` names a certificate and key. Passive mode only.
 pub async fn serve(
     ctx: Arc<Context>,
     addr: String,
@@ -293,12 +297,23 @@ pub async fn serve(
             "mbd incoming: anonymous uploads"
         })
         .passive_ports(49152..=65534)
-        .active_passive_mode(libunftp::options::ActivePassiveMode::ActiveAndPassive);
+        // Passive only (what dput uses): `PORT` would let a client make us connect anywhere.
+        .active_passive_mode(libunftp::options::ActivePassiveMode::PassiveOnly)
+        .idle_session_timeout(IDLE_SESSION_SECONDS);
     if login {
         builder = builder.authenticator(Arc::new(UserLogin { ctx }));
     }
     if let Some((certificate, key)) = ftps {
-        builder = builder.ftps(certificate, key);
+        use libunftp::options::FtpsRequired;
+        // A login's password never crosses the network in clear once TLS is offered.
+        let required = if login {
+            FtpsRequired::Accounts
+        } else {
+            FtpsRequired::None
+        };
+        builder = builder
+            .ftps(certificate, key)
+            .ftps_required(required, required);
     }
     let server = builder.build().map_err(|e| e.to_string())?;
     server.listen(addr).await.map_err(|e| e.to_string())
