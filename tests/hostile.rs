@@ -572,3 +572,71 @@ fn cookie_state_changes_need_our_origin_and_a_new_password_ends_sessions() {
     let (ok, _) = d.api_as(Some(("dev", "dev-pw-2")), &["status"]);
     assert!(ok);
 }
+
+/// Slowloris from one address: 1,100 connections that never finish their request head.
+/// The daemon keeps at most its per-client share of them open (the rest are closed at
+/// once), and a request from another address is answered meanwhile.
+#[test]
+fn half_open_connections_from_one_client_leave_room_for_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    let d = Daemon::start(&home);
+    let (host, port) = d
+        .url
+        .trim_start_matches("http://")
+        .rsplit_once(':')
+        .unwrap();
+    let script = format!(
+        r#"
+import socket, sys, time
+held = []
+for _ in range(1100):
+    s = socket.create_connection(("{host}", {port}), source_address=("127.0.0.2", 0))
+    s.sendall(b"GET /repositories/ HTTP/1.1\r\nHost: x\r\n")
+    held.append(s)
+time.sleep(1.5)
+closed = 0
+for s in held:
+    s.setblocking(False)
+    try:
+        if s.recv(1) == b"":
+            closed += 1
+    except BlockingIOError:
+        pass
+    except OSError:
+        closed += 1
+print("closed", closed, flush=True)
+sys.stdin.read()
+"#
+    );
+    let mut attacker = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(attacker.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    // Every connection is still open on the attacker's side: ask from another address.
+    let asked = Instant::now();
+    let (code, _, _) = d.get("/health", &[]);
+    let took = asked.elapsed();
+    drop(attacker.stdin.take());
+    let _ = attacker.wait();
+    let closed: usize = line
+        .trim()
+        .strip_prefix("closed ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("attacker said: {line}"));
+    assert_eq!(code, 200);
+    assert!(
+        took < Duration::from_secs(2),
+        "a normal request took {took:?}"
+    );
+    assert!(
+        closed >= 1100 - 128,
+        "only {closed} of 1,100 half-open connections were closed"
+    );
+}

@@ -43,6 +43,60 @@ const MAX_HEADERS: usize = 64;
 /// Bodies up to this size are sent in the same write as their head.
 const ONE_WRITE: usize = 64 * 1024;
 
+/// Open plain-HTTP connections one client address may hold.
+pub const PER_CLIENT: usize = 128;
+/// Open plain-HTTP connections in all.
+pub const TOTAL: usize = 4096;
+
+/// Who holds how many connections: a client over [`PER_CLIENT`], or everyone over [`TOTAL`],
+/// gets its new connection closed at once, so that one address cannot take every
+/// descriptor (half-open connections wait up to [`HEADER_READ`] each).
+#[derive(Default)]
+pub(super) struct Admission {
+    open: std::sync::Mutex<(usize, std::collections::HashMap<std::net::IpAddr, usize>)>,
+}
+
+/// A connection counted by [`Admission`] until it is dropped.
+pub(super) struct Admitted {
+    admission: std::sync::Arc<Admission>,
+    ip: std::net::IpAddr,
+}
+
+impl Admission {
+    pub fn admit(self: &std::sync::Arc<Self>, ip: std::net::IpAddr) -> Option<Admitted> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let (total, per) = &mut *open;
+        let mine = per.entry(ip).or_insert(0);
+        if *total >= TOTAL || *mine >= PER_CLIENT {
+            return None;
+        }
+        *mine += 1;
+        *total += 1;
+        Some(Admitted {
+            admission: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut open = self
+            .admission
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (total, per) = &mut *open;
+        *total -= 1;
+        if let Some(n) = per.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Serves one accepted connection until the client closes it, a timeout passes, or the
 /// daemon stops (`stop` turns true).
 pub(super) async fn serve(
@@ -490,6 +544,18 @@ mod tests {
             "y".repeat(MAX_HEAD)
         );
         assert!(matches!(next_request(long.as_bytes()), Next::Other));
+    }
+
+    #[test]
+    fn admission_caps_each_client_and_gives_places_back() {
+        let a = std::sync::Arc::new(Admission::default());
+        let (one, two) = ("127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap());
+        let held: Vec<Admitted> = (0..PER_CLIENT).map(|_| a.admit(one).unwrap()).collect();
+        assert!(a.admit(one).is_none());
+        assert!(a.admit(two).is_some(), "another client is not held back");
+        drop(held);
+        assert!(a.admit(one).is_some());
+        assert_eq!(a.open.lock().unwrap().0, 0);
     }
 
     #[test]

@@ -114,6 +114,7 @@ async fn serve_plain(
 ) {
     // Every connection holds a sender; `recv` answers `None` once all of them are gone.
     let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
+    let admission = Arc::new(connection::Admission::default());
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -128,13 +129,17 @@ async fn serve_plain(
                 continue;
             }
         };
+        let Some(admitted) = admission.admit(peer.ip()) else {
+            // Too many from this client (or in all): closed at once.
+            continue;
+        };
         // Without TCP_NODELAY a response whose head and body go out in two writes waits
         // for the client's delayed ACK (tens of milliseconds) on every request.
         let _ = tcp.set_nodelay(true);
         let (app, state, stop, open) = (app.clone(), state.clone(), stop.clone(), open.clone());
         tokio::spawn(async move {
             connection::serve(tcp, peer, state, app, stop).await;
-            drop(open);
+            drop((admitted, open));
         });
     }
     drop((listener, open));
