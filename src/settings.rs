@@ -49,6 +49,11 @@ pub struct Settings {
     /// anonymous. Signatures are checked either way.
     #[serde(default)]
     pub incoming_login: bool,
+    /// Networks (CIDR) whose hosts may upload without a login when `incoming_login` is off.
+    /// Loopback only by default: anonymous uploads to a repository that builds unsigned ones
+    /// run code in a build chroot, so opening them to the network is a decision.
+    #[serde(default = "default_anonymous_from")]
+    pub anonymous_uploads_from: Vec<String>,
     /// `tracing` filter: error, warn, info, debug, trace (or a full directive).
     pub log_level: String,
     /// How many builds run at once.
@@ -122,6 +127,75 @@ fn default_orphan_age() -> u64 {
     crate::incoming::ORPHAN_AGE.as_secs()
 }
 
+fn default_anonymous_from() -> Vec<String> {
+    vec!["127.0.0.0/8".to_string(), "::1/128".to_string()]
+}
+
+/// A network in CIDR notation (`192.168.1.0/24`, `::1/128`; a bare address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: std::net::IpAddr,
+    prefix: u32,
+}
+
+impl Network {
+    pub fn parse(text: &str) -> Option<Network> {
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((a, p)) => (a.parse().ok()?, Some(p.parse().ok()?)),
+            None => (text.trim().parse().ok()?, None),
+        };
+        let bits = if matches!(addr, std::net::IpAddr::V4(_)) {
+            32
+        } else {
+            128
+        };
+        let prefix = prefix.unwrap_or(bits);
+        (prefix <= bits).then_some(Network { addr, prefix })
+    }
+
+    /// Whether `ip` is in the network (an IPv4 address mapped into IPv6 counts as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let masked = |bits: u128, width: u32| {
+            let keep = if self.prefix == 0 {
+                0
+            } else {
+                u128::MAX << (width - self.prefix)
+            };
+            bits & keep
+        };
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                masked(u32::from(n).into(), 32) == masked(u32::from(a).into(), 32)
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                masked(u128::from(n), 128) == masked(u128::from(a), 128)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Settings {
+    /// `anonymous_uploads_from`, parsed.
+    pub fn anonymous_networks(&self) -> Result<Vec<Network>, String> {
+        self.anonymous_uploads_from
+            .iter()
+            .map(|n| {
+                Network::parse(n).ok_or_else(|| {
+                    format!("anonymous_uploads_from: '{n}' is not a network (e.g. 192.168.1.0/24)")
+                })
+            })
+            .collect()
+    }
+}
+
 fn default_ftp() -> Vec<String> {
     vec!["0.0.0.0:8067".to_string()]
 }
@@ -136,6 +210,7 @@ impl Default for Settings {
             tls_certificate: String::new(),
             tls_key: String::new(),
             incoming_login: false,
+            anonymous_uploads_from: default_anonymous_from(),
             log_level: "info".to_string(),
             build_slots: 1,
             build_jobs: default_build_jobs(),
@@ -157,10 +232,15 @@ impl Settings {
     pub fn load_or_create(home: &Path) -> Result<Settings, SettingsError> {
         let path = settings_path(home);
         match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| SettingsError::Invalid {
-                path,
-                reason: e.to_string(),
-            }),
+            Ok(text) => {
+                let s: Settings = toml::from_str(&text).map_err(|e| SettingsError::Invalid {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                s.anonymous_networks()
+                    .map_err(|reason| SettingsError::Invalid { path, reason })?;
+                Ok(s)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let s = Settings::default();
                 s.save(home)?;
@@ -189,7 +269,7 @@ impl Settings {
                 reason: e.to_string(),
             })?
         );
-        write_atomic(&path, text.as_bytes(), 0o644)
+        write_atomic(&path, text.as_bytes(), 0o640)
     }
 }
 
@@ -245,4 +325,30 @@ pub fn host_distribution() -> (String, String) {
             .to_string()
         });
     (codename, arch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_contain_what_their_prefix_says() {
+        let n = |t: &str| Network::parse(t).unwrap();
+        let ip = |t: &str| t.parse::<std::net::IpAddr>().unwrap();
+        assert!(n("127.0.0.0/8").contains(ip("127.0.0.2")));
+        assert!(!n("127.0.0.1/32").contains(ip("127.0.0.2")));
+        assert!(n("127.0.0.1").contains(ip("127.0.0.1")));
+        assert!(n("0.0.0.0/0").contains(ip("203.0.113.9")));
+        assert!(n("::1/128").contains(ip("::1")));
+        assert!(!n("::1/128").contains(ip("127.0.0.1")));
+        assert!(
+            n("127.0.0.0/8").contains(ip("::ffff:127.0.0.5")),
+            "mapped IPv4"
+        );
+        assert!(n("192.168.1.0/24").contains(ip("192.168.1.200")));
+        assert!(!n("192.168.1.0/24").contains(ip("192.168.2.1")));
+        for bad in ["x", "10.0.0.0/33", "::/129", "10.0.0.0/"] {
+            assert!(Network::parse(bad).is_none(), "{bad}");
+        }
+    }
 }

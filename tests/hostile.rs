@@ -640,3 +640,70 @@ sys.stdin.read()
         "only {closed} of 1,100 half-open connections were closed"
     );
 }
+
+/// Uploads without a login are taken only from `anonymous_uploads_from` (loopback by
+/// default): here narrowed to 127.0.0.1, a PUT and an FTP login from 127.0.0.2 are refused
+/// naming the setting, and 127.0.0.1 still uploads. The banner names the setting.
+#[test]
+fn anonymous_uploads_come_only_from_the_networks_the_settings_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    std::fs::create_dir_all(home.join("etc")).unwrap();
+    std::fs::write(
+        home.join("etc/mbd.toml"),
+        "http_endpoints = [\"127.0.0.1:0\"]\nlog_level = \"info\"\nbuild_slots = 1\nanonymous_uploads_from = [\"127.0.0.1/32\"]\n",
+    )
+    .unwrap();
+    let d = Daemon::start(&home);
+    assert!(
+        d.banner().contains("taken from 127.0.0.1/32 only"),
+        "{}",
+        d.banner()
+    );
+    let conf = d.api_ok(&["dput_conf"]);
+    let ftp = conf
+        .split("[mbd-testhost-ftp]")
+        .nth(1)
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("fqdn     = ")))
+        .unwrap()
+        .to_string();
+    let (host, port) = d
+        .url
+        .trim_start_matches("http://")
+        .rsplit_once(':')
+        .unwrap();
+    let (fhost, fport) = ftp.rsplit_once(':').unwrap();
+    let script = format!(
+        r#"
+import ftplib, socket
+def put(source):
+    s = socket.create_connection(("{host}", {port}), source_address=(source, 0))
+    s.sendall(b"PUT /incoming/x_1.dsc HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx")
+    answer = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    return answer.decode()
+far = put("127.0.0.2")
+print("far", far.split(" ")[1], "anonymous_uploads_from" in far)
+print("near", put("127.0.0.1").split(" ")[1])
+f = ftplib.FTP(source_address=("127.0.0.2", 0))
+f.connect("{fhost}", {fport}, timeout=20)
+try:
+    f.login()
+    print("ftp far allowed")
+except ftplib.error_perm as e:
+    print("ftp far refused", str(e).split()[0])
+"#
+    );
+    let (ok, out) =
+        crate::util::run(std::process::Command::new("/usr/bin/python3").args(["-c", &script]));
+    assert!(ok, "{out}");
+    assert!(out.contains("far 403 True"), "{out}");
+    assert!(out.contains("near 201"), "{out}");
+    assert!(out.contains("ftp far refused 530"), "{out}");
+    assert_eq!(names_in(&home.join("var/incoming")), ["x_1.dsc"]);
+}

@@ -392,6 +392,8 @@ pub struct Context {
     pub https: Option<String>,
     /// Uploads (HTTP PUT, FTP) need a user's login; otherwise they are anonymous.
     pub incoming_login: bool,
+    /// Where anonymous uploads are taken from (when `incoming_login` is off).
+    pub anonymous_uploads_from: Vec<crate::settings::Network>,
     /// Decisions as they happen, for `/api/events/stream`.
     pub live: tokio::sync::broadcast::Sender<crate::incoming::Event>,
     /// The runner of `etc/event-hooks/`.
@@ -408,6 +410,29 @@ pub struct Writer<'a> {
     generation: &'a AtomicU64,
     hold: std::time::Duration,
     _token: std::sync::MutexGuard<'a, ()>,
+}
+
+impl Context {
+    /// Whether an upload without a login from `peer` is taken: with logins required it never
+    /// is (the transport asks for one); otherwise only from `anonymous_uploads_from`.
+    pub fn anonymous_upload_refusal(&self, peer: std::net::IpAddr) -> Option<String> {
+        if self.anonymous_uploads_from.iter().any(|n| n.contains(peer)) {
+            return None;
+        }
+        let from: Vec<String> = self
+            .anonymous_uploads_from
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        Some(format!(
+            "uploads without a login are taken from {} only, not from {peer}: widen anonymous_uploads_from in etc/mbd.toml, or set incoming_login and upload with a login",
+            if from.is_empty() {
+                "nowhere".to_string()
+            } else {
+                from.join(", ")
+            }
+        ))
+    }
 }
 
 impl Drop for Writer<'_> {
@@ -466,6 +491,9 @@ impl Context {
             ftp: None,
             https: None,
             incoming_login: false,
+            anonymous_uploads_from: crate::settings::Settings::default()
+                .anonymous_networks()
+                .unwrap_or_default(),
             builds: Default::default(),
             engine,
             state,

@@ -277,6 +277,38 @@ impl unftp_core::auth::Authenticator for UserLogin {
     }
 }
 
+/// Anonymous logins (any name and password) from the networks `anonymous_uploads_from`
+/// names; from anywhere else, none.
+struct AnonymousFrom {
+    ctx: Arc<Context>,
+}
+
+impl Debug for AnonymousFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AnonymousFrom")
+    }
+}
+
+#[async_trait]
+impl unftp_core::auth::Authenticator for AnonymousFrom {
+    async fn authenticate(
+        &self,
+        _username: &str,
+        creds: &unftp_core::auth::Credentials,
+    ) -> std::result::Result<unftp_core::auth::Principal, unftp_core::auth::AuthenticationError>
+    {
+        match self.ctx.anonymous_upload_refusal(creds.source_ip) {
+            None => Ok(unftp_core::auth::Principal {
+                username: "anonymous".to_string(),
+            }),
+            Some(why) => {
+                tracing::info!(peer = %creds.source_ip, "ftp login refused: {why}");
+                Err(unftp_core::auth::AuthenticationError::BadPassword)
+            }
+        }
+    }
+}
+
 /// How long an FTP session may stay idle.
 const IDLE_SESSION_SECONDS: u64 = 120;
 
@@ -302,6 +334,8 @@ pub async fn serve(
         .idle_session_timeout(IDLE_SESSION_SECONDS);
     if login {
         builder = builder.authenticator(Arc::new(UserLogin { ctx }));
+    } else {
+        builder = builder.authenticator(Arc::new(AnonymousFrom { ctx }));
     }
     if let Some((certificate, key)) = ftps {
         use libunftp::options::FtpsRequired;

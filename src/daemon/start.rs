@@ -340,6 +340,13 @@ fn served(
     ctx.ftp = listeners.ftp.first().map(|a| authority(*a));
     ctx.https = listeners.first_https().map(authority);
     ctx.incoming_login = settings.incoming_login;
+    ctx.anonymous_uploads_from =
+        settings
+            .anonymous_networks()
+            .map_err(|reason| DaemonError::Settings {
+                path: settings_path(home),
+                reason,
+            })?;
     Ok(Served {
         repositories: ctx.engine().home().join("repositories").into(),
         files: Arc::default(),
@@ -514,6 +521,17 @@ fn print_banner(
         "# dput: ~/.dput.cf\n{}\n",
         api::calls::dput_sections(&identity, &ctx.dput_incoming(None))
     ));
+    if !ctx.incoming_login {
+        let from: Vec<String> = ctx
+            .anonymous_uploads_from
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        out.push_str(&format!(
+            "# uploads without a login are taken from {} only; for other hosts widen anonymous_uploads_from in etc/mbd.toml (or set incoming_login)\n",
+            from.join(", ")
+        ));
+    }
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(out.as_bytes());

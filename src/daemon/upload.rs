@@ -21,11 +21,21 @@ pub const MAX_UPLOAD: u64 = crate::incoming::MAX_FILE;
 pub(super) async fn upload(
     State(state): State<AppState>,
     UrlPath(name): UrlPath<String>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
     use http_body_util::BodyExt;
     use tokio::io::AsyncWriteExt;
+    if !state.ctx.incoming_login {
+        let refusal = match peer {
+            Some(p) => state.ctx.anonymous_upload_refusal(p.0.0.ip()),
+            None => Some("the client's address is unknown".to_string()),
+        };
+        if let Some(why) = refusal {
+            return simple_problem(StatusCode::FORBIDDEN, format!("{name}: {why}"));
+        }
+    }
     if state.ctx.incoming_login {
         let ctx = state.ctx.clone();
         let given = headers
