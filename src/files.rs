@@ -110,6 +110,8 @@ pub(crate) fn read_paragraph(
             )
         }
         Trust::Keyring(k) => {
+            check_signature_armor(data)
+                .map_err(|reason| err(Problem::Signature(OpenPgpError::Malformed { reason })))?;
             let v = k.verify_cleartext(data).map_err(|e| err(e.into()))?;
             let text = String::from_utf8(v.body).map_err(|_| err(Problem::NotText))?;
             (text, Some(v.fingerprint))
@@ -117,6 +119,67 @@ pub(crate) fn read_paragraph(
     };
     let paragraph = Paragraph::parse(&text).map_err(|e| err(e.into()))?;
     Ok((paragraph, signer))
+}
+
+/// The armor of a clear-signed file's signature, checked as gpg checks it (sequoia reads
+/// past what gpg refuses): exactly one signature block, its CRC-24 checksum (`=XXXX`, when
+/// present) matching its content, and nothing but white space after it.
+fn check_signature_armor(data: &[u8]) -> Result<(), String> {
+    const BEGIN: &str = "-----BEGIN PGP SIGNATURE-----";
+    const END: &str = "-----END PGP SIGNATURE-----";
+    let text = std::str::from_utf8(data).map_err(|_| "not UTF-8 text".to_string())?;
+    let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+    let begins: Vec<usize> = (0..lines.len()).filter(|&i| lines[i] == BEGIN).collect();
+    let [begin] = begins[..] else {
+        return Err(format!("{} signature blocks, not one", begins.len()));
+    };
+    let end = (begin..lines.len())
+        .find(|&i| lines[i] == END)
+        .ok_or("the signature block does not end")?;
+    if lines[end + 1..].iter().any(|l| !l.is_empty()) {
+        return Err("text after the signature block".to_string());
+    }
+    let mut body: Vec<&str> = lines[begin + 1..end]
+        .iter()
+        .copied()
+        .skip_while(|l| l.contains(": "))
+        .skip_while(|l| l.is_empty())
+        .collect();
+    let checksum = match body.last() {
+        Some(l) if l.starts_with('=') && l.len() == 5 => body.pop().map(|l| &l[1..]),
+        _ => None,
+    };
+    let Some(checksum) = checksum else {
+        return Ok(());
+    };
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let packets = b64
+        .decode(body.concat())
+        .map_err(|e| format!("the signature block is not base64: {e}"))?;
+    let want = b64
+        .decode(checksum)
+        .map_err(|_| "the armor checksum is not base64".to_string())?;
+    let got = crc24(&packets).to_be_bytes();
+    if want[..] != got[1..] {
+        return Err("the armor checksum does not match the signature block".to_string());
+    }
+    Ok(())
+}
+
+/// OpenPGP's CRC-24 (RFC 4880, 6.1).
+fn crc24(data: &[u8]) -> u32 {
+    let mut crc: u32 = 0x00B7_04CE;
+    for &b in data {
+        crc ^= u32::from(b) << 16;
+        for _ in 0..8 {
+            crc <<= 1;
+            if crc & 0x0100_0000 != 0 {
+                crc ^= 0x0186_4CFB;
+            }
+        }
+    }
+    crc & 0x00FF_FFFF
 }
 
 /// A required, non-empty field.
@@ -407,6 +470,41 @@ fn is_hex(s: &str, len: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// gpg's armor rules on a real signed `.changes`: as made it passes; a wrong checksum,
+    /// text after the block and a second block are each refused.
+    #[test]
+    fn signature_armor_is_checked_like_gpg() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/pkg/mbd-hello_1.0-1~test12+1_source.changes");
+        let good = std::fs::read_to_string(path).unwrap();
+        assert_eq!(check_signature_armor(good.as_bytes()), Ok(()));
+        let crc_line = good
+            .lines()
+            .find(|l| l.starts_with('=') && l.len() == 5)
+            .expect("gpg writes a checksum");
+        let flipped = format!(
+            "={}",
+            if &crc_line[1..] == "AAAA" {
+                "AAAB"
+            } else {
+                "AAAA"
+            }
+        );
+        let cases = [
+            (good.replace(crc_line, &flipped), "checksum does not match"),
+            (format!("{good}Source: evil\n"), "text after"),
+            (
+                format!("{good}\n-----BEGIN PGP SIGNATURE-----\n"),
+                "2 signature blocks",
+            ),
+        ];
+        for (bad, why) in cases {
+            let e = check_signature_armor(bad.as_bytes()).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+        assert_eq!(crc24(b""), 0x00B7_04CE);
+    }
 
     #[test]
     fn unsafe_names_are_refused_with_a_reason() {

@@ -707,3 +707,79 @@ except ftplib.error_perm as e:
     assert!(out.contains("ftp far refused 530"), "{out}");
     assert_eq!(names_in(&home.join("var/incoming")), ["x_1.dsc"]);
 }
+
+/// On a repository that wants signatures, a correctly signed `.changes` whose armor gpg
+/// would refuse (a wrong CRC-24, text after the signature) is rejected saying so; the
+/// untouched one is accepted.
+#[test]
+fn signed_uploads_with_broken_armor_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    let d = Daemon::start(&home);
+    d.api_ok(&["set_repository", "test"]);
+    d.api_ok(&[
+        "user_add",
+        "dev",
+        "--level",
+        "staff",
+        "--password",
+        "dev-pw",
+    ]);
+    let key = std::fs::read_to_string(fixtures().join("keys/uploader.asc")).unwrap();
+    assert!(d.api_as(Some(("dev", "dev-pw")), &["set_user_key", &key]).0);
+    d.api_ok(&["uploader_activate", "dev"]);
+    let upload: Vec<PathBuf> = crate::util::files_ending(&fixtures().join("pkg"), "")
+        .into_iter()
+        .filter(|f| {
+            let n = f.file_name().unwrap().to_string_lossy();
+            (n.starts_with("mbd-hello_1.0-1~test12+1") && !n.contains("_amd64."))
+                || n == "mbd-hello_1.0.orig.tar.gz"
+        })
+        .collect();
+    let changes = upload
+        .iter()
+        .find(|f| f.to_string_lossy().ends_with(".changes"))
+        .unwrap()
+        .clone();
+    let good = std::fs::read_to_string(&changes).unwrap();
+    let crc = good
+        .lines()
+        .find(|l| l.starts_with('=') && l.len() == 5)
+        .unwrap()
+        .to_string();
+    let flipped = if crc == "=AAAA" { "=AAAB" } else { "=AAAA" };
+    let cases = [
+        (
+            good.replace(&crc, flipped),
+            "the armor checksum does not match",
+        ),
+        (
+            format!("{good}Distribution: elsewhere\n"),
+            "text after the signature block",
+        ),
+    ];
+    for (i, (text, why)) in cases.iter().enumerate() {
+        let work = dir.path().join(format!("case{i}"));
+        std::fs::create_dir_all(&work).unwrap();
+        let files: Vec<PathBuf> = upload
+            .iter()
+            .map(|f| {
+                let to = work.join(f.file_name().unwrap());
+                if *f == changes {
+                    std::fs::write(&to, text).unwrap();
+                } else {
+                    std::fs::copy(f, &to).unwrap();
+                }
+                to
+            })
+            .collect();
+        put_upload(&d, &files);
+        let events = wait_for_events(&d, i + 1);
+        assert_rejected(&events[i], why);
+        wait_decided(&home);
+    }
+    put_upload(&d, &upload);
+    let events = wait_for_events(&d, 3);
+    assert_eq!(events[2]["kind"], "ACCEPTED", "{}", events[2]);
+}

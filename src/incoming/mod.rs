@@ -205,8 +205,10 @@ impl Incoming {
             .join(format!(".part-{}", crate::users::new_secret()))
     }
 
-    /// Moves a completely received file into place. The same content again is fine (dput
-    /// retries); other content under an existing name is refused and the new file dropped.
+    /// Moves a completely received file into place, durably: the file's data and the
+    /// directory entry are on disk before this returns (and the client hears 201). The same
+    /// content again is fine (dput retries); other content under an existing name is refused
+    /// and the new file dropped.
     pub fn commit(&self, tmp: &Path, name: &str) -> Result<PathBuf, IncomingError> {
         let target = self.target(name)?;
         let file = std::fs::File::open(tmp).map_err(io(tmp))?;
@@ -226,6 +228,9 @@ impl Incoming {
         match std::fs::hard_link(tmp, &target) {
             Ok(()) => {
                 let _ = std::fs::remove_file(tmp);
+                std::fs::File::open(&self.dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io(&self.dir))?;
                 Ok(target)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
