@@ -263,12 +263,40 @@ pub fn put_user(
     Ok(user)
 }
 
-/// Issues a token for `user`; returns the secret (shown once) and the stored record.
+/// The most API tokens (web sessions aside) one user may hold.
+pub const MAX_TOKENS: usize = 100;
+/// The most web sessions one user keeps: a new login ends the oldest beyond this.
+pub const MAX_SESSIONS: usize = 20;
+
+/// Issues a token for `user`; returns the secret (shown once) and the stored record. A user
+/// holds at most [`MAX_TOKENS`] tokens (refused beyond) and [`MAX_SESSIONS`] web sessions
+/// (the oldest ends); labels are at most 200 characters.
 pub fn create_token(
     state: &StateStore,
     user: &str,
     label: &str,
 ) -> Result<(String, Token), UsersError> {
+    if label.chars().count() > 200 || label.chars().any(char::is_control) {
+        return Err(UsersError::BadRequest(
+            "a token's label is at most 200 characters, without control characters".to_string(),
+        ));
+    }
+    let mut held: Vec<(String, Token)> = state
+        .all::<Token>()?
+        .into_iter()
+        .filter(|(_, t)| t.user == user && (t.label == SESSION_LABEL) == (label == SESSION_LABEL))
+        .collect();
+    if label == SESSION_LABEL {
+        held.sort_by_key(|(_, t)| t.created);
+        let beyond = (held.len() + 1).saturating_sub(MAX_SESSIONS);
+        for (key, _) in held.iter().take(beyond) {
+            state.delete::<Token>(key)?;
+        }
+    } else if held.len() >= MAX_TOKENS {
+        return Err(UsersError::BadRequest(format!(
+            "{user} holds {MAX_TOKENS} tokens already; revoke some first (token_revoke)"
+        )));
+    }
     let secret = new_secret();
     let token = Token {
         id: token_key(&secret)[..12].to_string(),
@@ -278,6 +306,84 @@ pub fn create_token(
     };
     state.put(&token_key(&secret), &token)?;
     Ok((secret, token))
+}
+
+/// A user's wish to hear of uploads: a source (empty: any) in a distribution (empty: any).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub source: String,
+    pub distribution: String,
+}
+
+/// A user's subscriptions, by user name.
+impl Record for Vec<Subscription> {
+    const TABLE: &'static str = "subscriptions";
+}
+
+/// The most subscriptions one user keeps.
+pub const MAX_SUBSCRIPTIONS: usize = 100;
+
+impl Subscription {
+    /// Source and distribution are names (at most 100 characters of `[a-z0-9.+~-]`) or empty.
+    fn check(&self) -> Result<(), UsersError> {
+        for (what, v) in [
+            ("source", &self.source),
+            ("distribution", &self.distribution),
+        ] {
+            let ok = v.len() <= 100
+                && v.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".+~-".contains(&b));
+            if !ok {
+                return Err(UsersError::BadRequest(format!(
+                    "subscribe: {what} '{}' is not a name (at most 100 of a-z 0-9 . + ~ -)",
+                    v.chars().take(100).collect::<String>()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `user`'s subscriptions.
+pub fn subscriptions(state: &StateStore, user: &str) -> Result<Vec<Subscription>, UsersError> {
+    Ok(state.get(user)?.unwrap_or_default())
+}
+
+/// Adds a subscription (checked, at most [`MAX_SUBSCRIPTIONS`]); whether it is new.
+pub fn subscribe(
+    state: &StateStore,
+    user: &str,
+    wanted: &Subscription,
+) -> Result<bool, UsersError> {
+    wanted.check()?;
+    let mut list = subscriptions(state, user)?;
+    if list.contains(wanted) {
+        return Ok(false);
+    }
+    if list.len() >= MAX_SUBSCRIPTIONS {
+        return Err(UsersError::BadRequest(format!(
+            "{user} has {MAX_SUBSCRIPTIONS} subscriptions already; unsubscribe some first"
+        )));
+    }
+    list.push(wanted.clone());
+    state.put(user, &list)?;
+    Ok(true)
+}
+
+/// Removes a subscription; whether there was one.
+pub fn unsubscribe(
+    state: &StateStore,
+    user: &str,
+    gone: &Subscription,
+) -> Result<bool, UsersError> {
+    let mut list = subscriptions(state, user)?;
+    let before = list.len();
+    list.retain(|s| s != gone);
+    if list.len() == before {
+        return Ok(false);
+    }
+    state.put(user, &list)?;
+    Ok(true)
 }
 
 /// Revokes the token with this secret; false if there was none.

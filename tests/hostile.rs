@@ -783,3 +783,42 @@ fn signed_uploads_with_broken_armor_are_rejected() {
     let events = wait_for_events(&d, 3);
     assert_eq!(events[2]["kind"], "ACCEPTED", "{}", events[2]);
 }
+
+/// Calls that grow the store are checked and bounded: a subscription's names (no 32 KiB
+/// values), at most 100 subscriptions and 100 tokens per user, token labels of 200 characters.
+#[test]
+fn store_growing_calls_are_checked_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    let d = Daemon::start(&home);
+    use base64::Engine as _;
+    let local = std::fs::read_to_string(home.join("etc/api-token")).unwrap();
+    let basic = base64::engine::general_purpose::STANDARD.encode(local.trim());
+    let call = |query: &str| {
+        let (code, _, body) = d.raw(&format!(
+            "POST /api/{query} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {basic}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ));
+        (code, String::from_utf8_lossy(&body).into_owned())
+    };
+    let huge = "a".repeat(32 * 1024);
+    let (code, body) = call(&format!("subscribe?source={huge}"));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("is not a name"), "{body}");
+    for i in 0..100 {
+        assert_eq!(call(&format!("subscribe?source=pkg-{i}")).0, 200);
+    }
+    let (code, body) = call("subscribe?source=one-more");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("100 subscriptions"), "{body}");
+    let (code, body) = call(&format!("token_create?label={}", "l".repeat(201)));
+    assert_eq!(code, 400, "{body}");
+    // The local admin token is one of admin's: 99 more fit.
+    for i in 0..99 {
+        let (code, body) = call(&format!("token_create?label=t{i}"));
+        assert_eq!(code, 200, "{i}: {body}");
+    }
+    let (code, body) = call("token_create?label=one-more");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("100 tokens"), "{body}");
+}

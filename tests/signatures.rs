@@ -85,10 +85,16 @@ fn changes_signed_outside_the_keyring_is_refused() {
 
 #[test]
 fn verification_uses_only_the_signed_text() {
-    // Text appended after the signature block must not reach the parser.
+    // Text appended after the signature block never reaches the parser: such a file is
+    // refused outright, as gpg refuses it.
     let path = crate::util::pkg("mbd-hello_1.0-1~test12+1_source.changes");
     let mut data = std::fs::read(&path).unwrap();
-    data.extend_from_slice(b"\nSource: evil\n");
     let c = Changes::parse(&data, &path, Trust::Keyring(&uploaders())).unwrap();
     assert_eq!(c.source, "mbd-hello");
+    data.extend_from_slice(b"\nSource: evil\n");
+    let e = Changes::parse(&data, &path, Trust::Keyring(&uploaders())).unwrap_err();
+    assert!(
+        e.to_string().contains("text after the signature block"),
+        "{e}"
+    );
 }

@@ -1,9 +1,8 @@
 //! Handlers of the calls on users, uploaders, tokens and subscriptions.
 
-use crate::api::auth::{self, Token, User};
+use crate::api::auth::{self, Subscription, Token, User};
 use crate::api::{ApiError, Context, Invocation, Level, Output};
 use crate::state::StateStore;
-use serde::Serialize;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -145,25 +144,7 @@ pub(crate) fn set_user_key(ctx: &Context, inv: &Invocation) -> Result<Output, Ap
     )))
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub(crate) struct Subscription {
-    source: String,
-    distribution: String,
-}
-
-/// A user's subscriptions, by user name.
-impl crate::state::Record for Vec<Subscription> {
-    const TABLE: &'static str = "subscriptions";
-}
-
-pub(crate) fn subscription_key(user: &str) -> String {
-    user.to_string()
-}
-
 pub(crate) fn subscribe(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let _token = ctx.writer();
-    let state = ctx.state();
-    let user = &caller(inv)?.name;
     let wanted = Subscription {
         source: inv.args.str("source").to_string(),
         distribution: inv.args.str("distribution").to_string(),
@@ -171,12 +152,8 @@ pub(crate) fn subscribe(ctx: &Context, inv: &Invocation) -> Result<Output, ApiEr
     if !wanted.distribution.is_empty() {
         ctx.engine().resolve(&wanted.distribution)?;
     }
-    let mut list: Vec<Subscription> = state.get(&subscription_key(user))?.unwrap_or_default();
-    let created = !list.contains(&wanted);
-    if created {
-        list.push(wanted.clone());
-        state.put(&subscription_key(user), &list)?;
-    }
+    let _token = ctx.writer();
+    let created = auth::subscribe(ctx.state(), &caller(inv)?.name, &wanted)?;
     Ok(Output::Json(json!({
         "created": created,
         "source": wanted.source,
@@ -185,31 +162,21 @@ pub(crate) fn subscribe(ctx: &Context, inv: &Invocation) -> Result<Output, ApiEr
 }
 
 pub(crate) fn unsubscribe(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let _token = ctx.writer();
-    let state = ctx.state();
-    let user = &caller(inv)?.name;
     let gone = Subscription {
         source: inv.args.str("source").to_string(),
         distribution: inv.args.str("distribution").to_string(),
     };
-    let mut list: Vec<Subscription> = state.get(&subscription_key(user))?.unwrap_or_default();
-    let before = list.len();
-    list.retain(|s| s != &gone);
-    let removed = if list.len() < before {
+    let _token = ctx.writer();
+    let removed = if auth::unsubscribe(ctx.state(), &caller(inv)?.name, &gone)? {
         vec![gone]
     } else {
         vec![]
     };
-    state.put(&subscription_key(user), &list)?;
     Output::json(&removed)
 }
 
 pub(crate) fn subscriptions(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
-    let list: Vec<Subscription> = ctx
-        .state()
-        .get(&subscription_key(&caller(inv)?.name))?
-        .unwrap_or_default();
-    Output::json(&list)
+    Output::json(&auth::subscriptions(ctx.state(), &caller(inv)?.name)?)
 }
 
 pub(crate) fn user_add(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
@@ -249,7 +216,7 @@ pub(crate) fn user_remove(ctx: &Context, inv: &Invocation) -> Result<Output, Api
             state.delete::<Token>(&key)?;
         }
     }
-    state.delete::<Vec<Subscription>>(&subscription_key(name))?;
+    state.delete::<Vec<Subscription>>(name)?;
     Ok(Output::Text(format!("removed user {name}")))
 }
 
