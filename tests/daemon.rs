@@ -66,21 +66,7 @@ impl Daemon {
     /// Starts the daemon with the test hook that makes every write hold the token `secs`
     /// seconds longer.
     fn start_holding_writes(home: &Path, secs: u64) -> Daemon {
-        let secs = secs.to_string();
-        let mut d = Daemon::spawn_env(
-            home,
-            None,
-            &[
-                "daemon",
-                "--http-endpoint",
-                "127.0.0.1:0",
-                "--no-default-chroot",
-            ],
-            &[],
-            &[("MBD_TEST_HOLD_WRITES", &secs)],
-        );
-        d.wait_ready();
-        d
+        Daemon::start_env(home, &[("MBD_TEST_HOLD_WRITES", &secs.to_string())])
     }
 
     /// Starts the daemon (no default chroot) with more environment.
@@ -1105,6 +1091,35 @@ pub(crate) fn assert_rejected(event: &serde_json::Value, why: &str) {
     );
 }
 
+/// The `host:port` of the FTP section in `dput_conf`'s text.
+pub(crate) fn ftp_address(conf: &str) -> String {
+    conf.split("[mbd-testhost-ftp]")
+        .nth(1)
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("fqdn     = ")))
+        .unwrap_or_else(|| panic!("no FTP section: {conf}"))
+        .to_string()
+}
+
+/// Repository `test` takes only uploads signed by an active uploader: user `dev` (password
+/// `dev-pw`, staff) with the fixtures' uploader key.
+pub(crate) fn require_signed_uploads(d: &Daemon) {
+    d.api_ok(&["set_repository", "test"]);
+    d.api_ok(&[
+        "user_add",
+        "dev",
+        "--level",
+        "staff",
+        "--password",
+        "dev-pw",
+    ]);
+    let uploader = std::fs::read_to_string(fixtures().join("keys/uploader.asc")).unwrap();
+    assert!(
+        d.api_as(Some(("dev", "dev-pw")), &["set_user_key", &uploader])
+            .0
+    );
+    d.api_ok(&["uploader_activate", "dev"]);
+}
+
 /// PUTs files to /incoming as dput's http method does (one request per file, the .changes
 /// last): for broken twins that dput itself would refuse to send.
 pub(crate) fn put_upload(d: &Daemon, files: &[PathBuf]) {
@@ -1135,20 +1150,7 @@ fn dput_uploads_are_accepted_or_rejected_with_their_reason() {
     setup_home(&home);
     let d = Daemon::start(&home);
     // Uploads need a signature by a user's key here.
-    d.api_ok(&["set_repository", "test"]);
-    d.api_ok(&[
-        "user_add",
-        "dev",
-        "--level",
-        "staff",
-        "--password",
-        "dev-pw",
-    ]);
-    let uploader = std::fs::read_to_string(fixtures().join("keys/uploader.asc")).unwrap();
-    assert!(
-        d.api_as(Some(("dev", "dev-pw")), &["set_user_key", &uploader])
-            .0
-    );
+    require_signed_uploads(&d);
     // Users whose keys expired or were revoked since.
     for (user, key) in [("old", "expired.asc"), ("gone", "revoked.asc")] {
         d.api_ok(&["user_add", user, "--password", "pw"]);
@@ -1157,7 +1159,7 @@ fn dput_uploads_are_accepted_or_rejected_with_their_reason() {
         assert!(ok, "{out}");
     }
     // Staff activates the uploaders (only active uploaders' keys are in the keyring).
-    for user in ["dev", "old", "gone"] {
+    for user in ["old", "gone"] {
         d.api_ok(&["uploader_activate", user]);
     }
 
@@ -1492,7 +1494,7 @@ fn uploads_waiting_through_maintenance_and_a_kill_are_decided_at_start() {
 }
 
 /// The files of mbd-hello 1.0-1's source upload, as dput sends them.
-fn source_upload() -> Vec<PathBuf> {
+pub(crate) fn source_upload() -> Vec<PathBuf> {
     crate::util::files_ending(&fixtures().join("pkg"), "")
         .into_iter()
         .filter(|f| {
@@ -1616,12 +1618,7 @@ fn dput_over_ftp_into_a_write_only_incoming() {
     setup_home(&home);
     let d = Daemon::start(&home);
     let conf = d.api_ok(&["dput_conf"]);
-    let ftp = conf
-        .split("[mbd-testhost-ftp]")
-        .nth(1)
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("fqdn     = ")))
-        .unwrap_or_else(|| panic!("no FTP section: {conf}"))
-        .to_string();
+    let ftp = ftp_address(&conf);
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     for f in source_upload() {
@@ -2316,12 +2313,7 @@ fn uploads_over_https_and_ftps_need_a_login_when_configured() {
     );
     // The administrator asked: the sections name that user.
     assert!(conf.contains("login    = admin\n"), "{conf}");
-    let ftp = conf
-        .split("[mbd-testhost-ftp]")
-        .nth(1)
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("fqdn     = ")))
-        .unwrap_or_else(|| panic!("no FTP section: {conf}"))
-        .to_string();
+    let ftp = ftp_address(&conf);
 
     // Without a login, or with a wrong one, nothing gets in.
     let put = |auth: &str| {

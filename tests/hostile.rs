@@ -194,14 +194,7 @@ fn untrusted_changes_touch_no_other_files_and_sources_are_cross_checked() {
     let home = dir.path().join("home");
     setup_home(&home);
     let d = Daemon::start(&home);
-    let hello: Vec<PathBuf> = crate::util::files_ending(&fixtures().join("pkg"), "")
-        .into_iter()
-        .filter(|f| {
-            let n = f.file_name().unwrap().to_string_lossy();
-            (n.starts_with("mbd-hello_1.0-1~test12+1") && !n.contains("_amd64."))
-                || n == "mbd-hello_1.0.orig.tar.gz"
-        })
-        .collect();
+    let hello = crate::daemon::source_upload();
     let (changes, others): (Vec<PathBuf>, Vec<PathBuf>) = hello
         .into_iter()
         .partition(|f| f.to_string_lossy().ends_with(".changes"));
@@ -330,12 +323,7 @@ fn ftp_clients_that_vanish_do_not_end_the_daemon() {
     setup_home(&home);
     let d = Daemon::start(&home);
     let conf = d.api_ok(&["dput_conf"]);
-    let ftp = conf
-        .split("[mbd-testhost-ftp]")
-        .nth(1)
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("fqdn     = ")))
-        .unwrap()
-        .to_string();
+    let ftp = crate::daemon::ftp_address(&conf);
     for _ in 0..3 {
         let mut s = std::net::TcpStream::connect(&ftp).unwrap();
         let mut banner = [0u8; 64];
@@ -388,6 +376,16 @@ fn pub_key_works_while_the_daemon_runs() {
     assert_eq!(crate::util::mbd_ok(&home, &["pub-key"]), before);
 }
 
+/// The token secret in `token_create`'s answer (its longest word of 32 or more letters and
+/// digits).
+fn secret_in(out: &str) -> String {
+    out.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| w.len() >= 32)
+        .max_by_key(|w| w.len())
+        .unwrap_or_else(|| panic!("no secret in {out}"))
+        .to_string()
+}
+
 /// The mode bits of a path.
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
@@ -420,12 +418,7 @@ fn secrets_stay_out_of_logs_and_the_home_is_closed_to_others() {
         &["token_create", "--label", "ci"],
     );
     assert!(ok, "{out}");
-    let token = out
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| w.len() >= 32)
-        .max_by_key(|w| w.len())
-        .unwrap_or_else(|| panic!("no secret in {out}"))
-        .to_string();
+    let token = secret_in(&out);
     // A password in a POST's query string.
     use base64::Engine as _;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("admin:{password}"));
@@ -533,12 +526,7 @@ fn cookie_state_changes_need_our_origin_and_a_new_password_ends_sessions() {
         &["token_create", "--label", "ci"],
     );
     assert!(ok, "{out}");
-    let token = out
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| w.len() >= 32)
-        .max_by_key(|w| w.len())
-        .unwrap()
-        .to_string();
+    let token = secret_in(&out);
     let post = |extra: &str| {
         d.raw(&format!(
             "POST /api/token_create?label=x HTTP/1.1\r\nHost: x\r\nCookie: mbd_session={cookie}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
@@ -662,12 +650,7 @@ fn anonymous_uploads_come_only_from_the_networks_the_settings_name() {
         d.banner()
     );
     let conf = d.api_ok(&["dput_conf"]);
-    let ftp = conf
-        .split("[mbd-testhost-ftp]")
-        .nth(1)
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("fqdn     = ")))
-        .unwrap()
-        .to_string();
+    let ftp = crate::daemon::ftp_address(&conf);
     let (host, port) = d
         .url
         .trim_start_matches("http://")
@@ -717,26 +700,8 @@ fn signed_uploads_with_broken_armor_are_rejected() {
     let home = dir.path().join("home");
     setup_home(&home);
     let d = Daemon::start(&home);
-    d.api_ok(&["set_repository", "test"]);
-    d.api_ok(&[
-        "user_add",
-        "dev",
-        "--level",
-        "staff",
-        "--password",
-        "dev-pw",
-    ]);
-    let key = std::fs::read_to_string(fixtures().join("keys/uploader.asc")).unwrap();
-    assert!(d.api_as(Some(("dev", "dev-pw")), &["set_user_key", &key]).0);
-    d.api_ok(&["uploader_activate", "dev"]);
-    let upload: Vec<PathBuf> = crate::util::files_ending(&fixtures().join("pkg"), "")
-        .into_iter()
-        .filter(|f| {
-            let n = f.file_name().unwrap().to_string_lossy();
-            (n.starts_with("mbd-hello_1.0-1~test12+1") && !n.contains("_amd64."))
-                || n == "mbd-hello_1.0.orig.tar.gz"
-        })
-        .collect();
+    crate::daemon::require_signed_uploads(&d);
+    let upload = crate::daemon::source_upload();
     let changes = upload
         .iter()
         .find(|f| f.to_string_lossy().ends_with(".changes"))
