@@ -71,6 +71,10 @@ pub struct Settings {
     /// On a new home, prepare the chroot for the host's codename and architecture.
     #[serde(default = "default_true")]
     pub prepare_default_chroot: bool,
+    /// The most bytes incoming may hold at once (files waiting for their `.changes` and
+    /// files being received); an upload that would pass it is refused (HTTP 507).
+    #[serde(default = "default_incoming_max_bytes")]
+    pub incoming_max_bytes: u64,
     /// Seconds a file that belongs to no `.changes` may wait in incoming.
     #[serde(default = "default_orphan_age")]
     pub incoming_orphan_age: u64,
@@ -125,6 +129,10 @@ fn default_true() -> bool {
 
 fn default_orphan_age() -> u64 {
     crate::incoming::ORPHAN_AGE.as_secs()
+}
+
+fn default_incoming_max_bytes() -> u64 {
+    20 << 30
 }
 
 fn default_anonymous_from() -> Vec<String> {
@@ -218,6 +226,7 @@ impl Default for Settings {
             lintian_mode: default_lintian(),
             prepare_default_chroot: true,
             incoming_orphan_age: default_orphan_age(),
+            incoming_max_bytes: default_incoming_max_bytes(),
             retention: Retention::default(),
         }
     }

@@ -787,3 +787,53 @@ fn store_growing_calls_are_checked_and_bounded() {
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("100 tokens"), "{body}");
 }
+
+/// Incoming holds at most `incoming_max_bytes` (here 100,000): a file that would pass it is
+/// refused with 507 naming the setting, announced or streamed, over HTTP and FTP; nothing is
+/// kept of it.
+#[test]
+fn incoming_space_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    std::fs::create_dir_all(home.join("etc")).unwrap();
+    std::fs::write(
+        home.join("etc/mbd.toml"),
+        "http_endpoints = [\"127.0.0.1:0\"]\nlog_level = \"info\"\nbuild_slots = 1\nincoming_max_bytes = 100000\n",
+    )
+    .unwrap();
+    let d = Daemon::start(&home);
+    let len = "Content-Length: 60000\r\n";
+    assert_eq!(put_streamed(&d, "a_1.orig.tar.gz", 60_000, len, 1).0, 201);
+    let (code, answer) = put_streamed(&d, "b_1.orig.tar.gz", 60_000, len, 2);
+    assert_eq!(code, 507, "{answer}");
+    assert!(answer.contains("incoming_max_bytes"), "{answer}");
+    let (code, answer) = put_streamed(
+        &d,
+        "c_1.orig.tar.gz",
+        60_000,
+        "Transfer-Encoding: chunked\r\n",
+        3,
+    );
+    assert!(code == 507 || code == 400, "{answer}");
+    let ftp = crate::daemon::ftp_address(&d.api_ok(&["dput_conf"]));
+    let (host, port) = ftp.rsplit_once(':').unwrap();
+    let script = format!(
+        r#"
+import ftplib, io
+f = ftplib.FTP(); f.connect("{host}", {port}, timeout=20); f.login()
+try:
+    f.storbinary("STOR d_1.orig.tar.gz", io.BytesIO(b"d" * 60000))
+    print("ftp stored")
+except ftplib.all_errors as e:
+    print("ftp refused", str(e).split()[0])
+"#
+    );
+    let (ok, out) =
+        crate::util::run(std::process::Command::new("/usr/bin/python3").args(["-c", &script]));
+    assert!(ok, "{out}");
+    // 452 (insufficient storage, a transient refusal) or, when the refusal closes the data
+    // connection while the client still sends, a reset: never stored.
+    assert!(out.contains("ftp refused"), "{out}");
+    assert_eq!(names_in(&home.join("var/incoming")), ["a_1.orig.tar.gz"]);
+}

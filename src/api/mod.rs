@@ -392,6 +392,8 @@ pub struct Context {
     pub https: Option<String>,
     /// Uploads (HTTP PUT, FTP) need a user's login; otherwise they are anonymous.
     pub incoming_login: bool,
+    /// The most bytes incoming may hold (`incoming_max_bytes`).
+    pub incoming_max_bytes: u64,
     /// Where anonymous uploads are taken from (when `incoming_login` is off).
     pub anonymous_uploads_from: Vec<crate::settings::Network>,
     /// Decisions as they happen, for `/api/events/stream`.
@@ -491,6 +493,7 @@ impl Context {
             ftp: None,
             https: None,
             incoming_login: false,
+            incoming_max_bytes: crate::settings::Settings::default().incoming_max_bytes,
             anonymous_uploads_from: crate::settings::Settings::default()
                 .anonymous_networks()
                 .unwrap_or_default(),

@@ -158,15 +158,31 @@ impl StorageBackend<DefaultUser> for IncomingStorage {
         incoming
             .target(&name)
             .map_err(|e| Error::new(ErrorKind::PermissionDenied, e))?;
+        let room = {
+            let (incoming, max) = (incoming.clone(), self.ctx.incoming_max_bytes);
+            tokio::task::spawn_blocking(move || incoming.room(max))
+                .await
+                .map_err(|e| Error::new(ErrorKind::LocalError, e))?
+                .map_err(|full| Error::new(ErrorKind::InsufficientStorageSpaceError, full))?
+        };
         let tmp = incoming.temporary();
         let limit = crate::incoming::size_limit(&name);
         let mut file = tokio::fs::File::create(&tmp).await?;
-        let mut input = tokio::io::AsyncReadExt::take(input, limit + 1);
+        let mut input = tokio::io::AsyncReadExt::take(input, limit.min(room) + 1);
         let copied = tokio::io::copy(&mut input, &mut file).await;
         let flushed = file.flush().await;
         drop(file);
         let n = match (copied, flushed) {
-            (Ok(n), Ok(())) if n <= limit => n,
+            (Ok(n), Ok(())) if n <= limit && n <= room => n,
+            (Ok(n), Ok(())) if n <= limit => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(Error::new(
+                    ErrorKind::InsufficientStorageSpaceError,
+                    format!(
+                        "{name}: incoming has room for {room} more bytes (incoming_max_bytes in etc/mbd.toml)"
+                    ),
+                ));
+            }
             (Ok(n), Ok(())) => {
                 let _ = tokio::fs::remove_file(&tmp).await;
                 return Err(Error::new(

@@ -340,6 +340,7 @@ fn served(
     ctx.ftp = listeners.ftp.first().map(|a| authority(*a));
     ctx.https = listeners.first_https().map(authority);
     ctx.incoming_login = settings.incoming_login;
+    ctx.incoming_max_bytes = settings.incoming_max_bytes;
     ctx.anonymous_uploads_from =
         settings
             .anonymous_networks()

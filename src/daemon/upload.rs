@@ -84,6 +84,23 @@ pub(super) async fn upload(
         // Refused before anything is stored.
         return too_large(&name, len, limit);
     }
+    let room = {
+        let (incoming, max) = (incoming.clone(), state.ctx.incoming_max_bytes);
+        tokio::task::spawn_blocking(move || incoming.room(max)).await
+    };
+    let room = match room {
+        Ok(Ok(room)) => room,
+        Ok(Err(full)) => return no_room(&name, &full),
+        Err(e) => return simple_problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    if let Some(len) = announced.filter(|len| *len > room) {
+        return no_room(
+            &name,
+            &format!(
+                "incoming has room for {room} more bytes, not {len} (incoming_max_bytes in etc/mbd.toml)"
+            ),
+        );
+    }
     let tmp = incoming.temporary();
     let failed = |status: StatusCode, detail: String, tmp: PathBuf| async move {
         let _ = tokio::fs::remove_file(&tmp).await;
@@ -113,6 +130,15 @@ pub(super) async fn upload(
             if total > limit {
                 let _ = tokio::fs::remove_file(&tmp).await;
                 return too_large(&name, total, limit);
+            }
+            if total > room {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return no_room(
+                    &name,
+                    &format!(
+                        "incoming has room for {room} more bytes (incoming_max_bytes in etc/mbd.toml)"
+                    ),
+                );
             }
             if let Err(e) = file.write_all(data).await {
                 tracing::error!(path = %tmp.display(), error = %e, "receiving an upload");
@@ -156,4 +182,9 @@ fn too_large(name: &str, size: u64, limit: u64) -> Response {
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("{name}: {size} bytes or more; a file of this kind may be at most {limit} bytes"),
     )
+}
+
+/// 507: incoming is full, or would be with this file.
+fn no_room(name: &str, why: &str) -> Response {
+    simple_problem(StatusCode::INSUFFICIENT_STORAGE, format!("{name}: {why}"))
 }

@@ -199,6 +199,28 @@ impl Incoming {
         Ok(self.dir.join(name))
     }
 
+    /// The bytes incoming holds now: files waiting and files being received.
+    pub fn used_bytes(&self) -> Result<u64, IncomingError> {
+        let mut used = 0;
+        for e in std::fs::read_dir(&self.dir).map_err(io(&self.dir))? {
+            let e = e.map_err(io(&self.dir))?;
+            used += e.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+        Ok(used)
+    }
+
+    /// How many more bytes a new file may have, given what incoming holds and `max`; the
+    /// refusal, naming the setting, when there is no room.
+    pub fn room(&self, max: u64) -> Result<u64, String> {
+        let used = self.used_bytes().map_err(|e| e.to_string())?;
+        if used >= max {
+            return Err(format!(
+                "incoming is full: it holds {used} bytes of the {max} allowed (incoming_max_bytes in etc/mbd.toml); try again once waiting uploads are decided"
+            ));
+        }
+        Ok(max - used)
+    }
+
     /// A fresh hidden name in incoming for a file being received.
     pub fn temporary(&self) -> PathBuf {
         self.dir
