@@ -172,6 +172,67 @@ impl Gate {
     }
 }
 
+/// Failed logins by client address. After [`Backoff::FREE`] failures an address waits before
+/// its next credentials are even looked at: 1 s after the next failure, doubling with each
+/// one, at most 5 minutes. A good login clears its record; records are forgotten 10 minutes
+/// after their last failure. Keeps a flood from one address from queueing password checks
+/// ahead of everyone else's.
+#[derive(Default)]
+pub struct Backoff {
+    strikes:
+        std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
+}
+
+impl Backoff {
+    /// Failures an address may have before it waits.
+    pub const FREE: u32 = 10;
+    const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+    const FORGET: std::time::Duration = std::time::Duration::from_secs(600);
+
+    /// The daemon's one record.
+    pub fn global() -> &'static Backoff {
+        static BACKOFF: std::sync::OnceLock<Backoff> = std::sync::OnceLock::new();
+        BACKOFF.get_or_init(Backoff::default)
+    }
+
+    /// How much longer `ip` must wait at `now`; `None` if it need not.
+    pub fn wait(
+        &self,
+        ip: std::net::IpAddr,
+        now: std::time::Instant,
+    ) -> Option<std::time::Duration> {
+        let strikes = self.strikes.lock().unwrap_or_else(|e| e.into_inner());
+        let &(failures, last) = strikes.get(&ip)?;
+        if failures <= Self::FREE {
+            return None;
+        }
+        let wait = std::time::Duration::from_secs(1 << (failures - Self::FREE - 1).min(9))
+            .min(Self::MAX_WAIT);
+        (last + wait).checked_duration_since(now)
+    }
+
+    /// A failed login from `ip` at `now`.
+    pub fn failed(&self, ip: std::net::IpAddr, now: std::time::Instant) {
+        let mut strikes = self.strikes.lock().unwrap_or_else(|e| e.into_inner());
+        if strikes.len() > 100_000 {
+            strikes.retain(|_, (_, last)| now.duration_since(*last) < Self::FORGET);
+        }
+        let entry = strikes.entry(ip).or_insert((0, now));
+        if now.duration_since(entry.1) >= Self::FORGET {
+            *entry = (0, now);
+        }
+        *entry = (entry.0 + 1, now);
+    }
+
+    /// A good login from `ip`.
+    pub fn succeeded(&self, ip: std::net::IpAddr) {
+        self.strikes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ip);
+    }
+}
+
 /// A hash no password matches, checked for unknown users so that they cost what a wrong
 /// password costs (no telling which names exist by the time an answer takes).
 fn decoy_hash() -> &'static str {
@@ -456,6 +517,41 @@ pub fn login(state: &StateStore, name: &str, secret: &str) -> Result<User, Users
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An address waits only after its free failures, longer with each further one, never
+    /// over the cap; a good login clears it, and so does time.
+    #[test]
+    fn backoff_grows_with_failures_and_a_good_login_clears_it() {
+        use std::time::{Duration, Instant};
+        let b = Backoff::default();
+        let (ip, other) = ("127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap());
+        let t = Instant::now();
+        for _ in 0..Backoff::FREE {
+            b.failed(ip, t);
+        }
+        assert_eq!(b.wait(ip, t), None);
+        b.failed(ip, t);
+        assert_eq!(b.wait(ip, t), Some(Duration::from_secs(1)));
+        b.failed(ip, t);
+        assert_eq!(b.wait(ip, t), Some(Duration::from_secs(2)));
+        assert_eq!(b.wait(ip, t + Duration::from_secs(3)), None);
+        assert_eq!(b.wait(other, t), None);
+        for _ in 0..40 {
+            b.failed(ip, t);
+        }
+        assert_eq!(b.wait(ip, t), Some(Duration::from_secs(300)));
+        b.succeeded(ip);
+        assert_eq!(b.wait(ip, t), None);
+        for _ in 0..=Backoff::FREE {
+            b.failed(ip, t);
+        }
+        b.failed(ip, t + Duration::from_secs(601));
+        assert_eq!(
+            b.wait(ip, t + Duration::from_secs(601)),
+            None,
+            "forgotten after 10 min"
+        );
+    }
 
     /// Web sessions end after their lifetime on the server too; other tokens do not.
     #[test]

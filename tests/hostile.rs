@@ -837,3 +837,53 @@ except ftplib.all_errors as e:
     assert!(out.contains("ftp refused"), "{out}");
     assert_eq!(names_in(&home.join("var/incoming")), ["a_1.orig.tar.gz"]);
 }
+
+/// An address that keeps failing to log in waits: after its free failures its next
+/// credentials get 429 with Retry-After at once (no password check); other addresses are
+/// not concerned; once the wait is over a good login goes through and clears it.
+#[test]
+fn failed_logins_from_one_address_back_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    let d = Daemon::start(&home);
+    d.api_ok(&[
+        "user_add",
+        "dev",
+        "--level",
+        "staff",
+        "--password",
+        "dev-pw",
+    ]);
+    let (host, port) = d
+        .url
+        .trim_start_matches("http://")
+        .rsplit_once(':')
+        .unwrap();
+    let script = format!(
+        r#"
+import base64, http.client, time
+def status(source, password):
+    c = http.client.HTTPConnection("{host}", {port}, timeout=20, source_address=(source, 0))
+    auth = base64.b64encode(("dev:" + password).encode()).decode()
+    c.request("GET", "/api/status", headers={{"Authorization": "Basic " + auth}})
+    r = c.getresponse()
+    return r.status, r.getheader("Retry-After")
+print("wrong", [status("127.0.0.2", "wrong")[0] for _ in range(11)])
+print("then", status("127.0.0.2", "dev-pw"))
+print("other", status("127.0.0.3", "dev-pw")[0])
+time.sleep(1.2)
+print("later", status("127.0.0.2", "dev-pw")[0], status("127.0.0.2", "wrong")[0])
+"#
+    );
+    let (ok, out) =
+        crate::util::run(std::process::Command::new("/usr/bin/python3").args(["-c", &script]));
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("wrong {:?}", [401; 11])), "{out}");
+    assert!(out.contains("then (429, '1')"), "{out}");
+    assert!(out.contains("other 200"), "{out}");
+    assert!(
+        out.contains("later 200 401"),
+        "a good login did not clear the record: {out}"
+    );
+}

@@ -135,6 +135,42 @@ pub(super) async fn same_origin_state_changes(req: Request, next: Next) -> Respo
     )
 }
 
+/// Logins from an address that failed too often wait ([`crate::users::Backoff`]): a request
+/// with credentials (an Authorization header, the session cookie, the login form) gets 429
+/// and `Retry-After` until then, without a password check. Its 401 counts as a failure; any
+/// other answer clears the address's record.
+pub(super) async fn login_backoff(req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let h = req.headers();
+    let login_form = req.method() == Method::POST && req.uri().path() == "/ui/login";
+    let credentials =
+        h.contains_key(header::AUTHORIZATION) || ui::credentials(h).is_some() || login_form;
+    let (Some(ip), true) = (peer, credentials) else {
+        return next.run(req).await;
+    };
+    let backoff = crate::users::Backoff::global();
+    if let Some(wait) = backoff.wait(ip, std::time::Instant::now()) {
+        let secs = wait.as_secs() + 1;
+        let mut r = simple_problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many failed logins from {ip}; try again in {secs} s"),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return r;
+    }
+    let response = next.run(req).await;
+    if response.status() == StatusCode::UNAUTHORIZED {
+        backoff.failed(ip, std::time::Instant::now());
+    } else {
+        backoff.succeeded(ip);
+    }
+    response
+}
+
 /// Headers of everything under `/repositories` (both connection paths): no sniffing, and a
 /// sandbox, so that even a listing or a file a browser shows runs nothing on our origin.
 pub(super) fn archive_headers(h: &mut axum::http::HeaderMap) {

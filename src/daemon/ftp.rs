@@ -275,6 +275,13 @@ impl unftp_core::auth::Authenticator for UserLogin {
     ) -> std::result::Result<unftp_core::auth::Principal, unftp_core::auth::AuthenticationError>
     {
         use unftp_core::auth::AuthenticationError;
+        let backoff = crate::users::Backoff::global();
+        if backoff
+            .wait(creds.source_ip, std::time::Instant::now())
+            .is_some()
+        {
+            return Err(AuthenticationError::BadPassword);
+        }
         let ctx = self.ctx.clone();
         let (name, password) = (
             username.to_string(),
@@ -285,10 +292,16 @@ impl unftp_core::auth::Authenticator for UserLogin {
         })
         .await;
         match checked {
-            Ok(Ok(user)) => Ok(unftp_core::auth::Principal {
-                username: user.name,
-            }),
-            _ => Err(AuthenticationError::BadPassword),
+            Ok(Ok(user)) => {
+                backoff.succeeded(creds.source_ip);
+                Ok(unftp_core::auth::Principal {
+                    username: user.name,
+                })
+            }
+            _ => {
+                backoff.failed(creds.source_ip, std::time::Instant::now());
+                Err(AuthenticationError::BadPassword)
+            }
         }
     }
 }

@@ -35,8 +35,8 @@ use axum::middleware;
 use axum::response::Response;
 use axum::routing::{any, get};
 use endpoints::{
-    access_log, api_call, api_index, events_stream, metrics, not_found, same_origin_state_changes,
-    security_headers, simple_problem,
+    access_log, api_call, api_index, events_stream, login_backoff, metrics, not_found,
+    same_origin_state_changes, security_headers, simple_problem,
 };
 use logs::{build_log, chroot_log};
 use std::path::{Path, PathBuf};
@@ -116,6 +116,7 @@ fn router(state: AppState) -> Router {
         .route("/repositories/{*path}", get(repositories))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(login_backoff))
         .layer(middleware::from_fn(same_origin_state_changes))
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn_with_state(state.clone(), access_log))
