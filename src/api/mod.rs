@@ -415,8 +415,9 @@ pub struct Writer<'a> {
 }
 
 impl Context {
-    /// Whether an upload without a login from `peer` is taken: with logins required it never
-    /// is (the transport asks for one); otherwise only from `anonymous_uploads_from`.
+    /// Why an upload without a login from `peer` is refused, if it is: only hosts in
+    /// `anonymous_uploads_from` may make one (the transports ask this only while
+    /// `incoming_login` is off).
     pub fn anonymous_upload_refusal(&self, peer: std::net::IpAddr) -> Option<String> {
         if self.anonymous_uploads_from.iter().any(|n| n.contains(peer)) {
             return None;

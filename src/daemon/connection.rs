@@ -106,7 +106,7 @@ pub(super) async fn serve(
     app: Router,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut read = bytes_buffer();
+    let mut read = bytes::BytesMut::with_capacity(4096);
     let mut head_started: Option<Instant> = None;
     loop {
         if *stop.borrow() {
@@ -138,10 +138,6 @@ pub(super) async fn serve(
             }
         }
     }
-}
-
-fn bytes_buffer() -> bytes::BytesMut {
-    bytes::BytesMut::with_capacity(4096)
 }
 
 async fn read_more(tcp: &TcpStream, read: &mut bytes::BytesMut) -> io::Result<usize> {

@@ -158,43 +158,29 @@ impl StorageBackend<DefaultUser> for IncomingStorage {
         incoming
             .target(&name)
             .map_err(|e| Error::new(ErrorKind::PermissionDenied, e))?;
-        let room = {
-            let (incoming, max) = (incoming.clone(), self.ctx.incoming_max_bytes);
-            tokio::task::spawn_blocking(move || incoming.room(max))
+        let allowance = {
+            let (incoming, name, max) =
+                (incoming.clone(), name.clone(), self.ctx.incoming_max_bytes);
+            tokio::task::spawn_blocking(move || incoming.allowance(&name, max))
                 .await
                 .map_err(|e| Error::new(ErrorKind::LocalError, e))?
-                .map_err(|full| Error::new(ErrorKind::InsufficientStorageSpaceError, full))?
+                .map_err(refused)?
         };
         let tmp = incoming.temporary();
-        let limit = crate::incoming::size_limit(&name);
         let mut file = tokio::fs::File::create(&tmp).await?;
-        let mut input = tokio::io::AsyncReadExt::take(input, limit.min(room) + 1);
+        let mut input = tokio::io::AsyncReadExt::take(input, allowance.most() + 1);
         let copied = tokio::io::copy(&mut input, &mut file).await;
         let flushed = file.flush().await;
         drop(file);
-        let n = match (copied, flushed) {
-            (Ok(n), Ok(())) if n <= limit && n <= room => n,
-            (Ok(n), Ok(())) if n <= limit => {
+        let checked = match (copied, flushed) {
+            (Ok(n), Ok(())) => allowance.check(n).map(|()| n).map_err(refused),
+            (Err(e), _) | (_, Err(e)) => Err(e.into()),
+        };
+        let n = match checked {
+            Ok(n) => n,
+            Err(e) => {
                 let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(Error::new(
-                    ErrorKind::InsufficientStorageSpaceError,
-                    format!(
-                        "{name}: incoming has room for {room} more bytes (incoming_max_bytes in etc/mbd.toml)"
-                    ),
-                ));
-            }
-            (Ok(n), Ok(())) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(Error::new(
-                    ErrorKind::ExceededStorageAllocationError,
-                    format!(
-                        "{name}: {n} bytes or more; a file of this kind may be at most {limit} bytes"
-                    ),
-                ));
-            }
-            (Err(e), _) | (_, Err(e)) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(e.into());
+                return Err(e);
             }
         };
         let committed = {
@@ -335,6 +321,15 @@ impl unftp_core::auth::Authenticator for AnonymousFrom {
                 Err(unftp_core::auth::AuthenticationError::BadPassword)
             }
         }
+    }
+}
+
+/// The FTP answer to a file over its size limit (552) or with no room in incoming (452).
+fn refused(oversize: crate::incoming::Oversize) -> Error {
+    use crate::incoming::Oversize;
+    match oversize {
+        Oversize::TooLarge(why) => Error::new(ErrorKind::ExceededStorageAllocationError, why),
+        Oversize::NoRoom(why) => Error::new(ErrorKind::InsufficientStorageSpaceError, why),
     }
 }
 

@@ -3,6 +3,7 @@
 use super::AppState;
 use super::endpoints::simple_problem;
 use crate::api;
+use crate::incoming::Oversize;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -75,31 +76,22 @@ pub(super) async fn upload(
     if let Err(e) = incoming.target(&name) {
         return simple_problem(StatusCode::BAD_REQUEST, e.to_string());
     }
-    let limit = crate::incoming::size_limit(&name);
+    let allowance = {
+        let (incoming, name, max) = (incoming.clone(), name.clone(), state.ctx.incoming_max_bytes);
+        tokio::task::spawn_blocking(move || incoming.allowance(&name, max)).await
+    };
+    let allowance = match allowance {
+        Ok(Ok(allowance)) => allowance,
+        Ok(Err(oversize)) => return refused(oversize),
+        Err(e) => return simple_problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
     let announced = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(len) = announced.filter(|len| *len > limit) {
+    if let Some(Err(oversize)) = announced.map(|len| allowance.check(len)) {
         // Refused before anything is stored.
-        return too_large(&name, len, limit);
-    }
-    let room = {
-        let (incoming, max) = (incoming.clone(), state.ctx.incoming_max_bytes);
-        tokio::task::spawn_blocking(move || incoming.room(max)).await
-    };
-    let room = match room {
-        Ok(Ok(room)) => room,
-        Ok(Err(full)) => return no_room(&name, &full),
-        Err(e) => return simple_problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
-    if let Some(len) = announced.filter(|len| *len > room) {
-        return no_room(
-            &name,
-            &format!(
-                "incoming has room for {room} more bytes, not {len} (incoming_max_bytes in etc/mbd.toml)"
-            ),
-        );
+        return refused(oversize);
     }
     let tmp = incoming.temporary();
     let failed = |status: StatusCode, detail: String, tmp: PathBuf| async move {
@@ -127,18 +119,9 @@ pub(super) async fn upload(
         };
         if let Some(data) = frame.data_ref() {
             total += data.len() as u64;
-            if total > limit {
+            if let Err(oversize) = allowance.check(total) {
                 let _ = tokio::fs::remove_file(&tmp).await;
-                return too_large(&name, total, limit);
-            }
-            if total > room {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return no_room(
-                    &name,
-                    &format!(
-                        "incoming has room for {room} more bytes (incoming_max_bytes in etc/mbd.toml)"
-                    ),
-                );
+                return refused(oversize);
             }
             if let Err(e) = file.write_all(data).await {
                 tracing::error!(path = %tmp.display(), error = %e, "receiving an upload");
@@ -176,15 +159,10 @@ pub(super) async fn upload(
     }
 }
 
-/// 413, naming the file and the limit.
-fn too_large(name: &str, size: u64, limit: u64) -> Response {
-    simple_problem(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("{name}: {size} bytes or more; a file of this kind may be at most {limit} bytes"),
-    )
-}
-
-/// 507: incoming is full, or would be with this file.
-fn no_room(name: &str, why: &str) -> Response {
-    simple_problem(StatusCode::INSUFFICIENT_STORAGE, format!("{name}: {why}"))
+/// 413 for a file over its kind's limit, 507 when incoming has no room for it.
+fn refused(oversize: Oversize) -> Response {
+    match oversize {
+        Oversize::TooLarge(why) => simple_problem(StatusCode::PAYLOAD_TOO_LARGE, why),
+        Oversize::NoRoom(why) => simple_problem(StatusCode::INSUFFICIENT_STORAGE, why),
+    }
 }

@@ -3,7 +3,7 @@
 //! [`settle`], holding the write token, checks the rules again against the repository as it
 //! is now and acts: queue (one directory rename), install, or reject and discard.
 
-use super::{Event, EventKind, Incoming, IncomingError, io, record, uploaders};
+use super::{Event, EventKind, Incoming, IncomingError, io, record, sync_dir, uploaders};
 use crate::changes::Changes;
 use crate::checksums::Digests;
 use crate::dsc::Dsc;
@@ -402,12 +402,6 @@ pub(super) fn discard(incoming: &Incoming, changes_path: &Path) {
     }
     // The .changes last: while it is there, the upload is pending.
     let _ = std::fs::remove_file(changes_path);
-}
-
-fn sync_dir(dir: &Path) -> Result<(), IncomingError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))
 }
 
 /// Puts an accepted upload into its queue directory in one step: its files are linked into a

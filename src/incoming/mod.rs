@@ -133,6 +133,56 @@ pub fn size_limit(name: &str) -> u64 {
     }
 }
 
+/// How large a file being received may grow: its kind's limit ([`size_limit`]) and the room
+/// left in incoming.
+#[derive(Debug, Clone)]
+pub struct Allowance {
+    name: String,
+    limit: u64,
+    room: u64,
+}
+
+/// Why a file is refused for its size; the message names the file and the limit or setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Oversize {
+    /// Over the limit for its kind (HTTP 413).
+    TooLarge(String),
+    /// Over the room left in incoming (HTTP 507, FTP 452).
+    NoRoom(String),
+}
+
+impl Allowance {
+    /// The most bytes worth reading: one past this is a refusal.
+    pub fn most(&self) -> u64 {
+        self.limit.min(self.room)
+    }
+
+    /// Whether `size` bytes (received, or announced) fit.
+    pub fn check(&self, size: u64) -> Result<(), Oversize> {
+        let name = &self.name;
+        if size > self.limit {
+            return Err(Oversize::TooLarge(format!(
+                "{name}: {size} bytes or more; a file of this kind may be at most {} bytes",
+                self.limit
+            )));
+        }
+        if size > self.room {
+            return Err(Oversize::NoRoom(format!(
+                "{name}: incoming has room for {} more bytes, not {size} (incoming_max_bytes in etc/mbd.toml)",
+                self.room
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Makes a directory's entries durable (after a link, rename or removal in it).
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), IncomingError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
+}
+
 /// Whether two files have the same content, compared a block at a time (never read whole).
 fn same_content(a: &Path, b: &Path) -> std::io::Result<bool> {
     let (mut fa, mut fb) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
@@ -209,16 +259,22 @@ impl Incoming {
         Ok(used)
     }
 
-    /// How many more bytes a new file may have, given what incoming holds and `max`; the
-    /// refusal, naming the setting, when there is no room.
-    pub fn room(&self, max: u64) -> Result<u64, String> {
-        let used = self.used_bytes().map_err(|e| e.to_string())?;
+    /// What a new file named `name` may be, given what incoming holds and `max` (the
+    /// `incoming_max_bytes` setting); [`Oversize::NoRoom`] when incoming is full already.
+    pub fn allowance(&self, name: &str, max: u64) -> Result<Allowance, Oversize> {
+        let used = self
+            .used_bytes()
+            .map_err(|e| Oversize::NoRoom(e.to_string()))?;
         if used >= max {
-            return Err(format!(
-                "incoming is full: it holds {used} bytes of the {max} allowed (incoming_max_bytes in etc/mbd.toml); try again once waiting uploads are decided"
-            ));
+            return Err(Oversize::NoRoom(format!(
+                "{name}: incoming is full: it holds {used} bytes of the {max} allowed (incoming_max_bytes in etc/mbd.toml); try again once waiting uploads are decided"
+            )));
         }
-        Ok(max - used)
+        Ok(Allowance {
+            name: name.to_string(),
+            limit: size_limit(name),
+            room: max - used,
+        })
     }
 
     /// A fresh hidden name in incoming for a file being received.
@@ -250,9 +306,7 @@ impl Incoming {
         match std::fs::hard_link(tmp, &target) {
             Ok(()) => {
                 let _ = std::fs::remove_file(tmp);
-                std::fs::File::open(&self.dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(io(&self.dir))?;
+                sync_dir(&self.dir)?;
                 Ok(target)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
