@@ -95,8 +95,9 @@ enum Command {
         #[arg(long)]
         binary: bool,
     },
-    /// Print the sudo rules a dedicated user needs to run the daemon on this home without
-    /// being root (for /etc/sudoers.d/; the user also needs `sbuild-adduser USER`).
+    /// Print the sudo rule a dedicated user needs to run the daemon on this home without being
+    /// root: the chroot helper, for this home only (for /etc/sudoers.d/; the user also needs
+    /// `sbuild-adduser USER`).
     Sudoers {
         /// The user the daemon runs as.
         #[arg(long)]
@@ -187,6 +188,18 @@ struct JemallocConf(*const std::ffi::c_char);
 unsafe impl Sync for JemallocConf {}
 
 fn main() -> ExitCode {
+    // The chroot helper runs as root through sudo: its words are read by it alone, never by
+    // clap (no global option, no abbreviation, no environment).
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("chroot-helper") {
+        return match mbd::build::chroot::helper::main(&args[2..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mbd {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     // `mbd api <call>` is generated from the API's call registry, not derived.
     let matches = Cli::command()
         .subcommand(mbd::api::client::command())
@@ -275,7 +288,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sudoers { user } => {
             std::fs::create_dir_all(&home)?;
             let home = std::fs::canonicalize(&home)?;
-            print!("{}", mbd::build::chroot::sudoers(&user, &home));
+            print!("{}", mbd::build::chroot::sudoers(&user, &home)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::PubKey { binary } => {

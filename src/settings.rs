@@ -75,6 +75,10 @@ pub struct Settings {
     /// files being received); an upload that would pass it is refused (HTTP 507).
     #[serde(default = "default_incoming_max_bytes")]
     pub incoming_max_bytes: u64,
+    /// Let `port_ext` fetch from loopback, private and link-local addresses (off: a caller's
+    /// URL never reaches the services only this host can reach).
+    #[serde(default)]
+    pub fetch_from_private_networks: bool,
     /// Seconds a file that belongs to no `.changes` may wait in incoming.
     #[serde(default = "default_orphan_age")]
     pub incoming_orphan_age: u64,
@@ -227,6 +231,7 @@ impl Default for Settings {
             prepare_default_chroot: true,
             incoming_orphan_age: default_orphan_age(),
             incoming_max_bytes: default_incoming_max_bytes(),
+            fetch_from_private_networks: false,
             retention: Retention::default(),
         }
     }

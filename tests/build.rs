@@ -346,6 +346,8 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     let started = Instant::now();
+    // port_ext below fetches from this daemon, on loopback.
+    crate::daemon::allow_private_fetches(&home);
     // A new home with nothing but a key, then the README's setup: the Debian preset
     // restricted to this machine's codename and apt mirrors — sources checked against the
     // real archive and keys, distribution and repository `test`, the chroot prepared.

@@ -302,10 +302,18 @@ fn oversized_control_files_and_repeated_uploads_keep_the_daemon_small() {
         put_streamed(&d, "big_1.0.orig.tar.gz", len, &header, 7).0,
         201
     );
+    // Other content: a file no upload claims yet (an interrupted transfer) is replaced.
     assert_eq!(
         put_streamed(&d, "big_1.0.orig.tar.gz", len, &header, 8).0,
-        409
+        201
     );
+    let mut first = [0u8; 4];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open(home.join("var/incoming/big_1.0.orig.tar.gz")).unwrap(),
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(first, [8; 4]);
     let after = peak_rss_kib(&d);
     assert!(
         after < before + 64 * 1024,
@@ -886,4 +894,170 @@ print("later", status("127.0.0.2", "dev-pw")[0], status("127.0.0.2", "wrong")[0]
         out.contains("later 200 401"),
         "a good login did not clear the record: {out}"
     );
+}
+
+/// A caller's URL reaches no service only this host can reach: `port_ext` refuses loopback,
+/// private and link-local hosts (no connection is made) unless `fetch_from_private_networks`
+/// is set; `chroot_prepare` takes a mirror only as a plain URL.
+#[test]
+fn urls_from_callers_reach_public_hosts_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    let d = Daemon::start(&home);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::ffff:127.0.0.1]:{port}"),
+        "169.254.169.254".to_string(),
+        "10.0.0.1".to_string(),
+    ] {
+        let url = format!("http://{host}/pool/x_1.0.dsc");
+        let (ok, out) = d.api(&["port_ext", &url, "bookworm-test-unstable"]);
+        assert!(!ok, "{url}: {out}");
+        assert!(
+            out.contains("resolves only to loopback, private or link-local addresses")
+                && out.contains("fetch_from_private_networks"),
+            "{url}: {out}"
+        );
+    }
+    assert!(
+        listener.accept().is_err(),
+        "port_ext connected to a loopback service"
+    );
+    for mirror in [
+        "--customize-hook=touch /pwned",
+        "http://h/debian --include=x",
+        "/etc/shadow",
+        "file:///srv/../etc",
+        "ftp://h/debian",
+    ] {
+        let arg = format!("--mirror={mirror}");
+        let (ok, out) = d.api(&["chroot_prepare", "bookworm", "amd64", &arg]);
+        assert!(
+            !ok && out.contains("chroot_prepare: mirror '"),
+            "{mirror}: {out}"
+        );
+    }
+    let (ok, out) = d.api(&["chroot_prepare", "--", "--x", "amd64"]);
+    assert!(!ok, "{out}");
+    assert!(
+        d.api_ok(&["chroots"])
+            .trim_matches(['[', ']', '\n', ' '])
+            .is_empty()
+    );
+}
+
+/// FTP floods cost bounded descriptors and leave room for others: 1,100 `PASV` in one
+/// session open at most 64 listeners (the rest get 425), a client's 17th control connection
+/// gets 421, and meanwhile another client uploads. A transfer cut with a reset keeps nothing;
+/// one cut short is replaced by its retry. libunftp's session state stays out of the log.
+#[test]
+fn ftp_floods_are_bounded_and_interrupted_transfers_are_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    let d = Daemon::start(&home);
+    let conf = d.api_ok(&["dput_conf"]);
+    let ftp = crate::daemon::ftp_address(&conf);
+    let (host, port) = ftp.rsplit_once(':').unwrap();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
+            .unwrap()
+            .count()
+    };
+    let before = fds();
+    let script = format!(
+        r#"
+import ftplib, io, socket, struct
+def client(source):
+    f = ftplib.FTP(source_address=(source, 0))
+    f.connect("{host}", {port}, timeout=20)
+    f.login()
+    return f
+# 1,100 PASV in one session.
+f = client("127.0.0.2")
+opened = refused = 0
+for i in range(1100):
+    try:
+        f.sendcmd("PASV"); opened += 1
+    except ftplib.error_temp as e:
+        refused += 1
+print("PASV", opened, refused, flush=True)
+input()
+# Control connections from one address: the 17th is refused.
+held = []
+answers = []
+for i in range(20):
+    s = socket.create_connection(("{host}", {port}), source_address=("127.0.0.3", 0))
+    answers.append(s.recv(100)[:3].decode())
+    held.append(s)
+print("CONNECT", answers.count("220"), answers.count("421"), flush=True)
+# Meanwhile another client uploads; a transfer cut with a reset keeps nothing.
+g = client("127.0.0.4")
+g.cwd("/incoming")
+c = g.transfercmd("STOR cut_1.0.dsc")
+c.sendall(b"x" * 1000)
+c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+c.close()
+try:
+    g.voidresp(); print("RESET kept")
+except ftplib.all_errors as e:
+    print("RESET refused", str(e).split()[0])
+g.quit()
+# Cut short (an orderly close): stored as far as it came; the retry replaces it.
+g = client("127.0.0.4")
+g.cwd("/incoming")
+c = g.transfercmd("STOR part_1.0.dsc")
+c.sendall(b"y" * 1000)
+c.close()
+g.voidresp()
+g.storbinary("STOR part_1.0.dsc", io.BytesIO(b"z" * 4000))
+print("RETRY done")
+g.quit()
+"#
+    );
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    // While the flood's listeners are open: bounded descriptors, HTTP answers.
+    let during = fds();
+    let (code, _, _) = d.get("/health", &[]);
+    assert_eq!(code, 200);
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words, ["PASV", "64", "1036"], "{line}");
+    assert!(
+        during < before + 64 + 16,
+        "descriptors grew from {before} to {during}"
+    );
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{rest}{err}");
+    assert!(rest.contains("CONNECT 16 4"), "{rest}");
+    assert!(!rest.contains("RESET kept"), "{rest}");
+    assert!(rest.contains("RETRY done"), "{rest}");
+    let incoming = home.join("var/incoming");
+    assert!(!incoming.join("cut_1.0.dsc").exists());
+    assert_eq!(
+        std::fs::read(incoming.join("part_1.0.dsc")).unwrap(),
+        vec![b'z'; 4000]
+    );
+    let log = std::fs::read_to_string(home.join("var/log/daemon.log")).unwrap();
+    assert!(log.contains("upload received (ftp)"), "{log}");
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 1000, "a log line of {longest} bytes: {log}");
 }

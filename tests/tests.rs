@@ -4,6 +4,8 @@
 mod atomic;
 /// Builds end to end: default chroot, dput, sbuild, installed binaries, apt-get install.
 mod build;
+/// The chroot helper: hostile words refused, sudo's rule bound to one home.
+mod chroot_helper;
 /// The daemon: apt over its HTTP, every API call through `mbd api`, auth, bad input, restarts.
 mod daemon;
 /// Packages stanzas of real Debian packages against `apt-ftparchive packages`.

@@ -488,7 +488,7 @@ pub static CALLS: &[Call] = &[
         level: Level::Admin,
         changes: true,
         running: false,
-        doc: "Create (or re-create) a build chroot with mmdebstrap in the background; `chroots` shows its progress. Needs root.",
+        doc: "Create (or re-create) a build chroot with mmdebstrap in the background; `chroots` shows its progress. Needs root or the rule `mbd sudoers` prints (the chroot helper).",
         args: &[
             req("codename", Kind::Str, "base codename, e.g. bookworm"),
             req(

@@ -394,6 +394,8 @@ pub struct Context {
     pub incoming_login: bool,
     /// The most bytes incoming may hold (`incoming_max_bytes`).
     pub incoming_max_bytes: u64,
+    /// `port_ext` may fetch from loopback and private networks (`fetch_from_private_networks`).
+    pub fetch_from_private_networks: bool,
     /// Where anonymous uploads are taken from (when `incoming_login` is off).
     pub anonymous_uploads_from: Vec<crate::settings::Network>,
     /// Decisions as they happen, for `/api/events/stream`.
@@ -495,6 +497,7 @@ impl Context {
             https: None,
             incoming_login: false,
             incoming_max_bytes: crate::settings::Settings::default().incoming_max_bytes,
+            fetch_from_private_networks: false,
             anonymous_uploads_from: crate::settings::Settings::default()
                 .anonymous_networks()
                 .unwrap_or_default(),

@@ -5,6 +5,7 @@
 //! ([`setup`]). Network access goes through the small [`Fetch`] trait.
 
 pub mod origin;
+pub mod public;
 
 use crate::control::Paragraph;
 use crate::openpgp::{KeyInfo, Keyring};
@@ -66,6 +67,24 @@ impl Http {
             .timeout_global(Some(timeout))
             .build()
             .into();
+        Http { agent }
+    }
+}
+
+impl Http {
+    /// Like [`Http::new`], reaching public hosts only (see [`public`]); no proxy, so that the
+    /// host checked is the one asked.
+    pub fn public_only(timeout: Duration) -> Http {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .proxy(None)
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            public::PublicOnly::default(),
+        );
         Http { agent }
     }
 }

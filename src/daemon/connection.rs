@@ -51,9 +51,17 @@ pub const TOTAL: usize = 4096;
 /// Who holds how many connections: a client over [`PER_CLIENT`], or everyone over [`TOTAL`],
 /// gets its new connection closed at once, so that one address cannot take every
 /// descriptor (half-open connections wait up to [`HEADER_READ`] each).
-#[derive(Default)]
 pub(super) struct Admission {
     open: std::sync::Mutex<(usize, std::collections::HashMap<std::net::IpAddr, usize>)>,
+    total: usize,
+    per_client: usize,
+}
+
+impl Default for Admission {
+    /// The plain-HTTP limits.
+    fn default() -> Admission {
+        Admission::new(TOTAL, PER_CLIENT)
+    }
 }
 
 /// A connection counted by [`Admission`] until it is dropped.
@@ -63,11 +71,20 @@ pub(super) struct Admitted {
 }
 
 impl Admission {
+    /// At most `total` connections, and `per_client` from one address.
+    pub fn new(total: usize, per_client: usize) -> Admission {
+        Admission {
+            open: Default::default(),
+            total,
+            per_client,
+        }
+    }
+
     pub fn admit(self: &std::sync::Arc<Self>, ip: std::net::IpAddr) -> Option<Admitted> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let (total, per) = &mut *open;
         let mine = per.entry(ip).or_insert(0);
-        if *total >= TOTAL || *mine >= PER_CLIENT {
+        if *total >= self.total || *mine >= self.per_client {
             return None;
         }
         *mine += 1;

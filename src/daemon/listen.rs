@@ -12,9 +12,9 @@ use std::sync::Arc;
 pub(super) struct Listeners {
     http: Vec<tokio::net::TcpListener>,
     https: Vec<tls::TlsListener>,
-    /// FTP addresses, probed (bound once and released) so port 0 resolves and a busy port
-    /// fails the start; the FTP server binds them again.
-    pub ftp: Vec<SocketAddr>,
+    /// FTP endpoints, bound (port 0 resolved, a busy port fails the start); the FTP server
+    /// takes them.
+    pub ftp: Vec<std::net::TcpListener>,
     /// The first HTTP endpoint: the daemon's URL.
     pub first: SocketAddr,
 }
@@ -47,11 +47,11 @@ impl Listeners {
         }
         let mut ftp = Vec::new();
         for ep in &settings.ftp_endpoints {
-            let probe = std::net::TcpListener::bind(ep).map_err(|source| DaemonError::Bind {
+            let l = std::net::TcpListener::bind(ep).map_err(|source| DaemonError::Bind {
                 addr: ep.clone(),
                 source,
             })?;
-            ftp.push(probe.local_addr().map_err(io(home))?);
+            ftp.push(l);
         }
         Ok(Listeners {
             http,

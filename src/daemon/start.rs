@@ -89,8 +89,15 @@ pub fn init_logging(home: &Path, level: &str) -> Result<(), DaemonError> {
     use tracing_subscriber::util::SubscriberInitExt;
     let path = home.join("var/log/daemon.log");
     let file = log::RotatingFile::open(&path, log::MAX_SIZE).map_err(io(&path))?;
+    // libunftp's spans carry its whole session state: they would prefix every line of an FTP
+    // session with kilobytes of it. Its warnings and errors still come through.
+    let directives = if level.contains("libunftp") {
+        level.to_string()
+    } else {
+        format!("{level},libunftp=warn")
+    };
     let filter =
-        tracing_subscriber::EnvFilter::try_new(level).map_err(|e| DaemonError::Settings {
+        tracing_subscriber::EnvFilter::try_new(&directives).map_err(|e| DaemonError::Settings {
             path: settings_path(home),
             reason: format!("log level '{level}': {e}"),
         })?;
@@ -271,11 +278,11 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
         .build()
         .map_err(io(&home))?;
     runtime.block_on(async move {
-        let listeners = Listeners::bind(&home, &settings).await?;
+        let mut listeners = Listeners::bind(&home, &settings).await?;
         let served = served(&home, &settings, &listeners, engine, state)?;
         let ctx = served.ctx.clone();
         recover_incoming(&ctx)?;
-        spawn_ftp(&ctx, &home, &settings, &listeners.ftp);
+        spawn_ftp(&ctx, &home, &settings, std::mem::take(&mut listeners.ftp));
         let created = created.then_some(opts.default_setup);
         print_banner(&ctx, created, generated.as_deref())?;
         // Uploads that waited through a restart are decided now; leftovers of interrupted
@@ -337,10 +344,15 @@ fn served(
     let authority = |a: SocketAddr| api::calls::authority(&base_url(a, hostname)).to_string();
     let access_path = home.join("var/log/access.log");
     let mut ctx = Context::new(engine, state, base_url(listeners.first, hostname));
-    ctx.ftp = listeners.ftp.first().map(|a| authority(*a));
+    ctx.ftp = listeners
+        .ftp
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .map(authority);
     ctx.https = listeners.first_https().map(authority);
     ctx.incoming_login = settings.incoming_login;
     ctx.incoming_max_bytes = settings.incoming_max_bytes;
+    ctx.fetch_from_private_networks = settings.fetch_from_private_networks;
     ctx.anonymous_uploads_from =
         settings
             .anonymous_networks()
@@ -370,18 +382,26 @@ fn recover_incoming(ctx: &Context) -> Result<(), DaemonError> {
 }
 
 /// One FTP server per endpoint (FTPS when a certificate is set).
-fn spawn_ftp(ctx: &Arc<Context>, home: &Path, settings: &Settings, addrs: &[SocketAddr]) {
+fn spawn_ftp(
+    ctx: &Arc<Context>,
+    home: &Path,
+    settings: &Settings,
+    listeners: Vec<std::net::TcpListener>,
+) {
     let ftps = (!settings.tls_certificate.is_empty()).then(|| {
         (
             home.join(&settings.tls_certificate),
             home.join(&settings.tls_key),
         )
     });
-    for &addr in addrs {
+    for listener in listeners {
+        let Ok(addr) = listener.local_addr() else {
+            continue;
+        };
         let ctx = ctx.clone();
         let ftps = ftps.clone();
         tokio::spawn(async move {
-            if let Err(e) = ftp::serve(ctx, addr.to_string(), ftps).await {
+            if let Err(e) = ftp::serve(ctx, listener, ftps).await {
                 tracing::error!(%addr, error = %e, "FTP server stopped");
             }
         });
@@ -428,7 +448,6 @@ fn start_builds(
             home: home.to_path_buf(),
             slots: settings.build_slots.max(1) as usize,
             local_url: format!("http://{local}"),
-            host_arch: host_arch.clone(),
         },
     );
     if default_chroot && settings.prepare_default_chroot {

@@ -350,6 +350,36 @@ fn decide(
 
 /// The names a `.changes` lists, read leniently (it may not parse): the last word of each
 /// line of `Files` and `Checksums-*`, by its base name.
+/// Whether a waiting `.changes` lists `name` with exactly the size and SHA-256 of `file`:
+/// such a file is part of an upload and is not replaced by other content.
+pub(super) fn claimed(incoming: &Incoming, name: &str, file: &Path) -> std::io::Result<bool> {
+    let size = std::fs::metadata(file)?.len();
+    let mut wanted = Vec::new();
+    for changes in incoming.pending().unwrap_or_default() {
+        let text = crate::files::read_control_file(&changes).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        let mut in_sha256 = false;
+        for line in text.lines() {
+            if !line.starts_with(' ') && !line.starts_with('\t') {
+                in_sha256 = line
+                    .split(':')
+                    .next()
+                    .is_some_and(|f| f.trim().eq_ignore_ascii_case("checksums-sha256"));
+                continue;
+            }
+            let w: Vec<&str> = line.split_whitespace().collect();
+            if in_sha256 && w.len() == 3 && w[2] == name && w[1].parse() == Ok(size) {
+                wanted.push(w[0].to_ascii_lowercase());
+            }
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(false);
+    }
+    let have = crate::checksums::Digests::of_reader(std::fs::File::open(file)?)?.sha256;
+    Ok(wanted.contains(&have))
+}
+
 pub(super) fn listed_names(changes_path: &Path) -> Vec<String> {
     let text = crate::files::read_control_file(changes_path).unwrap_or_default();
     let mut names = Vec::new();

@@ -285,14 +285,24 @@ impl Incoming {
 
     /// Moves a completely received file into place, durably: the file's data and the
     /// directory entry are on disk before this returns (and the client hears 201). The same
-    /// content again is fine (dput retries); other content under an existing name is refused
-    /// and the new file dropped.
+    /// content again is fine (dput retries). Other content under an existing name replaces a
+    /// file no waiting `.changes` claims (lists with its size and SHA-256: an interrupted
+    /// transfer, retried); a claimed file, or a `.changes`, is kept and the new file refused.
     pub fn commit(&self, tmp: &Path, name: &str) -> Result<PathBuf, IncomingError> {
         let target = self.target(name)?;
         let file = std::fs::File::open(tmp).map_err(io(tmp))?;
         file.sync_all().map_err(io(tmp))?;
         if target.exists() {
             let same = same_content(&target, tmp).map_err(io(&target))?;
+            let replace = !same
+                && !name.ends_with(".changes")
+                && !decision::claimed(self, name, &target).map_err(io(&target))?;
+            if replace {
+                std::fs::rename(tmp, &target).map_err(io(&target))?;
+                sync_dir(&self.dir)?;
+                tracing::info!(file = %name, "an unclaimed file of the same name replaced");
+                return Ok(target);
+            }
             let _ = std::fs::remove_file(tmp);
             return if same {
                 Ok(target)
@@ -576,13 +586,23 @@ mod tests {
             std::fs::write(&tmp, data).unwrap();
             inc.commit(&tmp, "x_1.0.dsc")
         };
+        put(b"on").unwrap();
+        put(b"on").unwrap();
+        // Claimed by nothing (an interrupted transfer): a retry replaces it.
         put(b"one").unwrap();
-        put(b"one").unwrap();
+        assert_eq!(std::fs::read(inc.dir.join("x_1.0.dsc")).unwrap(), b"one");
+        // Claimed by a waiting .changes with its size and SHA-256: kept.
+        let sha = crate::checksums::Digests::of(b"one").sha256;
+        std::fs::write(
+            inc.dir.join("x_1.0_source.changes"),
+            format!("Source: x\nChecksums-Sha256:\n {sha} 3 x_1.0.dsc\n"),
+        )
+        .unwrap();
         assert!(matches!(put(b"two"), Err(IncomingError::Conflict { .. })));
         assert!(matches!(put(b"one2"), Err(IncomingError::Conflict { .. })));
         assert_eq!(std::fs::read(inc.dir.join("x_1.0.dsc")).unwrap(), b"one");
         // No temporary file is left behind.
-        assert_eq!(std::fs::read_dir(&inc.dir).unwrap().count(), 1);
+        assert_eq!(std::fs::read_dir(&inc.dir).unwrap().count(), 2);
     }
 
     /// Files are compared a block at a time: equal ones over several blocks, and ones that

@@ -84,13 +84,10 @@ pub(crate) fn chroot_prepare(ctx: &Context, inv: &Invocation) -> Result<Output, 
     use crate::build::chroot::{Backend, Chroot, ChrootState};
     let a = &inv.args;
     let (codename, arch) = (a.str("codename"), a.str("architecture"));
-    let valid =
-        |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    if !valid(codename) || !valid(arch) {
-        return Err(ApiError::BadRequest(format!(
-            "chroot_prepare: '{codename}'/'{arch}' is not a codename and an architecture"
-        )));
-    }
+    use crate::build::chroot::helper;
+    helper::check_name("codename", codename)
+        .and_then(|()| helper::check_name("architecture", arch))
+        .map_err(|e| ApiError::BadRequest(format!("chroot_prepare: {e}")))?;
     let backend = match a.str("backend") {
         "directory" => Backend::Directory,
         "file" => Backend::File,
@@ -117,6 +114,8 @@ pub(crate) fn chroot_prepare(ctx: &Context, inv: &Invocation) -> Result<Output, 
                 ))
             })?,
     };
+    helper::check_mirror(&mirror)
+        .map_err(|e| ApiError::BadRequest(format!("chroot_prepare: {e}")))?;
     ctx.builds
         .request(ctx.state(), Chroot::new(codename, arch, &mirror, backend))?;
     Ok(Output::Text(format!(

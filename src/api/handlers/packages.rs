@@ -179,11 +179,17 @@ pub(crate) fn keyring_packages(ctx: &Context, inv: &Invocation) -> Result<Output
 pub(crate) fn port_ext(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let a = &inv.args;
     // Fetching and dpkg-source run on the reader: a port writes only to incoming.
+    let timeout = std::time::Duration::from_secs(15);
+    let http = if ctx.fetch_from_private_networks {
+        crate::config::Http::new(timeout)
+    } else {
+        crate::config::Http::public_only(timeout)
+    };
     let ported = crate::port::port_ext(
         ctx.engine(),
         ctx.state(),
         &ctx.incoming,
-        &crate::config::Http::default(),
+        &http,
         a.str("dsc_url"),
         a.str("to_distribution"),
         a.list("options"),

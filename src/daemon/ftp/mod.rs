@@ -8,6 +8,10 @@
 //! to a hidden name, then linked into place when complete (never overwriting other content),
 //! and a `.changes` triggers its decision.
 
+mod listen;
+
+pub use listen::serve;
+
 use crate::api::Context;
 use async_trait::async_trait;
 use std::fmt::Debug;
@@ -240,10 +244,9 @@ impl StorageBackend<DefaultUser> for IncomingStorage {
     }
 }
 
-/// Serves FTP on `addr` until the daemon stops.
 /// Logins when uploads need one: a user name with the user's password or one of their tokens.
-struct UserLogin {
-    ctx: Arc<Context>,
+pub(super) struct UserLogin {
+    pub ctx: Arc<Context>,
 }
 
 impl Debug for UserLogin {
@@ -294,8 +297,8 @@ impl unftp_core::auth::Authenticator for UserLogin {
 
 /// Anonymous logins (any name and password) from the networks `anonymous_uploads_from`
 /// names; from anywhere else, none.
-struct AnonymousFrom {
-    ctx: Arc<Context>,
+pub(super) struct AnonymousFrom {
+    pub ctx: Arc<Context>,
 }
 
 impl Debug for AnonymousFrom {
@@ -331,50 +334,6 @@ fn refused(oversize: crate::incoming::Oversize) -> Error {
         Oversize::TooLarge(why) => Error::new(ErrorKind::ExceededStorageAllocationError, why),
         Oversize::NoRoom(why) => Error::new(ErrorKind::InsufficientStorageSpaceError, why),
     }
-}
-
-/// How long an FTP session may stay idle.
-const IDLE_SESSION_SECONDS: u64 = 120;
-
-/// Serves FTP uploads on `addr`: anonymous, or with users' logins when the daemon requires
-/// them (then over TLS only, when a certificate is set); FTPS (explicit, `AUTH TLS`) is
-/// offered when `ftps` names a certificate and key. Passive mode only.
-pub async fn serve(
-    ctx: Arc<Context>,
-    addr: String,
-    ftps: Option<(PathBuf, PathBuf)>,
-) -> std::result::Result<(), String> {
-    let login = ctx.incoming_login;
-    let storage = IncomingStorage::new(ctx.clone());
-    let mut builder = libunftp::ServerBuilder::new(Box::new(move || storage.clone()))
-        .greeting(if login {
-            "mbd incoming: uploads with a user's login"
-        } else {
-            "mbd incoming: anonymous uploads"
-        })
-        .passive_ports(49152..=65534)
-        // Passive only (what dput uses): `PORT` would let a client make us connect anywhere.
-        .active_passive_mode(libunftp::options::ActivePassiveMode::PassiveOnly)
-        .idle_session_timeout(IDLE_SESSION_SECONDS);
-    if login {
-        builder = builder.authenticator(Arc::new(UserLogin { ctx }));
-    } else {
-        builder = builder.authenticator(Arc::new(AnonymousFrom { ctx }));
-    }
-    if let Some((certificate, key)) = ftps {
-        use libunftp::options::FtpsRequired;
-        // A login's password never crosses the network in clear once TLS is offered.
-        let required = if login {
-            FtpsRequired::Accounts
-        } else {
-            FtpsRequired::None
-        };
-        builder = builder
-            .ftps(certificate, key)
-            .ftps_required(required, required);
-    }
-    let server = builder.build().map_err(|e| e.to_string())?;
-    server.listen(addr).await.map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

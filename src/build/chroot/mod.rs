@@ -10,6 +10,12 @@
 //! The tree is made in `tmp/` and renamed to `source/` when complete; the schroot
 //! configuration is written last. A crash while preparing leaves no usable-looking chroot.
 
+mod apt_sources;
+pub mod helper;
+
+pub use apt_sources::mirror_from_apt_sources;
+use helper::{Op, Part};
+
 use super::BuildError;
 use crate::state::{Record, StateStore};
 use serde::{Deserialize, Serialize};
@@ -237,79 +243,26 @@ pub fn native_architectures(host_arch: &str) -> Vec<String> {
     archs
 }
 
-/// The host's archive for `codename`, as its apt sources name it (deb822 `.sources` files or
-/// `sources.list` lines); mini-buildd's `--archives-from-apt-sources`.
-pub fn mirror_from_apt_sources(etc_apt: &Path, codename: &str) -> Option<String> {
-    let mut texts: Vec<(bool, String)> = Vec::new();
-    if let Ok(t) = std::fs::read_to_string(etc_apt.join("sources.list")) {
-        texts.push((false, t));
-    }
-    if let Ok(dir) = std::fs::read_dir(etc_apt.join("sources.list.d")) {
-        let mut files: Vec<PathBuf> = dir.filter_map(Result::ok).map(|e| e.path()).collect();
-        files.sort();
-        for f in files {
-            let name = f.to_string_lossy().into_owned();
-            if let Ok(t) = std::fs::read_to_string(&f) {
-                if name.ends_with(".sources") {
-                    texts.push((true, t));
-                } else if name.ends_with(".list") {
-                    texts.push((false, t));
-                }
-            }
+/// Runs `work` in-process, recording `shown` and its failure in the log like a command.
+fn logged(
+    log: &Path,
+    shown: &str,
+    work: impl FnOnce() -> Result<(), String>,
+) -> Result<(), BuildError> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| BuildError::io(log, e))?;
+    let _ = writeln!(file, "$ {shown}");
+    work().map_err(|reason| {
+        let _ = writeln!(file, "{reason}");
+        BuildError::Command {
+            command: shown.to_string(),
+            reason,
+            log: log.to_path_buf(),
         }
-    }
-    texts.iter().find_map(|(deb822, text)| {
-        if *deb822 {
-            mirror_in_deb822(text, codename)
-        } else {
-            mirror_in_one_line(text, codename)
-        }
-    })
-}
-
-fn mirror_in_deb822(text: &str, codename: &str) -> Option<String> {
-    for stanza in text.split("\n\n") {
-        let field = |name: &str| {
-            stanza.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_string())
-            })
-        };
-        let enabled = field("Enabled").is_none_or(|v| v != "no");
-        let types = field("Types").unwrap_or_default();
-        let suites = field("Suites").unwrap_or_default();
-        if enabled
-            && types.split_whitespace().any(|t| t == "deb")
-            && suites.split_whitespace().any(|s| s == codename)
-        {
-            if let Some(uri) =
-                field("URIs").and_then(|u| u.split_whitespace().next().map(String::from))
-            {
-                return Some(uri);
-            }
-        }
-    }
-    None
-}
-
-fn mirror_in_one_line(text: &str, codename: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        let line = line.split('#').next()?.trim();
-        let mut words = line.split_whitespace();
-        if words.next()? != "deb" {
-            return None;
-        }
-        let mut uri = words.next()?;
-        if uri.starts_with('[') {
-            // Options: skip to the word after the closing bracket.
-            while !uri.ends_with(']') {
-                uri = words.next()?;
-            }
-            uri = words.next()?;
-        }
-        (words.next()? == codename).then(|| uri.to_string())
     })
 }
 
@@ -347,45 +300,46 @@ fn run_logged(cmd: &mut Command, log: &Path) -> Result<(), BuildError> {
 }
 
 /// Makes the chroot: the tree with mmdebstrap (variant buildd, eatmydata included), then the
-/// schroot configuration. Output goes to the chroot's log. The steps that need root run
-/// directly when mbd is root, else through `sudo -n` (the rules [`sudoers`] prints).
-pub fn prepare(chroot: &Chroot, home: &Path, host_arch: &str) -> Result<(), BuildError> {
+/// schroot configuration, each through the [`helper`]. Output goes to the chroot's log.
+pub fn prepare(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
     let dir = chroot.dir(home);
     std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
     let log = chroot.log_path(home);
     let _ = std::fs::remove_file(&log);
+    let (codename, arch) = (chroot.codename.clone(), chroot.architecture.clone());
+    let remove = |part| {
+        let op = Op::RemoveTree {
+            codename: codename.clone(),
+            arch: arch.clone(),
+            part,
+        };
+        helper::invoke(home, &op, &log)
+    };
     let tmp = dir.join(match chroot.backend {
         Backend::Directory => "tmp",
         Backend::File => "tmp.tar",
     });
-    if tmp.exists() {
-        remove_tree(&tmp, &log)?;
+    if tmp.symlink_metadata().is_ok() {
+        remove(Part::Staging(chroot.backend))?;
     }
+    let make = Op::MakeTree {
+        codename: codename.clone(),
+        arch: arch.clone(),
+        backend: chroot.backend,
+        check_valid_until: chroot.check_valid_until,
+        mirror: chroot.mirror.clone(),
+        sources: chroot.extra_sources.clone(),
+    };
     // Mirrors and networks fail now and then: up to three attempts.
     let mut attempt = 1;
     loop {
-        let mut cmd = as_root(MMDEBSTRAP);
-        cmd.args([
-            "--variant=buildd",
-            "--include=eatmydata",
-            "--components=main",
-        ])
-        .arg(format!("--architectures={}", chroot.architecture));
-        if !chroot.check_valid_until {
-            // mmdebstrap writes it into the tree's apt.conf.d as well.
-            cmd.arg("--aptopt=Acquire::Check-Valid-Until \"false\"");
-        }
-        cmd.arg(&chroot.codename)
-            .arg(&tmp)
-            .arg(&chroot.mirror)
-            .args(&chroot.extra_sources);
-        match run_logged(&mut cmd, &log) {
+        match helper::invoke(home, &make, &log) {
             Ok(()) => break,
             Err(e) if attempt >= PREPARE_ATTEMPTS => return Err(e),
             Err(e) => {
                 tracing::warn!(chroot = %chroot.id(), attempt, error = %e, "mmdebstrap failed; trying again");
-                if tmp.exists() {
-                    remove_tree(&tmp, &log)?;
+                if tmp.symlink_metadata().is_ok() {
+                    remove(Part::Staging(chroot.backend))?;
                 }
                 std::thread::sleep(std::time::Duration::from_secs(10));
                 attempt += 1;
@@ -393,24 +347,18 @@ pub fn prepare(chroot: &Chroot, home: &Path, host_arch: &str) -> Result<(), Buil
         }
     }
     let source = chroot.source(home);
-    if source.exists() {
-        remove_tree(&source, &log)?;
+    if source.symlink_metadata().is_ok() {
+        remove(Part::Tree(chroot.backend))?;
     }
     // Same parent: the owner of `dir` may rename root's tree.
     std::fs::rename(&tmp, &source).map_err(|e| BuildError::io(&source, e))?;
     std::fs::create_dir_all(OVERLAY_DIR).map_err(|e| BuildError::io(Path::new(OVERLAY_DIR), e))?;
-    let staged = dir.join("schroot.conf");
-    std::fs::write(
-        &staged,
-        chroot.schroot_conf(home, host_arch, &daemon_user()),
-    )
-    .map_err(|e| BuildError::io(&staged, e))?;
-    let mut install = as_root(INSTALL);
-    install
-        .args(["-m", "0644"])
-        .arg(&staged)
-        .arg(chroot.conf_path());
-    run_logged(&mut install, &log)?;
+    let conf = Op::InstallConf {
+        codename,
+        arch,
+        backend: chroot.backend,
+    };
+    helper::invoke(home, &conf, &log)?;
     check(chroot, home)
 }
 
@@ -447,22 +395,24 @@ pub fn remove(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
     if let Some(d) = log.parent() {
         std::fs::create_dir_all(d).map_err(|e| BuildError::io(d, e))?;
     }
-    let conf = chroot.conf_path();
-    if conf.exists() {
-        let mut rm = as_root(RM);
-        rm.arg("--force").arg(&conf);
-        run_logged(&mut rm, &log)?;
+    let (codename, arch) = (chroot.codename.clone(), chroot.architecture.clone());
+    if chroot.conf_path().exists() {
+        let op = Op::RemoveConf {
+            codename: codename.clone(),
+            arch: arch.clone(),
+        };
+        helper::invoke(home, &op, &log)?;
     }
-    let dir = chroot.dir(home);
-    if dir.exists() {
-        remove_tree(&dir, &log)?;
+    if chroot.dir(home).symlink_metadata().is_ok() {
+        let op = Op::RemoveTree {
+            codename,
+            arch,
+            part: Part::All,
+        };
+        helper::invoke(home, &op, &log)?;
     }
     Ok(())
 }
-
-const MMDEBSTRAP: &str = "/usr/bin/mmdebstrap";
-const RM: &str = "/usr/bin/rm";
-const INSTALL: &str = "/usr/bin/install";
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -483,53 +433,13 @@ pub fn daemon_user() -> String {
     }
 }
 
-/// A command that needs root: itself when mbd is root, else through `sudo -n` (never asks
-/// for a password; fails if the rules do not allow it).
-fn as_root(program: &str) -> Command {
-    if is_root() {
-        Command::new(program)
-    } else {
-        let mut c = Command::new("sudo");
-        c.arg("-n").arg(program);
-        c
-    }
-}
-
-/// The exact sudo rules a dedicated (non-root) user needs to run mbd with the home `home`
-/// (an absolute path), for `/etc/sudoers.d/`. The user must also be in group sbuild
-/// (`sbuild-adduser USER`). sudoers' `*` also matches spaces, and mmdebstrap and rm as root
-/// are powerful: these rules keep mistakes out, they do not make the user less than root.
-pub fn sudoers(user: &str, home: &Path) -> String {
-    let c = home.join("var/chroots");
-    let c = c.display();
-    let commands = [
-        format!(
-            "{MMDEBSTRAP} --variant=buildd --include=eatmydata --components=main --architectures=* {c}/*/tmp *"
-        ),
-        format!(
-            "{MMDEBSTRAP} --variant=buildd --include=eatmydata --components=main --architectures=* {c}/*/tmp.tar *"
-        ),
-        format!("{RM} --recursive --force --one-file-system {c}/*"),
-        format!("{RM} --force /etc/schroot/chroot.d/mbd-*.conf"),
-        format!("{INSTALL} -m 0644 {c}/*/schroot.conf /etc/schroot/chroot.d/mbd-*.conf"),
-    ];
-    format!(
-        "# mbd: what user {user} may run as root for build chroots (home {}).\n\
-         # Written by `mbd sudoers`; check with visudo -cf FILE.\n\
-         Cmnd_Alias MBD_CHROOTS = \\\n    {}\n\
-         {user} ALL=(root) NOPASSWD: MBD_CHROOTS\n",
-        home.display(),
-        commands.join(", \\\n    ")
-    )
-}
-
-/// Removes a tree as root, without crossing into other filesystems (a stale mount must not
-/// be followed).
-fn remove_tree(path: &Path, log: &Path) -> Result<(), BuildError> {
-    let mut rm = as_root(RM);
-    rm.args(["--recursive", "--force", "--one-file-system"])
-        .arg(path);
-    run_logged(&mut rm, log)
+/// The sudo rule a dedicated (non-root) user needs to run mbd with the home `home`, naming
+/// this very binary (see [`helper::sudoers`]).
+pub fn sudoers(user: &str, home: &Path) -> Result<String, BuildError> {
+    let exe = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .map_err(|e| BuildError::io(Path::new("/proc/self/exe"), e))?;
+    Ok(helper::sudoers(user, home, &exe))
 }
 
 #[cfg(test)]
@@ -560,42 +470,5 @@ mod tests {
         assert!(conf.contains("type=file\nfile=/h/var/chroots/bookworm-amd64/source.tar\n"));
         assert!(conf.contains("personality=linux\n"));
         assert!(conf.contains("users=root\n"));
-    }
-
-    #[test]
-    fn sudoers_names_exact_commands_under_the_home() {
-        let s = sudoers("mbd", Path::new("/var/lib/mbd"));
-        assert!(s.contains("mbd ALL=(root) NOPASSWD: MBD_CHROOTS\n"), "{s}");
-        assert!(s.contains(
-            "/usr/bin/rm --recursive --force --one-file-system /var/lib/mbd/var/chroots/*,"
-        ));
-        assert!(s.contains("/usr/bin/install -m 0644 /var/lib/mbd/var/chroots/*/schroot.conf /etc/schroot/chroot.d/mbd-*.conf\n"));
-    }
-
-    #[test]
-    fn the_mirror_comes_from_the_hosts_apt_sources() {
-        let dir = tempfile::tempdir().unwrap();
-        let etc = dir.path();
-        std::fs::create_dir_all(etc.join("sources.list.d")).unwrap();
-        std::fs::write(
-            etc.join("sources.list.d/debian.sources"),
-            "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\n\
-             Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\nComponents: main\n",
-        )
-        .unwrap();
-        assert_eq!(
-            mirror_from_apt_sources(etc, "bookworm").as_deref(),
-            Some("http://mirror.example/debian")
-        );
-        assert_eq!(mirror_from_apt_sources(etc, "trixie"), None);
-        std::fs::write(
-            etc.join("sources.list"),
-            "# comment\ndeb-src http://src.example/debian trixie main\ndeb [arch=amd64 signed-by=/k.gpg] http://one.example/debian trixie main\n",
-        )
-        .unwrap();
-        assert_eq!(
-            mirror_from_apt_sources(etc, "trixie").as_deref(),
-            Some("http://one.example/debian")
-        );
     }
 }
