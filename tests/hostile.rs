@@ -583,28 +583,92 @@ fn half_open_connections_from_one_client_leave_room_for_others() {
         .trim_start_matches("http://")
         .rsplit_once(':')
         .unwrap();
+    let closed = half_open_flood(&d, host, port, false);
+    assert!(
+        closed >= 1100 - 128,
+        "only {closed} of 1,100 half-open connections were closed"
+    );
+}
+
+/// The same over HTTPS: connections are counted from their TCP accept (before the
+/// handshake), and one whose request head does not come in 30 s is closed.
+#[test]
+fn half_open_https_connections_are_bounded_and_time_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    std::fs::create_dir_all(home.join("etc")).unwrap();
+    let (ok, out) = crate::util::run(
+        std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "30"])
+            .args(["-subj", "/CN=127.0.0.1"])
+            .arg("-keyout")
+            .arg(home.join("etc/tls.key"))
+            .arg("-out")
+            .arg(home.join("etc/tls.crt")),
+    );
+    assert!(ok, "openssl: {out}");
+    std::fs::write(
+        home.join("etc/mbd.toml"),
+        "http_endpoints = [\"127.0.0.1:0\"]\nhttps_endpoints = [\"127.0.0.1:0\"]\nftp_endpoints = []\n\
+         tls_certificate = \"etc/tls.crt\"\ntls_key = \"etc/tls.key\"\nlog_level = \"info\"\nbuild_slots = 1\n",
+    )
+    .unwrap();
+    let d = Daemon::start(&home);
+    let conf = d.api_ok(&["dput_conf"]);
+    let https = conf
+        .split("[mbd-")
+        .find(|s| s.contains("method   = https"))
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("fqdn     = ")))
+        .unwrap_or_else(|| panic!("no https in {conf}"))
+        .to_string();
+    let (host, port) = https.rsplit_once(':').unwrap();
+    let closed = half_open_flood(&d, host, port, true);
+    // The 128 admitted ones are closed too, once their head is 30 s late.
+    assert_eq!(closed, 1100, "{closed} of 1,100 closed after 31 s");
+}
+
+/// Opens 1,100 connections from 127.0.0.2 that each send half a request head (over TLS:
+/// after the handshake, where one is granted), asks `/health` from 127.0.0.1 meanwhile (it
+/// must answer at once), and returns how many of the 1,100 the daemon has closed: after
+/// 1.5 s, or over TLS after 31 s.
+fn half_open_flood(d: &Daemon, host: &str, port: &str, tls: bool) -> usize {
     let script = format!(
         r#"
-import socket, sys, time
+import socket, ssl, sys, time
+tls = {tls}
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
 held = []
+refused = 0
 for _ in range(1100):
     s = socket.create_connection(("{host}", {port}), source_address=("127.0.0.2", 0))
-    s.sendall(b"GET /repositories/ HTTP/1.1\r\nHost: x\r\n")
-    held.append(s)
-time.sleep(1.5)
-closed = 0
+    try:
+        if tls:
+            s.settimeout(5)
+            s = ctx.wrap_socket(s)
+        s.sendall(b"GET /repositories/ HTTP/1.1\r\nHost: x\r\n")
+        held.append(s)
+    except (OSError, ssl.SSLError):
+        refused += 1
+print("asking", flush=True)
+sys.stdin.readline()
+time.sleep(31 if tls else 1.5)
+closed = refused
 for s in held:
     s.setblocking(False)
     try:
         if s.recv(1) == b"":
             closed += 1
-    except BlockingIOError:
+    except (BlockingIOError, ssl.SSLWantReadError):
         pass
-    except OSError:
+    except (OSError, ssl.SSLError):
         closed += 1
 print("closed", closed, flush=True)
-sys.stdin.read()
-"#
+"#,
+        tls = if tls { "True" } else { "False" }
     );
     let mut attacker = std::process::Command::new("/usr/bin/python3")
         .args(["-c", &script])
@@ -615,26 +679,24 @@ sys.stdin.read()
     let mut out = std::io::BufReader::new(attacker.stdout.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "asking");
     // Every connection is still open on the attacker's side: ask from another address.
     let asked = Instant::now();
     let (code, _, _) = d.get("/health", &[]);
     let took = asked.elapsed();
-    drop(attacker.stdin.take());
+    attacker.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
     let _ = attacker.wait();
-    let closed: usize = line
-        .trim()
-        .strip_prefix("closed ")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("attacker said: {line}"));
     assert_eq!(code, 200);
     assert!(
         took < Duration::from_secs(2),
         "a normal request took {took:?}"
     );
-    assert!(
-        closed >= 1100 - 128,
-        "only {closed} of 1,100 half-open connections were closed"
-    );
+    line.trim()
+        .strip_prefix("closed ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("attacker said: {line}"))
 }
 
 /// Uploads without a login are taken only from `anonymous_uploads_from` (loopback by

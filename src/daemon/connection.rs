@@ -51,7 +51,7 @@ pub const TOTAL: usize = 4096;
 /// Who holds how many connections: a client over [`PER_CLIENT`], or everyone over [`TOTAL`],
 /// gets its new connection closed at once, so that one address cannot take every
 /// descriptor (half-open connections wait up to [`HEADER_READ`] each).
-pub(super) struct Admission {
+pub(crate) struct Admission {
     open: std::sync::Mutex<(usize, std::collections::HashMap<std::net::IpAddr, usize>)>,
     total: usize,
     per_client: usize,
@@ -65,7 +65,7 @@ impl Default for Admission {
 }
 
 /// A connection counted by [`Admission`] until it is dropped.
-pub(super) struct Admitted {
+pub(crate) struct Admitted {
     admission: std::sync::Arc<Admission>,
     ip: std::net::IpAddr,
 }
@@ -430,14 +430,28 @@ async fn hand_over(
     read: Bytes,
     peer: SocketAddr,
     app: Router,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
+    serve_with_router(Rewind { read, tcp }, peer, app, stop).await
+}
+
+/// Serves a connection with hyper and the router, a request head at most [`HEADER_READ`]
+/// in coming, until the client closes it or the daemon stops (HTTPS connections, and plain
+/// ones handed over).
+pub(super) async fn serve_with_router<I>(
+    io: I,
+    peer: SocketAddr,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
         req.extensions_mut()
             .insert(axum::extract::ConnectInfo(peer));
         tower::ServiceExt::oneshot(app.clone(), req)
     });
-    let io = hyper_util::rt::TokioIo::new(Rewind { read, tcp });
+    let io = hyper_util::rt::TokioIo::new(io);
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_READ)

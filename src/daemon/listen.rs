@@ -63,42 +63,28 @@ impl Listeners {
 
     /// The first HTTPS endpoint's address.
     pub fn first_https(&self) -> Option<SocketAddr> {
-        axum::serve::Listener::local_addr(self.https.first()?).ok()
+        self.https.first().map(tls::TlsListener::local_addr)
     }
 
     /// Serves `app` on every HTTP and HTTPS endpoint until SIGTERM or SIGINT, then lets the
     /// requests in flight finish. Plain-HTTP connections start in [`connection::serve`]
     /// (published files sent by the kernel); HTTPS ones go to the router directly.
     pub async fn serve(self, app: Router, state: AppState) {
-        use axum::serve::ListenerExt;
         let (stop, _) = tokio::sync::watch::channel(false);
         let mut servers = Vec::new();
         for l in self.http {
             let (app, state, stop) = (app.clone(), state.clone(), stop.subscribe());
-            servers.push(tokio::spawn(async move {
-                serve_plain(l, app, state, stop).await;
-                Ok(())
-            }));
+            servers.push(tokio::spawn(serve_plain(l, app, state, stop)));
         }
         for l in self.https {
             let app = app.clone().layer(axum::Extension(super::ui::Tls));
-            let mut stop = stop.subscribe();
-            servers.push(tokio::spawn(async move {
-                axum::serve(
-                    l.tap_io(|_| {}),
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await
-            }));
+            servers.push(tokio::spawn(serve_tls(l, app, stop.subscribe())));
         }
         shutdown_signal().await;
         tracing::info!("shutting down");
         let _ = stop.send(true);
         for s in servers {
-            if let Ok(Err(e)) = s.await {
+            if let Err(e) = s.await {
                 tracing::error!(error = %e, "an endpoint stopped");
             }
         }
@@ -139,6 +125,32 @@ async fn serve_plain(
         let (app, state, stop, open) = (app.clone(), state.clone(), stop.clone(), open.clone());
         tokio::spawn(async move {
             connection::serve(tcp, peer, state, app, stop).await;
+            drop((admitted, open));
+        });
+    }
+    drop((listener, open));
+    let _ = all_closed.recv().await;
+}
+
+/// Serves HTTPS connections (counted and handshaken by the listener) with the router until
+/// `stop`, then waits for the open ones to end.
+async fn serve_tls(
+    mut listener: tls::TlsListener,
+    app: Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => break,
+        };
+        let Some((tls, peer, admitted)) = accepted else {
+            break;
+        };
+        let (app, stop, open) = (app.clone(), stop.clone(), open.clone());
+        tokio::spawn(async move {
+            connection::serve_with_router(tls, peer, app, stop).await;
             drop((admitted, open));
         });
     }

@@ -1,9 +1,11 @@
-//! HTTPS: a TLS listener for axum, from a certificate chain and key in PEM files.
+//! HTTPS: a TLS listener from a certificate chain and key in PEM files.
 //!
-//! Handshakes run in their own tasks (each given [`HANDSHAKE_TIMEOUT`]), so a slow or broken
+//! Connections are counted from their TCP accept ([`Admission`], as for plain HTTP);
+//! handshakes run in their own tasks (each given [`HANDSHAKE_TIMEOUT`]), so a slow or broken
 //! client never holds up the others; only finished connections reach the server.
 
 use super::DaemonError;
+use super::connection::{Admission, Admitted};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
@@ -46,7 +48,7 @@ pub fn server_config(certificate: &Path, key: &Path) -> Result<Arc<ServerConfig>
 /// Accepts TCP connections and hands on those whose TLS handshake succeeded.
 pub struct TlsListener {
     local: SocketAddr,
-    ready: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr, Admitted)>,
 }
 
 impl TlsListener {
@@ -54,6 +56,7 @@ impl TlsListener {
         let local = tcp.local_addr()?;
         let acceptor = TlsAcceptor::from(config);
         let (tx, ready) = tokio::sync::mpsc::channel(64);
+        let admission = Arc::new(Admission::default());
         tokio::spawn(async move {
             loop {
                 let (stream, peer) = match tcp.accept().await {
@@ -67,12 +70,15 @@ impl TlsListener {
                 if tx.is_closed() {
                     break;
                 }
+                let Some(admitted) = admission.admit(peer.ip()) else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
+                            let _ = tx.send((tls, peer, admitted)).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -84,19 +90,13 @@ impl TlsListener {
     }
 }
 
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(c) => c,
-            // The accepting task only ends when this listener is gone.
-            None => std::future::pending().await,
-        }
+impl TlsListener {
+    /// The next connection whose handshake is done; `None` once the listener is gone.
+    pub(crate) async fn accept(&mut self) -> Option<(TlsStream<TcpStream>, SocketAddr, Admitted)> {
+        self.ready.recv().await
     }
 
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
     }
 }
