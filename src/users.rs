@@ -172,47 +172,71 @@ impl Gate {
     }
 }
 
-/// Failed logins by client address. After [`Backoff::FREE`] failures an address waits before
-/// its next credentials are even looked at: 1 s after the next failure, doubling with each
-/// one, at most 5 minutes. A good login clears its record; records are forgotten 10 minutes
-/// after their last failure. Keeps a flood from one address from queueing password checks
-/// ahead of everyone else's.
-#[derive(Default)]
-pub struct Backoff {
-    strikes:
-        std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
+/// Failed logins by client address (or by user name). After [`Backoff::FREE`] failures an
+/// address waits before its next credentials are even looked at: 1 s after the next failure,
+/// doubling with each one, at most 5 minutes. A good login clears its record; records are
+/// forgotten 10 minutes after their last failure. Keeps a flood from one address from
+/// queueing password checks ahead of everyone else's.
+///
+/// By user name ([`Backoff::users`]), the same after [`Backoff::FREE_PER_USER`] failures from
+/// any addresses: guessing one user's password from many addresses is slowed too (that user's
+/// password logins wait meanwhile; their tokens still work).
+pub struct Backoff<K = std::net::IpAddr> {
+    free: u32,
+    strikes: std::sync::Mutex<std::collections::HashMap<K, (u32, std::time::Instant)>>,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::with_free(Backoff::FREE)
+    }
 }
 
 impl Backoff {
     /// Failures an address may have before it waits.
     pub const FREE: u32 = 10;
-    const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
-    const FORGET: std::time::Duration = std::time::Duration::from_secs(600);
+    /// Failures a user name may have (from any addresses) before its logins wait.
+    pub const FREE_PER_USER: u32 = 50;
 
-    /// The daemon's one record.
+    /// The daemon's one record by address.
     pub fn global() -> &'static Backoff {
         static BACKOFF: std::sync::OnceLock<Backoff> = std::sync::OnceLock::new();
         BACKOFF.get_or_init(Backoff::default)
     }
 
-    /// How much longer `ip` must wait at `now`; `None` if it need not.
-    pub fn wait(
-        &self,
-        ip: std::net::IpAddr,
-        now: std::time::Instant,
-    ) -> Option<std::time::Duration> {
+    /// The daemon's one record by user name.
+    pub fn users() -> &'static Backoff<String> {
+        static BACKOFF: std::sync::OnceLock<Backoff<String>> = std::sync::OnceLock::new();
+        BACKOFF.get_or_init(|| Backoff::with_free(Backoff::FREE_PER_USER))
+    }
+}
+
+impl<K: std::hash::Hash + Eq> Backoff<K> {
+    const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+    const FORGET: std::time::Duration = std::time::Duration::from_secs(600);
+
+    /// A record where `free` failures cost nothing.
+    pub fn with_free(free: u32) -> Backoff<K> {
+        Backoff {
+            free,
+            strikes: Default::default(),
+        }
+    }
+
+    /// How much longer `key` must wait at `now`; `None` if it need not.
+    pub fn wait(&self, key: &K, now: std::time::Instant) -> Option<std::time::Duration> {
         let strikes = self.strikes.lock().unwrap_or_else(|e| e.into_inner());
-        let &(failures, last) = strikes.get(&ip)?;
-        if failures <= Self::FREE {
+        let &(failures, last) = strikes.get(key)?;
+        if failures <= self.free {
             return None;
         }
-        let wait = std::time::Duration::from_secs(1 << (failures - Self::FREE - 1).min(9))
+        let wait = std::time::Duration::from_secs(1 << (failures - self.free - 1).min(9))
             .min(Self::MAX_WAIT);
         (last + wait).checked_duration_since(now)
     }
 
-    /// A failed login from `ip` at `now`.
-    pub fn failed(&self, ip: std::net::IpAddr, now: std::time::Instant) {
+    /// A failed login of `key` at `now`.
+    pub fn failed(&self, ip: K, now: std::time::Instant) {
         let mut strikes = self.strikes.lock().unwrap_or_else(|e| e.into_inner());
         if strikes.len() > 100_000 {
             strikes.retain(|_, (_, last)| now.duration_since(*last) < Self::FORGET);
@@ -224,12 +248,12 @@ impl Backoff {
         *entry = (entry.0 + 1, now);
     }
 
-    /// A good login from `ip`.
-    pub fn succeeded(&self, ip: std::net::IpAddr) {
+    /// A good login of `key`.
+    pub fn succeeded(&self, key: &K) {
         self.strikes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&ip);
+            .remove(key);
     }
 }
 
@@ -498,18 +522,33 @@ pub fn login(state: &StateStore, name: &str, secret: &str) -> Result<User, Users
     } else {
         None
     };
-    let Some(user) = user else {
-        verify_password(decoy_hash(), secret);
-        return Err(refused("wrong user name or password"));
-    };
-    if let Some(token) = live_token(state, secret)? {
-        if token.user == user.name {
-            return Ok(user);
+    if let Some(user) = &user {
+        if let Some(token) = live_token(state, secret)? {
+            if token.user == user.name {
+                return Ok(user.clone());
+            }
         }
     }
+    // Names that do not exist wait like those that do: the answer tells nothing.
+    let backoff = Backoff::users();
+    let key = name.chars().take(64).collect::<String>();
+    let now = std::time::Instant::now();
+    if let Some(wait) = backoff.wait(&key, now) {
+        return Err(UsersError::BadCredentials(format!(
+            "too many failed logins for this user name; password logins wait {} s",
+            wait.as_secs() + 1
+        )));
+    }
+    let Some(user) = user else {
+        verify_password(decoy_hash(), secret);
+        backoff.failed(key, now);
+        return Err(refused("wrong user name or password"));
+    };
     if verify_password(&user.password, secret) {
+        backoff.succeeded(&key);
         Ok(user)
     } else {
+        backoff.failed(key, now);
         Err(refused("wrong user name or password"))
     }
 }
@@ -524,30 +563,31 @@ mod tests {
     fn backoff_grows_with_failures_and_a_good_login_clears_it() {
         use std::time::{Duration, Instant};
         let b = Backoff::default();
-        let (ip, other) = ("127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap());
+        let (ip, other): (std::net::IpAddr, std::net::IpAddr) =
+            ("127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap());
         let t = Instant::now();
         for _ in 0..Backoff::FREE {
             b.failed(ip, t);
         }
-        assert_eq!(b.wait(ip, t), None);
+        assert_eq!(b.wait(&ip, t), None);
         b.failed(ip, t);
-        assert_eq!(b.wait(ip, t), Some(Duration::from_secs(1)));
+        assert_eq!(b.wait(&ip, t), Some(Duration::from_secs(1)));
         b.failed(ip, t);
-        assert_eq!(b.wait(ip, t), Some(Duration::from_secs(2)));
-        assert_eq!(b.wait(ip, t + Duration::from_secs(3)), None);
-        assert_eq!(b.wait(other, t), None);
+        assert_eq!(b.wait(&ip, t), Some(Duration::from_secs(2)));
+        assert_eq!(b.wait(&ip, t + Duration::from_secs(3)), None);
+        assert_eq!(b.wait(&other, t), None);
         for _ in 0..40 {
             b.failed(ip, t);
         }
-        assert_eq!(b.wait(ip, t), Some(Duration::from_secs(300)));
-        b.succeeded(ip);
-        assert_eq!(b.wait(ip, t), None);
+        assert_eq!(b.wait(&ip, t), Some(Duration::from_secs(300)));
+        b.succeeded(&ip);
+        assert_eq!(b.wait(&ip, t), None);
         for _ in 0..=Backoff::FREE {
             b.failed(ip, t);
         }
         b.failed(ip, t + Duration::from_secs(601));
         assert_eq!(
-            b.wait(ip, t + Duration::from_secs(601)),
+            b.wait(&ip, t + Duration::from_secs(601)),
             None,
             "forgotten after 10 min"
         );

@@ -933,17 +933,24 @@ fn failed_logins_from_one_address_back_off() {
     let script = format!(
         r#"
 import base64, http.client, time
-def status(source, password):
+def status(source, password, user="dev"):
     c = http.client.HTTPConnection("{host}", {port}, timeout=20, source_address=(source, 0))
-    auth = base64.b64encode(("dev:" + password).encode()).decode()
+    auth = base64.b64encode((user + ":" + password).encode()).decode()
     c.request("GET", "/api/status", headers={{"Authorization": "Basic " + auth}})
     r = c.getresponse()
-    return r.status, r.getheader("Retry-After")
+    return r.status, r.getheader("Retry-After"), r.read().decode()
 print("wrong", [status("127.0.0.2", "wrong")[0] for _ in range(11)])
-print("then", status("127.0.0.2", "dev-pw"))
+print("then", status("127.0.0.2", "dev-pw")[:2])
 print("other", status("127.0.0.3", "dev-pw")[0])
 time.sleep(1.2)
 print("later", status("127.0.0.2", "dev-pw")[0], status("127.0.0.2", "wrong")[0])
+# One user's password guessed from many addresses (5 each, no address waits): past 50
+# failures the name waits, whoever asks; the user's token still works.
+for i in range(11):
+    for _ in range(5):
+        status("127.0.1.%d" % i, "guess", "admin")
+s, _, body = status("127.0.2.1", "guess", "admin")
+print("many", s, "for this user name" in body)
 "#
     );
     let (ok, out) =
@@ -951,6 +958,9 @@ print("later", status("127.0.0.2", "dev-pw")[0], status("127.0.0.2", "wrong")[0]
     assert!(ok, "{out}");
     assert!(out.contains(&format!("wrong {:?}", [401; 11])), "{out}");
     assert!(out.contains("then (429, '1')"), "{out}");
+    assert!(out.contains("many 401 True"), "{out}");
+    // The admin's token is not a password login: it still works.
+    assert!(d.api_ok(&["status"]).contains("identity"));
     assert!(out.contains("other 200"), "{out}");
     assert!(
         out.contains("later 200 401"),

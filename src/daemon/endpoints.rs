@@ -152,7 +152,7 @@ pub(super) async fn login_backoff(req: Request, next: Next) -> Response {
         return next.run(req).await;
     };
     let backoff = crate::users::Backoff::global();
-    if let Some(wait) = backoff.wait(ip, std::time::Instant::now()) {
+    if let Some(wait) = backoff.wait(&ip, std::time::Instant::now()) {
         let secs = wait.as_secs() + 1;
         let mut r = simple_problem(
             StatusCode::TOO_MANY_REQUESTS,
@@ -166,7 +166,7 @@ pub(super) async fn login_backoff(req: Request, next: Next) -> Response {
     if response.status() == StatusCode::UNAUTHORIZED {
         backoff.failed(ip, std::time::Instant::now());
     } else {
-        backoff.succeeded(ip);
+        backoff.succeeded(&ip);
     }
     response
 }

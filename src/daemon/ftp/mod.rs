@@ -266,7 +266,7 @@ impl unftp_core::auth::Authenticator for UserLogin {
         use unftp_core::auth::AuthenticationError;
         let backoff = crate::users::Backoff::global();
         if backoff
-            .wait(creds.source_ip, std::time::Instant::now())
+            .wait(&creds.source_ip, std::time::Instant::now())
             .is_some()
         {
             return Err(AuthenticationError::BadPassword);
@@ -282,7 +282,7 @@ impl unftp_core::auth::Authenticator for UserLogin {
         .await;
         match checked {
             Ok(Ok(user)) => {
-                backoff.succeeded(creds.source_ip);
+                backoff.succeeded(&creds.source_ip);
                 Ok(unftp_core::auth::Principal {
                     username: user.name,
                 })
