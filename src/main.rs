@@ -192,7 +192,8 @@ fn main() -> ExitCode {
     // clap (no global option, no abbreviation, no environment).
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("chroot-helper") {
-        return match mbd::build::chroot::helper::main(&args[2..]) {
+        let host_arch = mbd::settings::host_distribution().1;
+        return match mbd::build::chroot::helper::main(&args[2..], &host_arch) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("mbd {e}");

@@ -75,6 +75,13 @@ pub struct Settings {
     /// files being received); an upload that would pass it is refused (HTTP 507).
     #[serde(default = "default_incoming_max_bytes")]
     pub incoming_max_bytes: u64,
+    /// The most bytes the files from one client address may take in incoming at once.
+    #[serde(default = "default_incoming_client_max_bytes")]
+    pub incoming_client_max_bytes: u64,
+    /// The largest file an upload may carry (`.changes`, `.dsc` and `.buildinfo` files are
+    /// capped at 1 MiB besides).
+    #[serde(default = "default_incoming_file_max_bytes")]
+    pub incoming_file_max_bytes: u64,
     /// Let `port_ext` fetch from loopback, private and link-local addresses (off: a caller's
     /// URL never reaches the services only this host can reach).
     #[serde(default)]
@@ -133,6 +140,14 @@ fn default_true() -> bool {
 
 fn default_orphan_age() -> u64 {
     crate::incoming::ORPHAN_AGE.as_secs()
+}
+
+fn default_incoming_client_max_bytes() -> u64 {
+    crate::incoming::Limits::default().per_client
+}
+
+fn default_incoming_file_max_bytes() -> u64 {
+    crate::incoming::Limits::default().per_file
 }
 
 fn default_incoming_max_bytes() -> u64 {
@@ -195,6 +210,15 @@ impl std::fmt::Display for Network {
 }
 
 impl Settings {
+    /// The upload limits.
+    pub fn incoming_limits(&self) -> crate::incoming::Limits {
+        crate::incoming::Limits {
+            total: self.incoming_max_bytes,
+            per_client: self.incoming_client_max_bytes,
+            per_file: self.incoming_file_max_bytes,
+        }
+    }
+
     /// `anonymous_uploads_from`, parsed.
     pub fn anonymous_networks(&self) -> Result<Vec<Network>, String> {
         self.anonymous_uploads_from
@@ -231,6 +255,8 @@ impl Default for Settings {
             prepare_default_chroot: true,
             incoming_orphan_age: default_orphan_age(),
             incoming_max_bytes: default_incoming_max_bytes(),
+            incoming_client_max_bytes: default_incoming_client_max_bytes(),
+            incoming_file_max_bytes: default_incoming_file_max_bytes(),
             fetch_from_private_networks: false,
             retention: Retention::default(),
         }

@@ -780,7 +780,7 @@ fn bad_input_gets_a_4xx_with_a_reason_and_changes_nothing() {
         (
             &["chroot_prepare", "book worm", "amd64"],
             400,
-            "is not a codename and an architecture",
+            "codename 'book worm' is not a lowercase word",
         ),
         (
             &["chroot_prepare", "bookworm", "amd64", "--backend", "zfs"],

@@ -392,8 +392,9 @@ pub struct Context {
     pub https: Option<String>,
     /// Uploads (HTTP PUT, FTP) need a user's login; otherwise they are anonymous.
     pub incoming_login: bool,
-    /// The most bytes incoming may hold (`incoming_max_bytes`).
-    pub incoming_max_bytes: u64,
+    /// The upload limits (`incoming_max_bytes`, `incoming_client_max_bytes`,
+    /// `incoming_file_max_bytes`).
+    pub incoming_limits: crate::incoming::Limits,
     /// `port_ext` may fetch from loopback and private networks (`fetch_from_private_networks`).
     pub fetch_from_private_networks: bool,
     /// Where anonymous uploads are taken from (when `incoming_login` is off).
@@ -496,7 +497,7 @@ impl Context {
             ftp: None,
             https: None,
             incoming_login: false,
-            incoming_max_bytes: crate::settings::Settings::default().incoming_max_bytes,
+            incoming_limits: crate::settings::Settings::default().incoming_limits(),
             fetch_from_private_networks: false,
             anonymous_uploads_from: crate::settings::Settings::default()
                 .anonymous_networks()

@@ -23,7 +23,6 @@ mod start;
 mod upload;
 
 pub use start::{HomeLock, Options, init_logging, lock_path, run};
-pub use upload::MAX_UPLOAD;
 
 use crate::api::{ApiError, Context};
 use crate::repo::RepoError;

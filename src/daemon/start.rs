@@ -83,6 +83,32 @@ impl HomeLock {
     }
 }
 
+/// Lets the daemon open as many descriptors as its hard limit allows (systemd's default soft
+/// limit, 1,024, is below what the connection limits admit: 4,096 HTTP connections alone).
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the one struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            let wanted = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                tracing::info!(
+                    from = limit.rlim_cur,
+                    to = limit.rlim_max,
+                    "open files limit raised"
+                );
+            }
+        }
+    }
+}
+
 /// Sets up logging for the daemon: stderr (journald keeps it) and `<home>/var/log/daemon.log`.
 pub fn init_logging(home: &Path, level: &str) -> Result<(), DaemonError> {
     use tracing_subscriber::layer::SubscriberExt;
@@ -264,6 +290,7 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
     let _lock = HomeLock::acquire(&home)?;
     let settings = settings_for(&home, &opts)?;
     init_logging(&home, &settings.log_level)?;
+    raise_open_files_limit();
     let (engine, created) = open_or_create(&home, opts.default_setup, opts.identity.clone())?;
     let admin_password = opts
         .admin_password
@@ -351,7 +378,7 @@ fn served(
         .map(authority);
     ctx.https = listeners.first_https().map(authority);
     ctx.incoming_login = settings.incoming_login;
-    ctx.incoming_max_bytes = settings.incoming_max_bytes;
+    ctx.incoming_limits = settings.incoming_limits();
     ctx.fetch_from_private_networks = settings.fetch_from_private_networks;
     ctx.anonymous_uploads_from =
         settings
@@ -448,6 +475,7 @@ fn start_builds(
             home: home.to_path_buf(),
             slots: settings.build_slots.max(1) as usize,
             local_url: format!("http://{local}"),
+            host_arch: host_arch.clone(),
         },
     );
     if default_chroot && settings.prepare_default_chroot {

@@ -12,10 +12,6 @@ use std::path::PathBuf;
 /// How much of a refused upload is read before the 401 goes out.
 const UNAUTHORIZED_DRAIN: usize = 64 << 20;
 
-/// The largest file accepted by `PUT /incoming/<file>` (control files: much less, see
-/// [`crate::incoming::size_limit`]).
-pub const MAX_UPLOAD: u64 = crate::incoming::MAX_FILE;
-
 /// `PUT /incoming/<file>`, as dput's http method sends it: one file per request, the `.changes`
 /// last. The file is streamed to a hidden name and renamed into place when complete; a
 /// `.changes` then triggers its decision.
@@ -28,9 +24,10 @@ pub(super) async fn upload(
 ) -> Response {
     use http_body_util::BodyExt;
     use tokio::io::AsyncWriteExt;
+    let client = peer.map(|p| p.0.0.ip());
     if !state.ctx.incoming_login {
-        let refusal = match peer {
-            Some(p) => state.ctx.anonymous_upload_refusal(p.0.0.ip()),
+        let refusal = match client {
+            Some(ip) => state.ctx.anonymous_upload_refusal(ip),
             None => Some("the client's address is unknown".to_string()),
         };
         if let Some(why) = refusal {
@@ -77,8 +74,8 @@ pub(super) async fn upload(
         return simple_problem(StatusCode::BAD_REQUEST, e.to_string());
     }
     let allowance = {
-        let (incoming, name, max) = (incoming.clone(), name.clone(), state.ctx.incoming_max_bytes);
-        tokio::task::spawn_blocking(move || incoming.allowance(&name, max)).await
+        let (incoming, name, limits) = (incoming.clone(), name.clone(), state.ctx.incoming_limits);
+        tokio::task::spawn_blocking(move || incoming.allowance(&name, &limits, client)).await
     };
     let allowance = match allowance {
         Ok(Ok(allowance)) => allowance,
@@ -140,7 +137,14 @@ pub(super) async fn upload(
     drop(file);
     let committed = {
         let (incoming, name) = (incoming.clone(), name.clone());
-        tokio::task::spawn_blocking(move || incoming.commit(&tmp, &name)).await
+        tokio::task::spawn_blocking(move || {
+            let path = incoming.commit(&tmp, &name)?;
+            if let Some(ip) = client {
+                incoming.received(&name, ip);
+            }
+            Ok::<_, crate::incoming::IncomingError>(path)
+        })
+        .await
     };
     match committed {
         Ok(Ok(path)) => {

@@ -34,10 +34,12 @@ use std::time::Duration;
 
 mod decision;
 mod hooks;
+mod quota;
 
 use decision::listed_names;
 pub use decision::{Examined, examine, settle};
 pub use hooks::{HOOK_TIMEOUT, Hooks};
+pub use quota::{Allowance, Limits, MAX_FILE, Oversize, size_limit};
 
 /// How long a file that belongs to no `.changes` may wait in incoming.
 pub const ORPHAN_AGE: Duration = Duration::from_secs(3600);
@@ -117,65 +119,6 @@ impl Record for Event {
     const TABLE: &'static str = "events";
 }
 
-/// The largest file an upload may carry (control files: [`crate::files::MAX_CONTROL_FILE`]).
-pub const MAX_FILE: u64 = 4 << 30;
-
-/// The largest file of this name an upload may carry: `.changes`, `.dsc` and `.buildinfo`
-/// files are small, so they are capped much lower than packages and tarballs.
-pub fn size_limit(name: &str) -> u64 {
-    if [".changes", ".dsc", ".buildinfo"]
-        .iter()
-        .any(|ext| name.ends_with(ext))
-    {
-        crate::files::MAX_CONTROL_FILE
-    } else {
-        MAX_FILE
-    }
-}
-
-/// How large a file being received may grow: its kind's limit ([`size_limit`]) and the room
-/// left in incoming.
-#[derive(Debug, Clone)]
-pub struct Allowance {
-    name: String,
-    limit: u64,
-    room: u64,
-}
-
-/// Why a file is refused for its size; the message names the file and the limit or setting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Oversize {
-    /// Over the limit for its kind (HTTP 413).
-    TooLarge(String),
-    /// Over the room left in incoming (HTTP 507, FTP 452).
-    NoRoom(String),
-}
-
-impl Allowance {
-    /// The most bytes worth reading: one past this is a refusal.
-    pub fn most(&self) -> u64 {
-        self.limit.min(self.room)
-    }
-
-    /// Whether `size` bytes (received, or announced) fit.
-    pub fn check(&self, size: u64) -> Result<(), Oversize> {
-        let name = &self.name;
-        if size > self.limit {
-            return Err(Oversize::TooLarge(format!(
-                "{name}: {size} bytes or more; a file of this kind may be at most {} bytes",
-                self.limit
-            )));
-        }
-        if size > self.room {
-            return Err(Oversize::NoRoom(format!(
-                "{name}: incoming has room for {} more bytes, not {size} (incoming_max_bytes in etc/mbd.toml)",
-                self.room
-            )));
-        }
-        Ok(())
-    }
-}
-
 /// Makes a directory's entries durable (after a link, rename or removal in it).
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), IncomingError> {
     std::fs::File::open(dir)
@@ -219,6 +162,8 @@ fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
 pub struct Incoming {
     pub dir: PathBuf,
     pub queue: PathBuf,
+    /// Who sent the files waiting here (see [`quota`]).
+    owners: quota::Owners,
 }
 
 impl Incoming {
@@ -226,6 +171,7 @@ impl Incoming {
         Incoming {
             dir: home.join("var/incoming"),
             queue: home.join("var/queue"),
+            owners: Default::default(),
         }
     }
 
@@ -247,34 +193,6 @@ impl Incoming {
             });
         }
         Ok(self.dir.join(name))
-    }
-
-    /// The bytes incoming holds now: files waiting and files being received.
-    pub fn used_bytes(&self) -> Result<u64, IncomingError> {
-        let mut used = 0;
-        for e in std::fs::read_dir(&self.dir).map_err(io(&self.dir))? {
-            let e = e.map_err(io(&self.dir))?;
-            used += e.metadata().map(|m| m.len()).unwrap_or(0);
-        }
-        Ok(used)
-    }
-
-    /// What a new file named `name` may be, given what incoming holds and `max` (the
-    /// `incoming_max_bytes` setting); [`Oversize::NoRoom`] when incoming is full already.
-    pub fn allowance(&self, name: &str, max: u64) -> Result<Allowance, Oversize> {
-        let used = self
-            .used_bytes()
-            .map_err(|e| Oversize::NoRoom(e.to_string()))?;
-        if used >= max {
-            return Err(Oversize::NoRoom(format!(
-                "{name}: incoming is full: it holds {used} bytes of the {max} allowed (incoming_max_bytes in etc/mbd.toml); try again once waiting uploads are decided"
-            )));
-        }
-        Ok(Allowance {
-            name: name.to_string(),
-            limit: size_limit(name),
-            room: max - used,
-        })
     }
 
     /// A fresh hidden name in incoming for a file being received.
@@ -621,20 +539,6 @@ mod tests {
         assert!(!same_content(&a, &b).unwrap());
         std::fs::write(&b, &data[..1000]).unwrap();
         assert!(!same_content(&a, &b).unwrap());
-    }
-
-    #[test]
-    fn size_limits_by_name() {
-        assert_eq!(
-            size_limit("x_1_amd64.changes"),
-            crate::files::MAX_CONTROL_FILE
-        );
-        assert_eq!(size_limit("x_1.dsc"), crate::files::MAX_CONTROL_FILE);
-        assert_eq!(
-            size_limit("x_1_amd64.buildinfo"),
-            crate::files::MAX_CONTROL_FILE
-        );
-        assert_eq!(size_limit("x_1.orig.tar.xz"), MAX_FILE);
     }
 
     #[test]

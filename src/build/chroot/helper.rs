@@ -463,9 +463,10 @@ fn status(cmd: &mut Command) -> Result<(), HelperError> {
     }
 }
 
-/// The helper as a command: `args` are the words after `chroot-helper`. Root only; the
-/// daemon user is the one sudo names (`SUDO_USER`), else root.
-pub fn main(args: &[String]) -> Result<(), HelperError> {
+/// The helper as a command: `args` are the words after `chroot-helper`, `host_arch` this
+/// host's architecture. Root only; the daemon user is the one sudo names (`SUDO_USER`), else
+/// root.
+pub fn main(args: &[String], host_arch: &str) -> Result<(), HelperError> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err(HelperError::Refused(
@@ -479,18 +480,16 @@ pub fn main(args: &[String]) -> Result<(), HelperError> {
     };
     let op = Op::parse(words).map_err(HelperError::Refused)?;
     let user = std::env::var("SUDO_USER").unwrap_or_else(|_| "root".to_string());
-    let host_arch = crate::settings::host_distribution().1;
-    run(Path::new(home), &op, &user, &host_arch)
+    run(Path::new(home), &op, &user, host_arch)
 }
 
 /// Runs `op` for the daemon: in-process when it is root, else as `sudo -n MBD chroot-helper
 /// HOME …` (never asks for a password: without the rule it fails). Output goes to `log`.
-pub fn invoke(home: &Path, op: &Op, log: &Path) -> Result<(), BuildError> {
+pub fn invoke(home: &Path, op: &Op, log: &Path, host_arch: &str) -> Result<(), BuildError> {
     if super::is_root() {
-        let host_arch = crate::settings::host_distribution().1;
         let shown = format!("chroot-helper {}", op.words().join(" "));
         return super::logged(log, &shown, || {
-            run(home, op, "root", &host_arch).map_err(|e| e.to_string())
+            run(home, op, "root", host_arch).map_err(|e| e.to_string())
         });
     }
     let exe =

@@ -301,7 +301,7 @@ fn run_logged(cmd: &mut Command, log: &Path) -> Result<(), BuildError> {
 
 /// Makes the chroot: the tree with mmdebstrap (variant buildd, eatmydata included), then the
 /// schroot configuration, each through the [`helper`]. Output goes to the chroot's log.
-pub fn prepare(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
+pub fn prepare(chroot: &Chroot, home: &Path, host_arch: &str) -> Result<(), BuildError> {
     let dir = chroot.dir(home);
     std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
     let log = chroot.log_path(home);
@@ -313,7 +313,7 @@ pub fn prepare(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
             arch: arch.clone(),
             part,
         };
-        helper::invoke(home, &op, &log)
+        helper::invoke(home, &op, &log, host_arch)
     };
     let tmp = dir.join(match chroot.backend {
         Backend::Directory => "tmp",
@@ -333,7 +333,7 @@ pub fn prepare(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
     // Mirrors and networks fail now and then: up to three attempts.
     let mut attempt = 1;
     loop {
-        match helper::invoke(home, &make, &log) {
+        match helper::invoke(home, &make, &log, host_arch) {
             Ok(()) => break,
             Err(e) if attempt >= PREPARE_ATTEMPTS => return Err(e),
             Err(e) => {
@@ -358,7 +358,7 @@ pub fn prepare(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
         arch,
         backend: chroot.backend,
     };
-    helper::invoke(home, &conf, &log)?;
+    helper::invoke(home, &conf, &log, host_arch)?;
     check(chroot, home)
 }
 
@@ -389,8 +389,8 @@ pub fn check(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Removes the schroot configuration and the chroot's directory.
-pub fn remove(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
+/// Removes the schroot configuration and the chroot's directory (`host_arch`: this host's).
+pub fn remove(chroot: &Chroot, home: &Path, host_arch: &str) -> Result<(), BuildError> {
     let log = home.join("var/log/chroots.log");
     if let Some(d) = log.parent() {
         std::fs::create_dir_all(d).map_err(|e| BuildError::io(d, e))?;
@@ -401,7 +401,7 @@ pub fn remove(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
             codename: codename.clone(),
             arch: arch.clone(),
         };
-        helper::invoke(home, &op, &log)?;
+        helper::invoke(home, &op, &log, host_arch)?;
     }
     if chroot.dir(home).symlink_metadata().is_ok() {
         let op = Op::RemoveTree {
@@ -409,7 +409,7 @@ pub fn remove(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
             arch,
             part: Part::All,
         };
-        helper::invoke(home, &op, &log)?;
+        helper::invoke(home, &op, &log, host_arch)?;
     }
     Ok(())
 }

@@ -4,10 +4,12 @@
 //! - Control connections: at most [`PER_CLIENT`] per client address and [`TOTAL`] in all; a
 //!   connection over either gets `421` and is closed.
 //! - Passive listeners (`PASV`/`EPSV`): libunftp keeps each one open until the client
-//!   connects or 15 s pass, also after its session has ended. [`Ledger`] counts those opened
-//!   in the last 15 s: at most [`PASSIVE_PER_CLIENT`] per client address and
-//!   [`PASSIVE_TOTAL`] in all; over that, `PASV` is answered 425 and nothing is opened. A
-//!   flood of `PASV` therefore costs a bounded number of descriptors.
+//!   connects or 15 s pass, also after its session has ended, and we cannot see when it goes.
+//!   So they are counted as opened in the last 15 s: at most [`PASSIVE_PER_SESSION`] per
+//!   session (dput needs one per file, one at a time), and in the [`Ledger`] at most
+//!   [`PASSIVE_PER_CLIENT`] per client address and [`PASSIVE_TOTAL`] in all; over that,
+//!   `PASV` is answered 425 and nothing is opened. A flood of `PASV` therefore costs a bounded
+//!   number of descriptors.
 
 use super::{AnonymousFrom, IncomingStorage, UserLogin};
 use crate::api::Context;
@@ -22,17 +24,30 @@ use std::time::{Duration, Instant};
 
 /// How long an FTP session may stay idle.
 const IDLE_SESSION_SECONDS: u64 = 120;
-/// Control connections one client address may hold.
-pub const PER_CLIENT: usize = 16;
+/// Control connections one client address may hold (a build farm behind one address uploads
+/// in parallel).
+pub const PER_CLIENT: usize = 64;
 /// Control connections in all.
-pub const TOTAL: usize = 256;
+pub const TOTAL: usize = 512;
+/// Passive listeners one session may have opened in the last [`PASSIVE_WINDOW`].
+pub const PASSIVE_PER_SESSION: usize = 8;
 /// Passive listeners one client address may have opened in the last [`PASSIVE_WINDOW`].
-pub const PASSIVE_PER_CLIENT: usize = 64;
+pub const PASSIVE_PER_CLIENT: usize = 512;
 /// Passive listeners opened in the last [`PASSIVE_WINDOW`], in all.
-pub const PASSIVE_TOTAL: usize = 512;
+pub const PASSIVE_TOTAL: usize = 2048;
 /// How long libunftp keeps a passive listener waiting for its client.
 const PASSIVE_WINDOW: Duration = Duration::from_secs(15);
 const PASSIVE_PORTS: RangeInclusive<u16> = 49152..=65534;
+
+/// Forgets what was opened a [`PASSIVE_WINDOW`] or longer before `now`.
+fn expire<T>(opened: &mut VecDeque<(Instant, T)>, now: Instant) {
+    while opened
+        .front()
+        .is_some_and(|(t, _)| now.duration_since(*t) >= PASSIVE_WINDOW)
+    {
+        opened.pop_front();
+    }
+}
 
 /// The passive listeners opened recently, by client address.
 #[derive(Debug, Default)]
@@ -44,12 +59,7 @@ impl Ledger {
     /// Counts one more listener for `client`, unless that passes a limit.
     fn open(&self, client: IpAddr, now: Instant) -> bool {
         let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
-        while opened
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) >= PASSIVE_WINDOW)
-        {
-            opened.pop_front();
-        }
+        expire(&mut opened, now);
         let mine = opened.iter().filter(|(_, ip)| *ip == client).count();
         if opened.len() >= PASSIVE_TOTAL || mine >= PASSIVE_PER_CLIENT {
             return false;
@@ -59,11 +69,13 @@ impl Ledger {
     }
 }
 
-/// Binds one session's passive listeners, as the ledger allows.
+/// Binds one session's passive listeners, as its own budget and the ledger allow.
 #[derive(Debug)]
 struct CountedBinder {
     ledger: Arc<Ledger>,
     client: IpAddr,
+    /// This session's recent listeners.
+    mine: VecDeque<(Instant, ())>,
 }
 
 #[async_trait]
@@ -73,10 +85,13 @@ impl libunftp::options::Binder for CountedBinder {
         local: IpAddr,
         ports: RangeInclusive<u16>,
     ) -> std::io::Result<tokio::net::TcpSocket> {
-        if !self.ledger.open(self.client, Instant::now()) {
+        let now = Instant::now();
+        expire(&mut self.mine, now);
+        if self.mine.len() >= PASSIVE_PER_SESSION || !self.ledger.open(self.client, now) {
             tracing::info!(peer = %self.client, "ftp: passive listener refused (too many open)");
             return Err(std::io::Error::other("too many passive listeners"));
         }
+        self.mine.push_back((now, ()));
         let span = u32::from(ports.end() - ports.start()) + 1;
         let mut last = std::io::Error::other("no free passive port");
         for _ in 0..16 {
@@ -106,7 +121,7 @@ fn session(
     client: IpAddr,
 ) -> Result<libunftp::Server<IncomingStorage, unftp_core::auth::DefaultUser>, String> {
     let login = ctx.incoming_login;
-    let storage = IncomingStorage::new(ctx.clone());
+    let storage = IncomingStorage::new(ctx.clone(), client);
     let mut builder = libunftp::ServerBuilder::new(Box::new(move || storage.clone()))
         .greeting(if login {
             "mbd incoming: uploads with a user's login"
@@ -120,6 +135,7 @@ fn session(
         .binder(CountedBinder {
             ledger: ledger.clone(),
             client,
+            mine: VecDeque::new(),
         });
     if login {
         builder = builder.authenticator(Arc::new(UserLogin { ctx: ctx.clone() }));

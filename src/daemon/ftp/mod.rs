@@ -25,6 +25,8 @@ use unftp_core::storage::{Error, ErrorKind, Fileinfo, Metadata, Result, StorageB
 #[derive(Clone)]
 pub struct IncomingStorage {
     ctx: Arc<Context>,
+    /// The session's client address (its uploads count against its quota).
+    client: std::net::IpAddr,
 }
 
 impl Debug for IncomingStorage {
@@ -36,8 +38,8 @@ impl Debug for IncomingStorage {
 }
 
 impl IncomingStorage {
-    pub fn new(ctx: Arc<Context>) -> IncomingStorage {
-        IncomingStorage { ctx }
+    pub fn new(ctx: Arc<Context>, client: std::net::IpAddr) -> IncomingStorage {
+        IncomingStorage { ctx, client }
     }
 }
 
@@ -163,9 +165,9 @@ impl StorageBackend<DefaultUser> for IncomingStorage {
             .target(&name)
             .map_err(|e| Error::new(ErrorKind::PermissionDenied, e))?;
         let allowance = {
-            let (incoming, name, max) =
-                (incoming.clone(), name.clone(), self.ctx.incoming_max_bytes);
-            tokio::task::spawn_blocking(move || incoming.allowance(&name, max))
+            let (incoming, name, max) = (incoming.clone(), name.clone(), self.ctx.incoming_limits);
+            let client = self.client;
+            tokio::task::spawn_blocking(move || incoming.allowance(&name, &max, Some(client)))
                 .await
                 .map_err(|e| Error::new(ErrorKind::LocalError, e))?
                 .map_err(refused)?
@@ -189,9 +191,14 @@ impl StorageBackend<DefaultUser> for IncomingStorage {
         };
         let committed = {
             let (incoming, name) = (incoming.clone(), name.clone());
-            tokio::task::spawn_blocking(move || incoming.commit(&tmp, &name))
-                .await
-                .map_err(|e| Error::new(ErrorKind::LocalError, e))?
+            let client = self.client;
+            tokio::task::spawn_blocking(move || {
+                let path = incoming.commit(&tmp, &name)?;
+                incoming.received(&name, client);
+                Ok::<_, crate::incoming::IncomingError>(path)
+            })
+            .await
+            .map_err(|e| Error::new(ErrorKind::LocalError, e))?
         };
         let path = committed.map_err(|e| Error::new(ErrorKind::PermanentFileNotAvailable, e))?;
         tracing::info!(file = %name, bytes = n, "upload received (ftp)");
