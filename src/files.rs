@@ -47,6 +47,52 @@ pub enum Problem {
 /// largest in Debian are under 200 KiB).
 pub const MAX_CONTROL_FILE: u64 = 1024 * 1024;
 
+/// The bytes an unprivileged writer may still put on the file system of `dir`.
+pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: statvfs writes the one struct given; the path is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Free space a store keeps in reserve: a write is refused before it starts when the file
+/// system holds less (a store that hits a full disk mid-commit refuses every later write
+/// until it is opened again). `MBD_TEST_STORE_RESERVE=<bytes>` changes it, for tests.
+pub fn store_reserve() -> u64 {
+    static RESERVE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *RESERVE.get_or_init(|| {
+        std::env::var("MBD_TEST_STORE_RESERVE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(32 << 20)
+    })
+}
+
+/// Whether the file system of `dir` has more than [`store_reserve`] bytes free; else an error
+/// that says "No space left on device" (HTTP 507 at the API), naming `dir`.
+pub fn check_room(dir: &Path) -> std::io::Result<()> {
+    let reserve = store_reserve();
+    if reserve == 0 {
+        return Ok(());
+    }
+    let free = free_bytes(dir)?;
+    if free < reserve {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!(
+                "No space left on device: {} has {free} bytes free, less than the {reserve} kept in reserve for the stores",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A control file's bytes: only a regular file, and only up to [`MAX_CONTROL_FILE`]
 /// (checked before reading, and while reading, should it grow).
 pub fn read_control_file(path: &Path) -> Result<Vec<u8>, ControlFileError> {

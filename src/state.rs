@@ -246,6 +246,7 @@ impl StateStore {
     /// Stores raw records (JSON as written by an earlier version) into `table_name`, in one
     /// transaction: moving objects out of the engine's store.
     pub fn import(&self, table_name: &str, rows: &[(String, Vec<u8>)]) -> Result<(), StateError> {
+        self.room()?;
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut t = tx.open_table(table(table_name)).map_err(|e| self.err(e))?;
@@ -257,10 +258,20 @@ impl StateStore {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// Refuses a write when the disk is (nearly) full, before the store is touched.
+    fn room(&self) -> Result<(), StateError> {
+        // A store in memory has no disk to fill.
+        match self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => crate::files::check_room(dir).map_err(|e| self.err(e)),
+            None => Ok(()),
+        }
+    }
+
     fn write<T: Record, R>(
         &self,
         change: impl FnOnce(&mut redb::Table<&'static str, &'static [u8]>) -> Result<R, StateError>,
     ) -> Result<R, StateError> {
+        self.room()?;
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         let result = {
             let mut t = tx.open_table(table(T::TABLE)).map_err(|e| self.err(e))?;

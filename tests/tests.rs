@@ -12,6 +12,8 @@ mod daemon;
 mod differential;
 /// Every fixture parses and verifies; every broken twin fails naming its file and reason.
 mod fixtures;
+/// A full disk: failed calls change nothing and say why.
+mod full_disk;
 /// The upload parsers on mutated fixtures: no panic, every error names its file.
 mod fuzz;
 /// Hostile input: nothing from the network ends, grows or overreaches the daemon.

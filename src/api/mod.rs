@@ -290,8 +290,32 @@ impl From<crate::users::UsersError> for ApiError {
     }
 }
 
+/// Whether an error comes from a full disk (or quota): an `io::Error` saying so anywhere in
+/// its chain, or its message (stores keep only the text of their errors).
+pub fn is_no_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+                || io.kind() == std::io::ErrorKind::StorageFull
+            {
+                return true;
+            }
+        }
+        let text = e.to_string();
+        if text.contains("No space left on device") || text.contains("Disk quota exceeded") {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 impl ApiError {
     pub fn status(&self) -> u16 {
+        if is_no_space(self) {
+            return 507;
+        }
         match self {
             ApiError::BadRequest(_) => 400,
             ApiError::Unauthorized { .. } | ApiError::BadCredentials(_) => 401,
@@ -327,7 +351,10 @@ impl ApiError {
 
     /// What the caller reads: internal failures keep their details in the log.
     pub fn detail(&self) -> String {
-        if self.status() >= 500 && self.status() != 503 {
+        if self.status() == 507 {
+            // The cause, and where: what an admin needs to act (no secret is in a path).
+            format!("no space left on device: {self}")
+        } else if self.status() >= 500 && self.status() != 503 {
             "No public details (see the daemon log)".to_string()
         } else {
             self.to_string()
@@ -356,6 +383,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         413 => "Payload Too Large",
         416 => "Range Not Satisfiable",
         503 => "Service Unavailable",
+        507 => "Insufficient Storage",
         _ => "Internal Server Error",
     }
 }

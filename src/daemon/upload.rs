@@ -122,6 +122,10 @@ pub(super) async fn upload(
             }
             if let Err(e) = file.write_all(data).await {
                 tracing::error!(path = %tmp.display(), error = %e, "receiving an upload");
+                if crate::api::is_no_space(&e) {
+                    let why = format!("{name}: no space left on device while receiving it");
+                    return failed(StatusCode::INSUFFICIENT_STORAGE, why, tmp).await;
+                }
                 return failed(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "No public details (see the daemon log)".to_string(),

@@ -56,6 +56,8 @@ pub struct Allowance {
     limit: u64,
     room: u64,
     client_room: u64,
+    /// What the disk takes before the stores' reserve is reached.
+    disk_room: u64,
 }
 
 /// Why a file is refused for its size; the message names the file and the limit or setting.
@@ -70,7 +72,10 @@ pub enum Oversize {
 impl Allowance {
     /// The most bytes worth reading: one past this is a refusal.
     pub fn most(&self) -> u64 {
-        self.limit.min(self.room).min(self.client_room)
+        self.limit
+            .min(self.room)
+            .min(self.client_room)
+            .min(self.disk_room)
     }
 
     /// Whether `size` bytes (received, or announced) fit.
@@ -87,6 +92,12 @@ impl Allowance {
             return Err(Oversize::NoRoom(format!(
                 "{name}: incoming has room for {} more bytes, not {size} (incoming_max_bytes in etc/mbd.toml)",
                 self.room
+            )));
+        }
+        if size > self.disk_room {
+            return Err(Oversize::NoRoom(format!(
+                "{name}: No space left on device: the disk takes {} more bytes, not {size}",
+                self.disk_room
             )));
         }
         if size > self.client_room {
@@ -156,6 +167,14 @@ impl Incoming {
                 "{name}: incoming is full: it holds {used} bytes of the {max} allowed (incoming_max_bytes in etc/mbd.toml); try again once waiting uploads are decided"
             )));
         }
+        let disk_room = crate::files::free_bytes(&self.dir)
+            .map(|free| free.saturating_sub(crate::files::store_reserve()))
+            .map_err(|e| Oversize::NoRoom(format!("{name}: {e}")))?;
+        if disk_room == 0 {
+            return Err(Oversize::NoRoom(format!(
+                "{name}: No space left on device: the disk holding incoming is full"
+            )));
+        }
         let mine = client.map_or(0, |c| self.client_bytes(c));
         if mine >= limits.per_client {
             return Err(Oversize::NoRoom(format!(
@@ -168,6 +187,7 @@ impl Incoming {
             limit: size_limit(name, limits),
             room: max - used,
             client_room: limits.per_client - mine,
+            disk_room,
         })
     }
 }

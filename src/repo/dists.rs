@@ -104,6 +104,19 @@ impl Engine {
         }
     }
 
+    /// The distribution directories of a repository (its snapshots not included).
+    pub(super) fn repository_dist_names(&self, id: &str) -> Result<Vec<String>, RepoError> {
+        let repo: Repository = self
+            .store
+            .config(&format!("repository/{id}"))?
+            .ok_or_else(|| RepoError::NoSuchRepository(id.to_string()))?;
+        let layout = self.layout(&repo.layout)?;
+        Ok(repository_dists(&repo, &layout)
+            .iter()
+            .map(ToString::to_string)
+            .collect())
+    }
+
     /// Publishes every distribution of every repository.
     pub fn publish_all(&self) -> Result<(), RepoError> {
         let all = self.all_dists()?;

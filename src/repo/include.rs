@@ -62,6 +62,25 @@ impl Engine {
             });
         }
         let repo = r.repository.identity.clone();
+        let sp = self.store.savepoint()?;
+        let mut placed = Vec::new();
+        let summary = self
+            .include_groups(&r, items, staged, &mut placed)
+            .map_err(|e| self.undo(sp, &repo, &placed, None, e))?;
+        self.collect_garbage_later();
+        Ok(summary)
+    }
+
+    /// Puts the staged items into the distribution, pool and store, and publishes; the pool
+    /// paths it adds go to `placed` as they are placed (for an undo).
+    fn include_groups(
+        &self,
+        r: &Resolved,
+        items: Vec<Item>,
+        staged: StagedFiles,
+        placed: &mut Vec<String>,
+    ) -> Result<Vec<String>, RepoError> {
+        let repo = r.repository.identity.clone();
         let repo_dir = self.repo_dir(&repo);
         let started = std::time::Instant::now();
         let mut groups: BTreeMap<String, Vec<Item>> = BTreeMap::new();
@@ -99,7 +118,7 @@ impl Engine {
         // import would otherwise hold every package until the commit, on top of what the
         // transaction adds.
         for (source, items) in groups {
-            self.apply_include(&mut tx, &r, &source, &items, &mut touched, &mut summary)?;
+            self.apply_include(&mut tx, r, &source, &items, &mut touched, &mut summary)?;
         }
         tracing::debug!(elapsed = ?started.elapsed(), "applied");
         let journal = self.journal();
@@ -111,6 +130,7 @@ impl Engine {
             tx.mark_unpublished(&repo, dist)?;
         }
         journal.begin(&rels).map_err(RepoError::io(&self.home))?;
+        placed.extend(rels);
         place_all(&to_place, &repo_dir)?;
         tracing::debug!(elapsed = ?started.elapsed(), "placed");
         pool::sync(&repo_dir).map_err(RepoError::io(&repo_dir))?;
@@ -120,8 +140,16 @@ impl Engine {
         drop(staged);
         drop(to_place);
         self.publish_touched(&touched)?;
-        self.collect_garbage()?;
         Ok(summary)
+    }
+
+    /// [`Engine::collect_garbage`] after a change that succeeded: a failure is logged, not
+    /// returned (the change is done and published; the freed files stay recorded, and the
+    /// next change or start deletes them).
+    pub(super) fn collect_garbage_later(&self) {
+        if let Err(e) = self.collect_garbage() {
+            tracing::warn!(error = %e, "deleting unreferenced pool files; left for later");
+        }
     }
 
     /// Deletes the pool files nothing refers to any more. Runs after the distributions that

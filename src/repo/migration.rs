@@ -14,7 +14,24 @@ impl Engine {
         full: bool,
         version: Option<&str>,
     ) -> Result<Vec<String>, RepoError> {
-        let mut r = self.resolve(dist)?;
+        let r = self.resolve(dist)?;
+        let repo = r.repository.identity.clone();
+        let sp = self.store.savepoint()?;
+        let arrived = self
+            .migrate_along(r, source, full, version)
+            .map_err(|e| self.undo(sp, &repo, &[], None, e))?;
+        self.collect_garbage_later();
+        Ok(arrived)
+    }
+
+    /// The work of [`Engine::migrate`], from the resolved distribution `r` on.
+    fn migrate_along(
+        &self,
+        mut r: Resolved,
+        source: &str,
+        full: bool,
+        version: Option<&str>,
+    ) -> Result<Vec<String>, RepoError> {
         let repo = r.repository.identity.clone();
         let mut tx = self.store.write()?;
         let mut touched = BTreeSet::new();
@@ -76,7 +93,6 @@ impl Engine {
         }
         tx.commit()?;
         self.publish_touched(&touched)?;
-        self.collect_garbage()?;
         Ok(arrived)
     }
 
@@ -91,6 +107,22 @@ impl Engine {
         version: Option<&str>,
     ) -> Result<(), RepoError> {
         let r = self.resolve(dist)?;
+        let repo = r.repository.identity.clone();
+        let sp = self.store.savepoint()?;
+        self.remove_from(&r, source, without_rollback, version)
+            .map_err(|e| self.undo(sp, &repo, &[], None, e))?;
+        self.collect_garbage_later();
+        Ok(())
+    }
+
+    /// The work of [`Engine::remove`] in the resolved distribution `r`.
+    fn remove_from(
+        &self,
+        r: &Resolved,
+        source: &str,
+        without_rollback: bool,
+        version: Option<&str>,
+    ) -> Result<(), RepoError> {
         let repo = r.repository.identity.clone();
         let name = r.name.to_string();
         let mut tx = self.store.write()?;
@@ -108,7 +140,7 @@ impl Engine {
         match r.name.rollback {
             None => {
                 if !without_rollback {
-                    self.shift_rollbacks(&mut tx, &r, source, &mut touched)?;
+                    self.shift_rollbacks(&mut tx, r, source, &mut touched)?;
                 }
                 let old = tx.take_group(&repo, &name, source)?;
                 tx.reference(&repo, &old, -1);
@@ -131,7 +163,6 @@ impl Engine {
             tx.mark_unpublished(&repo, dist)?;
         }
         tx.commit()?;
-        self.publish_touched(&touched)?;
-        self.collect_garbage()
+        self.publish_touched(&touched)
     }
 }

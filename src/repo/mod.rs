@@ -20,6 +20,7 @@ mod query;
 pub mod release;
 mod snapshot;
 pub mod store;
+mod undo;
 
 pub use include::Staged;
 pub use query::{Ls, LsEntry, LsRollback, Show, ShowEntry, ShowRollback};

@@ -21,15 +21,23 @@ impl Engine {
                 name: name.to_string(),
             });
         }
-        let mut tx = self.store.write()?;
-        for source in tx.source_names(&repo, &dist)? {
-            let group = tx.group(&repo, &dist, &source)?;
-            tx.place_group(&repo, &key, &source, &group)?;
-            tx.reference(&repo, &group, 1);
-        }
-        tx.mark_unpublished(&repo, &key)?;
-        tx.commit()?;
-        self.publish_one(&r, &key, wall_clock())
+        let sp = self.store.savepoint()?;
+        let made = (|| {
+            let mut tx = self.store.write()?;
+            for source in tx.source_names(&repo, &dist)? {
+                let group = tx.group(&repo, &dist, &source)?;
+                tx.place_group(&repo, &key, &source, &group)?;
+                tx.reference(&repo, &group, 1);
+            }
+            tx.mark_unpublished(&repo, &key)?;
+            tx.commit()?;
+            self.publish_one(&r, &key, wall_clock())
+        })();
+        made.map_err(|e| {
+            // What was written of the snapshot's directory goes with it.
+            let _ = std::fs::remove_dir_all(self.repo_dir(&repo).join("dists").join(&key));
+            self.undo(sp, &repo, &[], Some(Vec::new()), e)
+        })
     }
 
     /// The snapshots of a distribution, by name.
@@ -55,16 +63,25 @@ impl Engine {
             });
         }
         let key = format!("{}/snapshots/{name}", r.name);
-        let state = self.store.publish_state(&repo, &key)?;
+        let sp = self.store.savepoint()?;
+        self.snapshot_drop(&r, &key)
+            .map_err(|e| self.undo(sp, &repo, &[], Some(vec![key.clone()]), e))?;
+        self.collect_garbage_later();
+        Ok(())
+    }
+
+    fn snapshot_drop(&self, r: &Resolved, key: &str) -> Result<(), RepoError> {
+        let repo = r.repository.identity.clone();
+        let state = self.store.publish_state(&repo, key)?;
         let mut tx = self.store.write()?;
-        for source in tx.source_names(&repo, &key)? {
-            let group = tx.take_group(&repo, &key, &source)?;
+        for source in tx.source_names(&repo, key)? {
+            let group = tx.take_group(&repo, key, &source)?;
             tx.reference(&repo, &group, -1);
         }
         tx.use_segments(&state.segments, &Default::default(), &[])?;
-        tx.remove_publish_state(&repo, &key)?;
+        tx.remove_publish_state(&repo, key)?;
         // Unpublish first: once the directory is gone no index names the snapshot's files.
-        let dir = self.repo_dir(&repo).join("dists").join(&key);
+        let dir = self.repo_dir(&repo).join("dists").join(key);
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(RepoError::Io {
@@ -75,7 +92,7 @@ impl Engine {
             _ => {}
         }
         tx.commit()?;
-        self.collect_garbage()
+        Ok(())
     }
 }
 

@@ -143,6 +143,16 @@ pub struct PublishState {
 pub struct Store {
     db: Database,
     path: PathBuf,
+    /// Commits of changes so far (for [`Store::changed_since`]).
+    commits: std::sync::atomic::AtomicU64,
+}
+
+/// A state of the store to go back to ([`Store::restore`]); held in memory only, and free
+/// once dropped (until then, pages it needs are not reused).
+pub struct Savepoint {
+    point: redb::Savepoint,
+    /// [`Store::commits`] when it was taken.
+    at: u64,
 }
 
 impl Store {
@@ -164,6 +174,7 @@ impl Store {
         let store = Store {
             db,
             path: path.to_path_buf(),
+            commits: Default::default(),
         };
         // Check the schema before writing anything.
         {
@@ -216,6 +227,47 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The store as it is now, to go back to if what follows fails.
+    pub fn savepoint(&self) -> Result<Savepoint, StoreError> {
+        self.room()?;
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let point = tx.ephemeral_savepoint().map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(Savepoint {
+            point,
+            at: self.commits.load(std::sync::atomic::Ordering::SeqCst),
+        })
+    }
+
+    /// Refuses a write when the disk is (nearly) full (a restore is never refused: it is what
+    /// makes room for the next change).
+    fn room(&self) -> Result<(), StoreError> {
+        // A store in memory has no disk to fill.
+        match self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => crate::files::check_room(dir).map_err(|e| self.err(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a change was committed since `sp`.
+    pub fn changed_since(&self, sp: &Savepoint) -> bool {
+        self.commits.load(std::sync::atomic::Ordering::SeqCst) != sp.at
+    }
+
+    /// Counts a commit of a change.
+    fn committed(&self) {
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Undoes everything committed since `sp` (the caller holds the write token, so that is
+    /// only its own work).
+    pub fn restore(&self, sp: &Savepoint) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        tx.restore_savepoint(&sp.point).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
     }
 
     fn err(&self, e: impl std::fmt::Display) -> StoreError {

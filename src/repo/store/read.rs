@@ -201,7 +201,9 @@ impl Store {
                     .map_err(|e| self.err(e))?;
             }
         }
-        tx.commit().map_err(|e| self.err(e))
+        tx.commit().map_err(|e| self.err(e))?;
+        self.committed();
+        Ok(())
     }
 
     /// Published distributions of a repository whose name starts with `prefix`.

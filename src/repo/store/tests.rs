@@ -177,3 +177,22 @@ fn binary_records_keep_their_stanza_raw() {
     assert_eq!(decode_binary(Path::new("db"), "x", &bytes).unwrap(), r);
     assert!(decode_binary(Path::new("db"), "x", &bytes[..3]).is_err());
 }
+
+#[test]
+fn a_restore_undoes_what_was_committed_since_the_savepoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("mbd.redb")).unwrap();
+    let mut tx = s.write().unwrap();
+    tx.put_config("a", &1).unwrap();
+    tx.commit().unwrap();
+    let sp = s.savepoint().unwrap();
+    for (k, v) in [("a", 2), ("b", 3)] {
+        let mut tx = s.write().unwrap();
+        tx.put_config(k, &v).unwrap();
+        tx.commit().unwrap();
+    }
+    assert_eq!(s.config::<i32>("a").unwrap(), Some(2));
+    s.restore(&sp).unwrap();
+    assert_eq!(s.config::<i32>("a").unwrap(), Some(1));
+    assert_eq!(s.config::<i32>("b").unwrap(), None);
+}

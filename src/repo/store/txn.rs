@@ -27,7 +27,10 @@ pub struct Txn<'s> {
 }
 
 impl Store {
+    /// A write transaction; refused when the disk is (nearly) full, before anything is
+    /// touched ([`crate::files::check_room`]).
     pub fn write(&self) -> Result<Txn<'_>, StoreError> {
+        self.room()?;
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         Ok(Txn {
             tx,
@@ -78,6 +81,7 @@ impl Txn<'_> {
             }
         }
         self.tx.commit().map_err(|e| s.err(e))?;
+        s.committed();
         Ok(freed)
     }
 
