@@ -6,6 +6,8 @@ mod atomic;
 mod build;
 /// The chroot helper: hostile words refused, sudo's rule bound to one home.
 mod chroot_helper;
+/// The client helpers: `mbd events` for CI pipelines, `mbd self-signed-certificate`.
+mod clients;
 /// The daemon: apt over its HTTP, every API call through `mbd api`, auth, bad input, restarts.
 mod daemon;
 /// Packages stanzas of real Debian packages against `apt-ftparchive packages`.
@@ -16,6 +18,8 @@ mod fixtures;
 mod full_disk;
 /// The upload parsers on mutated fixtures: no panic, every error names its file.
 mod fuzz;
+/// The API and FTP of the real daemon under generated requests: no internal failure.
+mod fuzz_network;
 /// Hostile input: nothing from the network ends, grows or overreaches the daemon.
 mod hostile;
 /// The layer rule: no module of `src/` names a higher layer.
