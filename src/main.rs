@@ -103,6 +103,50 @@ enum Command {
         #[arg(long)]
         user: String,
     },
+    /// Follow the daemon's events as they happen (uploads decided, builds, installs); with
+    /// --exit-on, end at the first event of those kinds: status 0, or 1 for a --fail-on kind,
+    /// 2 if the stream ends first. "dput, then wait for the result".
+    Events {
+        /// The daemon's URL (default: the one this home's daemon serves, else
+        /// http://localhost:8066).
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        source: Option<String>,
+        /// Only this version (events of the last hour are replayed first).
+        #[arg(long)]
+        version: Option<String>,
+        #[arg(long)]
+        distribution: Option<String>,
+        /// Replay stored events from this time (seconds since the epoch).
+        #[arg(long)]
+        since: Option<i64>,
+        /// End at the first event of these kinds (comma-separated: INSTALLED,FAILED,REJECTED).
+        #[arg(long, default_value = "")]
+        exit_on: String,
+        /// The kinds that end with status 1.
+        #[arg(long, default_value = "FAILED,REJECTED")]
+        fail_on: String,
+    },
+    /// A key and a self-signed certificate for the HTTPS and FTPS endpoints.
+    SelfSignedCertificate {
+        #[command(subcommand)]
+        action: CertificateCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertificateCommand {
+    /// Write etc/tls.key and etc/tls.crt in the home (with openssl) and print the settings.
+    Create {
+        /// The name clients use (default: this host's name); an address is added as an IP
+        /// name.
+        #[arg(long)]
+        hostname: Option<String>,
+        /// Replace a key and certificate that exist.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -284,6 +328,52 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     r.codenames.join(" ")
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Events {
+            url,
+            source,
+            version,
+            distribution,
+            since,
+            exit_on,
+            fail_on,
+        } => {
+            let url = url
+                .or_else(|| {
+                    std::fs::read_to_string(mbd::api::client::url_file(&home))
+                        .ok()
+                        .map(|u| u.trim().to_string())
+                })
+                .unwrap_or_else(|| "http://localhost:8066".to_string());
+            let follow = mbd::api::follow::Follow {
+                url: url.trim_end_matches('/').to_string(),
+                source,
+                version,
+                distribution,
+                since,
+                exit_on: mbd::api::follow::kinds(&exit_on)?,
+                fail_on: mbd::api::follow::kinds(&fail_on)?,
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let mut out = std::io::stdout();
+            let ended = follow.run(now, &mut |line| {
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            })?;
+            Ok(match ended {
+                mbd::api::follow::Ended::At { failed: false, .. } => ExitCode::SUCCESS,
+                mbd::api::follow::Ended::At { failed: true, .. } => ExitCode::from(1),
+                mbd::api::follow::Ended::Closed => ExitCode::from(2),
+            })
+        }
+        Command::SelfSignedCertificate {
+            action: CertificateCommand::Create { hostname, force },
+        } => {
+            let made = mbd::daemon::tls::create_self_signed(&home, hostname.as_deref(), force)?;
+            print!("{made}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Sudoers { user } => {

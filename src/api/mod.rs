@@ -11,6 +11,7 @@ pub use crate::users as auth;
 pub use crate::users::Level;
 pub mod calls;
 pub mod client;
+pub mod follow;
 pub mod handlers;
 
 use crate::repo::{Engine, RepoError};

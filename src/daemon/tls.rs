@@ -45,6 +45,93 @@ pub fn server_config(certificate: &Path, key: &Path) -> Result<Arc<ServerConfig>
     Ok(Arc::new(config))
 }
 
+/// `mbd self-signed-certificate create`: a P-256 key (`etc/tls.key`, 0600) and a certificate
+/// for `hostname` (default: this host's name; an address becomes an IP name) valid ten
+/// years (`etc/tls.crt`), made by openssl; returns what to put in `etc/mbd.toml` and how
+/// clients trust it. Existing files are kept unless `force`.
+pub fn create_self_signed(
+    home: &Path,
+    hostname: Option<&str>,
+    force: bool,
+) -> Result<String, DaemonError> {
+    use std::os::unix::fs::PermissionsExt;
+    let host = hostname.map_or_else(super::start::system_hostname, str::to_string);
+    let valid = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
+    let (etc, key, cert) = (
+        home.join("etc"),
+        home.join("etc/tls.key"),
+        home.join("etc/tls.crt"),
+    );
+    let refuse = |path: &Path, reason: String| DaemonError::Settings {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if !valid {
+        return Err(refuse(
+            &cert,
+            format!("'{host}' is not a host name or address"),
+        ));
+    }
+    if !force && (key.exists() || cert.exists()) {
+        return Err(refuse(
+            &cert,
+            "exists; give --force to replace it".to_string(),
+        ));
+    }
+    std::fs::create_dir_all(&etc).map_err(|e| refuse(&etc, e.to_string()))?;
+    let san = if host.parse::<std::net::IpAddr>().is_ok() {
+        format!("subjectAltName=IP:{host}")
+    } else {
+        format!("subjectAltName=DNS:{host}")
+    };
+    let staged = etc.join(".tls.key.new");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "3650", "-subj"])
+        .arg(format!("/CN={host}"))
+        .args(["-addext", &san, "-keyout"])
+        .arg(&staged)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .map_err(|e| refuse(&cert, format!("openssl: {e}")))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_file(&staged);
+        return Err(refuse(
+            &cert,
+            format!(
+                "openssl failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&staged, &key))
+        .map_err(|e| refuse(&key, e.to_string()))?;
+    Ok(format!(
+        "Wrote {key} (0600) and {cert} for {host}.\n\
+         In {settings}:\n\
+         \x20   tls_certificate = \"etc/tls.crt\"\n\
+         \x20   tls_key = \"etc/tls.key\"\n\
+         \x20   https_endpoints = [\"0.0.0.0:8068\"]\n\
+         then restart the daemon. Clients trust it with the certificate itself (dput, curl:\n\
+         SSL_CERT_FILE={cert}; apt: Acquire::https::{host}::CaInfo \"{cert}\").\n",
+        key = key.display(),
+        cert = cert.display(),
+        settings = crate::settings::settings_path(home).display(),
+    ))
+}
+
 /// Accepts TCP connections and hands on those whose TLS handshake succeeded.
 pub struct TlsListener {
     local: SocketAddr,
