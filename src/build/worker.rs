@@ -161,8 +161,6 @@ pub struct Settings {
     pub slots: usize,
     /// Where chroots reach our HTTP server.
     pub local_url: String,
-    /// The host's architecture (for 32-bit personalities).
-    pub host_arch: String,
 }
 
 /// Starts the worker thread. The worker is supervised: a panic in one of its rounds is
@@ -243,8 +241,7 @@ fn round<H: Host>(
     dirs: &Dirs,
 ) {
     for c in control.take_preparations() {
-        let arch = settings.host_arch.clone();
-        prepare_chroot(host.clone(), control.clone(), &settings.home, c, arch);
+        prepare_chroot(host.clone(), control.clone(), &settings.home, c);
     }
     if !host.running() || control.is_stopping() {
         return;
@@ -542,13 +539,7 @@ fn upload_options(job: &Job) -> UploadOptions {
 
 /// Prepares a chroot in the background: the store says `preparing` until it is `ready` (or
 /// `failed`, with the reason and the log).
-fn prepare_chroot<H: Host>(
-    host: Arc<H>,
-    control: Arc<Control>,
-    home: &Path,
-    mut c: Chroot,
-    host_arch: String,
-) {
+fn prepare_chroot<H: Host>(host: Arc<H>, control: Arc<Control>, home: &Path, mut c: Chroot) {
     let home = home.to_path_buf();
     c.state = ChrootState::Preparing;
     c.message = format!("preparing; log: {}", c.log_path(&home).display());
@@ -563,9 +554,8 @@ fn prepare_chroot<H: Host>(
     std::thread::spawn(move || {
         tracing::info!(chroot = %c.id(), mirror = %c.mirror, "preparing a chroot");
         let started = std::time::Instant::now();
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            chroot::prepare(&c, &home, &host_arch)
-        }));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| chroot::prepare(&c, &home)));
         c.changed = now();
         match result {
             Err(payload) => {

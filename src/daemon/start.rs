@@ -475,7 +475,6 @@ fn start_builds(
             home: home.to_path_buf(),
             slots: settings.build_slots.max(1) as usize,
             local_url: format!("http://{local}"),
-            host_arch: host_arch.clone(),
         },
     );
     if default_chroot && settings.prepare_default_chroot {

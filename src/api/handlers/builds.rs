@@ -137,7 +137,7 @@ pub(crate) fn chroot_remove(ctx: &Context, inv: &Invocation) -> Result<Output, A
             c.id()
         )));
     }
-    crate::build::chroot::remove(&c, &ctx.home(), &crate::settings::host_distribution().1)?;
+    crate::build::chroot::remove(&c, &ctx.home())?;
     ctx.state()
         .delete::<crate::build::chroot::Chroot>(&c.id())?;
     Ok(Output::Text(format!("chroot {} removed", c.id())))
@@ -199,7 +199,7 @@ pub(crate) fn chroot_action(ctx: &Context, id: &str, action: &str) -> Result<Out
             if c.state == ChrootState::Preparing {
                 return Err(busy());
             }
-            crate::build::chroot::remove(&c, &ctx.home(), &crate::settings::host_distribution().1)?;
+            crate::build::chroot::remove(&c, &ctx.home())?;
             ctx.state().delete::<crate::build::chroot::Chroot>(&key)?;
             return Output::json(&json!({"label": "Removed"}));
         }

@@ -450,8 +450,10 @@ pub fn run(home: &Path, op: &Op, user: &str, host_arch: &str) -> Result<(), Help
     }
 }
 
+/// Runs a command, after printing it (the chroot's log shows what ran as root).
 fn status(cmd: &mut Command) -> Result<(), HelperError> {
     let shown = format!("{cmd:?}");
+    println!("$ {shown}");
     let s = cmd
         .stdin(std::process::Stdio::null())
         .status()
@@ -483,23 +485,20 @@ pub fn main(args: &[String], host_arch: &str) -> Result<(), HelperError> {
     run(Path::new(home), &op, &user, host_arch)
 }
 
-/// Runs `op` for the daemon: in-process when it is root, else as `sudo -n MBD chroot-helper
-/// HOME …` (never asks for a password: without the rule it fails). Output goes to `log`.
-pub fn invoke(home: &Path, op: &Op, log: &Path, host_arch: &str) -> Result<(), BuildError> {
-    if super::is_root() {
-        let shown = format!("chroot-helper {}", op.words().join(" "));
-        return super::logged(log, &shown, || {
-            run(home, op, "root", host_arch).map_err(|e| e.to_string())
-        });
-    }
+/// Runs `op` for the daemon as `MBD chroot-helper HOME …`: directly when it is root, else
+/// through `sudo -n` (never asks for a password: without the rule it fails). The helper's
+/// output, and that of what it runs, goes to `log`.
+pub fn invoke(home: &Path, op: &Op, log: &Path) -> Result<(), BuildError> {
     let exe =
         std::env::current_exe().map_err(|e| BuildError::io(Path::new("/proc/self/exe"), e))?;
-    let mut cmd = Command::new("sudo");
-    cmd.arg("-n")
-        .arg(exe)
-        .arg("chroot-helper")
-        .arg(home)
-        .args(op.words());
+    let mut cmd = if super::is_root() {
+        Command::new(exe)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg("-n").arg(exe);
+        c
+    };
+    cmd.arg("chroot-helper").arg(home).args(op.words());
     super::run_logged(&mut cmd, log)
 }
 

@@ -243,29 +243,6 @@ pub fn native_architectures(host_arch: &str) -> Vec<String> {
     archs
 }
 
-/// Runs `work` in-process, recording `shown` and its failure in the log like a command.
-fn logged(
-    log: &Path,
-    shown: &str,
-    work: impl FnOnce() -> Result<(), String>,
-) -> Result<(), BuildError> {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(|e| BuildError::io(log, e))?;
-    let _ = writeln!(file, "$ {shown}");
-    work().map_err(|reason| {
-        let _ = writeln!(file, "{reason}");
-        BuildError::Command {
-            command: shown.to_string(),
-            reason,
-            log: log.to_path_buf(),
-        }
-    })
-}
-
 /// Runs a command, appending its output to the log; an error names the command and the log.
 fn run_logged(cmd: &mut Command, log: &Path) -> Result<(), BuildError> {
     use std::io::Write;
@@ -301,7 +278,7 @@ fn run_logged(cmd: &mut Command, log: &Path) -> Result<(), BuildError> {
 
 /// Makes the chroot: the tree with mmdebstrap (variant buildd, eatmydata included), then the
 /// schroot configuration, each through the [`helper`]. Output goes to the chroot's log.
-pub fn prepare(chroot: &Chroot, home: &Path, host_arch: &str) -> Result<(), BuildError> {
+pub fn prepare(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
     let dir = chroot.dir(home);
     std::fs::create_dir_all(&dir).map_err(|e| BuildError::io(&dir, e))?;
     let log = chroot.log_path(home);
@@ -313,7 +290,7 @@ pub fn prepare(chroot: &Chroot, home: &Path, host_arch: &str) -> Result<(), Buil
             arch: arch.clone(),
             part,
         };
-        helper::invoke(home, &op, &log, host_arch)
+        helper::invoke(home, &op, &log)
     };
     let tmp = dir.join(match chroot.backend {
         Backend::Directory => "tmp",
@@ -333,7 +310,7 @@ pub fn prepare(chroot: &Chroot, home: &Path, host_arch: &str) -> Result<(), Buil
     // Mirrors and networks fail now and then: up to three attempts.
     let mut attempt = 1;
     loop {
-        match helper::invoke(home, &make, &log, host_arch) {
+        match helper::invoke(home, &make, &log) {
             Ok(()) => break,
             Err(e) if attempt >= PREPARE_ATTEMPTS => return Err(e),
             Err(e) => {
@@ -358,7 +335,7 @@ pub fn prepare(chroot: &Chroot, home: &Path, host_arch: &str) -> Result<(), Buil
         arch,
         backend: chroot.backend,
     };
-    helper::invoke(home, &conf, &log, host_arch)?;
+    helper::invoke(home, &conf, &log)?;
     check(chroot, home)
 }
 
@@ -389,8 +366,8 @@ pub fn check(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Removes the schroot configuration and the chroot's directory (`host_arch`: this host's).
-pub fn remove(chroot: &Chroot, home: &Path, host_arch: &str) -> Result<(), BuildError> {
+/// Removes the schroot configuration and the chroot's directory.
+pub fn remove(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
     let log = home.join("var/log/chroots.log");
     if let Some(d) = log.parent() {
         std::fs::create_dir_all(d).map_err(|e| BuildError::io(d, e))?;
@@ -401,7 +378,7 @@ pub fn remove(chroot: &Chroot, home: &Path, host_arch: &str) -> Result<(), Build
             codename: codename.clone(),
             arch: arch.clone(),
         };
-        helper::invoke(home, &op, &log, host_arch)?;
+        helper::invoke(home, &op, &log)?;
     }
     if chroot.dir(home).symlink_metadata().is_ok() {
         let op = Op::RemoveTree {
@@ -409,7 +386,7 @@ pub fn remove(chroot: &Chroot, home: &Path, host_arch: &str) -> Result<(), Build
             arch,
             part: Part::All,
         };
-        helper::invoke(home, &op, &log, host_arch)?;
+        helper::invoke(home, &op, &log)?;
     }
     Ok(())
 }

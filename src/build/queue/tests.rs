@@ -361,7 +361,6 @@ fn start_worker(
             home: d.path().to_path_buf(),
             slots: 1,
             local_url: "http://x".into(),
-            host_arch: "amd64".into(),
         },
     );
     (host, control)
