@@ -18,6 +18,8 @@ PACKAGES=(
     distro-info-data
     # builds: chroots and sbuild (the daemon uses them; the build test runs them for real)
     sbuild schroot mmdebstrap debootstrap eatmydata arch-test lintian sudo
+    # the Debian package (scripts/package.sh)
+    debhelper
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
