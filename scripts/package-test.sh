@@ -7,7 +7,8 @@
 #     chroot: the unit's ExecStart line, as its User, with /etc/default/mbd), a package
 #     included, `apt-get update` and `apt-get download` from outside;
 #  3. the new package installed over it: the repository is unchanged and served;
-#  4. `apt purge mbd`: no file of mbd is left.
+#  4. `apt remove mbd` keeps the home and its repositories; `apt purge mbd` then leaves no
+#     file of mbd.
 #
 #   scripts/package-test.sh [SUITE]      (bookworm by default; builds the package if needed)
 set -euo pipefail
@@ -102,11 +103,17 @@ after=$(api ls mbd-hello)
 [ "$before" = "$after" ] || { echo "package-test: the repository changed: $before / $after" >&2; exit 1; }
 outside_apt
 
-step "purge"
+step "remove"
 stop
+in_root apt-get remove -y -q mbd >"$W/remove.log" 2>&1 || { cat "$W/remove.log"; exit 1; }
+[ -d "$R/var/lib/mbd/repositories/test/pool" ] || { echo "package-test: remove took the home" >&2; exit 1; }
+[ ! -e "$R/usr/bin/mbd" ] && [ ! -e "$R/etc/sudoers.d/mbd" ] \
+    || { echo "package-test: remove left the binary or the sudo rule" >&2; exit 1; }
+
+step "purge"
 in_root apt-get purge -y -q mbd >"$W/purge.log" 2>&1 || { cat "$W/purge.log"; exit 1; }
 rm -rf "$R"/tmp/mbd* "$R/tmp/pkg"
 left=$(find "$R" -path "$R/proc" -prune -o \( -name '*mbd*' -o -path "$R/var/lib/mbd" \) -print | grep -v '^'"$R"'/proc$' || true)
 [ -z "$left" ] || { echo "package-test: left after purge:"; echo "$left"; exit 1; }
 if chroot "$R" id mbd >/dev/null 2>&1; then echo "package-test: user mbd left" >&2; exit 1; fi
-step "ok: installed, verified, served, upgraded, purged ($SUITE)"
+step "ok: installed, verified, served, upgraded, removed, purged ($SUITE)"
