@@ -346,14 +346,11 @@ fn canonical_home(home: &Path) -> Result<PathBuf, HelperError> {
     Ok(real)
 }
 
-/// `HOME/var/chroots/ID`, which must be a real directory there (no symbolic link on the way);
-/// made (with its parents) when `make` and missing.
-fn chroot_dir(home: &Path, chroot: &Chroot, make: bool) -> Result<PathBuf, HelperError> {
+/// `HOME/var/chroots/ID`, which must be a real directory there (no symbolic link on the way).
+/// The helper makes no directory: the daemon makes this one, as its user, before it asks (so
+/// that nothing is ever created as root through a link).
+fn chroot_dir(home: &Path, chroot: &Chroot) -> Result<PathBuf, HelperError> {
     let dir = chroot.dir(home);
-    if make {
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| HelperError::Failed(format!("{}: {e}", dir.display())))?;
-    }
     let real = std::fs::canonicalize(&dir)
         .map_err(|e| HelperError::Refused(format!("{}: {e}", dir.display())))?;
     if real != dir {
@@ -378,7 +375,7 @@ pub fn run(home: &Path, op: &Op, user: &str, host_arch: &str) -> Result<(), Help
             sources,
             ..
         } => {
-            let dir = chroot_dir(&home, &chroot, true)?;
+            let dir = chroot_dir(&home, &chroot)?;
             let target = dir.join(Part::Staging(chroot.backend).word());
             if target.symlink_metadata().is_ok() {
                 return Err(HelperError::Refused(format!(
@@ -405,7 +402,7 @@ pub fn run(home: &Path, op: &Op, user: &str, host_arch: &str) -> Result<(), Help
             status(&mut cmd)
         }
         Op::RemoveTree { part, .. } => {
-            let dir = match chroot_dir(&home, &chroot, false) {
+            let dir = match chroot_dir(&home, &chroot) {
                 Ok(d) => d,
                 // Nothing there: nothing to remove.
                 Err(_) if chroot.dir(&home).symlink_metadata().is_err() => return Ok(()),
@@ -423,7 +420,7 @@ pub fn run(home: &Path, op: &Op, user: &str, host_arch: &str) -> Result<(), Help
             )
         }
         Op::InstallConf { .. } => {
-            let dir = chroot_dir(&home, &chroot, false)?;
+            let dir = chroot_dir(&home, &chroot)?;
             let tree = dir.join(Part::Tree(chroot.backend).word());
             if tree.symlink_metadata().is_err() {
                 return Err(HelperError::Refused(format!(
@@ -652,7 +649,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let home = std::fs::canonicalize(dir.path()).unwrap();
         let c = Chroot::new("bookworm", "amd64", "", Backend::Directory);
-        assert!(chroot_dir(&home, &c, true).is_ok());
+        assert!(
+            chroot_dir(&home, &c).is_err(),
+            "missing: the helper makes none"
+        );
+        std::fs::create_dir_all(c.dir(&home)).unwrap();
+        assert!(chroot_dir(&home, &c).is_ok());
         // A symbolic link on the way is refused.
         let other = home.join("elsewhere");
         std::fs::create_dir_all(other.join("bookworm-i386")).unwrap();
@@ -660,7 +662,7 @@ mod tests {
         std::fs::rename(home.join("var/chroots"), home.join("var/old")).unwrap();
         std::fs::rename(home.join("var/chroots2"), home.join("var/chroots")).unwrap();
         let i = Chroot::new("bookworm", "i386", "", Backend::Directory);
-        assert!(chroot_dir(&home, &i, false).is_err());
+        assert!(chroot_dir(&home, &i).is_err());
         // So is a home that is not canonical.
         assert!(canonical_home(&home.join("var/../var")).is_err());
         assert!(canonical_home(Path::new("relative")).is_err());
