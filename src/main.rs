@@ -128,6 +128,13 @@ enum Command {
         #[arg(long, default_value = "FAILED,REJECTED")]
         fail_on: String,
     },
+    /// Trust an archive on first use (as root): its identity from its status, a temporary apt
+    /// source with its key inline, through which apt installs <identity>-archive-keyring; the
+    /// temporary source goes again. apt is the system's, or the one APT_CONFIG names.
+    BootstrapApt {
+        /// The daemon's URL (http://HOST:8066).
+        url: String,
+    },
     /// A key and a self-signed certificate for the HTTPS and FTPS endpoints.
     SelfSignedCertificate {
         #[command(subcommand)]
@@ -368,6 +375,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 mbd::api::follow::Ended::At { failed: true, .. } => ExitCode::from(1),
                 mbd::api::follow::Ended::Closed => ExitCode::from(2),
             })
+        }
+        Command::BootstrapApt { url } => {
+            let done = mbd::api::bootstrap::bootstrap(&url)?;
+            println!(
+                "{} installed: apt trusts the archive {} (sources for its distributions: /usr/share/{}/sources.list.d/)",
+                done.package, done.identity, done.package
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::SelfSignedCertificate {
             action: CertificateCommand::Create { hostname, force },

@@ -679,6 +679,27 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
     )
     .unwrap();
     client.update();
+    // The same by `mbd bootstrap-apt` (trust on first use) in a fresh apt: the keyring
+    // package installed, the temporary source gone, apt updating with no warning.
+    let fresh = Apt::new("");
+    std::fs::remove_file(fresh.root().join("etc/apt/sources.list.d/mbd.sources")).unwrap();
+    let (ok, out) = crate::util::run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_mbd"))
+            .args(["bootstrap-apt", &d.url])
+            .env("APT_CONFIG", fresh.root().join("apt.conf")),
+    );
+    assert!(ok && out.contains(&format!("{keyring} installed")), "{out}");
+    assert!(
+        fresh
+            .root()
+            .join(format!("etc/apt/trusted.gpg.d/{keyring}.gpg"))
+            .exists()
+    );
+    let left: Vec<_> = std::fs::read_dir(fresh.root().join("etc/apt/sources.list.d"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "temporary sources left: {left:?}");
+    fresh.update();
 
     // The chroot on the status model: deactivated, it starts no builds; activated, the
     // waiting build runs.

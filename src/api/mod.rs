@@ -9,6 +9,7 @@
 
 pub use crate::users as auth;
 pub use crate::users::Level;
+pub mod bootstrap;
 pub mod calls;
 pub mod client;
 pub mod follow;
