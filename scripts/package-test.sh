@@ -5,7 +5,7 @@
 #     resolving the dependencies from Debian; `systemd-analyze verify` on the unit;
 #  2. the daemon started exactly as the unit starts it (systemd cannot be PID 1 in a
 #     chroot: the unit's ExecStart line, as its User, with /etc/default/mbd), a package
-#     included, `apt-get update` and `apt-get download` from outside;
+#     included, `apt-get update` and `apt-get install` of it from outside (an isolated apt);
 #  3. the new package installed over it: the repository is unchanged and served;
 #  4. `apt remove mbd` keeps the home and its repositories; `apt purge mbd` then leaves no
 #     file of mbd.
@@ -80,7 +80,7 @@ outside_apt() {
     local A=$W/apt
     rm -rf "$A"
     mkdir -p "$A"/etc/apt/{apt.conf.d,preferences.d,sources.list.d} "$A"/var/lib/apt/lists/partial \
-        "$A"/var/cache/apt/archives/partial "$A"/var/lib/dpkg
+        "$A"/var/cache/apt/archives/partial "$A"/var/lib/dpkg/{info,updates} "$A"/var/log/apt
     touch "$A/var/lib/dpkg/status"
     curl -sf "http://127.0.0.1:$PORT/api/sources_list?format=sources&signed_by=inline&output=plain" \
         >"$A/etc/apt/sources.list.d/mbd.sources"
@@ -88,10 +88,14 @@ outside_apt() {
 Dir "$A/"; Dir::State "$A/var/lib/apt/"; Dir::State::status "$A/var/lib/dpkg/status";
 Dir::Cache "$A/var/cache/apt/"; Dir::Etc "$A/etc/apt/"; APT::Architecture "$ARCH";
 Acquire::Languages "none"; Debug::NoLocking "true"; APT::Sandbox::User "root";
+Dir::Log "$A/var/log/apt/"; DPkg::Use-Pty "0";
+DPkg::Options { "--root=$A"; "--admindir=$A/var/lib/dpkg"; "--force-script-chrootless"; "--force-not-root"; };
 CONF
     APT_CONFIG=$A/apt.conf apt-get -q update --error-on=any >"$W/apt.log" 2>&1 || { cat "$W/apt.log"; exit 1; }
-    (cd "$A" && APT_CONFIG=$A/apt.conf apt-get -q download mbd-hello >>"$W/apt.log" 2>&1) \
+    APT_CONFIG=$A/apt.conf apt-get -q -y install mbd-hello >>"$W/apt.log" 2>&1 \
         || { cat "$W/apt.log"; exit 1; }
+    [ -x "$A/usr/bin/mbd-hello" ] \
+        || { cat "$W/apt.log"; echo "package-test: mbd-hello not installed" >&2; exit 1; }
 }
 outside_apt
 

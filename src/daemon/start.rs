@@ -111,6 +111,7 @@ fn raise_open_files_limit() {
 
 /// Sets up logging for the daemon: stderr (journald keeps it) and `<home>/var/log/daemon.log`.
 pub fn init_logging(home: &Path, level: &str) -> Result<(), DaemonError> {
+    use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let path = home.join("var/log/daemon.log");
@@ -127,13 +128,19 @@ pub fn init_logging(home: &Path, level: &str) -> Result<(), DaemonError> {
             path: settings_path(home),
             reason: format!("log level '{level}': {e}"),
         })?;
+    // Under systemd, stderr goes to the journal, which stamps each line itself.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let stderr = if journal {
+        stderr.without_time().boxed()
+    } else {
+        stderr.boxed()
+    };
     tracing_subscriber::registry()
         .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .with_writer(std::io::stderr),
-        )
+        .with(stderr)
         .with(
             tracing_subscriber::fmt::layer()
                 .with_ansi(false)
