@@ -442,7 +442,7 @@ pub fn build_upload(
         let tmp = incoming.temporary();
         std::fs::copy(&from, &tmp).map_err(io(&from))?;
         last = incoming
-            .commit(&tmp, &name)
+            .commit(&tmp, &name, None)
             .map_err(|e| PortError::Incoming {
                 path: from.clone(),
                 reason: e.to_string(),

@@ -141,14 +141,7 @@ pub(super) async fn upload(
     drop(file);
     let committed = {
         let (incoming, name) = (incoming.clone(), name.clone());
-        tokio::task::spawn_blocking(move || {
-            let path = incoming.commit(&tmp, &name)?;
-            if let Some(ip) = client {
-                incoming.received(&name, ip);
-            }
-            Ok::<_, crate::incoming::IncomingError>(path)
-        })
-        .await
+        tokio::task::spawn_blocking(move || incoming.commit(&tmp, &name, client)).await
     };
     match committed {
         Ok(Ok(path)) => {

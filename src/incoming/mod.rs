@@ -206,7 +206,21 @@ impl Incoming {
     /// content again is fine (dput retries). Other content under an existing name replaces a
     /// file no waiting `.changes` claims (lists with its size and SHA-256: an interrupted
     /// transfer, retried); a claimed file, or a `.changes`, is kept and the new file refused.
-    pub fn commit(&self, tmp: &Path, name: &str) -> Result<PathBuf, IncomingError> {
+    /// `client`, the sender's address, is remembered for its quota ([`Incoming::received`]).
+    pub fn commit(
+        &self,
+        tmp: &Path,
+        name: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<PathBuf, IncomingError> {
+        let path = self.put_in_place(tmp, name)?;
+        if let Some(ip) = client {
+            self.received(name, ip);
+        }
+        Ok(path)
+    }
+
+    fn put_in_place(&self, tmp: &Path, name: &str) -> Result<PathBuf, IncomingError> {
         let target = self.target(name)?;
         let file = std::fs::File::open(tmp).map_err(io(tmp))?;
         file.sync_all().map_err(io(tmp))?;
@@ -502,7 +516,7 @@ mod tests {
         let put = |data: &[u8]| {
             let tmp = inc.temporary();
             std::fs::write(&tmp, data).unwrap();
-            inc.commit(&tmp, "x_1.0.dsc")
+            inc.commit(&tmp, "x_1.0.dsc", None)
         };
         put(b"on").unwrap();
         put(b"on").unwrap();

@@ -33,20 +33,22 @@ impl Engine {
             return failure;
         }
         drop(sp);
+        // One look at the restored pool for all of them (a transaction never committed).
+        let pool_now = self.store.write();
         for full in placed {
             let Some(rel) = full.strip_prefix(&format!("{repo}/")) else {
                 continue;
             };
-            let referenced = self
-                .store
-                .write()
-                .and_then(|tx| tx.pool_sha256(repo, rel))
-                .map_or(true, |sha| sha.is_some());
+            let referenced = match &pool_now {
+                Ok(tx) => tx.pool_sha256(repo, rel).map_or(true, |sha| sha.is_some()),
+                Err(_) => true,
+            };
             if !referenced {
                 let dir = self.repo_dir(repo);
                 let _ = pool::remove(&dir, rel);
             }
         }
+        drop(pool_now);
         let dists = match dists {
             Some(d) => d,
             None => self.repository_dist_names(repo).unwrap_or_default(),

@@ -192,13 +192,9 @@ impl StorageBackend<DefaultUser> for IncomingStorage {
         let committed = {
             let (incoming, name) = (incoming.clone(), name.clone());
             let client = self.client;
-            tokio::task::spawn_blocking(move || {
-                let path = incoming.commit(&tmp, &name)?;
-                incoming.received(&name, client);
-                Ok::<_, crate::incoming::IncomingError>(path)
-            })
-            .await
-            .map_err(|e| Error::new(ErrorKind::LocalError, e))?
+            tokio::task::spawn_blocking(move || incoming.commit(&tmp, &name, Some(client)))
+                .await
+                .map_err(|e| Error::new(ErrorKind::LocalError, e))?
         };
         let path = committed.map_err(|e| Error::new(ErrorKind::PermanentFileNotAvailable, e))?;
         tracing::info!(file = %name, bytes = n, "upload received (ftp)");
