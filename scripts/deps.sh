@@ -17,7 +17,11 @@ PACKAGES=(
     # setup: the release tables --from-origins selects codenames from
     distro-info-data
     # builds: chroots and sbuild (the daemon uses them; the build test runs them for real)
-    sbuild schroot mmdebstrap debootstrap eatmydata arch-test lintian sudo
+    sbuild schroot mmdebstrap debootstrap eatmydata arch-test lintian sudo autopkgtest
+    # the real-package corpus (scripts/real-corpus.sh): dget, dch, debsign; signing
+    devscripts libdistro-info-perl gnupg
+    # the debmirror export is compared with Debian's debmirror
+    debmirror
     # the Debian package (scripts/package.sh)
     debhelper
 )

@@ -629,3 +629,84 @@ mod tests {
         ));
     }
 }
+
+/// What a home's parts take on disk (bytes), as `status`, the home page and `/metrics` show
+/// it; measured by the housekeeping rounds (at start, then hourly).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DiskUsage {
+    /// Seconds since the epoch of the measurement.
+    pub measured: i64,
+    /// Every repository's `pool/`.
+    pub pool: u64,
+    /// Every repository's `dists/` (indices, by-hash copies, snapshots).
+    pub published: u64,
+    /// `var/chroots/` (the trees are root's; what the daemon cannot read is not counted).
+    pub chroots: u64,
+    /// `var/builds/`: build directories and logs.
+    pub build_logs: u64,
+    /// `var/events/` and the state store, which keeps the events.
+    pub events: u64,
+}
+
+impl DiskUsage {
+    pub fn measure(home: &Path, now: i64) -> DiskUsage {
+        let mut pool = 0;
+        let mut published = 0;
+        for repo in std::fs::read_dir(home.join("repositories"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            pool += tree_size(&repo.path().join("pool"));
+            published += tree_size(&repo.path().join("dists"));
+        }
+        DiskUsage {
+            measured: now,
+            pool,
+            published,
+            chroots: tree_size(&home.join("var/chroots")),
+            build_logs: tree_size(&home.join("var/builds")),
+            events: tree_size(&home.join("var/events"))
+                + std::fs::metadata(home.join("state.redb")).map_or(0, |m| m.len()),
+        }
+    }
+
+    /// The parts by name, in display order.
+    pub fn parts(&self) -> [(&'static str, u64); 5] {
+        [
+            ("pool", self.pool),
+            ("published", self.published),
+            ("chroots", self.chroots),
+            ("build_logs", self.build_logs),
+            ("events", self.events),
+        ]
+    }
+}
+
+/// The bytes the files under `dir` take (blocks allocated), each hard-linked file once, not
+/// following symbolic links nor leaving the file system; what cannot be read is skipped.
+pub fn tree_size(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(top) = std::fs::symlink_metadata(dir) else {
+        return 0;
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(m) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            if m.dev() != top.dev() {
+                continue;
+            }
+            if m.is_dir() {
+                stack.push(entry.path());
+            } else if m.is_file() && (m.nlink() == 1 || seen.insert((m.dev(), m.ino()))) {
+                total += m.blocks() * 512;
+            }
+        }
+    }
+    total
+}

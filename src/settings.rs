@@ -68,6 +68,11 @@ pub struct Settings {
     /// warnfail. An upload's `lintian-mode` option overrides it.
     #[serde(default = "default_lintian")]
     pub lintian_mode: String,
+    /// autopkgtest after a successful build (in a session of the build's chroot): disabled,
+    /// ignore, errfail, warnfail. A distribution's `autopkgtest_mode` and an upload's
+    /// `autopkgtest-mode` option override it.
+    #[serde(default = "default_lintian")]
+    pub autopkgtest_mode: String,
     /// On a new home, prepare the chroot for the host's codename and architecture.
     #[serde(default = "default_true")]
     pub prepare_default_chroot: bool,
@@ -252,6 +257,7 @@ impl Default for Settings {
             build_jobs: default_build_jobs(),
             build_timeout: default_build_timeout(),
             lintian_mode: default_lintian(),
+            autopkgtest_mode: default_lintian(),
             prepare_default_chroot: true,
             incoming_orphan_age: default_orphan_age(),
             incoming_max_bytes: default_incoming_max_bytes(),

@@ -1,4 +1,4 @@
-//! Builds end to end, with no fakes (bookworm on amd64 and i386, trixie): a new home, `setup` with the Debian preset (or, for the
+//! Builds end to end, with no fakes (trixie, bookworm and sid, on amd64 and i386): a new home, `setup` with the Debian preset (or, for the
 //! dedicated user, the daemon's default setup), the chroot it prepares (mmdebstrap, schroot), the stock `dput`, real `sbuild` runs, and `apt-get install`
 //! of what was built from the daemon's HTTP server.
 //!
@@ -326,7 +326,10 @@ fn a_dedicated_user_builds_with_the_documented_sudo_rules() {
     assert!(!home.join("var/chroots").join(&chroot_id).exists());
     assert!(
         !Path::new("/etc/schroot/chroot.d")
-            .join(format!("mbd-{chroot_id}.conf"))
+            .join(format!(
+                "{}.conf",
+                mbd::build::chroot::schroot_name(&home, &chroot_id)
+            ))
             .exists()
     );
     eprintln!(
@@ -386,7 +389,10 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
         )),
         "{chroots}"
     );
-    let conf = Path::new("/etc/schroot/chroot.d").join(format!("mbd-{chroot_id}.conf"));
+    let conf = Path::new("/etc/schroot/chroot.d").join(format!(
+        "{}.conf",
+        mbd::build::chroot::schroot_name(&home, &chroot_id)
+    ));
     let text = std::fs::read_to_string(&conf).unwrap();
     assert!(text.contains("union-type=overlay\n"), "{text}");
     let (code, _, body) = d.get(&format!("/chroot-logs/{chroot_id}"), &[]);
@@ -538,6 +544,56 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
     let log = served_log(&d, b);
     assert!(log.contains("Status: successful"), "{log}");
     assert!(log.contains("E: mbd-lint-1"), "{log}");
+
+    // 4b. autopkgtest in a session of the build's chroot: errfail for the distribution; a
+    // passing test installs, a failing one fails the build at stage autopkgtest, and an
+    // upload's `autopkgtest-mode=ignore` installs despite it. The result is in the log and
+    // the build's status.
+    d.api_ok(&[
+        "distribution_set",
+        "bookworm",
+        "autopkgtest_mode",
+        "--value",
+        "errfail",
+    ]);
+    let tested = |name: &str, test: &str, option: &str| {
+        let mut env = vec![("MBD_GEN_NAME", name), ("MBD_GEN_TEST", test)];
+        if !option.is_empty() {
+            env.push(("MBD_GEN_OPTION", option));
+        }
+        let upload = generated_with(dir.path(), 1, "--source", &env);
+        dput(&d, &work, &changes_in(&upload[0]));
+        format!("{name}-1")
+    };
+    let autopkgtest_build = |source: &str| {
+        let builds = json(&d.api_ok(&["builds", "--source", source]));
+        let b = builds[0]["builds"]["amd64"].clone();
+        (b.clone(), served_log(&d, &b))
+    };
+    let passing = tested("mbd-apt-pass", "pass", "");
+    wait_for(&d, &passing, "INSTALLED", limit);
+    let (b, log) = autopkgtest_build(&passing);
+    assert_eq!(b["status"], "successful; autopkgtest: pass", "{b}");
+    assert!(
+        log.contains("payload of mbd-apt-pass-1 is installed"),
+        "{log}"
+    );
+    assert!(log.contains("Autopkgtest: pass"), "{log}");
+    let failing = tested("mbd-apt-fail", "fail", "");
+    let failed = wait_for(&d, &failing, "FAILED", limit);
+    let (b, log) = autopkgtest_build(&failing);
+    assert_eq!(b["fail_stage"], "autopkgtest", "{b}");
+    assert!(
+        failed["reason"].as_str().unwrap().contains("autopkgtest"),
+        "{failed}"
+    );
+    assert!(log.contains("this test fails on purpose"), "{log}");
+    assert!(log.contains("Autopkgtest: fail"), "{log}");
+    let ignored = tested("mbd-apt-ignored", "fail", "autopkgtest-mode=ignore");
+    wait_for(&d, &ignored, "INSTALLED", limit);
+    let (b, _) = autopkgtest_build(&ignored);
+    assert_eq!(b["status"], "successful; autopkgtest: fail", "{b}");
+    d.api_ok(&["distribution_set", "bookworm", "autopkgtest_mode"]);
 
     // 5. A port of mbd-hello to another repository's distribution (repository dev, signed
     // uploads only): a new version by mini-buildd's rules, signed by the archive key, built
@@ -844,7 +900,10 @@ fn uploads_build_on_amd64_and_i386_arch_all_once_and_an_optional_arch_may_fail_a
         ids,
         [format!("{codename}-amd64"), format!("{codename}-i386")]
     );
-    let conf = Path::new("/etc/schroot/chroot.d").join(format!("mbd-{codename}-i386.conf"));
+    let conf = Path::new("/etc/schroot/chroot.d").join(format!(
+        "{}.conf",
+        mbd::build::chroot::schroot_name(&home, &format!("{codename}-i386"))
+    ));
     let text = std::fs::read_to_string(&conf).unwrap();
     assert!(text.contains("personality=linux32\n"), "{text}");
 
@@ -971,29 +1030,29 @@ fn uploads_build_on_amd64_and_i386_arch_all_once_and_an_optional_arch_may_fail_a
     );
 }
 
+/// One home, one `setup --preset Debian` run for trixie, bookworm and sid on the host's native
+/// architectures: six chroots the daemon makes (i386 under linux32). One upload per codename,
+/// versioned by its rule, builds on amd64 and i386, is installed, and that release's own apt
+/// installs it (trixie's and sid's apt in minimal roots, verifying with sqv; bookworm's, the
+/// host's). This machine's mirror is a snapshot whose sid Release has passed its Valid-Until
+/// (2026-11-06): the sid source is first set up as an administrator would for such a mirror,
+/// `config_set source sid check_valid_until false` (its chroots' apt then skips the check
+/// too); a mirror that follows Debian needs no such setting.
 #[test]
-fn a_trixie_upload_builds_in_a_trixie_chroot_and_installs_with_trixies_apt() {
-    if can_build() {
-        release_build("trixie", "1.0~test13+1", true);
+fn one_home_builds_for_trixie_bookworm_and_sid_on_amd64_and_i386() {
+    if !can_build() {
+        return;
     }
-}
-
-#[test]
-fn a_sid_upload_builds_in_a_sid_chroot_and_installs_with_sids_apt() {
-    if can_build() {
-        // This machine's mirror is a snapshot whose sid Release has passed its Valid-Until
-        // (2026-11-06); a mirror that follows Debian needs no such setting.
-        release_build("sid", "1.0~test~SID+1", false);
-    }
-}
-
-/// A new home set up for `codename` alone (on amd64): sources checked against the real
-/// archive, the chroot made by the daemon, an upload versioned by the codename's rule built
-/// in it, and installed with that release's own apt (sqv) in a minimal root. Without
-/// `check_valid_until`, the source is set up as an administrator would for a mirror whose
-/// Release has passed its Valid-Until: `config_set source CODENAME check_valid_until false`
-/// (the chroot's apt then skips that check too).
-fn release_build(codename: &str, version: &str, check_valid_until: bool) {
+    let i386 = std::process::Command::new("arch-test")
+        .args(["-n", "i386"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(i386, "this amd64 host's kernel runs no i386 binaries");
+    let releases = [
+        ("trixie", "1.0~test13+1"),
+        ("bookworm", "1.0~test12+1"),
+        ("sid", "1.0~test~SID+1"),
+    ];
     let _one = CHROOT.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
@@ -1001,79 +1060,215 @@ fn release_build(codename: &str, version: &str, check_valid_until: bool) {
     std::fs::create_dir_all(&work).unwrap();
     let started = Instant::now();
     let d = Daemon::start_with(&home, &["--no-default-setup"]);
-    let dist = format!("{codename}:amd64");
-    let setup = [
+    d.api_ok(&[
+        "setup",
+        "--from-origins",
+        "Debian",
+        "--archives-from-apt-sources",
+        "--sources",
+        "sid",
+        "--update",
+    ]);
+    d.api_ok(&[
+        "config_set",
+        "source",
+        "sid",
+        "check_valid_until",
+        "--value",
+        "false",
+    ]);
+    let report = d.api_ok(&[
         "setup",
         "--preset",
         "Debian",
         "--archives-from-apt-sources",
         "--sources",
-        codename,
-        "--distributions",
-        &dist,
-    ];
-    if !check_valid_until {
-        // The source first (created, not yet checked), told not to check Valid-Until.
-        d.api_ok(&[
-            "setup",
-            "--from-origins",
-            "Debian",
-            "--archives-from-apt-sources",
-            "--sources",
-            codename,
-            "--update",
-        ]);
-        d.api_ok(&[
-            "config_set",
-            "source",
-            codename,
-            "check_valid_until",
-            "--value",
-            "false",
-        ]);
+        "trixie",
+        "bookworm",
+        "sid",
+    ]);
+    let mut want = Vec::new();
+    for (codename, _) in releases {
+        for line in [
+            format!("source       {codename:<40} active"),
+            format!("chroot       {codename}-amd64"),
+            format!("chroot       {codename}-i386"),
+        ] {
+            assert!(report.contains(&line), "'{line}' not in:\n{report}");
+        }
+        want.extend([format!("{codename}-amd64"), format!("{codename}-i386")]);
     }
-    let report = d.api_ok(&setup);
-    for want in [
-        format!("source       {codename:<40} active"),
-        format!("repository   {:<40} active", "test"),
-    ] {
-        assert!(report.contains(&want), "'{want}' not in:\n{report}");
+    want.sort();
+    let mut ids = wait_for_chroots(&d, &home, started, 6);
+    ids.sort();
+    assert_eq!(ids, want);
+
+    // An Architecture: any upload per codename: built on both architectures, installed.
+    for (codename, version) in releases {
+        let out = dir.path().join(format!("uploads-{codename}"));
+        let (ok, text) = crate::util::run(
+            std::process::Command::new(fixtures().join("gen-uploads.sh"))
+                .arg(&out)
+                .args(["1", "--source", &format!("{codename}-test-unstable")])
+                .env("MBD_GEN_NAME", format!("mbd-{codename}"))
+                .env("MBD_GEN_ARCH", "any")
+                .env("MBD_GEN_VERSION", version),
+        );
+        assert!(ok, "{text}");
+        dput(&d, &work, &changes_in(&out.join("1")));
     }
+    for (codename, _) in releases {
+        let source = format!("mbd-{codename}-1");
+        wait_for(&d, &source, "INSTALLED", Duration::from_secs(1500));
+        let builds = json(&d.api_ok(&["builds", "--source", &source]));
+        for arch in ["amd64", "i386"] {
+            let b = &builds[0]["builds"][arch];
+            assert_eq!(b["state"], "built", "{builds}");
+            let log = served_log(&d, b);
+            assert!(
+                log.contains(&mbd::build::chroot::schroot_name(
+                    &home,
+                    &format!("{codename}-{arch}")
+                )) && log.contains(&format!("Host Architecture: {arch}")),
+                "built in the {codename}-{arch} chroot:\n{log}"
+            );
+        }
+    }
+    eprintln!(
+        "three releases, six chroots, six builds: {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Each release's own apt installs its build.
+    for (codename, version) in releases {
+        let source = format!("mbd-{codename}-1");
+        let sources = crate::releases::sources(&d, codename);
+        let payload = if codename == "bookworm" {
+            let apt = crate::util::Apt::new(&sources);
+            let (ok, out) = apt.get(&["--error-on=any", "update"]);
+            assert!(ok, "{out}");
+            let (ok, out) = apt.get(&["install", "-y", &source]);
+            assert!(ok, "{out}");
+            std::fs::read_to_string(apt.root().join(format!("usr/share/{source}/payload")))
+        } else {
+            let root = crate::releases::Root::of(codename);
+            std::fs::write(
+                root.path.join("etc/apt/sources.list.d/mbd.sources"),
+                sources,
+            )
+            .unwrap();
+            root.apt_get(&["--error-on=any", "update"]);
+            root.apt_get(&["-o", "Dpkg::Use-Pty=0", "install", "-y", &source]);
+            std::fs::read_to_string(root.path.join(format!("usr/share/{source}/payload")))
+        };
+        assert_eq!(payload.unwrap(), "1\n", "{codename} {version}");
+    }
+}
+
+/// Two homes on one host (before, the second home's chroot took over the first's schroot name
+/// and every build of the first failed at `create-session`): each prepares its own chroot
+/// for this host under its own schroot name and overlay directory, both build, one after the
+/// other, and removing one home's chroot leaves the other's alone. A configuration under the
+/// name earlier versions shared, pointing at a home's tree, is replaced at that home's start;
+/// a configuration that points at another tree makes the chroot's check fail, naming both.
+#[test]
+fn two_homes_on_one_host_keep_their_own_chroots() {
+    use mbd::build::chroot::schroot_name;
+    if !can_build() {
+        return;
+    }
+    let _one = CHROOT.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let started = Instant::now();
+    let homes = [dir.path().join("a"), dir.path().join("b")];
+    let mut a = Daemon::start_with(&homes[0], &[]);
+    let id = wait_for_chroot(&a, &homes[0], started);
+    let b = Daemon::start_with(&homes[1], &[]);
+    assert_eq!(wait_for_chroot(&b, &homes[1], started), id);
+    let conf_of = |home: &Path| {
+        Path::new("/etc/schroot/chroot.d").join(format!("{}.conf", schroot_name(home, &id)))
+    };
+    let tree_of = |home: &Path| {
+        let home = std::fs::canonicalize(home).unwrap();
+        format!(
+            "directory={}\n",
+            home.join("var/chroots").join(&id).join("source").display()
+        )
+    };
+    assert_ne!(conf_of(&homes[0]), conf_of(&homes[1]));
+    let listed = json(&a.api_ok(&["chroots"]));
     assert_eq!(
-        wait_for_chroots(&d, &home, started, 1),
-        [format!("{codename}-amd64")]
+        listed[0]["schroot"],
+        schroot_name(&homes[0], &id),
+        "{listed}"
     );
-    let name = format!("mbd-{codename}");
-    let out = dir.path().join("uploads");
-    let (ok, text) = crate::util::run(
-        std::process::Command::new(fixtures().join("gen-uploads.sh"))
-            .arg(&out)
-            .args(["1", "--source", &format!("{codename}-test-unstable")])
-            .env("MBD_GEN_NAME", &name)
-            .env("MBD_GEN_VERSION", version),
-    );
-    assert!(ok, "{text}");
-    dput(&d, &work, &changes_in(&out.join("1")));
-    let source = format!("{name}-1");
-    wait_for(&d, &source, "INSTALLED", Duration::from_secs(900));
-    let builds = json(&d.api_ok(&["builds", "--source", &source]));
-    let log = served_log(&d, &builds[0]["builds"]["amd64"]);
-    assert!(
-        log.contains(&format!("mbd-{codename}-amd64")),
-        "built in the {codename} chroot:\n{log}"
-    );
-    let root = crate::releases::Root::of(codename);
-    let sources = crate::releases::sources(&d, codename);
+    for home in &homes {
+        let text = std::fs::read_to_string(conf_of(home)).unwrap();
+        assert!(text.contains(&tree_of(home)), "{text}");
+    }
+
+    // Both build, one after the other.
+    copy_fixture_uploads(&work);
+    let hello = work.join("mbd-hello_1.0-1~test12+1_source.changes");
+    dput(&a, &work, &hello);
+    wait_for(&a, "mbd-hello", "INSTALLED", Duration::from_secs(600));
+    dput(&b, &work, &hello);
+    wait_for(&b, "mbd-hello", "INSTALLED", Duration::from_secs(600));
+    let more = generated_with(dir.path(), 1, "--source", &[("MBD_GEN_NAME", "mbd-two")]);
+    dput(&a, &work, &changes_in(&more[0]));
+    wait_for(&a, "mbd-two-1", "INSTALLED", Duration::from_secs(600));
+
+    // A configuration under the shared name of earlier versions, pointing at a's tree, is
+    // replaced at a's start.
+    a.stop();
+    let legacy = Path::new("/etc/schroot/chroot.d").join(format!("mbd-{id}.conf"));
+    std::fs::rename(conf_of(&homes[0]), &legacy).unwrap();
+    let mut a = Daemon::start_with(&homes[0], &[]);
+    let moved = Instant::now();
+    while legacy.exists() || !conf_of(&homes[0]).exists() {
+        assert!(
+            moved.elapsed() < Duration::from_secs(60),
+            "not migrated:\n{}",
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let text = std::fs::read_to_string(conf_of(&homes[0])).unwrap();
+    assert!(text.contains(&tree_of(&homes[0])), "{text}");
+
+    // A configuration pointing at another tree: the check fails and says so.
     std::fs::write(
-        root.path.join("etc/apt/sources.list.d/mbd.sources"),
-        sources,
+        conf_of(&homes[0]),
+        text.replace(&tree_of(&homes[0]), &tree_of(&homes[1])),
     )
     .unwrap();
-    root.apt_get(&["--error-on=any", "update"]);
-    root.apt_get(&["-o", "Dpkg::Use-Pty=0", "install", "-y", &source]);
+    let (ok, out) = a.api(&["config_action", "chroot", &id, "check"]);
+    assert!(!ok, "{out}");
+    let chroots = json(&a.api_ok(&["chroots"]));
+    let message = chroots[0]["message"].as_str().unwrap();
+    assert_eq!(chroots[0]["state"], "failed", "{chroots}");
     assert!(
-        root.path
-            .join(format!("usr/share/{source}/payload"))
-            .exists()
+        message.contains("not this home's") && message.contains(tree_of(&homes[1]).trim()),
+        "{message}"
     );
+    std::fs::write(conf_of(&homes[0]), &text).unwrap();
+    a.api_ok(&["config_action", "chroot", &id, "check"]);
+
+    // remake_chroots makes b's again from scratch; a's stays as it is.
+    let (ok, out) = b.api(&["remake_chroots", "--chroots", "sid-s390x"]);
+    assert!(!ok && out.contains("no chroot 'sid-s390x'"), "{out}");
+    let remade = json(&b.api_ok(&["remake_chroots"]));
+    assert_eq!(remade[&id], "preparing", "{remade}");
+    assert_eq!(wait_for_chroot(&b, &homes[1], Instant::now()), id);
+    let text = std::fs::read_to_string(conf_of(&homes[0])).unwrap();
+    assert!(text.contains(&tree_of(&homes[0])), "{text}");
+
+    // Removing b's chroot leaves a's.
+    b.api_ok(&["chroot_remove", &id]);
+    assert!(!conf_of(&homes[1]).exists());
+    assert!(conf_of(&homes[0]).exists());
+    a.stop();
+    eprintln!("two homes: {:.0} s", started.elapsed().as_secs_f64());
 }

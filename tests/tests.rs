@@ -24,6 +24,9 @@ mod fuzz_network;
 mod hostile;
 /// The layer rule: no module of `src/` names a higher layer.
 mod layers;
+/// The archive's lifecycle: the debmirror export (apt from a static copy; Debian's debmirror),
+/// retiring a codename, debdiff.
+mod lifecycle;
 /// The apt of trixie (sqv), sid and bookworm against what the daemon publishes.
 mod releases;
 /// The repository engine: apt against published suites, rollbacks, migrations, refusals.

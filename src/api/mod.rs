@@ -433,6 +433,8 @@ pub struct Context {
     pub live: tokio::sync::broadcast::Sender<crate::incoming::Event>,
     /// The runner of `etc/event-hooks/`.
     pub hooks: crate::incoming::Hooks,
+    /// What the home's parts take on disk, as the housekeeping rounds last measured it.
+    pub disk: std::sync::Mutex<Option<crate::files::DiskUsage>>,
     /// The build worker's wake-ups and cancellations.
     pub builds: std::sync::Arc<crate::build::worker::Control>,
     /// The latest changes made through the API, newest last.
@@ -523,6 +525,7 @@ impl Context {
         Context {
             incoming: crate::incoming::Incoming::new(engine.home()),
             hooks: crate::incoming::Hooks::start(engine.home()),
+            disk: Default::default(),
             live: tokio::sync::broadcast::channel(256).0,
             ftp: None,
             https: None,
@@ -823,7 +826,7 @@ impl From<crate::build::BuildError> for ApiError {
             B::Repo(r) => ApiError::Repo(r),
             B::State(e) => e.into(),
             B::NoSuchUpload(_) | B::NoSuchChroot(_) => ApiError::NotFound(e.to_string()),
-            B::Refused(_) => ApiError::Conflict(e.to_string()),
+            B::Refused(_) | B::ChrootConf(_) => ApiError::Conflict(e.to_string()),
             B::NoArchitecture { .. } | B::NoArchAll { .. } => ApiError::BadRequest(e.to_string()),
             B::Io { .. } | B::Command { .. } => ApiError::Internal(e.to_string()),
         }

@@ -22,17 +22,10 @@ pub fn check(changes: &Path, mode: QaMode, log: &Path) -> Result<(), String> {
     let Some(fail_on) = fail_on(mode) else {
         return Ok(());
     };
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(log)
-        .map_err(|e| format!("{}: {e}", log.display()))?;
-    let _ = writeln!(
-        file,
-        "\n+------------------------------------------------------------------------------+\n\
-         | Lintian (mbd, on the host, --fail-on {fail_on})\n\
-         +------------------------------------------------------------------------------+\n"
-    );
+    let mut file = super::sbuild::log_section(
+        log,
+        &format!("Lintian (mbd, on the host, --fail-on {fail_on})"),
+    )?;
     let out = file.try_clone().map_err(|e| e.to_string())?;
     let err = file.try_clone().map_err(|e| e.to_string())?;
     let status = std::process::Command::new("lintian")

@@ -6,9 +6,11 @@
 //! - [`chroot`] makes, checks and removes the schroot chroots (mmdebstrap, overlay sessions).
 //! - [`sbuild`] is one sbuild run: its command line and what its log says.
 //! - [`lintian`] checks the results on the host, in mini-buildd's modes.
+//! - [`autopkgtest`] runs the source's tests against the results in a session of the chroot.
 //! - [`queue`] is the durable queue in the store: uploads, their builds, their states.
 //! - [`worker`] runs the queue: build slots, threads, cancellation.
 
+pub mod autopkgtest;
 pub mod chroot;
 pub mod lintian;
 pub mod queue;
@@ -48,6 +50,9 @@ pub enum BuildError {
     NoSuchUpload(String),
     #[error("no chroot '{0}'")]
     NoSuchChroot(String),
+    /// schroot's configuration of a chroot is missing or points elsewhere.
+    #[error("{0}")]
+    ChrootConf(String),
     #[error("{0}")]
     Refused(String),
     #[error(transparent)]

@@ -4,7 +4,8 @@
 //! which receives the `.build` log and the results. The target distribution of our own
 //! repository is added as an extra repository, signed by the archive key, so that
 //! build-dependencies on packages we built resolve. Lintian, autopkgtest and piuparts do not
-//! run inside the chroot (lintian would be installed into every clean session).
+//! run inside sbuild's session: lintian runs on the host, autopkgtest in a session of its own
+//! (`autopkgtest.rs`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -40,6 +41,10 @@ pub struct Invocation {
     pub sbuildrc_snippet: String,
     /// The `.dsc` to build.
     pub dsc: PathBuf,
+    /// sbuild's `--build-dep-resolver`: `aptitude` (mini-buildd's default; it takes a version
+    /// of ours that a versioned build-dependency needs even where Debian's is apt's
+    /// candidate) or `apt`.
+    pub resolver: String,
 }
 
 pub use crate::config::PinnedSource;
@@ -80,6 +85,7 @@ impl Invocation {
             "--no-apt-upgrade".to_string(),
             "--no-apt-distupgrade".to_string(),
             format!("--jobs={}", self.jobs.max(1)),
+            format!("--build-dep-resolver={}", self.resolver),
         ];
         if !self.profiles.is_empty() {
             a.push(format!("--profiles={}", self.profiles.join(",")));
@@ -278,7 +284,7 @@ pub fn run(
     cancelled: &dyn Fn() -> bool,
 ) -> std::io::Result<Option<i32>> {
     let file = std::fs::File::create(log)?;
-    let mut child = std::process::Command::new("sbuild")
+    let child = std::process::Command::new("sbuild")
         .args(inv.args())
         .current_dir(dir)
         .env("DEB_BUILD_OPTIONS", inv.deb_build_options())
@@ -287,13 +293,37 @@ pub fn run(
         .stdout(file.try_clone()?)
         .stderr(file)
         .spawn()?;
+    supervise(child, limit, cancelled)
+}
+
+/// Opens a build log for appending and writes a section header in sbuild's style (what the
+/// QA tools run after sbuild append under).
+pub fn log_section(log: &Path, title: &str) -> Result<std::fs::File, String> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log)
+        .map_err(|e| format!("{}: {e}", log.display()))?;
+    let rule = format!("+{}+", "-".repeat(78));
+    let _ = writeln!(file, "\n{rule}\n| {title}\n{rule}\n");
+    Ok(file)
+}
+
+/// Waits for a child (sbuild, autopkgtest) until it ends, `limit` passes or `cancelled` says
+/// so; then SIGTERM (both clean their schroot session up on it), a minute's grace, and KILL.
+/// The exit code, or `None` when it was stopped or killed by a signal.
+pub fn supervise(
+    mut child: std::process::Child,
+    limit: Duration,
+    cancelled: &dyn Fn() -> bool,
+) -> std::io::Result<Option<i32>> {
     let started = std::time::Instant::now();
     loop {
         if let Some(status) = child.try_wait()? {
             return Ok(status.code());
         }
         if started.elapsed() > limit || cancelled() {
-            // sbuild cleans its session up on SIGTERM.
             // SAFETY: signalling our own child process.
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
             let grace = std::time::Instant::now();
@@ -337,6 +367,7 @@ mod tests {
             chroot_setup_script: "#!/bin/sh\r\necho \"'it''s' \\\\o/ 100%\"\r\n".into(),
             sbuildrc_snippet: "$build_environment = { 'X' => '/l' };".into(),
             dsc: "/h/var/queue/x_1.0/x_1.0.dsc".into(),
+            resolver: "aptitude".into(),
         }
     }
 

@@ -187,7 +187,7 @@ fn run<H: Host>(
     control.slots.store(settings.slots, Ordering::SeqCst);
     let dirs = Dirs::new(&settings.home);
     supervised(&control, "recovering the build queue", || {
-        recover(&*host, &control)
+        recover(&*host, &control, &settings.home)
     });
     loop {
         supervised(&control, "a round of the build worker", || {
@@ -214,9 +214,11 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "(no message)".to_string())
 }
 
-/// At start: builds a previous run left `building` are queued again, and chroots whose
-/// preparation was interrupted are prepared again.
-fn recover<H: Host + ?Sized>(host: &H, control: &Control) {
+/// At start: builds a previous run left `building` are queued again, chroots whose
+/// preparation was interrupted are prepared again, and ready chroots get their schroot
+/// configuration under this home's name (earlier versions used a name every home shared).
+fn recover<H: Host + ?Sized>(host: &H, control: &Control, home: &Path) {
+    let mut ready = Vec::new();
     host.with_stores(&mut |_, state| {
         match queue::recover(state) {
             Ok(0) => {}
@@ -224,11 +226,37 @@ fn recover<H: Host + ?Sized>(host: &H, control: &Control) {
             Err(e) => tracing::error!(error = %e, "recovering the build queue"),
         }
         for c in chroot::all(state).unwrap_or_default() {
-            if c.state == ChrootState::Preparing {
-                control.prepare(c);
+            match c.state {
+                ChrootState::Preparing => control.prepare(c),
+                ChrootState::Ready => ready.push(c),
+                ChrootState::Failed => {}
             }
         }
     });
+    // The helper runs outside the stores' write.
+    for mut c in ready {
+        let outcome = chroot::migrate(&c, home);
+        match &outcome {
+            Ok(false) => continue,
+            Ok(true) => {
+                tracing::info!(chroot = %c.id(), name = %c.schroot_name(home), "schroot configuration now under this home's name")
+            }
+            Err(e) => {
+                tracing::error!(chroot = %c.id(), error = %e, "migrating a chroot's schroot configuration");
+                c.state = ChrootState::Failed;
+                c.message = format!("its schroot configuration could not be written: {e}");
+                c.changed = now();
+            }
+        }
+        if outcome.is_err() {
+            let key = c.id();
+            host.with_stores(&mut |_, state| {
+                if let Err(e) = state.put(&key, &c) {
+                    tracing::error!(error = %e, "storing a chroot");
+                }
+            });
+        }
+    }
 }
 
 /// One round: start the chroot preparations asked for, plan new uploads, and start builds
@@ -367,8 +395,10 @@ pub struct Sbuild {
     pub limit: Duration,
     /// `--jobs`
     pub jobs: u32,
-    /// Lintian's mode unless the upload sets `lintian-mode`.
+    /// Lintian's mode unless the distribution or the upload sets one.
     pub lintian: crate::changelog::QaMode,
+    /// autopkgtest's mode unless the distribution or the upload sets one.
+    pub autopkgtest: crate::changelog::QaMode,
 }
 
 impl Sbuild {
@@ -400,12 +430,13 @@ impl Builder for Sbuild {
         if let Err(e) = std::fs::create_dir_all(&job.dir) {
             return failed(format!("{}: {e}", job.dir.display()));
         }
-        let UploadOptions {
+        let BuildOptions {
             deb_build_options,
             profiles,
             add_depends,
             lintian,
-        } = upload_options(job).over(&job.options, self.lintian);
+            autopkgtest,
+        } = upload_options(job).over(&job.options, self.lintian, self.autopkgtest);
         let libdir = self
             .home
             .join("var/chroots-libdir")
@@ -432,6 +463,10 @@ impl Builder for Sbuild {
                 .sbuildrc_snippet
                 .replace("%LIBDIR%", &libdir.display().to_string()),
             dsc: job.queue_dir.join(&job.upload.dsc),
+            resolver: match job.options.build_dep_resolver.as_str() {
+                "" => "aptitude".to_string(),
+                r => r.to_string(),
+            },
         };
         let rc = job.dir.join(".sbuildrc");
         if let Err(e) = std::fs::write(&rc, inv.sbuildrc()) {
@@ -448,20 +483,37 @@ impl Builder for Sbuild {
         } else {
             report.status
         };
-        if report.outcome == Outcome::Successful {
-            let mode = lintian.unwrap_or(self.lintian);
-            let changes = job
-                .dir
-                .join(job.upload.result_changes_name(&job.build.architecture));
-            if let Err(why) = super::lintian::check(&changes, mode, &job.log) {
-                return Report {
-                    outcome: Outcome::Failed,
-                    status: why,
-                    fail_stage: Some("lintian".to_string()),
-                };
-            }
+        if report.outcome != Outcome::Successful || status == "skipped" {
+            return Report { status, ..report };
         }
-        Report { status, ..report }
+        let changes = job
+            .dir
+            .join(job.upload.result_changes_name(&job.build.architecture));
+        let qa_failed = |stage: &str, why: String| Report {
+            outcome: Outcome::Failed,
+            status: why,
+            fail_stage: Some(stage.to_string()),
+        };
+        if let Err(why) = super::lintian::check(&changes, lintian, &job.log) {
+            return qa_failed("lintian", why);
+        }
+        let key = self.key_file();
+        let run = super::autopkgtest::Run {
+            dsc: &inv.dsc,
+            changes: &changes,
+            chroot: &job.chroot,
+            extra_repository: job.extra_repository.as_deref().map(|l| (l, key.as_path())),
+            output: job.dir.join("autopkgtest"),
+            limit: self.limit,
+        };
+        match super::autopkgtest::check(&run, autopkgtest, &job.log, cancelled) {
+            Err(why) => qa_failed("autopkgtest", why),
+            Ok(None) => Report { status, ..report },
+            Ok(Some(verdict)) => Report {
+                status: format!("{status}; autopkgtest: {}", verdict.word()),
+                ..report
+            },
+        }
     }
 }
 
@@ -472,31 +524,45 @@ struct UploadOptions {
     profiles: Vec<String>,
     add_depends: Vec<String>,
     lintian: Option<crate::changelog::QaMode>,
+    autopkgtest: Option<crate::changelog::QaMode>,
+}
+
+/// The resolved options of one build.
+#[derive(Debug)]
+struct BuildOptions {
+    deb_build_options: Vec<String>,
+    profiles: Vec<String>,
+    add_depends: Vec<String>,
+    lintian: crate::changelog::QaMode,
+    autopkgtest: crate::changelog::QaMode,
 }
 
 impl UploadOptions {
     /// The upload's options over its distribution's defaults: word lists add up (the
-    /// distribution's first), the upload's lintian mode wins, then the distribution's, then
-    /// the daemon's.
+    /// distribution's first); for each QA mode the upload's wins, then the distribution's,
+    /// then the daemon's.
     fn over(
         self,
         dist: &crate::repo::distribution::BuildOptions,
         daemon_lintian: crate::changelog::QaMode,
-    ) -> UploadOptions {
+        daemon_autopkgtest: crate::changelog::QaMode,
+    ) -> BuildOptions {
         let join = |a: &[String], b: Vec<String>| {
             let mut all = a.to_vec();
             all.extend(b);
             all
         };
-        UploadOptions {
+        let mode = |upload: Option<_>, dist: &str, daemon| {
+            upload
+                .or_else(|| crate::changelog::QaMode::parse(dist))
+                .unwrap_or(daemon)
+        };
+        BuildOptions {
             deb_build_options: join(&dist.deb_build_options, self.deb_build_options),
             profiles: join(&dist.deb_build_profiles, self.profiles),
             add_depends: join(&dist.add_depends, self.add_depends),
-            lintian: Some(
-                self.lintian
-                    .or_else(|| crate::changelog::QaMode::parse(&dist.lintian_mode))
-                    .unwrap_or(daemon_lintian),
-            ),
+            lintian: mode(self.lintian, &dist.lintian_mode, daemon_lintian),
+            autopkgtest: mode(self.autopkgtest, &dist.autopkgtest_mode, daemon_autopkgtest),
         }
     }
 }
@@ -531,6 +597,10 @@ fn upload_options(job: &Job) -> UploadOptions {
             _ => Vec::new(),
         },
         lintian: match options.get(OptionKey::LintianMode, arch) {
+            Some(OptionValue::Mode(m)) => Some(*m),
+            _ => None,
+        },
+        autopkgtest: match options.get(OptionKey::AutopkgtestMode, arch) {
             Some(OptionValue::Mode(m)) => Some(*m),
             _ => None,
         },
@@ -601,30 +671,30 @@ mod tests {
         };
         let upload = UploadOptions {
             deb_build_options: vec!["nocheck".into()],
-            profiles: Vec::new(),
             add_depends: vec!["bar (>= 2)".into()],
-            lintian: None,
+            autopkgtest: Some(QaMode::ErrFail),
+            ..UploadOptions::default()
         };
-        let o = upload.over(&dist, QaMode::Ignore);
+        let o = upload.over(&dist, QaMode::Ignore, QaMode::Disabled);
         assert_eq!(o.deb_build_options, ["noddebs", "nocheck"]);
         assert_eq!(o.add_depends, ["libfoo-dev", "bar (>= 2)"]);
         assert_eq!(o.profiles, ["nodoc"]);
-        assert_eq!(o.lintian, Some(QaMode::WarnFail));
+        assert_eq!(o.lintian, QaMode::WarnFail);
+        assert_eq!(o.autopkgtest, QaMode::ErrFail);
         let upload = UploadOptions {
             lintian: Some(QaMode::Disabled),
             ..UploadOptions::default()
         };
-        assert_eq!(
-            upload.over(&dist, QaMode::Ignore).lintian,
-            Some(QaMode::Disabled)
-        );
-        let plain = crate::repo::distribution::BuildOptions::default();
-        assert_eq!(
-            UploadOptions::default()
-                .over(&plain, QaMode::ErrFail)
-                .lintian,
-            Some(QaMode::ErrFail)
-        );
+        let o = upload.over(&dist, QaMode::Ignore, QaMode::Ignore);
+        assert_eq!(o.lintian, QaMode::Disabled);
+        assert_eq!(o.autopkgtest, QaMode::Ignore);
+        let plain = crate::repo::distribution::BuildOptions {
+            autopkgtest_mode: "warnfail".into(),
+            ..Default::default()
+        };
+        let o = UploadOptions::default().over(&plain, QaMode::ErrFail, QaMode::Disabled);
+        assert_eq!(o.lintian, QaMode::ErrFail);
+        assert_eq!(o.autopkgtest, QaMode::WarnFail);
     }
 
     #[test]

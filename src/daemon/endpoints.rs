@@ -230,6 +230,18 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         "mbd_access_log_dropped_total {}\n",
         state.access.dropped()
     ));
+    let disk = state
+        .ctx
+        .disk
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if let Some(disk) = disk {
+        text.push_str("# HELP mbd_disk_bytes What the home's parts take on disk (measured hourly).\n# TYPE mbd_disk_bytes gauge\n");
+        for (part, bytes) in disk.parts() {
+            text.push_str(&format!("mbd_disk_bytes{{part=\"{part}\"}} {bytes}\n"));
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

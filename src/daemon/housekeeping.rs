@@ -1,5 +1,6 @@
 //! The daemon's timers: deciding uploads that waited (at start, after maintenance), removing
-//! orphaned files from incoming, and retention of history. Each round runs off the async
+//! orphaned files from incoming, retention of history, and the home's disk usage (with
+//! retention: at start, then hourly). Each round runs off the async
 //! runtime; a round that panics is logged, counted in `mbd_task_panics_total`, and the
 //! next round runs as usual.
 
@@ -54,6 +55,9 @@ pub fn spawn(ctx: Arc<Context>, orphan_age: Duration, retention: Retention) {
                 }
                 if prune {
                     apply_retention(&c, &r);
+                    let usage =
+                        crate::files::DiskUsage::measure(&c.home(), crate::repo::publish_time());
+                    *c.disk.lock().unwrap_or_else(|e| e.into_inner()) = Some(usage);
                 }
             })
             .await;

@@ -451,20 +451,20 @@ fn start_builds(
     first: SocketAddr,
     default_chroot: bool,
 ) -> Result<(), DaemonError> {
-    let lintian = crate::changelog::QaMode::parse(&settings.lintian_mode).ok_or_else(|| {
-        DaemonError::Settings {
+    let mode = |name: &str, value: &str| {
+        crate::changelog::QaMode::parse(value).ok_or_else(|| DaemonError::Settings {
             path: settings_path(home),
-            reason: format!(
-                "lintian_mode '{}' is not disabled, ignore, errfail or warnfail",
-                settings.lintian_mode
-            ),
-        }
-    })?;
+            reason: format!("{name} '{value}' is not disabled, ignore, errfail or warnfail"),
+        })
+    };
+    let lintian = mode("lintian_mode", &settings.lintian_mode)?;
+    let autopkgtest = mode("autopkgtest_mode", &settings.autopkgtest_mode)?;
     let builder = crate::build::worker::Sbuild {
         home: home.to_path_buf(),
         limit: std::time::Duration::from_secs(settings.build_timeout),
         jobs: settings.build_jobs,
         lintian,
+        autopkgtest,
     };
     builder
         .write_key(&ctx.engine().key().public_armored())

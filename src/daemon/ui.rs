@@ -192,6 +192,13 @@ pub async fn home(
                 load => format!("{:.2}", ctx.builds.load(running)),
                 uptime => ctx.started.elapsed().map_or(0, |d| d.as_secs()),
                 version => env!("CARGO_PKG_VERSION"),
+                disk => ctx.disk.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|d| {
+                    d.parts()
+                        .iter()
+                        .map(|(part, bytes)| format!("{} {:.1} MB", part.replace('_', " "), *bytes as f64 / 1e6))
+                        .collect::<Vec<_>>()
+                        .join(" · ")
+                }),
                 repositories => Value::from(Serde(engine.repositories()?)),
                 events => Value::from(Serde(&events)),
                 uploads => Value::from(Serde(&uploads)),

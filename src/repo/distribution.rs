@@ -27,7 +27,7 @@ pub struct Distribution {
 }
 
 /// A distribution's defaults for its builds (an upload's `MINI_BUILDD_OPTION` lines add to
-/// the word lists and override the lintian mode).
+/// the word lists and override the lintian and autopkgtest modes).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildOptions {
     /// `DEB_BUILD_OPTIONS` words, e.g. `noddebs` (Ubuntu) or `nocheck`.
@@ -39,6 +39,14 @@ pub struct BuildOptions {
     /// disabled, ignore, errfail or warnfail; empty: the daemon's `lintian_mode`.
     #[serde(default)]
     pub lintian_mode: String,
+    /// disabled, ignore, errfail or warnfail; empty: the daemon's `autopkgtest_mode`.
+    #[serde(default)]
+    pub autopkgtest_mode: String,
+    /// sbuild's build-dependency resolver: aptitude or apt; empty: aptitude (mini-buildd's
+    /// default: a versioned build-dependency on a version only our repository has resolves
+    /// even where Debian's older version is apt's candidate).
+    #[serde(default)]
+    pub build_dep_resolver: String,
     /// Extra build-dependencies of every build (sbuild's `--add-depends`).
     #[serde(default)]
     pub add_depends: Vec<String>,

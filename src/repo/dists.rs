@@ -253,7 +253,7 @@ fn present(dist_dir: &Path, path: &str, digests: &Digests) -> bool {
 }
 
 /// A repository's distribution names (main and rollback) under its layout, in layout order.
-fn repository_dists(repo: &Repository, layout: &Layout) -> Vec<DistName> {
+pub(super) fn repository_dists(repo: &Repository, layout: &Layout) -> Vec<DistName> {
     let mut out = Vec::new();
     for codename in &repo.codenames {
         for suite in &layout.suites {

@@ -13,11 +13,13 @@ mod include;
 pub mod index;
 pub mod layout;
 mod migration;
+pub mod mirror;
 pub mod outline;
 pub mod pool;
 pub mod publish;
 mod query;
 pub mod release;
+mod retire;
 mod snapshot;
 pub mod store;
 mod undo;
@@ -71,6 +73,8 @@ pub enum RepoError {
     Setup(String),
     #[error("{0}")]
     Malformed(String),
+    #[error("debmirror export to {path}: {reason}")]
+    Export { path: PathBuf, reason: String },
     #[error("No such repository '{0}'")]
     NoSuchRepository(String),
     #[error("No distribution for codename '{codename}' in repository '{repository}'")]

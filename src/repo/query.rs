@@ -214,3 +214,55 @@ impl Engine {
         Ok(out)
     }
 }
+
+impl Engine {
+    /// The pool's `.dsc` of `source` at `version`, in any repository and distribution.
+    pub fn pool_dsc(&self, source: &str, version: &str) -> Result<PathBuf, RepoError> {
+        for repo in self.repositories()? {
+            for (_, group) in self.store.source_everywhere(&repo.identity, source)? {
+                let Some(s) = group.source else { continue };
+                if s.version != version {
+                    continue;
+                }
+                if let Some(f) = s.files.iter().find(|f| f.name.ends_with(".dsc")) {
+                    return Ok(self
+                        .repo_dir(&repo.identity)
+                        .join(&s.directory)
+                        .join(&f.name));
+                }
+            }
+        }
+        Err(RepoError::NoSuchSource {
+            source_name: source.to_string(),
+            dist: "any distribution".to_string(),
+            version: Some(version.to_string()),
+        })
+    }
+
+    /// What Debian's `debdiff` says between two versions of a source from the pool (its
+    /// exit status 1 only means that they differ).
+    pub fn debdiff(&self, source: &str, old: &str, new: &str) -> Result<String, RepoError> {
+        let (a, b) = (self.pool_dsc(source, old)?, self.pool_dsc(source, new)?);
+        let out = std::process::Command::new("debdiff")
+            .arg(&a)
+            .arg(&b)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| RepoError::Io {
+                path: "debdiff".into(),
+                source: e,
+            })?;
+        match out.status.code() {
+            Some(0 | 1) => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+            _ => Err(RepoError::Io {
+                path: "debdiff".into(),
+                source: std::io::Error::other(format!(
+                    "{} {}: {}",
+                    a.display(),
+                    b.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )),
+            }),
+        }
+    }
+}

@@ -81,18 +81,23 @@ impl Engine {
         tx.use_segments(&state.segments, &Default::default(), &[])?;
         tx.remove_publish_state(&repo, key)?;
         // Unpublish first: once the directory is gone no index names the snapshot's files.
-        let dir = self.repo_dir(&repo).join("dists").join(key);
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(RepoError::Io {
-                    path: dir,
-                    source: e,
-                });
-            }
-            _ => {}
-        }
+        self.unpublish_dir(&repo, key)?;
         tx.commit()?;
         Ok(())
+    }
+}
+
+impl Engine {
+    /// Removes a published distribution's (or snapshot's) directory; gone already is fine.
+    pub(super) fn unpublish_dir(&self, repo: &str, key: &str) -> Result<(), RepoError> {
+        let dir = self.repo_dir(repo).join("dists").join(key);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RepoError::Io {
+                path: dir,
+                source: e,
+            }),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -62,11 +62,13 @@ pub(crate) fn retry(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError>
 }
 
 pub(crate) fn chroots(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
+    let home = ctx.home();
     let all: Vec<serde_json::Value> = crate::build::chroot::all(ctx.state())?
         .into_iter()
         .map(|c| {
             let mut v = json!(c);
             v["label"] = json!(c.status().label());
+            v["schroot"] = json!(c.schroot_name(&home));
             v
         })
         .collect();
@@ -212,4 +214,32 @@ pub(crate) fn chroot_action(ctx: &Context, id: &str, action: &str) -> Result<Out
     }
     let status = c.status();
     Output::json(&json!({"status": status, "label": status.label()}))
+}
+
+/// Prepares the given chroots (all when none is named) again, in the background, as
+/// `config_action chroot ID prepare` does for one.
+pub(crate) fn remake_chroots(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let wanted = inv.args.list("chroots");
+    let all: Vec<String> = crate::build::chroot::all(ctx.state())?
+        .iter()
+        .map(|c| c.id())
+        .collect();
+    if let Some(unknown) = wanted.iter().find(|w| !all.contains(w)) {
+        return Err(ApiError::NotFound(format!(
+            "remake_chroots: no chroot '{unknown}' (there are: {})",
+            all.join(", ")
+        )));
+    }
+    let mut result = serde_json::Map::new();
+    for id in all
+        .iter()
+        .filter(|id| wanted.is_empty() || wanted.contains(id))
+    {
+        let outcome = match chroot_action(ctx, id, "prepare") {
+            Ok(_) => "preparing".to_string(),
+            Err(e) => format!("failed: {e}"),
+        };
+        result.insert(id.clone(), json!(outcome));
+    }
+    Ok(Output::Json(serde_json::Value::Object(result)))
 }

@@ -203,17 +203,19 @@ pub(crate) fn distribution_set(ctx: &Context, inv: &Invocation) -> Result<Output
         "optional_architectures" => d.set_optional_architectures(words()?).map_err(bad)?,
         "deb_build_options" => d.build.deb_build_options = words()?,
         "deb_build_profiles" => d.build.deb_build_profiles = words()?,
-        "lintian_mode" => {
-            let mode = words()?.first().cloned().unwrap_or_default();
-            if value.len() > 1
-                || (!mode.is_empty() && crate::changelog::QaMode::parse(&mode).is_none())
-            {
-                return Err(bad(format!(
-                    "lintian_mode '{}' is not disabled, ignore, errfail or warnfail",
-                    value.join(" ")
-                )));
+        "lintian_mode" => d.build.lintian_mode = qa_mode(field, value)?,
+        "autopkgtest_mode" => d.build.autopkgtest_mode = qa_mode(field, value)?,
+        "build_dep_resolver" => {
+            d.build.build_dep_resolver = match value {
+                [] => String::new(),
+                [r] if r == "apt" || r == "aptitude" => r.clone(),
+                _ => {
+                    return Err(bad(format!(
+                        "build_dep_resolver '{}' is not apt or aptitude",
+                        value.join(" ")
+                    )));
+                }
             }
-            d.build.lintian_mode = mode;
         }
         "add_depends" => {
             if let Some(v) = value
@@ -238,7 +240,7 @@ pub(crate) fn distribution_set(ctx: &Context, inv: &Invocation) -> Result<Output
         "sbuildrc_snippet" => d.build.sbuildrc_snippet = text()?,
         other => {
             return Err(bad(format!(
-                "'{other}' cannot be set (settable: optional_architectures, deb_build_options, deb_build_profiles, lintian_mode, add_depends, chroot_setup_script, sbuildrc_snippet; setup sets the rest)"
+                "'{other}' cannot be set (settable: optional_architectures, deb_build_options, deb_build_profiles, lintian_mode, autopkgtest_mode, build_dep_resolver, add_depends, chroot_setup_script, sbuildrc_snippet; setup sets the rest)"
             )));
         }
     }
@@ -296,5 +298,18 @@ impl crate::setup::Env for DaemonEnv<'_> {
     }
     fn write_token(&self) -> Box<dyn crate::state::Token + '_> {
         Box::new(self.ctx.writer())
+    }
+}
+
+/// A QA tool's mode for `distribution_set`: one of mini-buildd's mode names, or none to use
+/// the daemon's.
+fn qa_mode(field: &str, value: &[String]) -> Result<String, ApiError> {
+    match value {
+        [] => Ok(String::new()),
+        [m] if crate::changelog::QaMode::parse(m).is_some() => Ok(m.to_ascii_lowercase()),
+        _ => Err(ApiError::BadRequest(format!(
+            "distribution_set: {field} '{}' is not disabled, ignore, errfail or warnfail",
+            value.join(" ")
+        ))),
     }
 }

@@ -229,3 +229,64 @@ impl From<crate::port::PortError> for ApiError {
         }
     }
 }
+
+pub(crate) fn debmirror(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let a = &inv.args;
+    let destination = match a.str("destination") {
+        "" => ctx.home().join("debmirror/{}").display().to_string(),
+        d if std::path::Path::new(d).is_absolute() => d.to_string(),
+        d => {
+            return Err(ApiError::BadRequest(format!(
+                "debmirror: destination '{d}' is not an absolute path"
+            )));
+        }
+    };
+    let selection = crate::repo::mirror::Selection {
+        repositories: a.list("repositories").to_vec(),
+        codenames: a.list("codenames").to_vec(),
+        suites: a.list("suites").to_vec(),
+        rollbacks: a.int("rollbacks"),
+        architectures: a.list("architectures").to_vec(),
+        components: a.list("components").to_vec(),
+        destination,
+    };
+    Output::json(&ctx.engine().debmirror(&selection)?)
+}
+
+pub(crate) fn retire_codename(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let (repository, codename) = (inv.args.str("repository"), inv.args.str("codename"));
+    let removed = ctx.writer().retire_codename(repository, codename)?;
+    Output::json(&serde_json::json!({
+        "repository": repository,
+        "codename": codename,
+        "removed": removed,
+    }))
+}
+
+/// debdiff runs at most this many times at once (anyone may call it; each unpacks two
+/// sources).
+const DEBDIFF_AT_ONCE: usize = 2;
+
+pub(crate) fn debdiff(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static RUNNING: AtomicUsize = AtomicUsize::new(0);
+    struct Slot;
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            RUNNING.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    if RUNNING.fetch_add(1, Ordering::SeqCst) >= DEBDIFF_AT_ONCE {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+        return Err(ApiError::Unavailable(format!(
+            "debdiff: {DEBDIFF_AT_ONCE} are running; try again shortly"
+        )));
+    }
+    let _slot = Slot;
+    let a = &inv.args;
+    Ok(Output::Text(ctx.engine().debdiff(
+        a.str("source"),
+        a.str("old"),
+        a.str("new"),
+    )?))
+}

@@ -23,6 +23,8 @@ pub(crate) fn status(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError
             .collect::<Vec<_>>(),
         "remotes": [],
         "uptime": ctx.started.elapsed().map_or(0, |d| d.as_secs()),
+        // Bytes per part of the home (null until the first housekeeping round measured it).
+        "disk": *ctx.disk.lock().unwrap_or_else(|e| e.into_inner()),
     });
     if inv.args.bool("with_repositories") {
         let mut repos = serde_json::Map::new();

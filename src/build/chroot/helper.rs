@@ -386,7 +386,9 @@ pub fn run(home: &Path, op: &Op, user: &str, host_arch: &str) -> Result<(), Help
             let mut cmd = Command::new(MMDEBSTRAP);
             cmd.args([
                 "--variant=buildd",
-                "--include=eatmydata",
+                // aptitude: the default build-dependency resolver (else sbuild installs it
+                // into every session).
+                "--include=eatmydata,aptitude",
                 "--components=main",
             ])
             .arg(format!("--architectures={}", chroot.architecture));
@@ -430,21 +432,45 @@ pub fn run(home: &Path, op: &Op, user: &str, host_arch: &str) -> Result<(), Help
             }
             check_user(user).map_err(HelperError::Refused)?;
             let text = chroot.schroot_conf(&home, host_arch, user);
-            let conf = chroot.conf_path();
+            let conf = chroot.conf_path(&home);
             let staged = conf.with_extension("conf.new");
             std::fs::write(&staged, text)
                 .and_then(|()| std::fs::rename(&staged, &conf))
-                .map_err(|e| HelperError::Failed(format!("{}: {e}", conf.display())))
+                .map_err(|e| HelperError::Failed(format!("{}: {e}", conf.display())))?;
+            println!("wrote {}", conf.display());
+            remove_legacy_conf(&home, &chroot)
         }
-        Op::RemoveConf { .. } => match std::fs::remove_file(chroot.conf_path()) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(HelperError::Failed(format!(
-                "{}: {e}",
-                chroot.conf_path().display()
-            ))),
-        },
+        Op::RemoveConf { .. } => {
+            remove_file(&chroot.conf_path(&home))?;
+            remove_legacy_conf(&home, &chroot)
+        }
     }
+}
+
+fn remove_file(path: &Path) -> Result<(), HelperError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(HelperError::Failed(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Removes the configuration earlier versions wrote under the name every home shared, but
+/// only when it points at this home's tree (another home's stays).
+fn remove_legacy_conf(home: &Path, chroot: &Chroot) -> Result<(), HelperError> {
+    let legacy = chroot.legacy_conf_path();
+    let Ok(text) = std::fs::read_to_string(&legacy) else {
+        return Ok(());
+    };
+    let ours = chroot.source_line(home);
+    if text.lines().any(|l| l.trim() == ours) {
+        println!(
+            "removing {} (it pointed at this home's tree)",
+            legacy.display()
+        );
+        remove_file(&legacy)?;
+    }
+    Ok(())
 }
 
 /// Runs a command, after printing it (the chroot's log shows what ran as root).

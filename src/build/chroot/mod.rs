@@ -2,10 +2,15 @@
 //! and entered through schroot.
 //!
 //! A chroot lives in `<home>/var/chroots/<codename>-<arch>/` (the tree in `source/`, the
-//! preparation log in `prepare.log`) and is known to schroot as `mbd-<codename>-<arch>`
-//! through `/etc/schroot/chroot.d/mbd-<codename>-<arch>.conf`: a directory backend whose
-//! sessions are overlays (upper directories on tmpfs under `/dev/shm`), so builds never change
-//! the tree. Preparing needs root.
+//! preparation log in `prepare.log`) and is known to schroot as `mbd-<tag>-<codename>-<arch>`
+//! through `/etc/schroot/chroot.d/mbd-<tag>-<codename>-<arch>.conf`: a directory backend whose
+//! sessions are overlays (upper directories on tmpfs under `/dev/shm/mbd-schroot-<tag>`), so
+//! builds never change the tree. Preparing needs root.
+//!
+//! `<tag>` names the home (8 hex digits of the SHA-256 of its canonical path): several homes on
+//! one host each have their own chroots and never overwrite another's configuration. A
+//! configuration under the name of earlier versions (`mbd-<codename>-<arch>`) that points at
+//! this home's tree is replaced at start ([`migrate`]).
 //!
 //! The tree is made in `tmp/` and renamed to `source/` when complete; the schroot
 //! configuration is written last. A crash while preparing leaves no usable-looking chroot.
@@ -28,8 +33,23 @@ pub const SCHROOT_CONF_DIR: &str = "/etc/schroot/chroot.d";
 /// How often mmdebstrap is tried before preparing fails.
 pub const PREPARE_ATTEMPTS: u32 = 3;
 
-/// Session overlays live here (tmpfs: builds write a lot and are thrown away).
-pub const OVERLAY_DIR: &str = "/dev/shm/mbd-schroot-overlay";
+/// The home's tag in schroot names: 8 hex digits of the SHA-256 of its canonical path.
+pub fn home_tag(home: &Path) -> String {
+    use sha2::Digest;
+    let path = std::fs::canonicalize(home).unwrap_or_else(|_| home.to_path_buf());
+    let digest = sha2::Sha256::digest(path.as_os_str().as_encoded_bytes());
+    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The schroot name of chroot `<codename>-<arch>` of `home`.
+pub fn schroot_name(home: &Path, id: &str) -> String {
+    format!("mbd-{}-{id}", home_tag(home))
+}
+
+/// Where the home's session overlays live (tmpfs: builds write a lot and are thrown away).
+pub fn overlay_dir(home: &Path) -> PathBuf {
+    PathBuf::from(format!("/dev/shm/mbd-schroot-{}", home_tag(home)))
+}
 
 /// What a chroot is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,9 +145,9 @@ impl Chroot {
         format!("{}-{}", self.codename, self.architecture)
     }
 
-    /// The schroot name.
-    pub fn schroot_name(&self) -> String {
-        format!("mbd-{}", self.id())
+    /// The schroot name (the home's own).
+    pub fn schroot_name(&self, home: &Path) -> String {
+        schroot_name(home, &self.id())
     }
 
     pub fn dir(&self, home: &Path) -> PathBuf {
@@ -138,8 +158,21 @@ impl Chroot {
         self.dir(home).join("prepare.log")
     }
 
-    pub fn conf_path(&self) -> PathBuf {
-        Path::new(SCHROOT_CONF_DIR).join(format!("{}.conf", self.schroot_name()))
+    pub fn conf_path(&self, home: &Path) -> PathBuf {
+        Path::new(SCHROOT_CONF_DIR).join(format!("{}.conf", self.schroot_name(home)))
+    }
+
+    /// The configuration earlier versions wrote, under a name shared by every home.
+    pub fn legacy_conf_path(&self) -> PathBuf {
+        Path::new(SCHROOT_CONF_DIR).join(format!("mbd-{}.conf", self.id()))
+    }
+
+    /// The line of a schroot configuration that names this home's tree.
+    pub fn source_line(&self, home: &Path) -> String {
+        match self.backend {
+            Backend::Directory => format!("directory={}", self.source(home).display()),
+            Backend::File => format!("file={}", self.source(home).display()),
+        }
     }
 
     /// The tree (directory backend) or tarball (file backend) schroot uses.
@@ -154,17 +187,16 @@ impl Chroot {
     pub fn schroot_conf(&self, home: &Path, host_arch: &str, user: &str) -> String {
         let mut text = format!(
             "# Written by mbd; removed with the chroot.\n[{name}]\ndescription=mbd build chroot {id}\n",
-            name = self.schroot_name(),
+            name = self.schroot_name(home),
             id = self.id()
         );
         match self.backend {
             Backend::Directory => text.push_str(&format!(
-                "type=directory\ndirectory={}\nunion-type=overlay\nunion-overlay-directory={OVERLAY_DIR}\n",
-                self.source(home).display()
+                "type=directory\n{}\nunion-type=overlay\nunion-overlay-directory={}\n",
+                self.source_line(home),
+                overlay_dir(home).display()
             )),
-            Backend::File => {
-                text.push_str(&format!("type=file\nfile={}\n", self.source(home).display()))
-            }
+            Backend::File => text.push_str(&format!("type=file\n{}\n", self.source_line(home))),
         }
         let users = if user == "root" {
             "root".to_string()
@@ -329,7 +361,8 @@ pub fn prepare(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
     }
     // Same parent: the owner of `dir` may rename root's tree.
     std::fs::rename(&tmp, &source).map_err(|e| BuildError::io(&source, e))?;
-    std::fs::create_dir_all(OVERLAY_DIR).map_err(|e| BuildError::io(Path::new(OVERLAY_DIR), e))?;
+    let overlay = overlay_dir(home);
+    std::fs::create_dir_all(&overlay).map_err(|e| BuildError::io(&overlay, e))?;
     let conf = Op::InstallConf {
         codename,
         arch,
@@ -342,9 +375,11 @@ pub fn prepare(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
 /// Updates and upgrades the packages in the tree (through the schroot source chroot, as
 /// root: schroot allows it to the users the configuration names).
 pub fn check(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
+    check_conf(chroot, home)?;
     let log = chroot.log_path(home);
-    std::fs::create_dir_all(OVERLAY_DIR).map_err(|e| BuildError::io(Path::new(OVERLAY_DIR), e))?;
-    let source = format!("source:{}", chroot.schroot_name());
+    let overlay = overlay_dir(home);
+    std::fs::create_dir_all(&overlay).map_err(|e| BuildError::io(&overlay, e))?;
+    let source = format!("source:{}", chroot.schroot_name(home));
     for args in [
         &["apt-get", "-q", "update"][..],
         &[
@@ -366,6 +401,47 @@ pub fn check(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
+/// Whether schroot's configuration of the chroot exists and points at this home's tree.
+pub fn check_conf(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
+    let conf = chroot.conf_path(home);
+    let text = std::fs::read_to_string(&conf).map_err(|e| {
+        BuildError::ChrootConf(format!(
+            "the schroot configuration {} cannot be read ({e}); prepare the chroot again",
+            conf.display()
+        ))
+    })?;
+    // The helper writes the canonical home.
+    let want = chroot.source_line(&std::fs::canonicalize(home).unwrap_or_else(|_| home.into()));
+    if !text.lines().any(|l| l.trim() == want) {
+        let found = text
+            .lines()
+            .find(|l| l.starts_with("directory=") || l.starts_with("file="))
+            .unwrap_or("no tree");
+        return Err(BuildError::ChrootConf(format!(
+            "the schroot configuration {} names {found}, not this home's {want}; prepare the chroot again",
+            conf.display()
+        )));
+    }
+    Ok(())
+}
+
+/// At start: a ready chroot whose configuration is missing under this home's name gets it
+/// again (the helper also removes a configuration under the earlier, shared name when it
+/// points at this home's tree). `Err` says why the chroot cannot be used.
+pub fn migrate(chroot: &Chroot, home: &Path) -> Result<bool, BuildError> {
+    if chroot.conf_path(home).exists() || chroot.source(home).symlink_metadata().is_err() {
+        return Ok(false);
+    }
+    let log = chroot.log_path(home);
+    let op = Op::InstallConf {
+        codename: chroot.codename.clone(),
+        arch: chroot.architecture.clone(),
+        backend: chroot.backend,
+    };
+    helper::invoke(home, &op, &log)?;
+    Ok(true)
+}
+
 /// Removes the schroot configuration and the chroot's directory.
 pub fn remove(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
     let log = home.join("var/log/chroots.log");
@@ -373,7 +449,7 @@ pub fn remove(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
         std::fs::create_dir_all(d).map_err(|e| BuildError::io(d, e))?;
     }
     let (codename, arch) = (chroot.codename.clone(), chroot.architecture.clone());
-    if chroot.conf_path().exists() {
+    if chroot.conf_path(home).exists() || chroot.legacy_conf_path().exists() {
         let op = Op::RemoveConf {
             codename: codename.clone(),
             arch: arch.clone(),
@@ -431,15 +507,28 @@ mod tests {
             "http://deb.example/debian",
             Backend::Directory,
         );
-        let conf = c.schroot_conf(Path::new("/var/lib/mbd"), "amd64", "mbd");
-        assert!(conf.contains("[mbd-bookworm-i386]\n"), "{conf}");
-        assert!(conf.contains("type=directory\ndirectory=/var/lib/mbd/var/chroots/bookworm-i386/source\nunion-type=overlay\n"));
+        let home = Path::new("/var/lib/mbd");
+        let tag = home_tag(home);
+        assert_eq!(tag.len(), 8);
+        assert_ne!(tag, home_tag(Path::new("/var/lib/mbd2")));
+        let conf = c.schroot_conf(home, "amd64", "mbd");
+        assert!(
+            conf.contains(&format!("[mbd-{tag}-bookworm-i386]\n")),
+            "{conf}"
+        );
+        assert!(conf.contains(&format!("type=directory\ndirectory=/var/lib/mbd/var/chroots/bookworm-i386/source\nunion-type=overlay\nunion-overlay-directory=/dev/shm/mbd-schroot-{tag}\n")), "{conf}");
         assert!(conf.contains("personality=linux32\n"));
         assert!(conf.contains("profile=sbuild\n"));
         assert!(conf.contains("command-prefix=eatmydata\n"));
         assert!(conf.contains("users=root,mbd\nroot-users=root,mbd\nsource-root-users=root,mbd\n"));
         assert_eq!(
-            c.conf_path(),
+            c.conf_path(home),
+            Path::new(&format!(
+                "/etc/schroot/chroot.d/mbd-{tag}-bookworm-i386.conf"
+            ))
+        );
+        assert_eq!(
+            c.legacy_conf_path(),
             Path::new("/etc/schroot/chroot.d/mbd-bookworm-i386.conf")
         );
         let f = Chroot::new("bookworm", "amd64", "m", Backend::File);

@@ -152,6 +152,7 @@ fn build_key(upload: &str, arch: &str) -> String {
 /// Paths of a home's build work.
 #[derive(Debug, Clone)]
 pub struct Dirs {
+    pub home: PathBuf,
     pub queue: PathBuf,
     pub builds: PathBuf,
 }
@@ -159,6 +160,7 @@ pub struct Dirs {
 impl Dirs {
     pub fn new(home: &Path) -> Dirs {
         Dirs {
+            home: home.to_path_buf(),
             queue: home.join("var/queue"),
             builds: home.join("var/builds"),
         }
@@ -386,7 +388,7 @@ pub fn start_next(
                 queue_dir: dirs.queue.join(&upload.id),
                 dir: dirs.job_dir(&upload.id, &build.architecture),
                 log: dirs.log(&upload.id, &build.architecture),
-                chroot: format!("mbd-{chroot_id}"),
+                chroot: super::chroot::schroot_name(&dirs.home, &chroot_id),
                 codename,
                 extra_repository: Some(format!(
                     "deb {local_url}/repositories/{} {} {components}",

@@ -121,7 +121,14 @@ fn builds_run_in_architecture_order_and_install_when_the_mandatory_ones_succeed(
         first.extra_repository.as_deref(),
         Some("deb http://127.0.0.1:1/repositories/test bookworm-test-unstable main")
     );
-    assert_eq!(first.chroot, "mbd-bookworm-amd64");
+    // The home's own schroot name.
+    assert_eq!(
+        first.chroot,
+        format!(
+            "mbd-{}-bookworm-amd64",
+            crate::build::chroot::home_tag(&dirs.home)
+        )
+    );
     let (second, _) = start_next(&engine, &state, &dirs, "http://x")
         .unwrap()
         .unwrap();
