@@ -11,6 +11,7 @@ pub mod changes;
 pub mod checksums;
 pub mod config;
 pub mod control;
+pub mod crontab;
 pub mod daemon;
 pub mod deb;
 pub mod dsc;

@@ -94,9 +94,13 @@ pub struct Settings {
     /// Seconds a file that belongs to no `.changes` may wait in incoming.
     #[serde(default = "default_orphan_age")]
     pub incoming_orphan_age: u64,
-    /// How long history is kept (checked at start and every hour).
+    /// How long history and automatic snapshots are kept (applied by the crontab's jobs).
     #[serde(default)]
     pub retention: Retention,
+    /// Schedules of the internal crontab's jobs (job id = five crontab(5) fields in UTC, or
+    /// "" to disable it); jobs not named keep their default schedule (see `mbd api crontab`).
+    #[serde(default)]
+    pub crontab: std::collections::BTreeMap<String, String>,
 }
 
 /// Retention of history: a record goes when it is older than its age limit and is not among
@@ -112,6 +116,12 @@ pub struct Retention {
     pub uploads_days: u64,
     /// The newest ended uploads kept whatever their age.
     pub uploads_keep: usize,
+    /// Weeks a `WEEKLY_` snapshot is kept.
+    pub snapshots_weekly_weeks: u64,
+    /// Weeks a `MONTHLY_` snapshot is kept.
+    pub snapshots_monthly_weeks: u64,
+    /// Weeks a `YEARLY_` snapshot is kept.
+    pub snapshots_yearly_weeks: u64,
 }
 
 impl Default for Retention {
@@ -121,6 +131,9 @@ impl Default for Retention {
             events_keep: 1000,
             uploads_days: 365,
             uploads_keep: 200,
+            snapshots_weekly_weeks: 8,
+            snapshots_monthly_weeks: 48,
+            snapshots_yearly_weeks: 192,
         }
     }
 }
@@ -265,6 +278,7 @@ impl Default for Settings {
             incoming_file_max_bytes: default_incoming_file_max_bytes(),
             fetch_from_private_networks: false,
             retention: Retention::default(),
+            crontab: std::collections::BTreeMap::new(),
         }
     }
 }

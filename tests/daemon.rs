@@ -1712,7 +1712,7 @@ f.quit()
 }
 
 /// `n` distinct unsigned uploads made by `fixtures/gen-uploads.sh`; the directory of each.
-fn generated_uploads(dir: &Path, n: usize, binary: bool) -> Vec<PathBuf> {
+pub(crate) fn generated_uploads(dir: &Path, n: usize, binary: bool) -> Vec<PathBuf> {
     generated(dir, n, if binary { "--binary" } else { "--source" })
 }
 
@@ -2473,62 +2473,4 @@ fn bad_build_and_tls_settings_stop_the_start_naming_the_file() {
         // Nothing was served.
         assert!(!home.join("var/run/http.url").exists());
     }
-}
-
-/// Retention from `etc/mbd.toml`: the defaults keep history; at age 0 with `events_keep = 2`
-/// the next start removes all but the two newest events, with their files in var/events.
-#[test]
-fn retention_removes_old_events_at_start_and_keeps_the_newest() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("home");
-    setup_home(&home);
-    // Binary-only uploads: the default repository refuses them, one event each.
-    let uploads = generated_uploads(dir.path(), 4, true);
-    let mut d = Daemon::start(&home);
-    for u in &uploads {
-        put_upload(&d, &crate::util::files_ending(u, ""));
-    }
-    let events = wait_for_events(&d, 4);
-    assert!(events.iter().all(|e| e["kind"] == "REJECTED"), "{events:?}");
-    d.stop();
-    let settings_file = home.join("etc/mbd.toml");
-    let text = std::fs::read_to_string(&settings_file).unwrap();
-    assert!(
-        text.contains("[retention]") && text.contains("events_days = 365"),
-        "{text}"
-    );
-    std::fs::write(
-        &settings_file,
-        text.replace("events_days = 365", "events_days = 0")
-            .replace("events_keep = 1000", "events_keep = 2"),
-    )
-    .unwrap();
-    let d = Daemon::start(&home);
-    let mut ids: Vec<String> = events
-        .iter()
-        .map(|e| e["id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    let newest = ids[2..].to_vec();
-    let started = Instant::now();
-    loop {
-        let left: Vec<String> = json(&d.api_ok(&["events"]))
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["id"].as_str().unwrap().to_string())
-            .collect();
-        if left == newest {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "events left: {left:?}, expected {newest:?}\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let files = names_in(&home.join("var/events"));
-    let expected: Vec<String> = newest.iter().map(|id| format!("{id}.json")).collect();
-    assert_eq!(files, expected);
 }

@@ -27,6 +27,7 @@ const LAYERS: &[&str] = &[
     "keyring_package",
     "settings",
     "setup",
+    "crontab",
     "api",
     "daemon",
 ];

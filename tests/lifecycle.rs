@@ -444,3 +444,225 @@ fn status_metrics_and_the_home_page_show_disk_usage() {
         "{page}"
     );
 }
+
+/// The crontab's view of one job.
+fn job(d: &Daemon, id: &str) -> serde_json::Value {
+    json(&d.api_ok(&["crontab"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["id"] == id)
+        .unwrap_or_else(|| panic!("no job {id}"))
+        .clone()
+}
+
+/// Waits until every job in `ids` has started at `at` (the test clock's time).
+fn wait_for_jobs(d: &Daemon, ids: &[&str], at: i64) {
+    let started = std::time::Instant::now();
+    while !ids.iter().all(|id| job(d, id)["last_start"] == at) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "jobs {ids:?} did not run at {at}:\n{}\n{}",
+            d.api_ok(&["crontab"]),
+            d.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// The next Saturday 12:00 UTC at least two days from now.
+fn a_saturday_noon() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut day = now / 86_400 + 2;
+    // 1970-01-01 was a Thursday; Saturday is 6 counted from Sunday.
+    while (day + 4) % 7 != 6 {
+        day += 1;
+    }
+    day * 86_400 + 12 * 3600
+}
+
+/// The internal crontab under a test clock (`MBD_TEST_CLOCK`: the daemon reads the time from a
+/// file): nothing runs when the jobs are first seen; when the clock passes Sunday 03:00 the
+/// weekly jobs run (events expire per `[retention]` keeping the newest, `stable` is
+/// snapshotted as `WEEKLY_<date>` with its packages, the setup inspection writes its report);
+/// after three weeks down each missed job runs once, not once per missed time; `cronjob` runs
+/// one now (administrators only); `/ui/crontab` shows the jobs, their lines and the report.
+#[test]
+fn the_crontab_runs_jobs_on_schedule_and_once_after_downtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_with_packages(&home);
+    // mbd-hello 1.0-2 to stable, as the snapshot's content.
+    for from in ["bookworm-test-unstable", "bookworm-test-testing"] {
+        crate::util::mbd_ok(&home, &["repo", "migrate", "mbd-hello", from]);
+    }
+    let clock = dir.path().join("clock");
+    let set = |t: i64| std::fs::write(&clock, t.to_string()).unwrap();
+    let saturday = a_saturday_noon();
+    set(saturday);
+    let clock_env = [("MBD_TEST_CLOCK", clock.to_str().unwrap())];
+    // Four events (binary-only uploads are refused).
+    let mut d = Daemon::start_env(&home, &clock_env);
+    for u in &crate::daemon::generated_uploads(dir.path(), 4, true) {
+        crate::daemon::put_upload(&d, &crate::util::files_ending(u, ""));
+    }
+    let mut events: Vec<String> = crate::daemon::wait_for_events(&d, 4)
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    events.sort();
+    d.stop();
+    let settings = home.join("etc/mbd.toml");
+    let text = std::fs::read_to_string(&settings).unwrap();
+    assert!(text.contains("events_keep = 1000"), "{text}");
+    std::fs::write(
+        &settings,
+        text.replace("events_days = 365", "events_days = 1")
+            .replace("events_keep = 1000", "events_keep = 2"),
+    )
+    .unwrap();
+
+    let mut d = Daemon::start_env(&home, &clock_env);
+    let started = std::time::Instant::now();
+    while job(&d, "snapshots_weekly")["since"] != saturday {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{}",
+            d.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let listing = json(&d.api_ok(&["crontab"]));
+    assert!(
+        listing
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["last_start"].is_null()),
+        "nothing runs at first sight: {listing}"
+    );
+    assert_eq!(job(&d, "snapshots_weekly")["next"], saturday + 15 * 3600);
+
+    // Sunday 03:00:30: the weekly jobs.
+    let sunday = saturday + 15 * 3600 + 30;
+    set(sunday);
+    wait_for_jobs(
+        &d,
+        &["expire_events", "snapshots_weekly", "setup_inspect"],
+        sunday,
+    );
+    for not_yet in ["chroot_check", "expire_builds"] {
+        assert!(
+            job(&d, not_yet)["last_start"].is_null(),
+            "{not_yet} ran early"
+        );
+    }
+    let left: Vec<String> = json(&d.api_ok(&["events"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, events[2..].to_vec());
+    let files = crate::daemon::names_in(&home.join("var/events"));
+    let expected: Vec<String> = events[2..].iter().map(|id| format!("{id}.json")).collect();
+    assert_eq!(files, expected);
+    let line = job(&d, "expire_events")["lines"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        line.starts_with("I: expire_events: successful (")
+            && line.contains("2 events removed (older than 1 days, newest 2 kept); "),
+        "{line}"
+    );
+    let (_, date) =
+        run(std::process::Command::new("date").args(["-u", "-d", &format!("@{sunday}"), "+%F"]));
+    let weekly = format!("WEEKLY_{}", date.trim());
+    let snapshots = json(&d.api_ok(&["snapshot_ls", "bookworm-test-stable"]));
+    assert_eq!(snapshots, serde_json::json!([weekly]));
+    let (status, _, body) = d.get(
+        &format!(
+            "/repositories/test/dists/bookworm-test-stable/snapshots/{weekly}/main/binary-amd64/Packages"
+        ),
+        &[],
+    );
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("Package: mbd-hello\n"));
+    assert!(
+        json(&d.api_ok(&["snapshot_ls", "bookworm-test-unstable"]))
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let report = std::fs::read_to_string(home.join("var/log/setup-inspect.txt")).unwrap();
+    assert!(report.starts_with("Setup inspection of "), "{report}");
+    assert!(report.contains("repository"), "{report}");
+    let (status, _, page) = d.get("/ui/crontab", &[]);
+    let page = String::from_utf8_lossy(&page).to_string();
+    assert_eq!(status, 200, "{page}");
+    for expected in [
+        "id=\"job-snapshots_weekly\"",
+        &weekly,
+        "<code>0 3 * * sun</code>",
+        "Last setup inspection",
+        "I: expire_events: successful",
+    ] {
+        assert!(page.contains(expected), "{expected} not in:\n{page}");
+    }
+
+    // Three weeks down: each missed job runs once.
+    d.stop();
+    let later = sunday + 21 * 86_400;
+    set(later);
+    let d = Daemon::start_env(&home, &clock_env);
+    wait_for_jobs(
+        &d,
+        &[
+            "expire_builds",
+            "expire_events",
+            "snapshots_weekly",
+            "chroot_check",
+        ],
+        later,
+    );
+    assert_eq!(
+        job(&d, "snapshots_weekly")["lines"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        job(&d, "expire_builds")["lines"].as_array().unwrap().len(),
+        1
+    );
+    // (MONTHLY_ and YEARLY_ ones too when the three weeks crossed a 1st.)
+    let weeklies = json(&d.api_ok(&["snapshot_ls", "bookworm-test-stable"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n.as_str().unwrap().starts_with("WEEKLY_"))
+        .count();
+    assert_eq!(weeklies, 2);
+    // Run one now; only administrators may.
+    let ran = json(&d.api_ok(&["cronjob", "expire_builds"]));
+    assert_eq!(ran["successful"], true, "{ran}");
+    assert!(
+        ran["line"]
+            .as_str()
+            .unwrap()
+            .starts_with("I: expire_builds: successful")
+    );
+    assert_eq!(
+        job(&d, "expire_builds")["lines"].as_array().unwrap().len(),
+        2
+    );
+    let (ok, out) = d.api(&["cronjob", "nope"]);
+    assert!(!ok && out.contains("no crontab job 'nope'"), "{out}");
+    let (ok, out) = d.api_as(None, &["cronjob", "expire_builds"]);
+    assert!(!ok && out.contains("needs authorization: ADMIN"), "{out}");
+}

@@ -3,6 +3,7 @@
 
 use super::handlers::builds::*;
 use super::handlers::config::*;
+use super::handlers::crontab::*;
 use super::handlers::packages::*;
 use super::handlers::status::*;
 pub use super::handlers::status::{Incoming, authority, dput_sections};
@@ -316,6 +317,28 @@ pub static CALLS: &[Call] = &[
             req("new", Kind::Str, "the newer version"),
         ],
         run: debdiff,
+    },
+    Call {
+        name: "crontab",
+        level: Level::None,
+        changes: false,
+        running: false,
+        doc: "The internal crontab's jobs: schedule (UTC), next run, last run and its last 20 result lines.",
+        args: &[],
+        run: crontab,
+    },
+    Call {
+        name: "cronjob",
+        level: Level::Admin,
+        changes: true,
+        running: false,
+        doc: "Run one crontab job now; answers whether it succeeded and its result line.",
+        args: &[req(
+            "id",
+            Kind::Str,
+            "the job, e.g. snapshots_weekly (see `crontab`)",
+        )],
+        run: cronjob,
     },
     Call {
         name: "remake_chroots",

@@ -439,6 +439,10 @@ pub struct Context {
     pub builds: std::sync::Arc<crate::build::worker::Control>,
     /// The latest changes made through the API, newest last.
     pub events: std::sync::Mutex<std::collections::VecDeque<Event>>,
+    /// The internal crontab (its schedules from the settings).
+    pub crontab: crate::crontab::Crontab,
+    /// Where the crontab's time comes from (a file's in tests, see `MBD_TEST_CLOCK`).
+    pub clock: std::sync::Arc<dyn crate::crontab::Clock>,
 }
 
 /// The engine with the write token held (see [`Context::writer`]).
@@ -546,6 +550,8 @@ impl Context {
             started: std::time::SystemTime::now(),
             metrics: Metrics::default(),
             events: Default::default(),
+            crontab: crate::crontab::Crontab::with_defaults(),
+            clock: std::sync::Arc::new(crate::crontab::SystemClock),
         }
     }
 

@@ -320,13 +320,13 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
         let created = created.then_some(opts.default_setup);
         print_banner(&ctx, created, generated.as_deref())?;
         // Uploads that waited through a restart are decided now; leftovers of interrupted
-        // uploads go after their age, checked here and every few minutes; old history goes
-        // at start and every hour.
+        // uploads go after their age, checked here and every few minutes; the crontab's
+        // jobs run when due (one that fell due while the daemon was down, once now).
         housekeeping::spawn(
             ctx.clone(),
             std::time::Duration::from_secs(settings.incoming_orphan_age),
-            settings.retention.clone(),
         );
+        housekeeping::spawn_crontab(ctx.clone());
         let default_chroot = created == Some(true) && opts.default_chroot;
         start_builds(&ctx, &home, &settings, listeners.first, default_chroot)?;
         let url_file = api::client::url_file(&home);
@@ -394,6 +394,14 @@ fn served(
                 path: settings_path(home),
                 reason,
             })?;
+    ctx.crontab = crate::crontab::Crontab::new(settings).map_err(|e| DaemonError::Settings {
+        path: settings_path(home),
+        reason: e.to_string(),
+    })?;
+    if let Some(file) = std::env::var_os("MBD_TEST_CLOCK") {
+        tracing::warn!(file = %std::path::Path::new(&file).display(), "test hook MBD_TEST_CLOCK: the crontab's time comes from this file");
+        ctx.clock = Arc::new(crate::crontab::FileClock(file.into()));
+    }
     Ok(Served {
         repositories: ctx.engine().home().join("repositories").into(),
         files: Arc::default(),

@@ -29,6 +29,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("login.html", include_str!("templates/login.html")),
     ("builds.html", include_str!("templates/builds.html")),
     ("setup.html", include_str!("templates/setup.html")),
+    ("crontab.html", include_str!("templates/crontab.html")),
 ];
 
 fn templates() -> &'static Environment<'static> {
@@ -275,6 +276,39 @@ pub async fn setup(
                 objects => Value::from(Serde(&objects)),
                 chroots => Value::from(Serde(&chroots)),
                 message => q.message,
+            },
+        ))
+    })
+    .await
+}
+
+/// The crontab: every job with its schedule, next and last run and its result lines; an
+/// administrator can run one now.
+pub async fn crontab(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    page(state, headers, |ctx, user| {
+        let now = ctx.clock.now();
+        let at = |t: i64| crate::crontab::utc_relative(t, now);
+        let jobs: Vec<Value> = ctx
+            .crontab
+            .listing(ctx.state(), now)?
+            .into_iter()
+            .map(|j| {
+                let next_text = j.next.map_or("—".to_string(), at);
+                let last_text = j.last_start.map_or("never".to_string(), |t| {
+                    format!("{} ({:.1} s)", at(t), j.last_seconds)
+                });
+                context! { ..Value::from(Serde(&j)), ..context! { next_text, last_text } }
+            })
+            .collect();
+        let inspection =
+            std::fs::read_to_string(crate::crontab::inspection_report(&ctx.home())).ok();
+        Ok((
+            "crontab.html",
+            context! {
+                jobs => jobs,
+                now => crate::crontab::utc(now),
+                admin => user.is_some_and(|u| u.level >= Level::Admin),
+                inspection => inspection,
             },
         ))
     })

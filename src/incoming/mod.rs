@@ -416,19 +416,15 @@ pub fn latest_events(state: &StateStore, n: usize) -> Result<Vec<Event>, StateEr
         .collect())
 }
 
-/// Retention: deletes the events older than `max_age` seconds, except the newest `keep`,
-/// with their files in `<home>/var/events/`; returns how many went.
+/// Retention: deletes the events from before `before` (seconds since the epoch), except the
+/// newest `keep`, with their files in `<home>/var/events/`; returns how many went.
 pub fn prune_events(
     state: &StateStore,
     home: &Path,
-    max_age: u64,
+    before: i64,
     keep: usize,
 ) -> Result<usize, IncomingError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let before = event_id(now.saturating_sub(u128::from(max_age) * 1_000_000_000));
+    let before = event_id(u128::try_from(before).unwrap_or(0) * 1_000_000_000);
     let gone = state.prune_before::<Event>(&before, keep)?;
     for (id, _) in &gone {
         let _ = std::fs::remove_file(home.join("var/events").join(format!("{id}.json")));
@@ -485,8 +481,12 @@ mod tests {
         let recent: Vec<String> = (0..2)
             .map(|n| stored_event(&state, dir.path(), 1, n))
             .collect();
+        let now = crate::repo::publish_time();
         // 30 days: the three old ones go, with their files.
-        assert_eq!(prune_events(&state, dir.path(), 30 * 86_400, 1).unwrap(), 3);
+        assert_eq!(
+            prune_events(&state, dir.path(), now - 30 * 86_400, 1).unwrap(),
+            3
+        );
         let left: Vec<String> = latest_events(&state, 10)
             .unwrap()
             .into_iter()
@@ -497,7 +497,7 @@ mod tests {
             assert!(!dir.path().join(format!("var/events/{id}.json")).exists());
         }
         // Everything is old at age 0, but the newest `keep` stay.
-        assert_eq!(prune_events(&state, dir.path(), 0, 1).unwrap(), 1);
+        assert_eq!(prune_events(&state, dir.path(), now, 1).unwrap(), 1);
         assert_eq!(latest_events(&state, 10).unwrap()[0].id, recent[1]);
         assert!(
             dir.path()

@@ -153,7 +153,7 @@ pub fn render_component(info: &ReleaseInfo, component: &str, architecture: &str)
 
 /// The civil date (year, month, day; UTC) of a day counted from 1970-01-01, by Howard
 /// Hinnant's days-to-civil algorithm.
-fn civil(days: i64) -> (i64, i64, i64) {
+pub fn civil(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;

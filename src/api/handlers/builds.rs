@@ -166,20 +166,7 @@ pub(crate) fn chroot_action(ctx: &Context, id: &str, action: &str) -> Result<Out
             if c.state == ChrootState::Preparing {
                 return Err(busy());
             }
-            let result = crate::build::chroot::check(&c, &ctx.home());
-            c.changed = crate::repo::publish_time();
-            match &result {
-                Ok(()) => {
-                    c.state = ChrootState::Ready;
-                    c.message = "checked".to_string();
-                }
-                Err(e) => {
-                    c.state = ChrootState::Failed;
-                    c.message = e.to_string();
-                }
-            }
-            ctx.state().put(&key, &c)?;
-            result?;
+            crate::build::chroot::check_and_record(ctx.state(), &ctx.home(), c.clone())?;
         }
         "activate" => {
             if c.state != ChrootState::Ready {

@@ -13,6 +13,16 @@ pub(crate) struct DaemonEnv<'a> {
     home: std::path::PathBuf,
 }
 
+impl<'a> DaemonEnv<'a> {
+    pub(crate) fn new(ctx: &'a Context) -> DaemonEnv<'a> {
+        DaemonEnv {
+            ctx,
+            http: crate::config::Http::default(),
+            home: ctx.home(),
+        }
+    }
+}
+
 pub(crate) fn setup(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let a = &inv.args;
     let list = |n: &str| a.list(n).to_vec();
@@ -53,11 +63,7 @@ pub(crate) fn setup(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError>
     }
     // No write token here: setup fetches and checks first and takes the token only for
     // what changes the engine (see `Env::write_token`).
-    let mut env = DaemonEnv {
-        ctx,
-        http: crate::config::Http::default(),
-        home: ctx.home(),
-    };
+    let mut env = DaemonEnv::new(ctx);
     let report = crate::setup::run(ctx.engine(), ctx.state(), &req, &mut env)?;
     match format {
         "json" => Output::json(&report),

@@ -3,6 +3,7 @@
 
 pub mod builds;
 pub mod config;
+pub mod crontab;
 pub mod packages;
 pub mod status;
 pub mod users;

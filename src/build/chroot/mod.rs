@@ -401,6 +401,28 @@ pub fn check(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
+/// Checks a chroot and records the outcome: Ready ("checked") or Failed with the reason.
+pub fn check_and_record(
+    state: &StateStore,
+    home: &Path,
+    mut chroot: Chroot,
+) -> Result<(), BuildError> {
+    let result = check(&chroot, home);
+    chroot.changed = crate::repo::publish_time();
+    match &result {
+        Ok(()) => {
+            chroot.state = ChrootState::Ready;
+            chroot.message = "checked".to_string();
+        }
+        Err(e) => {
+            chroot.state = ChrootState::Failed;
+            chroot.message = e.to_string();
+        }
+    }
+    state.put(&chroot.id(), &chroot)?;
+    result
+}
+
 /// Whether schroot's configuration of the chroot exists and points at this home's tree.
 pub fn check_conf(chroot: &Chroot, home: &Path) -> Result<(), BuildError> {
     let conf = chroot.conf_path(home);

@@ -775,16 +775,15 @@ pub fn retry(state: &StateStore, dirs: &Dirs, id: &str) -> Result<usize, BuildEr
     Ok(n)
 }
 
-/// Retention: deletes ended uploads (installed, failed, cancelled) that arrived more than
-/// `max_age` seconds ago, except the newest `keep` of them, with their build records, build
-/// directories (logs) and queue directories; returns how many went.
+/// Retention: deletes ended uploads (installed, failed, cancelled) that arrived before
+/// `before` (seconds since the epoch), except the newest `keep` of them, with their build
+/// records, build directories (logs) and queue directories; returns how many went.
 pub fn prune_uploads(
     state: &StateStore,
     dirs: &Dirs,
-    max_age: u64,
+    before: i64,
     keep: usize,
 ) -> Result<usize, BuildError> {
-    let before = now().saturating_sub(i64::try_from(max_age).unwrap_or(i64::MAX));
     let mut ended: Vec<Upload> = uploads(state)?
         .into_iter()
         .filter(|u| u.state != UploadState::Building)
