@@ -27,3 +27,4 @@ pub mod state;
 pub mod status;
 pub mod users;
 pub mod version;
+pub mod webhook;

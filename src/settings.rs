@@ -101,6 +101,17 @@ pub struct Settings {
     /// "" to disable it); jobs not named keep their default schedule (see `mbd api crontab`).
     #[serde(default)]
     pub crontab: std::collections::BTreeMap<String, String>,
+    /// Seconds before a failed webhook delivery is tried again (doubling after each try).
+    #[serde(default = "default_webhook_retry")]
+    pub webhook_retry_seconds: u64,
+    /// Where events are POSTed (`[[webhooks]]`: url, secret_file, kinds, repositories,
+    /// sources).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<crate::webhook::Target>,
+}
+
+fn default_webhook_retry() -> u64 {
+    10
 }
 
 /// Retention of history: a record goes when it is older than its age limit and is not among
@@ -279,6 +290,8 @@ impl Default for Settings {
             fetch_from_private_networks: false,
             retention: Retention::default(),
             crontab: std::collections::BTreeMap::new(),
+            webhook_retry_seconds: default_webhook_retry(),
+            webhooks: Vec::new(),
         }
     }
 }

@@ -21,6 +21,7 @@ const LAYERS: &[&str] = &[
     "repo",
     "users",
     "incoming",
+    "webhook",
     "config",
     "port",
     "build",

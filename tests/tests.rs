@@ -27,6 +27,8 @@ mod layers;
 /// The archive's lifecycle: the debmirror export (apt from a static copy; Debian's debmirror),
 /// retiring a codename, debdiff.
 mod lifecycle;
+/// Notifications: webhooks to a receiver on loopback that checks their signatures.
+mod notifications;
 /// The apt of trixie (sqv), sid and bookworm against what the daemon publishes.
 mod releases;
 /// The repository engine: apt against published suites, rollbacks, migrations, refusals.

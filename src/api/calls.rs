@@ -319,6 +319,15 @@ pub static CALLS: &[Call] = &[
         run: debdiff,
     },
     Call {
+        name: "webhooks",
+        level: Level::Staff,
+        changes: false,
+        running: false,
+        doc: "Webhook deliveries not made yet: waiting for their next try, or failed for good (after 12 tries), each with its attempts and last error.",
+        args: &[],
+        run: webhooks,
+    },
+    Call {
         name: "crontab",
         level: Level::None,
         changes: false,

@@ -441,6 +441,8 @@ pub struct Context {
     pub events: std::sync::Mutex<std::collections::VecDeque<Event>>,
     /// The internal crontab (its schedules from the settings).
     pub crontab: crate::crontab::Crontab,
+    /// The webhooks and their deliveries' wake-up.
+    pub webhooks: crate::webhook::Outbox,
     /// Where the crontab's time comes from (a file's in tests, see `MBD_TEST_CLOCK`).
     pub clock: std::sync::Arc<dyn crate::crontab::Clock>,
 }
@@ -551,6 +553,7 @@ impl Context {
             metrics: Metrics::default(),
             events: Default::default(),
             crontab: crate::crontab::Crontab::with_defaults(),
+            webhooks: Default::default(),
             clock: std::sync::Arc::new(crate::crontab::SystemClock),
         }
     }
@@ -694,7 +697,7 @@ impl Context {
 
     /// Tells the world about a decision: the JSON file in `var/events/`, the hooks in
     /// `etc/event-hooks/` (in the background; a failing hook is logged, never waited for),
-    /// and the live stream.
+    /// the webhooks (queued; delivered by their own thread) and the live stream.
     pub fn announce(&self, event: crate::incoming::Event) {
         let home = self.incoming.dir.parent().and_then(|p| p.parent());
         if let Some(home) = home {
@@ -702,6 +705,12 @@ impl Context {
                 Ok(file) => self.hooks.run(file),
                 Err(e) => tracing::error!(error = %e, "writing an event file"),
             }
+        }
+        if let Err(e) = self
+            .webhooks
+            .enqueue(self.state(), &event, crate::repo::wall_clock())
+        {
+            tracing::error!(error = %e, event = %event.id, "queueing webhooks");
         }
         // Nobody listening is fine.
         let _ = self.live.send(event);

@@ -91,7 +91,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> i64 {
-        crate::repo::publish_time()
+        crate::repo::wall_clock()
     }
 }
 
@@ -104,7 +104,7 @@ impl Clock for FileClock {
         std::fs::read_to_string(&self.0)
             .ok()
             .and_then(|t| t.trim().parse().ok())
-            .unwrap_or_else(crate::repo::publish_time)
+            .unwrap_or_else(crate::repo::wall_clock)
     }
 }
 

@@ -201,6 +201,17 @@ pub async fn home(
                         .join(" · ")
                 }),
                 repositories => Value::from(Serde(engine.repositories()?)),
+                undelivered => Value::from(Serde(
+                    crate::webhook::undelivered(ctx.state())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|(_, d)| d.attempts > 0)
+                        .map(|(_, d)| {
+                            let next = d.next_try.map(crate::crontab::utc);
+                            context! { ..Value::from(Serde(d)), ..context! { next } }
+                        })
+                        .collect::<Vec<_>>(),
+                )),
                 events => Value::from(Serde(&events)),
                 uploads => Value::from(Serde(&uploads)),
                 message => q.message,

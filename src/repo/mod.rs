@@ -276,7 +276,7 @@ pub fn key_path(home: &Path) -> PathBuf {
 }
 
 /// The wall clock (seconds since the epoch): how long superseded by-hash files have been kept.
-fn wall_clock() -> i64 {
+pub fn wall_clock() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

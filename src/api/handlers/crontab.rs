@@ -1,5 +1,5 @@
-//! Handlers of the crontab calls (`crontab`, `cronjob`), and what the crontab's jobs get from
-//! the running daemon.
+//! Handlers of the crontab calls (`crontab`, `cronjob`) and of `webhooks`, and what the
+//! crontab's jobs get from the running daemon.
 
 use super::config::DaemonEnv;
 use crate::api::{ApiError, Context, Invocation, Output};
@@ -58,4 +58,19 @@ pub(crate) fn cronjob(ctx: &Context, inv: &Invocation) -> Result<Output, ApiErro
         .and_then(|j| j.lines.last().cloned())
         .unwrap_or_default();
     Output::json(&serde_json::json!({"job": id, "successful": successful, "line": line}))
+}
+
+/// The deliveries not made yet (without their bodies).
+pub(crate) fn webhooks(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {
+    let rows: Vec<serde_json::Value> = crate::webhook::undelivered(Context::state(ctx))
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .into_iter()
+        .map(|(id, d)| {
+            serde_json::json!({
+                "id": id, "url": d.url, "event": d.event, "kind": d.kind,
+                "attempts": d.attempts, "next_try": d.next_try, "last_error": d.last_error,
+            })
+        })
+        .collect();
+    Output::json(&rows)
 }
