@@ -20,8 +20,9 @@ PACKAGES=(
     sbuild schroot mmdebstrap debootstrap eatmydata arch-test lintian sudo autopkgtest
     # the real-package corpus (scripts/real-corpus.sh): dget, dch, debsign; signing
     devscripts libdistro-info-perl gnupg
-    # the debmirror export is compared with Debian's debmirror
-    debmirror
+    # the debmirror export is compared with Debian's debmirror; mail goes to a real SMTP
+    # server on loopback (aiosmtpd)
+    debmirror python3-aiosmtpd
     # the Debian package (scripts/package.sh)
     debhelper
 )

@@ -18,6 +18,7 @@ pub mod dsc;
 pub mod files;
 pub mod incoming;
 pub mod keyring_package;
+pub mod mail;
 pub mod openpgp;
 pub mod port;
 pub mod repo;

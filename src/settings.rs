@@ -106,6 +106,10 @@ pub struct Settings {
     pub webhook_retry_seconds: u64,
     /// Where events are POSTed (`[[webhooks]]`: url, secret_file, kinds, repositories,
     /// sources).
+    /// Mail notifications (`[mail]`: smtp, user, password_file, from, notify,
+    /// allow_emails_to, `[mail.repositories.<id>]`).
+    #[serde(default)]
+    pub mail: crate::mail::MailSettings,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<crate::webhook::Target>,
 }
@@ -291,6 +295,7 @@ impl Default for Settings {
             retention: Retention::default(),
             crontab: std::collections::BTreeMap::new(),
             webhook_retry_seconds: default_webhook_retry(),
+            mail: Default::default(),
             webhooks: Vec::new(),
         }
     }

@@ -71,6 +71,9 @@ pub struct User {
     /// Repositories the user may upload to once active (empty: all).
     #[serde(default)]
     pub may_upload_to: Vec<String>,
+    /// Where the mail for the user's subscriptions goes (`set_user_email`; empty: none).
+    #[serde(default)]
+    pub email: String,
 }
 
 impl User {
@@ -339,7 +342,11 @@ pub fn put_user(
         key: old.as_ref().and_then(|u| u.key.clone()),
         key_fingerprint: old.as_ref().and_then(|u| u.key_fingerprint.clone()),
         uploader: old.as_ref().map(|u| u.uploader.clone()).unwrap_or_default(),
-        may_upload_to: old.map(|u| u.may_upload_to).unwrap_or_default(),
+        may_upload_to: old
+            .as_ref()
+            .map(|u| u.may_upload_to.clone())
+            .unwrap_or_default(),
+        email: old.map(|u| u.email).unwrap_or_default(),
     };
     state.put(name, &user)?;
     if replaced {
@@ -427,6 +434,46 @@ impl Subscription {
         }
         Ok(())
     }
+}
+
+/// The email addresses of the users subscribed to a source in a distribution (a
+/// subscription's empty source or distribution stands for all), each once.
+pub fn subscribers(
+    state: &StateStore,
+    source: &str,
+    distribution: &str,
+) -> Result<Vec<String>, UsersError> {
+    let mut out: Vec<String> = Vec::new();
+    for (name, list) in state.all::<Vec<Subscription>>()? {
+        let matches = list.iter().any(|s| {
+            (s.source.is_empty() || s.source == source)
+                && (s.distribution.is_empty() || s.distribution == distribution)
+        });
+        if !matches {
+            continue;
+        }
+        if let Some(u) = state.get::<User>(&name)? {
+            if !u.email.is_empty() && !out.contains(&u.email) {
+                out.push(u.email);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether an email address is plain enough to hand to SMTP: `local@domain`, no spaces,
+/// no angle brackets, no control characters, at most 254 bytes.
+pub fn valid_email(a: &str) -> bool {
+    let Some((local, domain)) = a.split_once('@') else {
+        return false;
+    };
+    a.len() <= 254
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && a.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"<>()[]\\,;:\"".contains(&b))
+        && !domain.contains('@')
 }
 
 /// `user`'s subscriptions.

@@ -25,6 +25,7 @@ const LAYERS: &[&str] = &[
     "config",
     "port",
     "build",
+    "mail",
     "keyring_package",
     "settings",
     "setup",

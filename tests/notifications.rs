@@ -1,4 +1,5 @@
-//! Notifications to the outside: webhooks POSTed to a receiver on loopback (Python's
+//! Notifications to the outside: mail to a real SMTP server on loopback (aiosmtpd), and
+//! webhooks POSTed to a receiver on loopback (Python's
 //! `http.server` and `hmac`, an implementation of its own) that checks every signature.
 
 use crate::daemon::{Daemon, generated_uploads, json, put_upload, setup_home, wait_for_events};
@@ -199,4 +200,262 @@ fn webhooks_are_signed_filtered_retried_and_survive_a_restart() {
     let text = std::fs::read_to_string(dir.path().join("received")).unwrap();
     assert!(!text.contains("/other"), "{text}");
     assert_eq!(text.lines().count(), 3, "{text}");
+}
+
+/// Two SMTP servers of aiosmtpd on loopback: in the clear on the first port, and with TLS
+/// from the first byte and AUTH required (user `mbd`, the password in argv) on the second.
+/// Each message taken is one JSON line: port, envelope sender, recipients, content.
+const SMTP_SERVERS: &str = r#"
+import json, ssl, sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+log, plain, tls, cert, key, password = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6].encode()
+class Keep:
+    def __init__(self, port):
+        self.port = port
+    async def handle_DATA(self, server, session, envelope):
+        with open(log, "a") as f:
+            f.write(json.dumps({"port": self.port, "from": envelope.mail_from, "to": envelope.rcpt_tos,
+                                "content": envelope.content.decode()}) + "\n")
+        return "250 OK"
+def check(server, session, envelope, mechanism, auth_data):
+    good = auth_data.login == b"mbd" and auth_data.password == password
+    # A refusal needs its reply spelled out (aiosmtpd 1.4 sends none otherwise).
+    return AuthResult(success=good, handled=False, message=None if good else "535 5.7.8 Authentication credentials invalid")
+context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+context.load_cert_chain(cert, key)
+Controller(Keep(plain), hostname="127.0.0.1", port=plain).start()
+Controller(Keep(tls), hostname="127.0.0.1", port=tls, ssl_context=context, authenticator=check,
+           auth_required=True, auth_require_tls=False).start()
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+"#;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The mails the servers took, once there are `n`.
+fn mails(log: &Path, n: usize, d: &Daemon) -> Vec<serde_json::Value> {
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.lines().count() >= n {
+            return text.lines().map(json).collect();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} of {n} mails:\n{text}\n{}",
+            text.lines().count(),
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Rewrites `[mail]` of the home's settings.
+fn set_mail(home: &Path, mail: toml::Table) {
+    let path = home.join("etc/mbd.toml");
+    let mut settings: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    settings.insert("mail".into(), toml::Value::Table(mail));
+    std::fs::write(&path, toml::to_string(&settings).unwrap()).unwrap();
+}
+
+/// Mail to a real SMTP server (aiosmtpd) on loopback: a REJECTED upload is mailed to the
+/// daemon's notify list, the repository's, and the subscriber who set an address, one mail
+/// each with its reason in the footer; the same over `ssmtp://` (TLS checked against the
+/// server's certificate, AUTH PLAIN); a wrong password is logged as not sent, without the
+/// password, and the decision was made all the same.
+#[test]
+fn mail_reaches_lists_and_subscribers_over_smtp_and_ssmtp() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    // A CA, and the server's certificate for 127.0.0.1 signed by it.
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (ca, ca_key, cert, key, csr) = (
+        p("ca.crt"),
+        p("ca.key"),
+        p("smtp.crt"),
+        p("smtp.key"),
+        p("smtp.csr"),
+    );
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    for args in [
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-subj",
+                "/CN=test CA",
+                "-days",
+                "2",
+                "-keyout",
+                &ca_key,
+                "-out",
+                &ca,
+            ],
+        ]
+        .concat(),
+        [
+            &["req"][..],
+            &ec,
+            &["-subj", "/CN=127.0.0.1", "-keyout", &key, "-out", &csr],
+        ]
+        .concat(),
+    ] {
+        let (ok, out) = crate::util::run(Command::new("openssl").args(&args));
+        assert!(ok, "{out}");
+    }
+    let ext = p("ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n",
+    )
+    .unwrap();
+    let (ok, out) = crate::util::run(Command::new("openssl").args([
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+        "-out",
+        &cert,
+    ]));
+    assert!(ok, "{out}");
+    let (plain, tls) = (free_port(), free_port());
+    let log = dir.path().join("mails");
+    let script = dir.path().join("smtp.py");
+    std::fs::write(&script, SMTP_SERVERS).unwrap();
+    let mut server = Command::new("/usr/bin/python3")
+        .arg(&script)
+        .args([log.to_str().unwrap(), &plain.to_string(), &tls.to_string()])
+        .args([&cert, &key, "the-smtp-password"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(server);
+
+    let mut d = Daemon::start(&home);
+    d.stop();
+    let mail = |smtp: String, extra: &[(&str, &str)]| {
+        let mut m: toml::Table = format!(
+            "smtp = \"{smtp}\"\nfrom = \"mbd@example.org\"\nnotify = [\"admin@example.org\"]\nretry_seconds = 1\n\
+             [repositories.test]\nnotify = [\"qa@example.org\", \"admin@example.org\"]\n"
+        )
+        .parse()
+        .unwrap();
+        for (k, v) in extra {
+            m.insert(k.to_string(), toml::Value::String(v.to_string()));
+        }
+        m
+    };
+    set_mail(&home, mail(format!("smtp://127.0.0.1:{plain}"), &[]));
+    let mut d = Daemon::start(&home);
+    d.api_ok(&["user_add", "ann", "--password", "ann-password-1"]);
+    let ann = Some(("ann", "ann-password-1"));
+    let (ok, out) = d.api_as(ann, &["set_user_email", "ann@example.org"]);
+    assert!(ok, "{out}");
+    let (ok, out) = d.api_as(ann, &["subscribe"]);
+    assert!(ok, "{out}");
+    let uploads = generated_uploads(dir.path(), 3, true);
+    put_upload(&d, &files_ending(&uploads[0], ""));
+    let events = wait_for_events(&d, 1);
+    let mut got = mails(&log, 3, &d);
+    got.sort_by_key(|m| m["to"][0].as_str().unwrap().to_string());
+    let source = events[0]["source"].as_str().unwrap();
+    for (m, (to, why)) in got.iter().zip([
+        ("admin@example.org", "you are on the daemon's notify list"),
+        ("ann@example.org", "you subscribed to"),
+        ("qa@example.org", "you are on repository test's notify list"),
+    ]) {
+        assert_eq!(m["port"], plain);
+        assert_eq!(m["from"], "mbd@example.org");
+        assert_eq!(m["to"], serde_json::json!([to]));
+        let content = m["content"].as_str().unwrap();
+        assert!(
+            content.contains(&format!(
+                "Subject: [mbd-testhost] REJECTED (bookworm-test-unstable): {source} "
+            )),
+            "{content}"
+        );
+        assert!(content.contains(&format!("To: {to}\r\n")), "{content}");
+        assert!(
+            content.contains(&format!("You get this mail because {why}")),
+            "{content}"
+        );
+    }
+    d.stop();
+
+    // TLS from the first byte, the server's certificate checked, AUTH PLAIN.
+    let password = home.join("etc/smtp.password");
+    std::fs::write(&password, "the-smtp-password\n").unwrap();
+    let tls_mail = |password_file: &str| {
+        mail(
+            format!("ssmtp://127.0.0.1:{tls}"),
+            &[
+                ("user", "mbd"),
+                ("password_file", password_file),
+                ("ca_file", &ca),
+            ],
+        )
+    };
+    set_mail(&home, tls_mail("etc/smtp.password"));
+    let mut d = Daemon::start(&home);
+    put_upload(&d, &files_ending(&uploads[1], ""));
+    let got = mails(&log, 6, &d);
+    assert!(got[3..].iter().all(|m| m["port"] == tls), "{got:?}");
+    d.stop();
+
+    // A wrong password: logged as not sent (without the password); the decision stands.
+    std::fs::write(home.join("etc/wrong.password"), "not-the-password\n").unwrap();
+    set_mail(&home, tls_mail("etc/wrong.password"));
+    let d = Daemon::start(&home);
+    put_upload(&d, &files_ending(&uploads[2], ""));
+    wait_for_events(&d, 3);
+    let started = Instant::now();
+    while !d.log().contains("mail not sent") {
+        assert!(started.elapsed() < Duration::from_secs(30), "{}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let daemon_log = d.log();
+    assert!(daemon_log.contains("AUTH PLAIN: 535"), "{daemon_log}");
+    assert!(
+        !daemon_log.contains("not-the-password"),
+        "the password is in the log"
+    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 6);
 }

@@ -27,7 +27,7 @@ mod layers;
 /// The archive's lifecycle: the debmirror export (apt from a static copy; Debian's debmirror),
 /// retiring a codename, debdiff.
 mod lifecycle;
-/// Notifications: webhooks to a receiver on loopback that checks their signatures.
+/// Notifications: mail to a real SMTP server; webhooks to a receiver that checks signatures.
 mod notifications;
 /// The apt of trixie (sqv), sid and bookworm against what the daemon publishes.
 mod releases;

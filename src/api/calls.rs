@@ -447,6 +447,15 @@ pub static CALLS: &[Call] = &[
         run: set_user_key,
     },
     Call {
+        name: "set_user_email",
+        level: Level::Login,
+        changes: true,
+        running: false,
+        doc: "Set the address mail for your subscriptions goes to (empty: none).",
+        args: &[req("email", Kind::Str, "e.g. dev@example.org")],
+        run: set_user_email,
+    },
+    Call {
         name: "subscribe",
         level: Level::Login,
         changes: true,

@@ -443,6 +443,8 @@ pub struct Context {
     pub crontab: crate::crontab::Crontab,
     /// The webhooks and their deliveries' wake-up.
     pub webhooks: crate::webhook::Outbox,
+    /// Mail notifications.
+    pub mail: crate::mail::Mailer,
     /// Where the crontab's time comes from (a file's in tests, see `MBD_TEST_CLOCK`).
     pub clock: std::sync::Arc<dyn crate::crontab::Clock>,
 }
@@ -554,6 +556,7 @@ impl Context {
             events: Default::default(),
             crontab: crate::crontab::Crontab::with_defaults(),
             webhooks: Default::default(),
+            mail: Default::default(),
             clock: std::sync::Arc::new(crate::crontab::SystemClock),
         }
     }
@@ -711,6 +714,24 @@ impl Context {
             .enqueue(self.state(), &event, crate::repo::wall_clock())
         {
             tracing::error!(error = %e, event = %event.id, "queueing webhooks");
+        }
+        let upload = format!("{}_{}", event.source, event.version);
+        let logs: Vec<(String, String)> = crate::build::queue::builds_of(self.state(), &upload)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|b| b.started > 0)
+            .map(|b| {
+                (
+                    b.architecture.clone(),
+                    format!("/logs/{upload}/{}", b.architecture),
+                )
+            })
+            .collect();
+        if let Err(e) = self
+            .mail
+            .enqueue(self.state(), &event, &logs, crate::repo::wall_clock())
+        {
+            tracing::error!(error = %e, event = %event.id, "queueing mail");
         }
         // Nobody listening is fine.
         let _ = self.live.send(event);

@@ -1,7 +1,7 @@
 //! The daemon's timers: deciding uploads that waited (at start, after maintenance), removing
 //! orphaned files from incoming, the home's disk usage (at start, then hourly), and the
 //! internal crontab (every [`CRON_TICK`], its due jobs one after another), and the webhook
-//! deliveries (a thread of their own). Each round runs off the async runtime; a round that panics is logged, counted in `mbd_task_panics_total`,
+//! deliveries and mail (a thread each). Each round runs off the async runtime; a round that panics is logged, counted in `mbd_task_panics_total`,
 //! and the next round runs as usual.
 
 use crate::api::Context;
@@ -85,35 +85,59 @@ pub fn spawn_crontab(ctx: Arc<Context>) {
     });
 }
 
-/// Starts the webhook deliveries: a thread of their own (they wait on the network), woken by
-/// each queued event and otherwise when the next retry is due.
-pub fn spawn_webhooks(ctx: Arc<Context>) {
+/// Starts the webhook deliveries and the mail: a thread each (they wait on the network),
+/// woken by each queued event and otherwise when the next retry is due.
+pub fn spawn_senders(ctx: Arc<Context>) {
+    spawn_sender(
+        ctx.clone(),
+        "webhooks",
+        |c, now| {
+            c.webhooks
+                .deliver_due(c.state(), now)
+                .map_err(|e| e.to_string())
+        },
+        |c, wait| c.webhooks.wait(wait),
+    );
+    spawn_sender(
+        ctx,
+        "mail",
+        |c, now| {
+            c.mail
+                .deliver_due(c.state(), now)
+                .map_err(|e| e.to_string())
+        },
+        |c, wait| c.mail.wait(wait),
+    );
+}
+
+type Round = fn(&Context, i64) -> Result<Option<i64>, String>;
+
+fn spawn_sender(ctx: Arc<Context>, name: &'static str, round: Round, wait: fn(&Context, Duration)) {
     let started = std::thread::Builder::new()
-        .name("webhooks".to_string())
+        .name(name.to_string())
         .spawn(move || {
             loop {
                 let now = crate::repo::wall_clock();
-                let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    ctx.webhooks.deliver_due(ctx.state(), now)
-                }));
-                let next = match round {
+                let ran =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| round(&ctx, now)));
+                let next = match ran {
                     Ok(Ok(next)) => next,
                     Ok(Err(e)) => {
-                        tracing::error!(error = %e, "webhook deliveries");
+                        tracing::error!(error = %e, "{name}");
                         Some(60)
                     }
                     Err(payload) => {
                         ctx.builds.panics.fetch_add(1, Ordering::SeqCst);
                         let why = crate::build::worker::panic_message(&*payload);
-                        tracing::error!(panic = %why, "a webhook round panicked");
+                        tracing::error!(panic = %why, "a {name} round panicked");
                         Some(60)
                     }
                 };
-                let wait = next.map_or(3600, |s| s.clamp(1, 3600));
-                ctx.webhooks.wait(Duration::from_secs(wait as u64));
+                let secs = next.map_or(3600, |s| s.clamp(1, 3600));
+                wait(&ctx, Duration::from_secs(secs as u64));
             }
         });
     if let Err(e) = started {
-        tracing::error!(error = %e, "the webhook thread did not start");
+        tracing::error!(error = %e, "the {name} thread did not start");
     }
 }

@@ -68,6 +68,7 @@ mod tests {
             key_fingerprint: None,
             uploader: Default::default(),
             may_upload_to: Vec::new(),
+            email: String::new(),
         };
         engine
             .put_legacy("user/jane", &serde_json::to_value(&user).unwrap())

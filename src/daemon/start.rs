@@ -327,7 +327,7 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
             std::time::Duration::from_secs(settings.incoming_orphan_age),
         );
         housekeeping::spawn_crontab(ctx.clone());
-        housekeeping::spawn_webhooks(ctx.clone());
+        housekeeping::spawn_senders(ctx.clone());
         let default_chroot = created == Some(true) && opts.default_chroot;
         start_builds(&ctx, &home, &settings, listeners.first, default_chroot)?;
         let url_file = api::client::url_file(&home);
@@ -405,6 +405,21 @@ fn served(
                 path: settings_path(home),
                 reason: e.to_string(),
             })?;
+    let host = match settings.hostname.as_str() {
+        "" => system_hostname(),
+        h => h.to_string(),
+    };
+    ctx.mail = crate::mail::Mailer::load(
+        home,
+        &settings.mail,
+        &ctx.engine().instance().identity,
+        &ctx.url,
+        &host,
+    )
+    .map_err(|e| DaemonError::Settings {
+        path: settings_path(home),
+        reason: e.to_string(),
+    })?;
     if let Some(file) = std::env::var_os("MBD_TEST_CLOCK") {
         tracing::warn!(file = %std::path::Path::new(&file).display(), "test hook MBD_TEST_CLOCK: the crontab's time comes from this file");
         ctx.clock = Arc::new(crate::crontab::FileClock(file.into()));

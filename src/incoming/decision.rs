@@ -591,6 +591,8 @@ impl Decision<'_> {
             version: subject.version.clone(),
             distribution: subject.distribution.clone(),
             reason,
+            changed_by: String::new(),
+            maintainer: String::new(),
         }
     }
 

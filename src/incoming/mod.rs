@@ -113,6 +113,12 @@ pub struct Event {
     pub distribution: String,
     /// Why, for a rejection; what happens next otherwise.
     pub reason: String,
+    /// `Changed-By` and `Maintainer` of an accepted upload's `.changes` (empty otherwise):
+    /// the automatic recipients of mail.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub changed_by: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub maintainer: String,
 }
 
 impl Record for Event {
@@ -465,6 +471,8 @@ mod tests {
             version: "1".into(),
             distribution: "d".into(),
             reason: "r".into(),
+            changed_by: String::new(),
+            maintainer: String::new(),
         };
         state.put(&id, &e).unwrap();
         write_event_file(home, &e).unwrap();

@@ -11,6 +11,8 @@ fn event(id: &str, kind: EventKind, source: &str, dist: &str) -> Event {
         version: "1".into(),
         distribution: dist.to_string(),
         reason: String::new(),
+        changed_by: String::new(),
+        maintainer: String::new(),
     }
 }
 

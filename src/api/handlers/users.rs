@@ -118,6 +118,24 @@ pub(crate) fn uploader_deactivate(ctx: &Context, inv: &Invocation) -> Result<Out
     Output::json(&json!({"user": name, "status": user.uploader.label()}))
 }
 
+pub(crate) fn set_user_email(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let email = inv.args.str("email").trim();
+    if !email.is_empty() && !crate::users::valid_email(email) {
+        return Err(ApiError::BadRequest(format!(
+            "set_user_email: '{email}' is not an address like name@example.org"
+        )));
+    }
+    let _token = ctx.writer();
+    let name = caller(inv)?.name.clone();
+    let mut user = load_user(ctx.state(), &name)?;
+    user.email = email.to_string();
+    ctx.state().put(&name, &user)?;
+    Ok(Output::Text(match email {
+        "" => format!("{name} gets no mail"),
+        e => format!("mail for {name}'s subscriptions goes to {e}"),
+    }))
+}
+
 pub(crate) fn set_user_key(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let _token = ctx.writer();
     let state = ctx.state();

@@ -88,6 +88,12 @@ pub struct Upload {
     pub state: UploadState,
     pub reason: String,
     pub created: i64,
+    /// `Changed-By` of the accepted `.changes` (mail's automatic recipients).
+    #[serde(default)]
+    pub changed_by: String,
+    /// Its `Maintainer`.
+    #[serde(default)]
+    pub maintainer: String,
 }
 
 impl Upload {
@@ -187,6 +193,8 @@ fn event(upload: &Upload, kind: EventKind, reason: String) -> Event {
         version: upload.version.clone(),
         distribution: upload.distribution.clone(),
         reason,
+        changed_by: upload.changed_by.clone(),
+        maintainer: upload.maintainer.clone(),
     }
 }
 
@@ -288,6 +296,8 @@ fn new_upload(id: &str) -> Upload {
         state: UploadState::Building,
         reason: String::new(),
         created: now(),
+        changed_by: String::new(),
+        maintainer: String::new(),
     }
 }
 
@@ -308,6 +318,9 @@ fn plan_one(engine: &Engine, upload: &mut Upload, dir: &Path) -> Result<Vec<Buil
         Changes::read(&dir.join(&changes_name), Trust::Unchecked).map_err(|e| e.to_string())?;
     upload.source = changes.source.clone();
     upload.version = changes.version.to_string();
+    let field = |name: &str| changes.paragraph.get(name).unwrap_or("").trim().to_string();
+    upload.changed_by = field("Changed-By");
+    upload.maintainer = field("Maintainer");
     let wanted = changes.distributions.first().cloned().unwrap_or_default();
     let meta = engine.meta_distributions().unwrap_or_default();
     upload.distribution = meta.get(&wanted).cloned().unwrap_or(wanted);
