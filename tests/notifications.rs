@@ -268,14 +268,14 @@ fn set_mail(home: &Path, mail: toml::Table) {
 
 /// Mail to a real SMTP server (aiosmtpd) on loopback: a REJECTED upload is mailed to the
 /// daemon's notify list, the repository's, and the subscriber who set an address, one mail
-/// each with its reason in the footer; the same over `ssmtp://` (TLS checked against the
-/// server's certificate, AUTH PLAIN); a wrong password is logged as not sent, without the
-/// password, and the decision was made all the same.
+/// each with its reason in the footer, and so is a migration (MIGRATED); the same over
+/// `ssmtp://` (TLS checked against the server's certificate, AUTH PLAIN); a wrong password
+/// is logged as not sent, without the password, and the decision was made all the same.
 #[test]
 fn mail_reaches_lists_and_subscribers_over_smtp_and_ssmtp() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    setup_home(&home);
+    crate::daemon::setup_with_packages(&home);
     // A CA, and the server's certificate for 127.0.0.1 signed by it.
     let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let (ca, ca_key, cert, key, csr) = (
@@ -418,6 +418,16 @@ fn mail_reaches_lists_and_subscribers_over_smtp_and_ssmtp() {
             "{content}"
         );
     }
+    // A migration is mailed too (MIGRATED into the target distribution).
+    d.api_ok(&["migrate", "mbd-hello", "bookworm-test-unstable"]);
+    let got = mails(&log, 6, &d);
+    for m in &got[3..] {
+        let content = m["content"].as_str().unwrap();
+        assert!(
+            content.contains("Subject: [mbd-testhost] MIGRATED (bookworm-test-testing): mbd-hello 1.0-2~test12+1: migrated from bookworm-test-unstable\r\n"),
+            "{content}"
+        );
+    }
     d.stop();
 
     // TLS from the first byte, the server's certificate checked, AUTH PLAIN.
@@ -436,8 +446,8 @@ fn mail_reaches_lists_and_subscribers_over_smtp_and_ssmtp() {
     set_mail(&home, tls_mail("etc/smtp.password"));
     let mut d = Daemon::start(&home);
     put_upload(&d, &files_ending(&uploads[1], ""));
-    let got = mails(&log, 6, &d);
-    assert!(got[3..].iter().all(|m| m["port"] == tls), "{got:?}");
+    let got = mails(&log, 9, &d);
+    assert!(got[6..].iter().all(|m| m["port"] == tls), "{got:?}");
     d.stop();
 
     // A wrong password: logged as not sent (without the password); the decision stands.
@@ -457,5 +467,5 @@ fn mail_reaches_lists_and_subscribers_over_smtp_and_ssmtp() {
         !daemon_log.contains("not-the-password"),
         "the password is in the log"
     );
-    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 6);
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 9);
 }

@@ -368,13 +368,13 @@ pub static CALLS: &[Call] = &[
         level: Level::None,
         changes: false,
         running: false,
-        doc: "Decisions on uploads (REJECTED with the reason, ACCEPTED, PACKAGING, INSTALLED), oldest first.",
+        doc: "Decisions on uploads (REJECTED with the reason, ACCEPTED, PACKAGING, INSTALLED, FAILED) and repository operations (MIGRATED, REMOVED), oldest first.",
         args: &[
             arg(
                 "type",
                 Kind::Str,
                 "",
-                "only this type: REJECTED, ACCEPTED, PACKAGING, BUILDING, BUILT, INSTALLED or FAILED",
+                "only this type: REJECTED, ACCEPTED, PACKAGING, BUILDING, BUILT, INSTALLED, FAILED, MIGRATED or REMOVED",
             ),
             arg("source", Kind::Str, "", "only this source"),
             arg("distribution", Kind::Str, "", "only this distribution"),

@@ -83,6 +83,10 @@ pub enum EventKind {
     Built,
     /// A build, or the upload as a whole, failed (or was cancelled).
     Failed,
+    /// A source migrated into the event's distribution (`migrate`).
+    Migrated,
+    /// A source was removed from the event's distribution (`remove`).
+    Removed,
 }
 
 impl EventKind {
@@ -95,6 +99,8 @@ impl EventKind {
             "BUILDING" => Some(EventKind::Building),
             "BUILT" => Some(EventKind::Built),
             "FAILED" => Some(EventKind::Failed),
+            "MIGRATED" => Some(EventKind::Migrated),
+            "REMOVED" => Some(EventKind::Removed),
             _ => None,
         }
     }
@@ -390,6 +396,31 @@ pub(crate) fn record(state: &StateStore, mut events: Vec<Event>) -> Result<Vec<E
     let items: Vec<(String, &Event)> = events.iter().map(|e| (e.id.clone(), e)).collect();
     state.put_all::<Event, _>(&items)?;
     Ok(events)
+}
+
+/// Records what a repository operation did to a source in a distribution (MIGRATED,
+/// REMOVED) as an event; returns it for announcing.
+pub fn record_operation(
+    state: &StateStore,
+    kind: EventKind,
+    source: &str,
+    version: &str,
+    distribution: &str,
+    reason: String,
+) -> Result<Event, StateError> {
+    let e = Event {
+        id: String::new(),
+        time: 0,
+        kind,
+        file: String::new(),
+        source: source.to_string(),
+        version: version.to_string(),
+        distribution: distribution.to_string(),
+        reason,
+        changed_by: String::new(),
+        maintainer: String::new(),
+    };
+    Ok(record(state, vec![e])?.remove(0))
 }
 
 /// Events at or after `since` (seconds since the epoch), oldest first, filtered. Reads

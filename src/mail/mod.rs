@@ -1,4 +1,5 @@
-//! Mail notifications, as mini-buildd sends them: for REJECTED, FAILED and INSTALLED, one
+//! Mail notifications, as mini-buildd sends them: for REJECTED, FAILED, INSTALLED, MIGRATED
+//! and REMOVED, one
 //! mail per recipient, each address once, with a footer that says why it got the mail.
 //!
 //! Recipients, in this order (an address keeps its first reason): the daemon's `notify` list
@@ -220,7 +221,8 @@ impl Mailer {
         Ok(out)
     }
 
-    /// Queues the mails for an event (REJECTED, FAILED, INSTALLED; when SMTP is set) and
+    /// Queues the mails for an event (REJECTED, FAILED, INSTALLED, MIGRATED, REMOVED; when SMTP
+    /// is set) and
     /// wakes the mail thread; the build logs are listed as `(architecture, log path)`.
     pub fn enqueue(
         &self,
@@ -229,7 +231,13 @@ impl Mailer {
         logs: &[(String, String)],
         now: i64,
     ) -> Result<(), MailError> {
-        let kinds = [EventKind::Rejected, EventKind::Failed, EventKind::Installed];
+        let kinds = [
+            EventKind::Rejected,
+            EventKind::Failed,
+            EventKind::Installed,
+            EventKind::Migrated,
+            EventKind::Removed,
+        ];
         if self.server.is_none() || !kinds.contains(&e.kind) {
             return Ok(());
         }

@@ -2,6 +2,7 @@
 
 use super::status::dput_sections;
 use crate::api::{ApiError, Context, Invocation, Output};
+use crate::incoming::EventKind;
 use std::collections::BTreeMap;
 
 /// Keeps the entries of the requested repositories, codenames and version.
@@ -41,30 +42,67 @@ pub(crate) fn show(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> 
     Output::json(&filter_listing(listing, inv, |e| e.version.as_deref()))
 }
 
+/// The version of `source` in the distribution `dist` (empty if it is not there).
+fn version_in(ctx: &Context, source: &str, dist: &str) -> String {
+    let ls = ctx.engine().ls(source).unwrap_or_default();
+    ls.values()
+        .find_map(|dists| dists.get(dist).and_then(|e| e.version.clone()))
+        .unwrap_or_default()
+}
+
+/// Records and announces what an operation did (MIGRATED, REMOVED events).
+fn announce_operation(
+    ctx: &Context,
+    kind: EventKind,
+    source: &str,
+    version: &str,
+    dist: &str,
+    reason: String,
+) {
+    match crate::incoming::record_operation(ctx.state(), kind, source, version, dist, reason) {
+        Ok(e) => ctx.announce(e),
+        Err(e) => tracing::error!(error = %e, %source, %dist, "recording an operation's event"),
+    }
+}
+
 pub(crate) fn migrate(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let a = &inv.args;
-    let targets = ctx.writer().migrate(
-        a.str("source"),
-        a.str("distribution"),
-        a.bool("full"),
-        a.opt("version"),
-    )?;
+    let (source, from) = (a.str("source"), a.str("distribution"));
+    let targets = ctx
+        .writer()
+        .migrate(source, from, a.bool("full"), a.opt("version"))?;
+    for to in &targets {
+        let version = version_in(ctx, source, to);
+        announce_operation(
+            ctx,
+            EventKind::Migrated,
+            source,
+            &version,
+            to,
+            format!("migrated from {from}"),
+        );
+    }
     Output::json(&targets)
 }
 
 pub(crate) fn remove(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let a = &inv.args;
-    ctx.writer().remove(
-        a.str("source"),
-        a.str("distribution"),
-        a.bool("without_rollback"),
-        a.opt("version"),
-    )?;
-    Ok(Output::Text(format!(
-        "removed {} from {}",
-        a.str("source"),
-        a.str("distribution")
-    )))
+    let (source, dist) = (a.str("source"), a.str("distribution"));
+    let version = a
+        .opt("version")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| version_in(ctx, source, dist), str::to_string);
+    ctx.writer()
+        .remove(source, dist, a.bool("without_rollback"), a.opt("version"))?;
+    announce_operation(
+        ctx,
+        EventKind::Removed,
+        source,
+        &version,
+        dist,
+        format!("removed from {dist}"),
+    );
+    Ok(Output::Text(format!("removed {source} from {dist}")))
 }
 
 pub(crate) fn include(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
