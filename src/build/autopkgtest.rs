@@ -65,8 +65,8 @@ pub struct Run<'a> {
     pub changes: &'a Path,
     /// The schroot chroot of the build.
     pub chroot: &'a str,
-    /// `deb ...` of our target distribution and the file with its key (armored).
-    pub extra_repository: Option<(&'a str, &'a Path)>,
+    /// `deb ...` lines of our repository and the file with its key (armored).
+    pub extra_repositories: (&'a [String], &'a Path),
     /// autopkgtest's output directory (must not exist).
     pub output: PathBuf,
     pub limit: Duration,
@@ -80,10 +80,11 @@ impl Run<'_> {
             format!("--output-dir={}", self.output.display()),
             format!("--timeout-test={}", self.limit.as_secs().max(60)),
         ];
-        if let Some((line, key)) = self.extra_repository {
+        let (lines, key) = self.extra_repositories;
+        if !lines.is_empty() {
             let key =
                 std::fs::read_to_string(key).map_err(|e| format!("{}: {e}", key.display()))?;
-            a.push(format!("--setup-commands={}", setup_commands(line, &key)));
+            a.push(format!("--setup-commands={}", setup_commands(lines, &key)));
         }
         let dir = self.changes.parent().unwrap_or(Path::new("."));
         let text = std::fs::read_to_string(self.changes)
@@ -115,15 +116,19 @@ fn debs_of(changes: &str) -> Vec<String> {
 }
 
 /// Shell run in the testbed before the tests: our repository, trusted by its key only.
-fn setup_commands(line: &str, key: &str) -> String {
-    let line = match line.strip_prefix("deb ") {
-        Some(rest) => format!("deb [signed-by=/etc/apt/keyrings/mbd-archive.asc] {rest}"),
-        None => line.to_string(),
-    };
+fn setup_commands(lines: &[String], key: &str) -> String {
+    let lines: Vec<String> = lines
+        .iter()
+        .map(|line| match line.strip_prefix("deb ") {
+            Some(rest) => format!("deb [signed-by=/etc/apt/keyrings/mbd-archive.asc] {rest}"),
+            None => line.to_string(),
+        })
+        .map(|l| l.replace('\'', ""))
+        .collect();
     format!(
-        "mkdir -p /etc/apt/keyrings && cat > /etc/apt/keyrings/mbd-archive.asc <<'MBD_KEY_END'\n{}\nMBD_KEY_END\necho '{}' > /etc/apt/sources.list.d/mbd.list && apt-get update",
+        "mkdir -p /etc/apt/keyrings && cat > /etc/apt/keyrings/mbd-archive.asc <<'MBD_KEY_END'\n{}\nMBD_KEY_END\nprintf '%s\\n' '{}' > /etc/apt/sources.list.d/mbd.list && apt-get update",
         key.trim_end(),
-        line.replace('\'', "")
+        lines.join("' '")
     )
 }
 
@@ -207,10 +212,13 @@ mod tests {
     #[test]
     fn the_testbed_trusts_our_repository_by_its_key_only() {
         let s = setup_commands(
-            "deb http://127.0.0.1:8066/repositories/test bookworm-test-unstable main",
+            &[
+                "deb http://127.0.0.1:8066/repositories/test bookworm-test-unstable main".into(),
+                "deb http://127.0.0.1:8066/repositories/test bookworm-test-stable main".into(),
+            ],
             "-----BEGIN PGP PUBLIC KEY BLOCK-----\nabc\n-----END PGP PUBLIC KEY BLOCK-----\n",
         );
-        assert!(s.contains("deb [signed-by=/etc/apt/keyrings/mbd-archive.asc] http://127.0.0.1:8066/repositories/test bookworm-test-unstable main"));
+        assert!(s.contains("printf '%s\\n' 'deb [signed-by=/etc/apt/keyrings/mbd-archive.asc] http://127.0.0.1:8066/repositories/test bookworm-test-unstable main' 'deb [signed-by=/etc/apt/keyrings/mbd-archive.asc] http://127.0.0.1:8066/repositories/test bookworm-test-stable main' > /etc/apt/sources.list.d/mbd.list"), "{s}");
         assert!(s.contains("<<'MBD_KEY_END'\n-----BEGIN PGP PUBLIC KEY BLOCK-----\nabc\n-----END PGP PUBLIC KEY BLOCK-----\nMBD_KEY_END\n"));
     }
 }

@@ -21,7 +21,7 @@ pub struct Invocation {
     /// The schroot chroot.
     pub chroot: String,
     /// `deb ...` line of our own repository for the target distribution.
-    pub extra_repository: Option<String>,
+    pub extra_repositories: Vec<String>,
     /// File with the archive's public key (armored) that signs it.
     pub extra_repository_key: Option<PathBuf>,
     /// Parallel jobs (`--jobs`, `DEB_BUILD_OPTIONS=parallel=N`).
@@ -90,7 +90,7 @@ impl Invocation {
         if !self.profiles.is_empty() {
             a.push(format!("--profiles={}", self.profiles.join(",")));
         }
-        if let Some(repo) = &self.extra_repository {
+        for repo in &self.extra_repositories {
             a.push(format!("--extra-repository={repo}"));
         }
         if let Some(key) = &self.extra_repository_key {
@@ -351,9 +351,9 @@ mod tests {
             architecture: "amd64".into(),
             arch_all: true,
             chroot: "mbd-bookworm-amd64".into(),
-            extra_repository: Some(
+            extra_repositories: vec![
                 "deb http://127.0.0.1:8066/repositories/test bookworm-test-unstable main".into(),
-            ),
+            ],
             extra_repository_key: Some("/h/var/builds/k.asc".into()),
             jobs: 2,
             deb_build_options: vec!["nocheck".into(), "parallel=9".into()],

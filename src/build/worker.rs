@@ -450,7 +450,7 @@ impl Builder for Sbuild {
             architecture: job.build.architecture.clone(),
             arch_all: job.build.arch_all,
             chroot: job.chroot.clone(),
-            extra_repository: job.extra_repository.clone(),
+            extra_repositories: job.extra_repositories.clone(),
             extra_repository_key: Some(self.key_file()),
             jobs: self.jobs,
             deb_build_options,
@@ -502,7 +502,7 @@ impl Builder for Sbuild {
             dsc: &inv.dsc,
             changes: &changes,
             chroot: &job.chroot,
-            extra_repository: job.extra_repository.as_deref().map(|l| (l, key.as_path())),
+            extra_repositories: (&job.extra_repositories, key.as_path()),
             output: job.dir.join("autopkgtest"),
             limit: self.limit,
         };

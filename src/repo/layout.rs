@@ -47,6 +47,28 @@ impl Layout {
         self.suites.iter().find(|s| s.name == name)
     }
 
+    /// The suites a build for `suite` installs its build-dependencies from, as mini-buildd
+    /// gives them to sbuild: the suite itself and the whole chain it migrates to (unstable →
+    /// testing → stable); for an experimental suite, itself and every non-experimental one.
+    pub fn build_suites<'a>(&'a self, suite: &'a SuiteOptions) -> Vec<&'a SuiteOptions> {
+        if suite.experimental {
+            let others = self.suites.iter().filter(|s| !s.experimental);
+            return std::iter::once(suite).chain(others).collect();
+        }
+        let mut out = vec![suite];
+        while let Some(next) = out
+            .last()
+            .and_then(|s| s.migrates_to.as_deref())
+            .and_then(|n| self.suite(n))
+        {
+            if out.iter().any(|s| s.name == next.name) || out.len() > self.suites.len() {
+                break;
+            }
+            out.push(next);
+        }
+        out
+    }
+
     /// Checks the rules mini-buildd enforces on suite options.
     pub fn validate(&self) -> Result<(), LayoutError> {
         let err = |reason: String| LayoutError {
@@ -229,6 +251,28 @@ pub fn builtin() -> Vec<Layout> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn builds_see_their_suite_and_where_it_migrates_or_all_stable_ones() {
+        let l = builtin().into_iter().find(|l| l.name == "Default").unwrap();
+        let names = |suite: &str| -> Vec<String> {
+            l.build_suites(l.suite(suite).unwrap())
+                .iter()
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        assert_eq!(names("unstable"), ["unstable", "testing", "stable"]);
+        assert_eq!(names("hotfix"), ["hotfix", "stable"]);
+        assert_eq!(names("stable"), ["stable"]);
+        assert_eq!(
+            names("experimental"),
+            ["experimental", "stable", "hotfix", "testing", "unstable"]
+        );
+        assert_eq!(
+            names("snapshot"),
+            ["snapshot", "stable", "hotfix", "testing", "unstable"]
+        );
+    }
+
     use super::*;
 
     #[test]

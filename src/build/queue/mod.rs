@@ -122,7 +122,9 @@ pub struct Job {
     pub chroot: String,
     pub codename: String,
     /// `deb ...` of the target distribution, for build-dependencies from our repository.
-    pub extra_repository: Option<String>,
+    /// `deb` lines of our repository the build installs from: the target distribution and
+    /// the ones its suite builds against ([`crate::repo::layout::Layout::build_suites`]).
+    pub extra_repositories: Vec<String>,
     /// The distribution's defaults for its builds.
     pub options: crate::repo::distribution::BuildOptions,
     /// The distribution's extra sources the chroot does not carry (below
@@ -403,10 +405,19 @@ pub fn start_next(
                 log: dirs.log(&upload.id, &build.architecture),
                 chroot: super::chroot::schroot_name(&dirs.home, &chroot_id),
                 codename,
-                extra_repository: Some(format!(
-                    "deb {local_url}/repositories/{} {} {components}",
-                    resolved.repository.identity, upload.distribution
-                )),
+                extra_repositories: resolved
+                    .layout
+                    .build_suites(&resolved.suite)
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "deb {local_url}/repositories/{repo} {}-{repo}-{} {components}",
+                            resolved.distribution.codename,
+                            s.name,
+                            repo = resolved.repository.identity,
+                        )
+                    })
+                    .collect(),
                 options: resolved.distribution.build.clone(),
                 pinned: crate::config::pinned_sources(state, &resolved.distribution)
                     .unwrap_or_else(|e| {

@@ -117,9 +117,14 @@ fn builds_run_in_architecture_order_and_install_when_the_mandatory_ones_succeed(
         .unwrap();
     assert_eq!(kinds(&e), [EventKind::Building]);
     assert_eq!(first.build.architecture, "amd64");
+    // Unstable builds against unstable and the suites it migrates to.
     assert_eq!(
-        first.extra_repository.as_deref(),
-        Some("deb http://127.0.0.1:1/repositories/test bookworm-test-unstable main")
+        first.extra_repositories,
+        [
+            "deb http://127.0.0.1:1/repositories/test bookworm-test-unstable main",
+            "deb http://127.0.0.1:1/repositories/test bookworm-test-testing main",
+            "deb http://127.0.0.1:1/repositories/test bookworm-test-stable main",
+        ]
     );
     // The home's own schroot name.
     assert_eq!(
