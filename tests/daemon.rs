@@ -1001,7 +1001,7 @@ fn web_ui_in_headless_chromium_log_in_migrate_and_see_it_in_testing() {
             .arg(&shots),
     );
     assert!(ok && out.contains("click path ok"), "{out}\n{}", d.log());
-    for name in ["home", "repository", "package"] {
+    for name in ["home", "repository", "package", "live"] {
         let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap();
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{name}.png");
         assert!(png.len() > 10_000, "{name}.png is only {} bytes", png.len());
@@ -2473,4 +2473,81 @@ fn bad_build_and_tls_settings_stop_the_start_naming_the_file() {
         // Nothing was served.
         assert!(!home.join("var/run/http.url").exists());
     }
+}
+
+/// Long lists page: the home page's upload decisions 20 at a time and the builds page's
+/// uploads 25 at a time, with newer/older links; times read as UTC dates with a relative
+/// hint, builds with their arrival.
+#[test]
+fn long_lists_page_and_times_read_as_dates() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    setup_home(&home);
+    let d = Daemon::start(&home);
+    // Source uploads are accepted and wait for a chroot: 30 in the build queue.
+    let uploads = generated_uploads(dir.path(), 30, false);
+    for u in &uploads {
+        put_upload(&d, &crate::util::files_ending(u, ""));
+    }
+    let events = wait_for_events(&d, 30);
+    let started = Instant::now();
+    while json(&d.api_ok(&["builds"])).as_array().unwrap().len() < 30 {
+        assert!(started.elapsed() < Duration::from_secs(60), "{}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let page = |path: &str| {
+        let (code, _, body) = d.get(path, &[]);
+        assert_eq!(code, 200, "{path}");
+        String::from_utf8(body).unwrap()
+    };
+    let rows = |html: &str, table: &str| {
+        let t = html
+            .split(&format!("<table id=\"{table}\">"))
+            .nth(1)
+            .unwrap();
+        t.split("</table>")
+            .next()
+            .unwrap()
+            .matches("<tr><td>")
+            .count()
+    };
+    let decisions = json(&d.api_ok(&["events"])).as_array().unwrap().len();
+    assert!(decisions >= 30, "{events:?}");
+    let first = page("/");
+    assert_eq!(rows(&first, "uploads"), 20);
+    assert!(first.contains("<a href=\"/?page=1\">older</a>") && !first.contains(">newer<"));
+    let last_page = (decisions - 1) / 20;
+    let last = page(&format!("/?page={last_page}"));
+    assert_eq!(rows(&last, "uploads"), decisions - 20 * last_page);
+    assert!(last.contains(&format!("<a href=\"/?page={}\">newer</a>", last_page - 1)));
+    assert!(!last.contains(">older<"));
+    let re = regex::Regex::new(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d UTC, (just now|\d+ min ago)</td>")
+        .unwrap();
+    assert_eq!(re.find_iter(&first).count(), 20, "{first}");
+
+    let builds = page("/ui/builds");
+    assert_eq!(rows(&builds, "builds"), 25);
+    assert!(builds.contains("Page 1 of 2") && builds.contains("href=\"/ui/builds?page=1\">older"));
+    let older = page("/ui/builds?page=1");
+    assert_eq!(rows(&older, "builds"), 5);
+    assert!(older.contains("Page 2 of 2") && older.contains("href=\"/ui/builds?page=0\">newer"));
+    // Together the pages list every upload once.
+    let sources = regex::Regex::new(r#"/ui/package/(mbd-load-\d+)""#).unwrap();
+    let mut listed: Vec<String> = [&builds, &older]
+        .iter()
+        .flat_map(|html| sources.captures_iter(html).map(|c| c[1].to_string()))
+        .collect();
+    listed.sort();
+    listed.dedup();
+    assert_eq!(listed.len(), 30, "{listed:?}");
+    // Every page loads the live script, which the policy allows from here only.
+    let (_, head, _) = d.get("/", &[]);
+    assert!(
+        head.contains("script-src 'self'; connect-src 'self'"),
+        "{head}"
+    );
+    assert!(first.contains("<script src=\"/static/live.js\" defer></script>"));
+    let (code, _, js) = d.get("/static/live.js", &[]);
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&js).contains("new EventSource(\"/api/events/stream\")"));
 }

@@ -305,18 +305,31 @@ pub fn utc(t: i64) -> String {
     )
 }
 
-/// `2026-12-06 03:00:00 UTC, in 2 h` (or `, 5 min ago`): a time with a hint relative to `now`.
+/// `2026-12-06 03:00 UTC, in 2 h` (or `, 5 min ago`): a time to the minute with a hint
+/// relative to `now`, as the web UI shows times.
 pub fn utc_relative(t: i64, now: i64) -> String {
     let d = (t - now).abs();
+    // `YYYY-MM-DD HH:MM` of `YYYY-MM-DD HH:MM:SS UTC`.
+    let at = format!("{} UTC", &utc(t)[..16]);
     let span = match d {
-        0..60 => format!("{d} s"),
+        0..60 => return format!("{at}, just now"),
         60..7200 => format!("{} min", d / 60),
         7200..172_800 => format!("{} h", d / 3600),
         _ => format!("{} days", d / 86_400),
     };
     match t >= now {
-        true => format!("{}, in {span}", utc(t)),
-        false => format!("{}, {span} ago", utc(t)),
+        true => format!("{at}, in {span}"),
+        false => format!("{at}, {span} ago"),
+    }
+}
+
+/// `1 min 12 s`, `40 s`, `2 h 5 min`: a duration in seconds as people read it.
+pub fn duration(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, s / 60 % 60),
     }
 }
 

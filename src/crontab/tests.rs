@@ -237,3 +237,23 @@ fn the_default_schedules_parse() {
     let listing = Crontab::with_defaults().listing(&h.state, SUNDAY).unwrap();
     assert!(listing.iter().all(|j| j.next.is_some()), "{listing:?}");
 }
+
+#[test]
+fn times_read_as_people_read_them() {
+    let t = SUNDAY + 15 * 3600 + 53 * 60;
+    assert_eq!(utc(t), "2026-12-06 15:53:00 UTC");
+    assert_eq!(utc_relative(t, t + 185), "2026-12-06 15:53 UTC, 3 min ago");
+    assert_eq!(utc_relative(t, t + 20), "2026-12-06 15:53 UTC, just now");
+    assert_eq!(utc_relative(t, t - 20), "2026-12-06 15:53 UTC, just now");
+    assert_eq!(
+        utc_relative(t, t - 3 * 3600),
+        "2026-12-06 15:53 UTC, in 3 h"
+    );
+    assert_eq!(
+        utc_relative(t, t + 3 * DAY),
+        "2026-12-06 15:53 UTC, 3 days ago"
+    );
+    assert_eq!(duration(40), "40 s");
+    assert_eq!(duration(72), "1 min 12 s");
+    assert_eq!(duration(2 * 3600 + 300), "2 h 5 min");
+}

@@ -95,6 +95,7 @@ fn router(state: AppState) -> Router {
         .route("/ui/builds", get(ui::builds))
         .route("/ui/setup", get(ui::setup))
         .route("/ui/crontab", get(ui::crontab))
+        .route("/static/live.js", get(ui::live_js))
         .route("/ui/repository/{id}", get(ui::repository))
         .route("/ui/dist/{dist}", get(ui::dist))
         .route("/ui/package/{source}", get(ui::package))

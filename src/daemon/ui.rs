@@ -36,6 +36,12 @@ fn templates() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
+        // Times as "2026-12-02 15:53 UTC, 3 min ago"; durations as "1 min 12 s".
+        env.add_filter("when", |t: i64| match t {
+            0 => "—".to_string(),
+            t => crate::crontab::utc_relative(t, crate::repo::wall_clock()),
+        });
+        env.add_filter("duration", crate::crontab::duration);
         for (name, text) in TEMPLATES {
             env.add_template(name, text)
                 .unwrap_or_else(|e| panic!("template {name}: {e}"));
@@ -45,8 +51,9 @@ fn templates() -> &'static Environment<'static> {
 }
 
 /// The web UI's Content-Security-Policy: nothing but the base template's one inline style
-/// (allowed by its SHA-256), images from here, forms posting only here, no script, no
-/// framing.
+/// (allowed by its SHA-256), images from here, forms posting only here, scripts only from
+/// here (`/static/live.js`, no inline script) and connections only here (its event stream),
+/// no framing.
 pub fn content_policy() -> axum::http::HeaderValue {
     static POLICY: OnceLock<axum::http::HeaderValue> = OnceLock::new();
     POLICY
@@ -60,7 +67,7 @@ pub fn content_policy() -> axum::http::HeaderValue {
             let hash = base64::engine::general_purpose::STANDARD
                 .encode(sha2::Sha256::digest(style.as_bytes()));
             let policy = format!(
-                "default-src 'none'; style-src 'sha256-{hash}'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+                "default-src 'none'; style-src 'sha256-{hash}'; img-src 'self'; script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
             );
             axum::http::HeaderValue::from_str(&policy).expect("a policy is ASCII")
         })
@@ -167,7 +174,16 @@ fn error_page(e: &ApiError, base: Value) -> Response {
 #[derive(serde::Deserialize, Default)]
 pub struct MessageQuery {
     message: Option<String>,
+    /// The page of upload decisions (0: the newest [`DECISIONS_PER_PAGE`]).
+    #[serde(default)]
+    page: usize,
 }
+
+/// How many upload decisions a page of the home page shows.
+const DECISIONS_PER_PAGE: usize = 20;
+
+/// The most decisions the home page pages back through (retention keeps 1000 by default).
+const DECISIONS_PAGED: usize = 2000;
 
 pub async fn home(
     State(state): State<AppState>,
@@ -185,7 +201,14 @@ pub async fn home(
             .cloned()
             .collect();
         let running = ctx.is_running();
-        let uploads = crate::incoming::latest_events(ctx.state(), 20)?;
+        let page = q.page.min(DECISIONS_PAGED / DECISIONS_PER_PAGE);
+        let newest = crate::incoming::latest_events(ctx.state(), (page + 1) * DECISIONS_PER_PAGE + 1)?;
+        let older = newest.len() > (page + 1) * DECISIONS_PER_PAGE;
+        let uploads: Vec<_> = newest
+            .into_iter()
+            .skip(page * DECISIONS_PER_PAGE)
+            .take(DECISIONS_PER_PAGE)
+            .collect();
         Ok((
             "home.html",
             context! {
@@ -214,6 +237,8 @@ pub async fn home(
                 )),
                 events => Value::from(Serde(&events)),
                 uploads => Value::from(Serde(&uploads)),
+                page => page,
+                older => older,
                 message => q.message,
             },
         ))
@@ -221,14 +246,34 @@ pub async fn home(
     .await
 }
 
-/// The builds page: chroots, then every upload in the build queue with its builds.
-pub async fn builds(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// How many uploads a page of the builds page shows.
+const BUILDS_PER_PAGE: usize = 25;
+
+/// `?page=N` of a paged list (0 is the newest).
+#[derive(serde::Deserialize, Default)]
+pub struct PageQuery {
+    #[serde(default)]
+    page: usize,
+}
+
+/// The builds page: chroots, then the uploads in the build queue with their builds, newest
+/// first, [`BUILDS_PER_PAGE`] a page.
+pub async fn builds(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<PageQuery>,
+    headers: HeaderMap,
+) -> Response {
     page(state, headers, move |ctx, _| {
         let chroots = crate::build::chroot::all(ctx.state())?;
         let mut uploads = Vec::new();
-        for (u, builds) in crate::build::queue::overview(ctx.state())?
+        let all = crate::build::queue::overview(ctx.state())?;
+        let pages = all.len().div_ceil(BUILDS_PER_PAGE).max(1);
+        let now = crate::repo::wall_clock();
+        for (u, builds) in all
             .into_iter()
             .rev()
+            .skip(q.page * BUILDS_PER_PAGE)
+            .take(BUILDS_PER_PAGE)
         {
             let builds: Vec<Value> = builds
                 .into_values()
@@ -239,6 +284,12 @@ pub async fn builds(State(state): State<AppState>, headers: HeaderMap) -> Respon
                         status => b.status.clone(),
                         optional => b.optional,
                         log => format!("/logs/{}/{}", u.id, b.architecture),
+                        started => b.started,
+                        took => match (b.started, b.finished) {
+                            (0, _) => String::new(),
+                            (s, 0) => format!("running for {}", crate::crontab::duration(now - s)),
+                            (s, f) => format!("took {}", crate::crontab::duration(f - s)),
+                        },
                     }
                 })
                 .collect();
@@ -249,6 +300,7 @@ pub async fn builds(State(state): State<AppState>, headers: HeaderMap) -> Respon
                 distribution => u.distribution.clone(),
                 state => Value::from(Serde(u.state)),
                 reason => u.reason.clone(),
+                created => u.created,
                 builds => builds,
             });
         }
@@ -258,6 +310,8 @@ pub async fn builds(State(state): State<AppState>, headers: HeaderMap) -> Respon
                 chroots => Value::from(Serde(&chroots)),
                 uploads => uploads,
                 load => format!("{:.2}", ctx.builds.load(ctx.is_running())),
+                page => q.page,
+                pages => pages,
             },
         ))
     })
@@ -662,6 +716,18 @@ pub async fn logout(
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r
+}
+
+/// `/static/live.js`: the live update of the parts of a page marked `data-live`.
+pub async fn live_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        include_str!("static/live.js"),
+    )
+        .into_response()
 }
 
 #[cfg(test)]

@@ -1,12 +1,18 @@
 #!/usr/bin/python3
 """Drives mbd's web UI in a real headless Chromium: log in, open the repository, the
-distribution and the package, migrate it, and see it in the target suite. Saves a screenshot
-of each page into OUTDIR. Usage: click_path.py URL USER PASSWORD OUTDIR"""
+distribution and the package, migrate it, and see it in the target suite; then watch the home
+page update itself when the next migration happens. Saves a screenshot of each page into
+OUTDIR. Usage: click_path.py URL USER PASSWORD OUTDIR"""
+import base64
+import re
 import sys
+import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 url, user, password, outdir = sys.argv[1:5]
 options = webdriver.ChromeOptions()
@@ -47,6 +53,24 @@ try:
     driver.get(url + "/")
     events = driver.find_element(By.ID, "events").text
     assert "migrate" in events and user in events, events
+    # Live: the home page follows the event stream, without a reload (the marker set in
+    # the page survives), and shows times as dates in UTC with a relative hint.
+    driver.get(url + "/")
+    WebDriverWait(driver, 20).until(
+        lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("data-live-stream") == "open")
+    driver.execute_script("window.mbdMarker = 42;")
+    form = b"source=mbd-hello&distribution=bookworm-test-testing"
+    request = urllib.request.Request(url + "/api/migrate", data=form, method="POST")
+    request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    urllib.request.urlopen(request).read()
+    # The table is replaced under the reader's feet: a stale element is read again.
+    WebDriverWait(driver, 20, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: "bookworm-test-stable" in d.find_element(By.ID, "uploads").text)
+    assert driver.execute_script("return window.mbdMarker") == 42, "the page was reloaded"
+    uploads = driver.find_element(By.ID, "uploads").text
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC, (just now|\d+ min ago)", uploads), uploads
+    driver.save_screenshot(f"{outdir}/live.png")
     driver.find_element(By.ID, "logout").click()
     driver.find_element(By.ID, "login-link")  # waits for the page after logging out
     print("click path ok")
