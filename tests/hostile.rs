@@ -52,7 +52,8 @@ fn put_streamed(d: &Daemon, name: &str, len: u64, headers: &str, byte: u8) -> (u
 /// An HTML file planted in the pool (as a `.dsc` could list one) is served as an opaque
 /// download with `nosniff` and a sandbox, on the connection's own path and through the
 /// router; the web UI's pages carry a content policy that allows their one inline style
-/// (by its hash) and nothing else, and refuse framing.
+/// (by its hash), scripts only from the daemon (no inline script) and nothing else, and
+/// refuse framing.
 #[test]
 fn pool_files_are_never_html_and_pages_carry_a_content_policy() {
     let dir = tempfile::tempdir().unwrap();
@@ -112,7 +113,17 @@ fn pool_files_are_never_html_and_pages_carry_a_content_policy() {
         policy.contains(&format!("style-src 'sha256-{hash}'")),
         "the policy does not allow the page's own style: {policy}"
     );
-    assert!(policy.contains("default-src 'none'") && !policy.contains("script-src"));
+    // Scripts only from the daemon itself (the live-update script), never inline.
+    assert!(policy.contains("default-src 'none'") && policy.contains("script-src 'self';"));
+    assert!(
+        !policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"),
+        "{policy}"
+    );
+    assert!(
+        page.match_indices("<script")
+            .all(|(i, _)| page[i..].starts_with("<script src=\"/static/")),
+        "an inline script in the page: {page}"
+    );
     assert_eq!(header(&head, "x-frame-options"), Some("DENY"));
     assert_eq!(header(&head, "x-content-type-options"), Some("nosniff"));
 }
