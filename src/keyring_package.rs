@@ -70,15 +70,7 @@ fn upload_one(
     let r = crate::port::uploadable(engine, dist, "keyring_packages")?;
     let id = engine.instance().identity.clone();
     let name = format!("{}-archive-keyring", id.to_ascii_lowercase());
-    let (stamp, date) = crate::port::stamps(now);
-    let version = format!(
-        "{stamp}{}",
-        r.layout.default_version(
-            &r.suite,
-            &r.repository.identity,
-            &r.distribution.codeversion
-        )
-    );
+    let (version, date) = crate::port::stamped_version(&r, now);
     let work = Workdir::new(engine.home())?;
     let tree = work.path().join("src");
     let write = |rel: &str, data: &[u8]| -> Result<(), PortError> {

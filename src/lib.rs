@@ -26,6 +26,7 @@ pub mod settings;
 pub mod setup;
 pub mod state;
 pub mod status;
+pub mod test_packages;
 pub mod users;
 pub mod version;
 pub mod webhook;

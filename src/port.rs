@@ -290,6 +290,18 @@ pub(crate) fn uploadable(
     Ok(r)
 }
 
+/// The version of a package the daemon makes itself (keyring and test packages): a UTC
+/// timestamp with the suite's default appendix; and the changelog's date.
+pub(crate) fn stamped_version(r: &crate::repo::Resolved, now: i64) -> (String, String) {
+    let (stamp, date) = stamps(now);
+    let appendix = r.layout.default_version(
+        &r.suite,
+        &r.repository.identity,
+        &r.distribution.codeversion,
+    );
+    (format!("{stamp}{appendix}"), date)
+}
+
 /// An external port: the source package at `dsc_url` (fetched with the files it lists,
 /// checksums verified; its signature must be by one of the target repository's uploaders
 /// unless `allow_unauthenticated`) becomes an upload to `to` with the target's default

@@ -838,6 +838,46 @@ fn a_source_upload_ends_as_installed_binaries_built_by_sbuild() {
     let (ok, out) = apt.get(&["install", "-y", "mbd-hello=1.0-2~test12+1"]);
     assert!(ok, "apt-get install: {out}");
 
+    // The test packages through the normal path, to every repository's experimental
+    // distribution: archall and cpp INSTALLED, ftbfs FAILED (--with-check waits and checks).
+    let checked = json(&d.api_ok(&["test_packages", "--with-check"]));
+    let mut results: Vec<(String, String, String)> = checked
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let field = |k: &str| r[k].as_str().unwrap().to_string();
+            (field("distribution"), field("source"), field("result"))
+        })
+        .collect();
+    results.sort();
+    let dists: Vec<&String> = results.iter().map(|r| &r.0).step_by(3).collect();
+    assert!(
+        dists.contains(&&format!("{codename}-test-experimental")),
+        "{checked}"
+    );
+    for (n, (dist, source, result)) in results.iter().enumerate() {
+        let want = [
+            ("mbd-test-archall", "INSTALLED"),
+            ("mbd-test-cpp", "INSTALLED"),
+            ("mbd-test-ftbfs", "FAILED"),
+        ][n % 3];
+        assert_eq!(
+            (source.as_str(), result.as_str()),
+            want,
+            "{dist}: {checked}"
+        );
+        assert!(dist.ends_with("-experimental"), "{checked}");
+    }
+    let builds = json(&d.api_ok(&["builds", "--source", "mbd-test-cpp"]));
+    let log = served_log(&d, &builds[0]["builds"]["amd64"]);
+    assert!(
+        log.contains("mbd-test-cpp works"),
+        "the program's check is not in the log:\n{log}"
+    );
+    let (ok, out) = d.api(&["test_packages", "--sources", "mbd-test-nope"]);
+    assert!(!ok && out.contains("no template 'mbd-test-nope'"), "{out}");
+
     // Removing the chroot takes its schroot configuration and files.
     d.api_ok(&["chroot_remove", &chroot_id]);
     assert!(!conf.exists());

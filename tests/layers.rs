@@ -27,6 +27,7 @@ const LAYERS: &[&str] = &[
     "build",
     "mail",
     "keyring_package",
+    "test_packages",
     "settings",
     "setup",
     "crontab",

@@ -328,6 +328,29 @@ pub static CALLS: &[Call] = &[
         run: webhooks,
     },
     Call {
+        name: "test_packages",
+        level: Level::Admin,
+        changes: true,
+        running: true,
+        doc: "Upload the test packages (mbd-test-archall, mbd-test-cpp, mbd-test-ftbfs), made from templates and signed by the archive key, through the normal path; with --with-check, wait and fail unless archall and cpp are INSTALLED and ftbfs FAILED.",
+        args: &[
+            arg("sources", Kind::List, "", "templates (default: all three)"),
+            arg(
+                "distributions",
+                Kind::List,
+                "",
+                "distributions (default: every experimental distribution of every active repository)",
+            ),
+            arg(
+                "with_check",
+                Kind::Bool,
+                "false",
+                "wait for the results and check them",
+            ),
+        ],
+        run: test_packages,
+    },
+    Call {
         name: "crontab",
         level: Level::None,
         changes: false,

@@ -214,6 +214,67 @@ pub(crate) fn keyring_packages(ctx: &Context, inv: &Invocation) -> Result<Output
     Output::json(&uploads)
 }
 
+/// How long `test_packages --with-check` waits for the builds.
+const TEST_PACKAGES_WAIT: std::time::Duration = std::time::Duration::from_secs(3 * 3600);
+
+pub(crate) fn test_packages(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
+    let a = &inv.args;
+    // Making the packages runs on the reader: it writes only to incoming.
+    let uploads = crate::test_packages::upload_all(
+        ctx.engine(),
+        &ctx.incoming,
+        a.list("sources"),
+        a.list("distributions"),
+        // The wall clock, not SOURCE_DATE_EPOCH: each run needs versions of its own.
+        crate::repo::wall_clock(),
+    )?;
+    for u in &uploads {
+        ctx.process_uploads(Some(&u.changes));
+    }
+    if !a.bool("with_check") {
+        return Output::json(&uploads);
+    }
+    let started = std::time::Instant::now();
+    let mut results = Vec::new();
+    for u in &uploads {
+        let event = loop {
+            if let Some(e) = crate::test_packages::outcome(ctx.state(), u)? {
+                break e;
+            }
+            if started.elapsed() > TEST_PACKAGES_WAIT {
+                return Err(ApiError::Unavailable(format!(
+                    "test_packages: {} {} has no result after {} s",
+                    u.source,
+                    u.version,
+                    TEST_PACKAGES_WAIT.as_secs()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        };
+        let ok = crate::test_packages::as_expected(&u.source, event.kind);
+        results.push((u, event, ok));
+    }
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|(_, _, ok)| !ok)
+        .map(|(u, e, _)| format!("{} {}: {:?} ({})", u.source, u.version, e.kind, e.reason))
+        .collect();
+    if !failed.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "test_packages: not as expected (archall and cpp INSTALLED, ftbfs FAILED): {}",
+            failed.join("; ")
+        )));
+    }
+    Output::json(
+        &results
+            .iter()
+            .map(|(u, e, _)| {
+                serde_json::json!({"source": u.source, "version": u.version, "distribution": u.distribution, "result": e.kind})
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
 pub(crate) fn port_ext(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let a = &inv.args;
     // Fetching and dpkg-source run on the reader: a port writes only to incoming.
