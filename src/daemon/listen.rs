@@ -69,7 +69,7 @@ impl Listeners {
     /// Serves `app` on every HTTP and HTTPS endpoint until SIGTERM or SIGINT, then lets the
     /// requests in flight finish. Plain-HTTP connections start in [`connection::serve`]
     /// (published files sent by the kernel); HTTPS ones go to the router directly.
-    pub async fn serve(self, app: Router, state: AppState) {
+    pub async fn serve(self, app: Router, state: AppState, signals: ShutdownSignals) {
         let (stop, _) = tokio::sync::watch::channel(false);
         let mut servers = Vec::new();
         for l in self.http {
@@ -80,7 +80,7 @@ impl Listeners {
             let app = app.clone().layer(axum::Extension(super::ui::Tls));
             servers.push(tokio::spawn(serve_tls(l, app, stop.subscribe())));
         }
-        shutdown_signal().await;
+        signals.received().await;
         tracing::info!("shutting down");
         let _ = stop.send(true);
         for s in servers {
@@ -189,12 +189,26 @@ fn tls_config(
     }
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+/// SIGTERM and SIGINT, taken over before the daemon says it serves (its URL file): a signal
+/// that arrives right after that ends it gracefully, never by the default action.
+pub struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    pub fn register() -> std::io::Result<ShutdownSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(ShutdownSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn received(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! empty home), the administrator, the endpoints, the banner, then serving until SIGTERM or
 //! SIGINT.
 
-use super::listen::Listeners;
+use super::listen::{Listeners, ShutdownSignals};
 use super::{DaemonError, Served, ftp, housekeeping, io, legacy, log, router};
 use crate::api::{self, Context, Output};
 use crate::repo::{Engine, RepoError, SetupOptions};
@@ -331,10 +331,11 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
         let default_chroot = created == Some(true) && opts.default_chroot;
         start_builds(&ctx, &home, &settings, listeners.first, default_chroot)?;
         let url_file = api::client::url_file(&home);
+        let signals = ShutdownSignals::register().map_err(io(&url_file))?;
         write_atomic(&url_file, format!("{}\n", ctx.url).as_bytes(), 0o644)?;
         tracing::info!(url = %ctx.url, "serving");
         let state = Arc::new(served);
-        listeners.serve(router(state.clone()), state).await;
+        listeners.serve(router(state.clone()), state, signals).await;
         stop_builds(&ctx).await;
         let _ = std::fs::remove_file(url_file);
         Ok::<(), DaemonError>(())
