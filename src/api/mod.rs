@@ -715,23 +715,26 @@ impl Context {
         {
             tracing::error!(error = %e, event = %event.id, "queueing webhooks");
         }
-        let upload = format!("{}_{}", event.source, event.version);
-        let logs: Vec<(String, String)> = crate::build::queue::builds_of(self.state(), &upload)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|b| b.started > 0)
-            .map(|b| {
-                (
-                    b.architecture.clone(),
-                    format!("/logs/{upload}/{}", b.architecture),
-                )
-            })
-            .collect();
-        if let Err(e) = self
-            .mail
-            .enqueue(self.state(), &event, &logs, crate::repo::wall_clock())
-        {
-            tracing::error!(error = %e, event = %event.id, "queueing mail");
+        // The build logs are looked up only when there is mail to send.
+        if self.mail.is_enabled() {
+            let upload = format!("{}_{}", event.source, event.version);
+            let logs: Vec<(String, String)> = crate::build::queue::builds_of(self.state(), &upload)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|b| b.started > 0)
+                .map(|b| {
+                    (
+                        b.architecture.clone(),
+                        format!("/logs/{upload}/{}", b.architecture),
+                    )
+                })
+                .collect();
+            if let Err(e) =
+                self.mail
+                    .enqueue(self.state(), &event, &logs, crate::repo::wall_clock())
+            {
+                tracing::error!(error = %e, event = %event.id, "queueing mail");
+            }
         }
         // Nobody listening is fine.
         let _ = self.live.send(event);

@@ -171,6 +171,11 @@ impl Mailer {
         Ok(mailer)
     }
 
+    /// Whether an SMTP server is set (else no mail is queued).
+    pub fn is_enabled(&self) -> bool {
+        self.server.is_some()
+    }
+
     /// The recipients of an event with their reasons, each address once.
     pub fn recipients(
         &self,
