@@ -21,6 +21,7 @@ pub mod keyring_package;
 pub mod mail;
 pub mod openpgp;
 pub mod port;
+pub mod remote;
 pub mod repo;
 pub mod settings;
 pub mod setup;

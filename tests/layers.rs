@@ -23,6 +23,7 @@ const LAYERS: &[&str] = &[
     "incoming",
     "webhook",
     "config",
+    "remote",
     "port",
     "build",
     "mail",

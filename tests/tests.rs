@@ -31,6 +31,8 @@ mod lifecycle;
 mod notifications;
 /// The apt of trixie (sqv), sid and bookworm against what the daemon publishes.
 mod releases;
+/// Remotes: peering of real daemons, handshakes, auto-reactivate, wake.
+mod remotes;
 /// The repository engine: apt against published suites, rollbacks, migrations, refusals.
 mod repo;
 /// Published files over HTTP: from memory, mapped, by sendfile, pipelined.

@@ -5,6 +5,7 @@ use super::handlers::builds::*;
 use super::handlers::config::*;
 use super::handlers::crontab::*;
 use super::handlers::packages::*;
+use super::handlers::remotes::{handshake, wake};
 use super::handlers::status::*;
 pub use super::handlers::status::{Incoming, authority, dput_sections};
 use super::handlers::users::*;
@@ -69,6 +70,32 @@ pub static CALLS: &[Call] = &[
         doc: "The archive's public key, ASCII armored (what apt's Signed-By needs).",
         args: &[],
         run: pub_key,
+    },
+    Call {
+        name: "handshake",
+        level: Level::None,
+        changes: false,
+        running: false,
+        doc: "A peer's check: answers a message clear-signed by an active or auto-reactivate remote's key with our own clear-signed answer; anything else is refused (400).",
+        args: &[req(
+            "signed_message",
+            Kind::Str,
+            "a clear-signed message from a remote",
+        )],
+        run: handshake,
+    },
+    Call {
+        name: "wake",
+        level: Level::Staff,
+        changes: true,
+        running: false,
+        doc: "Wake a remote: run its wake_command until its status answers as running (at most --attempts times, --sleep seconds apart); answers its status.",
+        args: &[
+            req("remote", Kind::Str, "the remote's URL"),
+            arg("sleep", Kind::Int, "5", "seconds between attempts"),
+            arg("attempts", Kind::Int, "3", "how often to try"),
+        ],
+        run: wake,
     },
     Call {
         name: "dput_conf",
@@ -758,6 +785,12 @@ pub static CALLS: &[Call] = &[
                 "directory or file",
             ),
             arg(
+                "remotes",
+                Kind::List,
+                "",
+                "peer instances ([http://]<host>:<port>) to share builds with",
+            ),
+            arg(
                 "update",
                 Kind::Bool,
                 "false",
@@ -778,12 +811,12 @@ pub static CALLS: &[Call] = &[
         level: Level::Staff,
         changes: false,
         running: false,
-        doc: "Archives, apt keys, sources and repositories with their status (Removed, Prepared (-*xA), Active) and what their last check found.",
+        doc: "Archives, apt keys, sources, repositories and remotes with their status (Removed, Prepared (-*xA), Active) and what their last check found.",
         args: &[arg(
             "kind",
             Kind::Str,
             "",
-            "archive, aptkey, source or repository (default: all)",
+            "archive, aptkey, source, repository or remote (default: all)",
         )],
         run: config_objects,
     },
@@ -792,13 +825,17 @@ pub static CALLS: &[Call] = &[
         level: Level::Admin,
         changes: true,
         running: false,
-        doc: "Run a status action on an apt key, a source, a repository or a chroot: prepare, check, activate, deactivate, remove, pc or pca. A source's keys get the action first; a failed check leaves it Failed with the reason. A repository's prepare publishes it and its check verifies the published tree as apt would; only an active repository takes uploads (remove keeps its packages). A deactivated chroot starts no builds.",
+        doc: "Run a status action on an apt key, a source, a repository, a remote or a chroot: prepare, check, activate, deactivate, remove, pc or pca. A remote's prepare fetches its key, its check polls its status and shakes hands (it must list us and know our key); activating checks first, and a remote that fails it waits as auto-reactivate (A). A source's keys get the action first; a failed check leaves it Failed with the reason. A repository's prepare publishes it and its check verifies the published tree as apt would; only an active repository takes uploads (remove keeps its packages). A deactivated chroot starts no builds.",
         args: &[
-            req("kind", Kind::Str, "aptkey, source, repository or chroot"),
+            req(
+                "kind",
+                Kind::Str,
+                "aptkey, source, repository, remote or chroot",
+            ),
             req(
                 "id",
                 Kind::Str,
-                "key id, source codename, repository identity or <codename>-<arch>",
+                "key id, source codename, repository identity, remote URL or <codename>-<arch>",
             ),
             req(
                 "action",
@@ -813,10 +850,10 @@ pub static CALLS: &[Call] = &[
         level: Level::Admin,
         changes: true,
         running: false,
-        doc: "Edit an apt key (key: armored text) or a source (apt_keys, codeversion_override, check_valid_until, extra_identifiers as k=v lists, remove_from_component); the object is marked changed and must be prepared again.",
+        doc: "Edit an apt key (key: armored text), a source (apt_keys, codeversion_override, check_valid_until, extra_identifiers as k=v lists, remove_from_component) or a remote (wake_command); the object is marked changed and must be prepared again.",
         args: &[
-            req("kind", Kind::Str, "aptkey or source"),
-            req("id", Kind::Str, "key id or source codename"),
+            req("kind", Kind::Str, "aptkey, source or remote"),
+            req("id", Kind::Str, "key id, source codename or remote URL"),
             req("field", Kind::Str, "the field to set"),
             arg(
                 "value",

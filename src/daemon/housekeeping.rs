@@ -54,6 +54,29 @@ pub fn spawn(ctx: Arc<Context>, orphan_age: Duration) {
     });
 }
 
+/// How often remotes are checked (their status polled, auto-reactivate ones re-activated).
+const REMOTES_EVERY: Duration = Duration::from_secs(60);
+
+/// Starts the remotes' poll: every remote that counts is checked each [`REMOTES_EVERY`] (each
+/// second under `MBD_TEST_REMOTES_EVERY=1`), its status kept for routing.
+pub fn spawn_remotes(ctx: Arc<Context>) {
+    let every = std::env::var("MBD_TEST_REMOTES_EVERY")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(REMOTES_EVERY, Duration::from_secs);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            round(&ctx, "remotes", |c| {
+                if let Err(e) = c.refresh_remotes() {
+                    tracing::error!(error = %e, "checking remotes");
+                }
+            })
+            .await;
+        }
+    });
+}
+
 /// Starts the crontab: each tick runs the jobs due (while the daemon is started).
 pub fn spawn_crontab(ctx: Arc<Context>) {
     let tick = match std::env::var_os("MBD_TEST_CLOCK") {

@@ -327,6 +327,7 @@ pub fn run(opts: Options) -> Result<(), DaemonError> {
             std::time::Duration::from_secs(settings.incoming_orphan_age),
         );
         housekeeping::spawn_crontab(ctx.clone());
+        housekeeping::spawn_remotes(ctx.clone());
         housekeeping::spawn_senders(ctx.clone());
         let default_chroot = created == Some(true) && opts.default_chroot;
         start_builds(&ctx, &home, &settings, listeners.first, default_chroot)?;

@@ -11,6 +11,7 @@ mod archives;
 mod chroots;
 mod distributions;
 mod preset;
+mod remotes;
 mod repositories;
 mod sources;
 
@@ -54,6 +55,8 @@ pub struct Request {
     pub chroots: Vec<String>,
     pub chroots_from_sources: bool,
     pub chroots_backend: String,
+    /// Peer instances (`[http://]host:port`).
+    pub remotes: Vec<String>,
     pub update: bool,
     pub pca: bool,
 }
@@ -80,6 +83,8 @@ pub trait Env {
     /// to change the engine (the configuration and its publish, a repository's check);
     /// fetching and checking archives, keys and sources run without it.
     fn write_token(&self) -> Box<dyn crate::state::Token + '_>;
+    /// Runs a status action on a stored remote (it needs our URL and key, and the network).
+    fn act_remote(&self, state: &StateStore, url: &str, action: &str) -> Result<(), String>;
 }
 
 /// Checks an FTP endpoint: `host:port` (port 0 is for tests), or `none`.
@@ -221,6 +226,7 @@ pub fn run(
     setup.configure(&new_dists, &new_repos)?;
     setup.repositories_pca(repo_entries)?;
     setup.chroots_step(&wanted_dists, backend)?;
+    setup.remotes_step()?;
     Ok(setup.finish())
 }
 

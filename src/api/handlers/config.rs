@@ -52,6 +52,7 @@ pub(crate) fn setup(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError>
         chroots: list("chroots"),
         chroots_from_sources: a.bool("chroots_from_sources"),
         chroots_backend: a.str("chroots_backend").to_string(),
+        remotes: list("remotes"),
         update: a.bool("update"),
         pca: a.bool("pca"),
     };
@@ -74,9 +75,9 @@ pub(crate) fn setup(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError>
 pub(crate) fn config_objects(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     use crate::config::{AptKey, Archive, KINDS, Source};
     let kind = inv.args.str("kind");
-    if !kind.is_empty() && !KINDS.contains(&kind) {
+    if !kind.is_empty() && !KINDS.contains(&kind) && kind != "remote" {
         return Err(ApiError::BadRequest(format!(
-            "config_objects: kind '{kind}' is not one of {}",
+            "config_objects: kind '{kind}' is not one of {}, remote",
             KINDS.join(", ")
         )));
     }
@@ -130,6 +131,13 @@ pub(crate) fn config_objects(ctx: &Context, inv: &Invocation) -> Result<Output, 
             .collect();
         out.insert("repository".into(), json!(all));
     }
+    if kind.is_empty() || kind == "remote" {
+        let all: Vec<serde_json::Value> = crate::remote::all(ctx.state())?
+            .iter()
+            .map(super::remotes::remote_view)
+            .collect();
+        out.insert("remote".into(), json!(all));
+    }
     Ok(Output::Json(serde_json::Value::Object(out)))
 }
 
@@ -137,6 +145,9 @@ pub(crate) fn config_action(ctx: &Context, inv: &Invocation) -> Result<Output, A
     let a = &inv.args;
     if a.str("kind") == "chroot" {
         return chroot_action(ctx, a.str("id"), a.str("action"));
+    }
+    if a.str("kind") == "remote" {
+        return super::remotes::remote_action(ctx, a.str("id"), a.str("action"));
     }
     let status = crate::config::act_taking(
         ctx.engine(),
@@ -153,6 +164,9 @@ pub(crate) fn config_action(ctx: &Context, inv: &Invocation) -> Result<Output, A
 
 pub(crate) fn config_set(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError> {
     let a = &inv.args;
+    if a.str("kind") == "remote" {
+        return super::remotes::remote_set(ctx, a.str("id"), a.str("field"), a.list("value"));
+    }
     let status = crate::config::set(
         ctx.state(),
         a.str("kind"),
@@ -304,6 +318,16 @@ impl crate::setup::Env for DaemonEnv<'_> {
     }
     fn write_token(&self) -> Box<dyn crate::state::Token + '_> {
         Box::new(self.ctx.writer())
+    }
+    fn act_remote(&self, state: &StateStore, url: &str, action: &str) -> Result<(), String> {
+        self.ctx
+            .as_peer(|us| {
+                crate::remote::act(state, url, action, us, crate::repo::wall_clock(), &|| {
+                    Box::new(self.ctx.writer())
+                })
+            })
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -5,5 +5,6 @@ pub mod builds;
 pub mod config;
 pub mod crontab;
 pub mod packages;
+pub mod remotes;
 pub mod status;
 pub mod users;

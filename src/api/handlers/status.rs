@@ -21,7 +21,14 @@ pub(crate) fn status(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError
             .iter()
             .map(|c| json!({"chroot": c.id(), "state": c.state}))
             .collect::<Vec<_>>(),
-        "remotes": [],
+        // `codename:arch` of the chroots builds may use now (peers route by it).
+        "build_chroots": crate::build::chroot::all(ctx.state())?
+            .iter()
+            .filter(|c| c.state == crate::build::chroot::ChrootState::Ready && !c.deactivated)
+            .map(|c| crate::remote::chroot(&c.codename, &c.architecture))
+            .collect::<Vec<_>>(),
+        // The remotes we know (active or auto-reactivate): a peer's check looks for itself.
+        "remotes": crate::remote::known(ctx.state())?,
         "uptime": ctx.started.elapsed().map_or(0, |d| d.as_secs()),
         // Bytes per part of the home (null until the first housekeeping round measured it).
         "disk": *ctx.disk.lock().unwrap_or_else(|e| e.into_inner()),
