@@ -64,6 +64,10 @@ pub struct Settings {
     /// Seconds one build may take before it is stopped (and fails).
     #[serde(default = "default_build_timeout")]
     pub build_timeout: u64,
+    /// Seconds a remote building for us may not answer before its build goes to another
+    /// builder (or fails).
+    #[serde(default = "default_remote_timeout")]
+    pub remote_timeout: u64,
     /// Lintian on build results (on the host): disabled, ignore (run only), errfail,
     /// warnfail. An upload's `lintian-mode` option overrides it.
     #[serde(default = "default_lintian")]
@@ -157,6 +161,10 @@ fn default_build_jobs() -> u32 {
     std::thread::available_parallelism()
         .map(|n| n.get() as u32)
         .unwrap_or(1)
+}
+
+fn default_remote_timeout() -> u64 {
+    300
 }
 
 fn default_build_timeout() -> u64 {
@@ -284,6 +292,7 @@ impl Default for Settings {
             build_slots: 1,
             build_jobs: default_build_jobs(),
             build_timeout: default_build_timeout(),
+            remote_timeout: default_remote_timeout(),
             lintian_mode: default_lintian(),
             autopkgtest_mode: default_lintian(),
             prepare_default_chroot: true,

@@ -20,7 +20,7 @@ fn is_root() -> bool {
 }
 
 /// Waits for an event of `kind` about `source`; panics on FAILED (with the build log).
-fn wait_for(d: &Daemon, source: &str, kind: &str, limit: Duration) -> serde_json::Value {
+pub(crate) fn wait_for(d: &Daemon, source: &str, kind: &str, limit: Duration) -> serde_json::Value {
     let started = Instant::now();
     loop {
         let events = json(&d.api_ok(&["events", "--source", source]));
@@ -89,12 +89,12 @@ fn wait_for_version(d: &Daemon, source: &str, version: &str, kind: &str, limit: 
     }
 }
 
-fn nanos(event: &serde_json::Value) -> u128 {
+pub(crate) fn nanos(event: &serde_json::Value) -> u128 {
     event["id"].as_str().unwrap().parse().unwrap()
 }
 
 /// dput (http method) of a `.changes` with the daemon's own dput.cf section.
-fn dput(d: &Daemon, work: &Path, changes: &Path) {
+pub(crate) fn dput(d: &Daemon, work: &Path, changes: &Path) {
     let conf = d.api_ok(&["dput_conf"]);
     let section = conf
         .lines()
@@ -123,10 +123,10 @@ fn dput(d: &Daemon, work: &Path, changes: &Path) {
 }
 
 /// Both tests make the chroot `mbd-bookworm-amd64`: one at a time.
-static CHROOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+pub(crate) static CHROOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Whether the build tests can run here (as root); false means skipped, unless required.
-fn can_build() -> bool {
+pub(crate) fn can_build() -> bool {
     if is_root() {
         return true;
     }
@@ -169,7 +169,7 @@ fn mirror_fault(base: &str, suite: &str, index: &str) -> Option<String> {
 }
 
 /// Waits until the daemon's first chroot is ready; its id.
-fn wait_for_chroot(d: &Daemon, home: &Path, started: Instant) -> String {
+pub(crate) fn wait_for_chroot(d: &Daemon, home: &Path, started: Instant) -> String {
     let limit = Duration::from_secs(900);
     loop {
         let list = json(&d.api_ok(&["chroots"]));
@@ -239,7 +239,7 @@ fn wait_for_chroots(d: &Daemon, home: &Path, started: Instant, n: usize) -> Vec<
 }
 
 /// Copies the source uploads of mbd-hello 1.0-1 and mbd-greeter from the fixtures.
-fn copy_fixture_uploads(work: &Path) {
+pub(crate) fn copy_fixture_uploads(work: &Path) {
     for f in crate::util::files_ending(&fixtures().join("pkg"), "") {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         let wanted = (name.starts_with("mbd-hello_1.0-1~test12+1")

@@ -91,6 +91,31 @@ impl Daemon {
         d
     }
 
+    /// Starts the daemon on a given HTTP endpoint (a fixed port survives restarts) with more
+    /// environment; with `default_chroot`, it prepares the host's chroot.
+    pub(crate) fn start_at(
+        home: &Path,
+        endpoint: &str,
+        env: &[(&str, &str)],
+        default_chroot: bool,
+    ) -> Daemon {
+        let mut args = vec![
+            "daemon",
+            "--http-endpoint",
+            endpoint,
+            "--ftp-endpoint",
+            "127.0.0.1:0",
+            "--log-level",
+            "debug",
+        ];
+        if !default_chroot {
+            args.push("--no-default-chroot");
+        }
+        let mut d = Daemon::spawn_env(home, None, &args, &[], env);
+        d.wait_ready();
+        d
+    }
+
     /// Starts the daemon with exactly these arguments (and `extra`).
     fn spawn_full(home: &Path, user: Option<&str>, daemon_args: &[&str], extra: &[&str]) -> Daemon {
         Daemon::spawn_env(home, user, daemon_args, extra, &[])
@@ -170,7 +195,8 @@ impl Daemon {
         std::fs::read_to_string(&self.stdout).unwrap()
     }
 
-    fn kill9(&mut self) {
+    /// SIGKILL, as a crash or a power cut ends it.
+    pub(crate) fn kill9(&mut self) {
         let mut c = self.child.take().unwrap();
         c.kill().unwrap();
         c.wait().unwrap();

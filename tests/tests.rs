@@ -12,6 +12,8 @@ mod clients;
 mod daemon;
 /// Packages stanzas of real Debian packages against `apt-ftparchive packages`.
 mod differential;
+/// The build farm: a repository-only daemon builds on two remote builders (real chroots).
+mod farm;
 /// Every fixture parses and verifies; every broken twin fails naming its file and reason.
 mod fixtures;
 /// A full disk: failed calls change nothing and say why.

@@ -866,6 +866,7 @@ impl From<crate::build::BuildError> for ApiError {
             B::State(e) => e.into(),
             B::NoSuchUpload(_) | B::NoSuchChroot(_) => ApiError::NotFound(e.to_string()),
             B::Refused(_) | B::ChrootConf(_) => ApiError::Conflict(e.to_string()),
+            B::Remote(_) => ApiError::Unavailable(e.to_string()),
             B::NoArchitecture { .. } | B::NoArchAll { .. } => ApiError::BadRequest(e.to_string()),
             B::Io { .. } | B::Command { .. } => ApiError::Internal(e.to_string()),
         }
@@ -894,5 +895,10 @@ impl crate::build::worker::Host for Context {
 
     fn running(&self) -> bool {
         self.is_running()
+    }
+
+    fn with_peer(&self, f: &mut dyn FnMut(&crate::openpgp::ArchiveKey, &StateStore, &str)) {
+        let engine = self.engine();
+        f(engine.key(), &self.state, &self.url)
     }
 }

@@ -8,13 +8,18 @@
 //! - [`lintian`] checks the results on the host, in mini-buildd's modes.
 //! - [`autopkgtest`] runs the source's tests against the results in a session of the chroot.
 //! - [`queue`] is the durable queue in the store: uploads, their builds, their states.
+//! - [`route`] chooses the builder of each build: here or a remote, by load.
+//! - [`dispatch`] hands builds to remotes and takes their results.
 //! - [`worker`] runs the queue: build slots, threads, cancellation.
 
 pub mod autopkgtest;
 pub mod chroot;
+pub mod dispatch;
+pub mod farm;
 pub mod lintian;
 pub mod queue;
 pub mod request;
+pub mod route;
 pub mod sbuild;
 pub mod worker;
 
@@ -55,6 +60,9 @@ pub enum BuildError {
     ChrootConf(String),
     #[error("{0}")]
     Refused(String),
+    /// A remote's record or a request to one.
+    #[error("{0}")]
+    Remote(String),
     #[error(transparent)]
     Repo(#[from] RepoError),
     #[error(transparent)]

@@ -27,6 +27,9 @@ pub trait Host: Send + Sync + 'static {
     fn announce(&self, events: Vec<Event>);
     /// Started (not in maintenance).
     fn running(&self) -> bool;
+    /// Runs `f` with what builds for and by remotes need, without the write token: our
+    /// archive key, the state store, and our URL as peers reach it.
+    fn with_peer(&self, f: &mut dyn FnMut(&crate::openpgp::ArchiveKey, &StateStore, &str));
 }
 
 /// Shared between the worker and the API: wake-ups, cancellations, counts.
@@ -47,7 +50,47 @@ pub struct Control {
     pub panics: AtomicU64,
     /// The daemon is shutting down: no build starts, running ones stop and are queued again.
     stopping: std::sync::atomic::AtomicBool,
+    /// Builds per remote, for `/metrics`.
+    pub farm: super::farm::FarmCounts,
+    /// Raised when a result of a build handed to a remote arrived (wakes the waiters).
+    pub results_in: Signal,
+    /// Raised when a build we ran for a remote ended (wakes the result sender).
+    pub results_out: Signal,
+    /// When each remote was last woken (at most every [`WAKE_EVERY`]).
+    woken: Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// A wake-up for threads that otherwise look again after a timeout: each raise bumps a
+/// generation, and a waiter waits for a generation after the one it saw.
+#[derive(Debug, Default)]
+pub struct Signal {
+    generation: Mutex<u64>,
+    cond: Condvar,
+}
+
+impl Signal {
+    pub fn raise(&self) {
+        *self.generation.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.cond.notify_all();
+    }
+
+    /// The generation now (take it before looking, then wait since it).
+    pub fn seen(&self) -> u64 {
+        *self.generation.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until a raise after generation `seen`, or `timeout`.
+    pub fn wait_since(&self, seen: u64, timeout: Duration) {
+        let guard = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self
+            .cond
+            .wait_timeout_while(guard, timeout, |g| *g == seen)
+            .unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+/// How often a remote that builds wait for is woken at most.
+const WAKE_EVERY: Duration = Duration::from_secs(300);
 
 impl Control {
     /// Makes the worker look at the queue now.
@@ -104,7 +147,7 @@ impl Control {
         self.nudge();
     }
 
-    fn is_cancelled(&self, upload: &str) -> bool {
+    pub(super) fn is_cancelled(&self, upload: &str) -> bool {
         self.cancelled
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -161,6 +204,8 @@ pub struct Settings {
     pub slots: usize,
     /// Where chroots reach our HTTP server.
     pub local_url: String,
+    /// How builds handed to remotes are watched.
+    pub waiting: super::dispatch::Waiting,
 }
 
 /// Starts the worker thread. The worker is supervised: a panic in one of its rounds is
@@ -188,6 +233,9 @@ fn run<H: Host>(
     let dirs = Dirs::new(&settings.home);
     supervised(&control, "recovering the build queue", || {
         recover(&*host, &control, &settings.home)
+    });
+    supervised(&control, "resuming builds handed to remotes", || {
+        resume_dispatched(&host, &control, &settings, &dirs)
     });
     loop {
         supervised(&control, "a round of the build worker", || {
@@ -225,6 +273,11 @@ fn recover<H: Host + ?Sized>(host: &H, control: &Control, home: &Path) {
             Ok(n) => tracing::info!(builds = n, "interrupted builds queued again"),
             Err(e) => tracing::error!(error = %e, "recovering the build queue"),
         }
+        match crate::remote::builds::recover(state) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(builds = n, "interrupted builds for remotes queued again"),
+            Err(e) => tracing::error!(error = %e, "recovering the builds for remotes"),
+        }
         for c in chroot::all(state).unwrap_or_default() {
             match c.state {
                 ChrootState::Preparing => control.prepare(c),
@@ -259,8 +312,8 @@ fn recover<H: Host + ?Sized>(host: &H, control: &Control, home: &Path) {
     }
 }
 
-/// One round: start the chroot preparations asked for, plan new uploads, and start builds
-/// while slots are free.
+/// One round: start the chroot preparations asked for, plan new uploads, start builds here
+/// while slots are free, hand builds to remotes, and run the builds remotes asked of us.
 fn round<H: Host>(
     host: &Arc<H>,
     control: &Arc<Control>,
@@ -274,18 +327,40 @@ fn round<H: Host>(
     if !host.running() || control.is_stopping() {
         return;
     }
-    let mut jobs = Vec::new();
+    let mut public_url = String::new();
+    host.with_peer(&mut |_, _, url| public_url = url.to_string());
+    let mut local = Vec::new();
+    let mut remote = Vec::new();
+    let mut ended = Vec::new();
+    let mut wake = Vec::new();
     let mut events = Vec::new();
     host.with_stores(&mut |engine, state| {
         match queue::plan_new(engine, state, dirs) {
             Ok(e) => events.extend(e),
             Err(e) => tracing::error!(error = %e, "planning builds"),
         }
-        while control.active.load(Ordering::SeqCst) + jobs.len() < settings.slots {
-            match queue::start_next(engine, state, dirs, &settings.local_url) {
-                Ok(Some((job, e))) => {
+        let free = |n: usize| control.active.load(Ordering::SeqCst) + n < settings.slots;
+        loop {
+            let running = control.active.load(Ordering::SeqCst) + local.len();
+            let builders = queue::Builders {
+                local_url: &settings.local_url,
+                public_url: &public_url,
+                local_free: free(local.len()),
+                local_load: running as f64 / settings.slots.max(1) as f64,
+            };
+            match queue::start_next(engine, state, dirs, &builders) {
+                Ok(Some(queue::Next::Job(job, e))) => {
                     events.extend(e);
-                    jobs.push(job);
+                    if job.dispatch.is_some() {
+                        remote.push(*job);
+                    } else {
+                        local.push(*job);
+                    }
+                }
+                Ok(Some(queue::Next::NoBuilder(job, report))) => ended.push((*job, report)),
+                Ok(Some(queue::Next::Wake(urls))) => {
+                    wake = urls;
+                    break;
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -294,12 +369,122 @@ fn round<H: Host>(
                 }
             }
         }
+        while free(local.len()) {
+            let ready = |codename: &str, arch: &str| {
+                state
+                    .get::<Chroot>(&format!("{codename}-{arch}"))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|c| c.state == ChrootState::Ready && !c.deactivated)
+            };
+            match crate::remote::builds::start_next(state, &ready, now()) {
+                Ok(Some(rb)) => local.push(super::farm::job_for_remote(&settings.home, &rb)),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "starting a build for a remote");
+                    break;
+                }
+            }
+        }
     });
     host.announce(events);
-    for job in jobs {
+    for (job, report) in ended {
+        conclude(&**host, dirs, &job, report);
+    }
+    for job in local {
         let slot = Slot::take(control.clone());
         let (host, builder, dirs) = (host.clone(), builder.clone(), dirs.clone());
         std::thread::spawn(move || run_build(&*host, &slot, &*builder, &dirs, &job));
+    }
+    for job in remote {
+        spawn_dispatch(host, control, settings, dirs, job);
+    }
+    wake_remotes(host, control, wake);
+}
+
+/// A thread that hands a build to a remote and waits for it (no build slot here).
+fn spawn_dispatch<H: Host>(
+    host: &Arc<H>,
+    control: &Arc<Control>,
+    settings: &Settings,
+    dirs: &Dirs,
+    job: Job,
+) {
+    let (host, control, dirs, waiting) = (
+        host.clone(),
+        control.clone(),
+        dirs.clone(),
+        settings.waiting,
+    );
+    std::thread::spawn(move || {
+        let id = job.upload.id.clone();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            super::farm::run_dispatch(&*host, &control, &dirs, &job, waiting)
+        }));
+        if let Err(payload) = outcome {
+            control.panics.fetch_add(1, Ordering::SeqCst);
+            let why = panic_message(&*payload);
+            tracing::error!(upload = %id, panic = %why, "a remote build's waiter panicked");
+            let report = Report {
+                outcome: Outcome::Failed,
+                status: format!("the remote build's waiter panicked: {why}"),
+                fail_stage: None,
+            };
+            conclude(&*host, &dirs, &job, report);
+        }
+    });
+}
+
+/// At start: the builds remotes were building when we stopped get their waiters again.
+fn resume_dispatched<H: Host>(
+    host: &Arc<H>,
+    control: &Arc<Control>,
+    settings: &Settings,
+    dirs: &Dirs,
+) {
+    let mut public_url = String::new();
+    host.with_peer(&mut |_, _, url| public_url = url.to_string());
+    let mut jobs = Vec::new();
+    host.with_stores(&mut |engine, state| {
+        let builders = queue::Builders {
+            local_url: &settings.local_url,
+            public_url: &public_url,
+            local_free: false,
+            local_load: 0.0,
+        };
+        match queue::dispatched(engine, state, dirs, &builders) {
+            Ok(j) => jobs = j,
+            Err(e) => tracing::error!(error = %e, "finding builds handed to remotes"),
+        }
+    });
+    for job in jobs {
+        tracing::info!(upload = %job.upload.id, arch = %job.build.architecture, remote = ?job.dispatch, "waiting again for a remote build");
+        spawn_dispatch(host, control, settings, dirs, job);
+    }
+}
+
+/// Runs the wake command of remotes builds wait for (each at most every [`WAKE_EVERY`]).
+fn wake_remotes<H: Host>(host: &Arc<H>, control: &Arc<Control>, urls: Vec<String>) {
+    for url in urls {
+        {
+            let mut woken = control.woken.lock().unwrap_or_else(|e| e.into_inner());
+            if woken.get(&url).is_some_and(|t| t.elapsed() < WAKE_EVERY) {
+                continue;
+            }
+            woken.insert(url.clone(), std::time::Instant::now());
+        }
+        let mut remote = None;
+        host.with_peer(&mut |_, state, _| {
+            remote = state.get::<crate::remote::Remote>(&url).ok().flatten()
+        });
+        let Some(remote) = remote else { continue };
+        std::thread::spawn(move || {
+            let http = crate::config::Http::new(Duration::from_secs(10));
+            match crate::remote::wake(&remote, &http, Duration::from_secs(5), 3) {
+                Ok(_) => tracing::info!(remote = %remote.url, "woke a remote builds wait for"),
+                Err(e) => tracing::warn!(remote = %remote.url, error = %e, "waking a remote"),
+            }
+        });
     }
 }
 
@@ -320,7 +505,8 @@ impl Drop for Slot {
     }
 }
 
-/// Runs one build and stores its result. A panic in the builder is that build's failure.
+/// Runs one build (ours, or one a remote asked of us) and stores its result. A panic in the
+/// builder is that build's failure.
 fn run_build<H: Host + ?Sized>(
     host: &H,
     slot: &Slot,
@@ -330,10 +516,13 @@ fn run_build<H: Host + ?Sized>(
 ) {
     let control = &slot.0;
     let id = job.upload.id.clone();
+    let cancel_key = job.for_remote.clone().unwrap_or_else(|| id.clone());
     let arch = &job.build.architecture;
-    tracing::info!(upload = %id, %arch, "build started");
+    tracing::info!(upload = %id, %arch, for_remote = ?job.for_remote, "build started");
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        builder.build(job, &|| control.is_cancelled(&id) || control.is_stopping())
+        builder.build(job, &|| {
+            control.is_cancelled(&cancel_key) || control.is_stopping()
+        })
     }))
     .unwrap_or_else(|payload| {
         control.panics.fetch_add(1, Ordering::SeqCst);
@@ -348,14 +537,26 @@ fn run_build<H: Host + ?Sized>(
     if control.is_stopping() && result.outcome != Outcome::Successful {
         // Stopped by the shutdown, not failed: it runs again after the next start.
         tracing::info!(upload = %id, %arch, "build stopped by the shutdown; queued again");
-        host.with_stores(&mut |_, state| {
-            if let Err(e) = queue::requeue(state, job) {
-                tracing::error!(error = %e, upload = %id, "queueing a stopped build again");
-            }
-        });
+        if job.for_remote.is_none() {
+            host.with_stores(&mut |_, state| {
+                if let Err(e) = queue::requeue(state, job) {
+                    tracing::error!(error = %e, upload = %id, "queueing a stopped build again");
+                }
+            });
+        }
         return;
     }
     tracing::info!(upload = %id, %arch, status = %result.status, "build ended");
+    if job.for_remote.is_some() {
+        super::farm::finish_for_remote(host, &dirs.home, job, &result);
+        return control.results_out.raise();
+    }
+    conclude(host, dirs, job, result);
+}
+
+/// Stores a build's result and announces it; installs the upload if it was its last build.
+pub(super) fn conclude<H: Host + ?Sized>(host: &H, dirs: &Dirs, job: &Job, result: Report) {
+    let id = &job.upload.id;
     let mut finished = queue::Finished::default();
     host.with_stores(
         &mut |_, state| match queue::record_result(state, dirs, job, &result) {
@@ -451,7 +652,11 @@ impl Builder for Sbuild {
             arch_all: job.build.arch_all,
             chroot: job.chroot.clone(),
             extra_repositories: job.extra_repositories.clone(),
-            extra_repository_key: Some(self.key_file()),
+            extra_repository_key: Some(
+                job.repository_key
+                    .clone()
+                    .unwrap_or_else(|| self.key_file()),
+            ),
             jobs: self.jobs,
             deb_build_options,
             profiles,
@@ -497,7 +702,10 @@ impl Builder for Sbuild {
         if let Err(why) = super::lintian::check(&changes, lintian, &job.log) {
             return qa_failed("lintian", why);
         }
-        let key = self.key_file();
+        let key = job
+            .repository_key
+            .clone()
+            .unwrap_or_else(|| self.key_file());
         let run = super::autopkgtest::Run {
             dsc: &inv.dsc,
             changes: &changes,

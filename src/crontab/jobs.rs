@@ -18,8 +18,19 @@ pub(super) fn run(id: &str, host: &dyn Host, r: &Retention, now: i64) -> Result<
         "snapshots_yearly" => snapshots(host, "YEARLY_", r.snapshots_yearly_weeks, now),
         "setup_inspect" => setup_inspect(host, now),
         "chroot_check" => chroot_check(host),
+        "retry_results" => retry_results(host, now),
         other => Err(format!("job '{other}' has no body")),
     }
+}
+
+/// Results remotes have not taken yet are due now.
+fn retry_results(host: &dyn Host, now: i64) -> Result<String, String> {
+    let n = crate::remote::builds::retry_all(host.state(), now).map_err(|e| e.to_string())?;
+    host.wake_result_sender();
+    Ok(match n {
+        0 => "no results waiting to be sent".to_string(),
+        n => format!("{n} results waiting to be sent are due again"),
+    })
 }
 
 fn megabytes(bytes: u64) -> String {

@@ -44,6 +44,11 @@ pub struct Job {
 /// Every job, with mini-buildd's schedules (at fixed minutes instead of random ones).
 pub const JOBS: &[Job] = &[
     Job {
+        id: "retry_results",
+        schedule: "15 * * * *",
+        doc: "Send again now every result of a build we ran for a remote that the remote has not taken yet (between these runs each is retried on its own, waits doubling up to an hour).",
+    },
+    Job {
         id: "expire_builds",
         schedule: "0 5 * * *",
         doc: "Delete ended uploads older than [retention] uploads_days (keeping the newest uploads_keep) with their builds, logs and build directories.",
@@ -136,6 +141,8 @@ pub trait Host {
     fn write_token(&self) -> Box<dyn crate::state::Token + '_>;
     /// `setup --preset Current` (what exists, without update or pca): the report.
     fn inspect_setup(&self) -> Result<crate::setup::Report, String>;
+    /// Wakes the sender of build results (results were made due now).
+    fn wake_result_sender(&self) {}
 }
 
 /// A job as the `crontab` call and page show it.

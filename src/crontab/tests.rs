@@ -77,7 +77,8 @@ fn crontab(schedules: &[(&str, &str)]) -> Crontab {
 #[test]
 fn a_job_is_due_once_per_missed_schedule_and_not_before_it_was_first_seen() {
     let h = host();
-    let cron = crontab(&[]);
+    // The hourly job has its own test below.
+    let cron = crontab(&[("retry_results", "")]);
     let clock = TestClock(AtomicI64::new(SUNDAY + 4 * 3600 + 1800));
     // First sight on Sunday 04:30, after the weekly jobs' times: nothing is due yet (a new
     // home runs nothing at once).
@@ -214,7 +215,7 @@ fn schedules_come_from_the_settings_and_bad_ones_are_named() {
     s.crontab.insert("expire_all".into(), "0 0 * * *".into());
     let e = Crontab::new(&s).err().unwrap().to_string();
     assert!(
-        e.starts_with("no crontab job 'expire_all' (jobs: expire_builds, "),
+        e.starts_with("no crontab job 'expire_all' (jobs: retry_results, expire_builds, "),
         "{e}"
     );
     s.crontab.clear();
@@ -256,4 +257,23 @@ fn times_read_as_people_read_them() {
     assert_eq!(duration(40), "40 s");
     assert_eq!(duration(72), "1 min 12 s");
     assert_eq!(duration(2 * 3600 + 300), "2 h 5 min");
+}
+
+#[test]
+fn results_for_remotes_are_retried_hourly() {
+    let h = host();
+    let cron = crontab(&[]);
+    let clock = TestClock(AtomicI64::new(SUNDAY + 5 * 3600 + 1800));
+    assert!(cron.due(&h.state, clock.now()).unwrap().is_empty());
+    clock.set(SUNDAY + 6 * 3600 + 15 * 60);
+    assert_eq!(cron.due(&h.state, clock.now()).unwrap(), ["retry_results"]);
+    assert!(cron.run("retry_results", &h, &clock).unwrap());
+    let listing = cron.listing(&h.state, clock.now()).unwrap();
+    let job = listing.iter().find(|j| j.id == "retry_results").unwrap();
+    assert_eq!(job.next, Some(clock.now() + 3600));
+    assert!(
+        job.lines[0].contains("no results waiting to be sent"),
+        "{:?}",
+        job.lines
+    );
 }

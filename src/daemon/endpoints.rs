@@ -236,6 +236,17 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
+    let farm = state.ctx.builds.farm.snapshot();
+    if !farm.is_empty() {
+        text.push_str("# HELP mbd_remote_builds_total Builds per remote: handed to it (dispatched), built by it (built), taken from it and handed on or failed (failed_over).\n# TYPE mbd_remote_builds_total counter\n");
+        for (remote, counts) in farm {
+            for (what, n) in ["dispatched", "built", "failed_over"].iter().zip(counts) {
+                text.push_str(&format!(
+                    "mbd_remote_builds_total{{remote=\"{remote}\",outcome=\"{what}\"}} {n}\n"
+                ));
+            }
+        }
+    }
     if let Some(disk) = disk {
         text.push_str("# HELP mbd_disk_bytes What the home's parts take on disk (measured hourly).\n# TYPE mbd_disk_bytes gauge\n");
         for (part, bytes) in disk.parts() {

@@ -122,7 +122,7 @@ pub fn spawn_senders(ctx: Arc<Context>) {
         |c, wait| c.webhooks.wait(wait),
     );
     spawn_sender(
-        ctx,
+        ctx.clone(),
         "mail",
         |c, now| {
             c.mail
@@ -131,6 +131,44 @@ pub fn spawn_senders(ctx: Arc<Context>) {
         },
         |c, wait| c.mail.wait(wait),
     );
+    spawn_remote_results(ctx);
+}
+
+/// Sends the results of builds we ran for remotes: woken when one ends, else when a retry
+/// is due (or after a minute).
+fn spawn_remote_results(ctx: Arc<Context>) {
+    let started = std::thread::Builder::new()
+        .name("remote-results".to_string())
+        .spawn(move || {
+            loop {
+                let seen = ctx.builds.results_out.seen();
+                let now = crate::repo::wall_clock();
+                let home = ctx.home();
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::remote::builds::send_due(ctx.state(), &home, now)?;
+                    crate::remote::builds::next_send(ctx.state())
+                }));
+                let wait = match ran {
+                    Ok(Ok(next)) => next.map_or(60, |t| (t - now).clamp(1, 60)),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "sending build results");
+                        60
+                    }
+                    Err(payload) => {
+                        ctx.builds.panics.fetch_add(1, Ordering::SeqCst);
+                        let why = crate::build::worker::panic_message(&*payload);
+                        tracing::error!(panic = %why, "a remote-results round panicked");
+                        60
+                    }
+                };
+                ctx.builds
+                    .results_out
+                    .wait_since(seen, Duration::from_secs(wait as u64));
+            }
+        });
+    if let Err(e) = started {
+        tracing::error!(error = %e, "the remote-results thread did not start");
+    }
 }
 
 type Round = fn(&Context, i64) -> Result<Option<i64>, String>;

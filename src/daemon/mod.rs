@@ -19,6 +19,7 @@ mod connection;
 mod endpoints;
 mod listen;
 mod logs;
+mod remote;
 mod start;
 mod upload;
 
@@ -112,6 +113,16 @@ fn router(state: AppState) -> Router {
         .route("/api/events/stream", get(events_stream))
         .route("/api/{call}", any(api_call))
         .route("/incoming/{name}", axum::routing::put(upload))
+        .route(
+            "/remote/requests/{id}",
+            get(remote::get_request).put(remote::put_request),
+        )
+        .route(
+            "/remote/results/{id}",
+            axum::routing::put(remote::put_result),
+        )
+        .route("/remote/cancel/{id}", axum::routing::put(remote::cancel))
+        .route("/remote/logs/{id}", get(remote::log))
         .route("/repositories", get(repositories_root))
         .route("/repositories/", get(repositories_root))
         .route("/repositories/{*path}", get(repositories))

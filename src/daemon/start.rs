@@ -514,6 +514,14 @@ fn start_builds(
             home: home.to_path_buf(),
             slots: settings.build_slots.max(1) as usize,
             local_url: format!("http://{local}"),
+            waiting: crate::build::dispatch::Waiting {
+                poll: if std::env::var_os("MBD_TEST_REMOTES_EVERY").is_some() {
+                    std::time::Duration::from_millis(500)
+                } else {
+                    std::time::Duration::from_secs(5)
+                },
+                timeout: std::time::Duration::from_secs(settings.remote_timeout.max(1)),
+            },
         },
     );
     if default_chroot && settings.prepare_default_chroot {

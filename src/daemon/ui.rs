@@ -284,6 +284,10 @@ pub async fn builds(
                         status => b.status.clone(),
                         optional => b.optional,
                         log => format!("/logs/{}/{}", u.id, b.architecture),
+                        builder => b.builder.clone(),
+                        // The remote's live log while it builds (ours once it is back).
+                        remote_log => (!b.builder.is_empty() && !b.request.is_empty() && !b.state.is_final())
+                            .then(|| format!("{}/remote/logs/{}", b.builder, b.request)),
                         started => b.started,
                         took => match (b.started, b.finished) {
                             (0, _) => String::new(),

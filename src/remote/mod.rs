@@ -14,6 +14,9 @@
 //! cancellations, handshakes): those are clear-signed and verified against [`keyring`], the
 //! keys of the active and auto-reactivate remotes.
 
+pub mod builds;
+pub mod transport;
+
 use crate::config::Fetch;
 use crate::openpgp::{ArchiveKey, Keyring};
 use crate::state::{Record, StateError, StateStore, Token};
@@ -390,7 +393,11 @@ fn check_now(r: &mut Remote, us: &Us<'_>, now: i64) -> Result<(), String> {
         }
         Err(e) => {
             if e.starts_with("is down") {
-                r.peer = None;
+                // Keep what it builds (routing waits for it, or wakes it), but not as a candidate.
+                if let Some(p) = r.peer.as_mut() {
+                    p.running = false;
+                    p.load = -1.0;
+                }
             }
             r.status.failed(e.clone());
             Err(e)

@@ -115,7 +115,9 @@ fn peering_fails_to_auto_reactivate_until_the_peer_knows_us_then_activates() {
     let after = refresh(&state, &us(&b, &ours), 13, &no_token).unwrap();
     assert_eq!(after[0].status.label(), "Prepared (A)");
     assert!(after[0].status.message.starts_with("is down"), "{after:?}");
-    assert!(after[0].peer.is_none());
+    let peer = after[0].peer.as_ref().unwrap();
+    assert!(!peer.running && peer.load < 0.0, "{peer:?}");
+    assert!(!peer.builds("bookworm", "amd64"));
 }
 
 #[test]

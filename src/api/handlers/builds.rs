@@ -24,6 +24,12 @@ pub(crate) fn builds(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError
                             "started": b.started,
                             "finished": b.finished,
                             "log": format!("{}/logs/{}/{arch}", ctx.url, u.id),
+                            // Where it builds: empty here, else the remote's URL, the
+                            // request it builds and its live log there.
+                            "builder": b.builder,
+                            "request": b.request,
+                            "remote_log": (!b.builder.is_empty() && !b.request.is_empty())
+                                .then(|| format!("{}/remote/logs/{}", b.builder, b.request)),
                         }),
                     )
                 })

@@ -30,6 +30,9 @@ impl Host for Context {
         crate::setup::run(Context::engine(self), Context::state(self), &req, &mut env)
             .map_err(|e| e.to_string())
     }
+    fn wake_result_sender(&self) {
+        self.builds.results_out.raise();
+    }
 }
 
 impl From<CrontabError> for ApiError {

@@ -15,8 +15,9 @@ pub(crate) fn status(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError
         "url": ctx.url,
         "incoming_url": format!("{}/incoming/", ctx.url),
         "running": running,
-        // Running builds per slot; -1 while stopped (as mini-buildd reports it).
-        "load": ctx.builds.load(running),
+        // Builds running or waiting for a slot (ours and remotes'), per slot; -1 while
+        // stopped (as mini-buildd reports it).
+        "load": load(ctx, running)?,
         "chroots": crate::build::chroot::all(ctx.state())?
             .iter()
             .map(|c| json!({"chroot": c.id(), "state": c.state}))
@@ -56,6 +57,20 @@ pub(crate) fn status(ctx: &Context, inv: &Invocation) -> Result<Output, ApiError
         out["repositories"] = serde_json::Value::Object(repos);
     }
     Ok(Output::Json(out))
+}
+
+/// Our load: running builds per slot, plus the builds remotes asked of us still waiting.
+fn load(ctx: &Context, running: bool) -> Result<f64, ApiError> {
+    if !running {
+        return Ok(-1.0);
+    }
+    let waiting = crate::remote::builds::all(ctx.state())?
+        .iter()
+        .filter(|b| b.state == crate::remote::builds::State::Queued)
+        .count();
+    let slots = ctx.builds.slots.load(Ordering::SeqCst).max(1);
+    let load = ctx.builds.load(true) + waiting as f64 / slots as f64;
+    Ok((load * 100.0).round() / 100.0)
 }
 
 pub(crate) fn pub_key(ctx: &Context, _: &Invocation) -> Result<Output, ApiError> {

@@ -63,6 +63,12 @@ pub struct Build {
     pub started: i64,
     pub finished: i64,
     pub attempts: u32,
+    /// The remote it was handed to (its URL); empty: built here.
+    #[serde(default)]
+    pub builder: String,
+    /// The id of the request that remote builds: only its result counts.
+    #[serde(default)]
+    pub request: String,
 }
 
 /// What happened to an accepted upload as a whole.
@@ -130,6 +136,12 @@ pub struct Job {
     /// The distribution's extra sources the chroot does not carry (below
     /// [`crate::config::CHROOT_PRIORITY`]).
     pub pinned: Vec<super::sbuild::PinnedSource>,
+    /// The remote (URL) this build is handed to instead of running here.
+    pub dispatch: Option<String>,
+    /// The request id when we build this for a remote.
+    pub for_remote: Option<String>,
+    /// The key of the repository in `extra_repositories`, when it is not ours.
+    pub repository_key: Option<PathBuf>,
 }
 
 /// Runs one build (sbuild in production; a fake in unit tests) and says how it ended.
@@ -349,6 +361,8 @@ fn plan_one(engine: &Engine, upload: &mut Upload, dir: &Path) -> Result<Vec<Buil
             started: 0,
             finished: 0,
             attempts: 0,
+            builder: String::new(),
+            request: String::new(),
         })
         .collect())
 }
@@ -357,7 +371,8 @@ fn plan_one(engine: &Engine, upload: &mut Upload, dir: &Path) -> Result<Vec<Buil
 pub fn recover(state: &StateStore) -> Result<usize, BuildError> {
     let mut n = 0;
     for (key, mut b) in state.all::<Build>()? {
-        if b.state == State::Building {
+        // A remote keeps building it: its waiter is resumed and takes the result.
+        if b.state == State::Building && b.builder.is_empty() {
             b.state = State::NeedsBuild;
             b.status = "interrupted; to be built again".to_string();
             state.put(&key, &b)?;
@@ -367,14 +382,36 @@ pub fn recover(state: &StateStore) -> Result<usize, BuildError> {
     Ok(n)
 }
 
-/// The next job, oldest upload first, if its chroot is ready; marks the build `building`.
-/// `local_url` is where the chroot reaches our HTTP server (for the extra repository).
+/// Where builds run from here: our own chroots (`local_url` is where they reach our HTTP
+/// server) and remotes (`public_url` is where they reach it), and whether a slot is free here.
+pub struct Builders<'a> {
+    pub local_url: &'a str,
+    pub public_url: &'a str,
+    pub local_free: bool,
+    /// Our load (running builds per slot).
+    pub local_load: f64,
+}
+
+/// What [`start_next`] hands out.
+#[derive(Debug)]
+pub enum Next {
+    /// A build to run here, or to hand to `job.dispatch`; marked `building`.
+    Job(Box<Job>, Vec<Event>),
+    /// A build nothing can run: it fails with the report (recorded by the caller).
+    NoBuilder(Box<Job>, Report),
+    /// Builds wait for remotes that are down; these have a wake command.
+    Wake(Vec<String>),
+}
+
+/// The next job, oldest upload first, for the least loaded builder that has a ready chroot
+/// for it (see [`super::route::choose`]); marks the build `building`.
 pub fn start_next(
     engine: &Engine,
     state: &StateStore,
     dirs: &Dirs,
-    local_url: &str,
-) -> Result<Option<(Job, Vec<Event>)>, BuildError> {
+    builders: &Builders<'_>,
+) -> Result<Option<Next>, BuildError> {
+    let mut wake = Vec::new();
     for upload in building(state, dirs)? {
         for mut build in builds_of(state, &upload.id)? {
             if build.state != State::NeedsBuild {
@@ -385,63 +422,152 @@ pub fn start_next(
             };
             let codename = resolved.distribution.codename.clone();
             let chroot_id = format!("{codename}-{}", build.architecture);
-            let ready = state
-                .get::<Chroot>(&chroot_id)?
-                .is_some_and(|c| c.state == ChrootState::Ready && !c.deactivated);
-            if !ready {
-                continue;
-            }
+            let local = state.get::<Chroot>(&chroot_id)?;
+            let here = super::route::Here {
+                chroot_known: local.is_some(),
+                ready: local.is_some_and(|c| c.state == ChrootState::Ready && !c.deactivated),
+                load: builders.local_load,
+            };
+            let choice = super::route::choose(state, &codename, &build.architecture, &here, &[])?;
+            let dispatch = match choice {
+                super::route::Choice::Here if builders.local_free => None,
+                super::route::Choice::Remote(url) => Some(url),
+                super::route::Choice::NoBuilder(why) => {
+                    // Taken (so no round hands it out again) until its failure is recorded.
+                    build.state = State::Building;
+                    build.started = now();
+                    build.attempts += 1;
+                    state.put(&build_key(&upload.id, &build.architecture), &build)?;
+                    let job = job_for(state, dirs, &resolved, &upload, &build, builders, None);
+                    let report = Report {
+                        outcome: Outcome::Failed,
+                        status: why,
+                        fail_stage: None,
+                    };
+                    return Ok(Some(Next::NoBuilder(Box::new(job), report)));
+                }
+                super::route::Choice::Wait(urls) => {
+                    wake.extend(urls);
+                    continue;
+                }
+                super::route::Choice::Here => continue,
+            };
             build.state = State::Building;
             build.started = now();
             build.finished = 0;
             build.attempts += 1;
-            build.status = String::new();
+            build.status = dispatch
+                .as_ref()
+                .map(|u| format!("handed to {u}"))
+                .unwrap_or_default();
             build.fail_stage = None;
+            build.builder = dispatch.clone().unwrap_or_default();
+            build.request.clear();
             state.put(&build_key(&upload.id, &build.architecture), &build)?;
-            let components = resolved.distribution.components.join(" ");
-            let job = Job {
-                queue_dir: dirs.queue.join(&upload.id),
-                dir: dirs.job_dir(&upload.id, &build.architecture),
-                log: dirs.log(&upload.id, &build.architecture),
-                chroot: super::chroot::schroot_name(&dirs.home, &chroot_id),
-                codename,
-                extra_repositories: resolved
-                    .layout
-                    .build_suites(&resolved.suite)
-                    .iter()
-                    .map(|s| {
-                        format!(
-                            "deb {local_url}/repositories/{repo} {}-{repo}-{} {components}",
-                            resolved.distribution.codename,
-                            s.name,
-                            repo = resolved.repository.identity,
-                        )
-                    })
-                    .collect(),
-                options: resolved.distribution.build.clone(),
-                pinned: crate::config::pinned_sources(state, &resolved.distribution)
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(error = %e, "reading the distribution's extra sources");
-                        Vec::new()
-                    })
-                    .into_iter()
-                    .filter(|p| p.priority < crate::config::CHROOT_PRIORITY)
-                    .collect(),
-                upload: upload.clone(),
-                build: build.clone(),
-            };
+            let job = job_for(state, dirs, &resolved, &upload, &build, builders, dispatch);
             let events = crate::incoming::record(
                 state,
                 vec![event(
                     &upload,
                     EventKind::Building,
-                    format!("{} on {}", upload.id, build.architecture),
+                    match &job.dispatch {
+                        None => format!("{} on {}", upload.id, build.architecture),
+                        Some(u) => format!("{} on {} by {u}", upload.id, build.architecture),
+                    },
                 )],
             )?;
-            return Ok(Some((job, events)));
+            return Ok(Some(Next::Job(Box::new(job), events)));
         }
     }
-    Ok(None)
+    wake.sort();
+    wake.dedup();
+    Ok((!wake.is_empty()).then_some(Next::Wake(wake)))
+}
+
+/// The job of one build: where it runs and what it installs from.
+pub fn job_for(
+    state: &StateStore,
+    dirs: &Dirs,
+    resolved: &crate::repo::Resolved,
+    upload: &Upload,
+    build: &Build,
+    builders: &Builders<'_>,
+    dispatch: Option<String>,
+) -> Job {
+    let codename = resolved.distribution.codename.clone();
+    let chroot_id = format!("{codename}-{}", build.architecture);
+    let components = resolved.distribution.components.join(" ");
+    // A remote's chroot reaches our repository at our public URL.
+    let base = if dispatch.is_some() {
+        builders.public_url
+    } else {
+        builders.local_url
+    };
+    Job {
+        queue_dir: dirs.queue.join(&upload.id),
+        dir: dirs.job_dir(&upload.id, &build.architecture),
+        log: dirs.log(&upload.id, &build.architecture),
+        chroot: super::chroot::schroot_name(&dirs.home, &chroot_id),
+        codename: codename.clone(),
+        extra_repositories: resolved
+            .layout
+            .build_suites(&resolved.suite)
+            .iter()
+            .map(|s| {
+                format!(
+                    "deb {base}/repositories/{repo} {codename}-{repo}-{} {components}",
+                    s.name,
+                    repo = resolved.repository.identity,
+                )
+            })
+            .collect(),
+        options: resolved.distribution.build.clone(),
+        pinned: crate::config::pinned_sources(state, &resolved.distribution)
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "reading the distribution's extra sources");
+                Vec::new()
+            })
+            .into_iter()
+            .filter(|p| p.priority < crate::config::CHROOT_PRIORITY)
+            .collect(),
+        upload: upload.clone(),
+        build: build.clone(),
+        dispatch,
+        for_remote: None,
+        repository_key: None,
+    }
+}
+
+/// The builds handed to remotes that are still building (after a restart their waiters are
+/// started again), with their jobs.
+pub fn dispatched(
+    engine: &Engine,
+    state: &StateStore,
+    dirs: &Dirs,
+    builders: &Builders<'_>,
+) -> Result<Vec<Job>, BuildError> {
+    let mut jobs = Vec::new();
+    for upload in building(state, dirs)? {
+        for build in builds_of(state, &upload.id)? {
+            if build.state != State::Building || build.builder.is_empty() {
+                continue;
+            }
+            let Ok(resolved) = engine.resolve(&upload.distribution) else {
+                continue;
+            };
+            let url = build.builder.clone();
+            jobs.push(job_for(
+                state,
+                dirs,
+                &resolved,
+                &upload,
+                &build,
+                builders,
+                Some(url),
+            ));
+        }
+    }
+    Ok(jobs)
 }
 
 /// A build stopped by a shutdown goes back to `needs-build` (its attempt is not counted

@@ -112,7 +112,7 @@ fn builds_run_in_architecture_order_and_install_when_the_mandatory_ones_succeed(
     plan_new(&engine, &state, &dirs).unwrap();
     assert_eq!(builds_of(&state, &id).unwrap().len(), 2);
 
-    let (first, e) = start_next(&engine, &state, &dirs, "http://127.0.0.1:1")
+    let (first, e) = next_job(&engine, &state, &dirs, "http://127.0.0.1:1")
         .unwrap()
         .unwrap();
     assert_eq!(kinds(&e), [EventKind::Building]);
@@ -134,12 +134,12 @@ fn builds_run_in_architecture_order_and_install_when_the_mandatory_ones_succeed(
             crate::build::chroot::home_tag(&dirs.home)
         )
     );
-    let (second, _) = start_next(&engine, &state, &dirs, "http://x")
+    let (second, _) = next_job(&engine, &state, &dirs, "http://x")
         .unwrap()
         .unwrap();
     assert_eq!(second.build.architecture, "i386");
     assert!(
-        start_next(&engine, &state, &dirs, "http://x")
+        next_job(&engine, &state, &dirs, "http://x")
             .unwrap()
             .is_none()
     );
@@ -170,7 +170,7 @@ fn a_mandatory_failure_fails_the_upload_naming_the_architecture() {
     plan_new(&engine, &state, &dirs).unwrap();
     // Architecture: all builds once, on amd64.
     assert_eq!(builds_of(&state, &id).unwrap().len(), 1);
-    let (job, _) = start_next(&engine, &state, &dirs, "http://x")
+    let (job, _) = next_job(&engine, &state, &dirs, "http://x")
         .unwrap()
         .unwrap();
     let e = finish(&engine, &state, &dirs, &job, &done(Outcome::DepWait)).unwrap();
@@ -182,7 +182,7 @@ fn a_mandatory_failure_fails_the_upload_naming_the_architecture() {
     );
     assert!(dirs.queue.join(&id).exists(), "kept for a retry");
     assert_eq!(retry(&state, &dirs, &id).unwrap(), 1);
-    let (job, _) = start_next(&engine, &state, &dirs, "http://x")
+    let (job, _) = next_job(&engine, &state, &dirs, "http://x")
         .unwrap()
         .unwrap();
     assert_eq!(job.build.attempts, 2);
@@ -196,17 +196,17 @@ fn interrupted_builds_run_again_and_cancelled_ones_do_not() {
     let (_d, engine, state, dirs) = home();
     let id = greeter(&dirs);
     plan_new(&engine, &state, &dirs).unwrap();
-    start_next(&engine, &state, &dirs, "http://x")
+    next_job(&engine, &state, &dirs, "http://x")
         .unwrap()
         .unwrap();
     assert!(
-        start_next(&engine, &state, &dirs, "http://x")
+        next_job(&engine, &state, &dirs, "http://x")
             .unwrap()
             .is_none()
     );
     // A restart.
     assert_eq!(recover(&state).unwrap(), 1);
-    let (job, _) = start_next(&engine, &state, &dirs, "http://x")
+    let (job, _) = next_job(&engine, &state, &dirs, "http://x")
         .unwrap()
         .unwrap();
     assert_eq!(job.build.attempts, 2);
@@ -219,7 +219,7 @@ fn interrupted_builds_run_again_and_cancelled_ones_do_not() {
             .is_empty()
     );
     assert!(
-        start_next(&engine, &state, &dirs, "http://x")
+        next_job(&engine, &state, &dirs, "http://x")
             .unwrap()
             .is_none()
     );
@@ -230,7 +230,7 @@ fn interrupted_builds_run_again_and_cancelled_ones_do_not() {
     ));
     retry(&state, &dirs, &id).unwrap();
     assert!(
-        start_next(&engine, &state, &dirs, "http://x")
+        next_job(&engine, &state, &dirs, "http://x")
             .unwrap()
             .is_some()
     );
@@ -256,6 +256,8 @@ fn retention_drops_old_ended_uploads_with_builds_and_logs_and_keeps_the_rest() {
             started: 0,
             finished: 0,
             attempts: 1,
+            builder: String::new(),
+            request: String::new(),
         };
         state.put(&build_key(id, "amd64"), &b).unwrap();
         std::fs::create_dir_all(dirs.job_dir(id, "amd64")).unwrap();
@@ -291,7 +293,7 @@ fn builds_wait_for_a_ready_chroot() {
     greeter(&dirs);
     plan_new(&engine, &state, &dirs).unwrap();
     assert!(
-        start_next(&engine, &state, &dirs, "http://x")
+        next_job(&engine, &state, &dirs, "http://x")
             .unwrap()
             .is_none()
     );
@@ -313,6 +315,26 @@ fn an_upload_that_cannot_be_planned_fails_and_leaves_the_queue() {
     assert!(!q.exists());
 }
 
+/// The next local job, as a free slot here takes it (no remotes).
+fn next_job(
+    engine: &Engine,
+    state: &StateStore,
+    dirs: &Dirs,
+    url: &str,
+) -> Result<Option<(Job, Vec<Event>)>, BuildError> {
+    let builders = Builders {
+        local_url: url,
+        public_url: url,
+        local_free: true,
+        local_load: 0.0,
+    };
+    Ok(match start_next(engine, state, dirs, &builders)? {
+        Some(Next::Job(job, events)) => Some((*job, events)),
+        Some(other) => panic!("not a job: {other:?}"),
+        None => None,
+    })
+}
+
 struct TestHost {
     engine: Mutex<Engine>,
     state: StateStore,
@@ -331,6 +353,13 @@ impl crate::build::worker::Host for TestHost {
     }
     fn running(&self) -> bool {
         true
+    }
+    fn with_peer(&self, f: &mut dyn FnMut(&crate::openpgp::ArchiveKey, &StateStore, &str)) {
+        f(
+            self.engine.lock().unwrap().key(),
+            &self.state,
+            "http://test.invalid",
+        )
     }
 }
 
@@ -376,6 +405,10 @@ fn start_worker(
             home: d.path().to_path_buf(),
             slots: 1,
             local_url: "http://x".into(),
+            waiting: crate::build::dispatch::Waiting {
+                poll: std::time::Duration::from_millis(50),
+                timeout: std::time::Duration::from_secs(1),
+            },
         },
     );
     (host, control)
@@ -522,5 +555,89 @@ fn the_worker_keeps_to_its_slots() {
             "mbd-hello_1.0-1~test12+1 on amd64",
             "mbd-hello_1.0-1~test12+1 on i386"
         ]
+    );
+}
+
+/// A remote as routing sees it after a good poll: active, running, these chroots.
+fn remote_with(state: &StateStore, url: &str, load: f64, chroots: &[&str]) {
+    let r = crate::remote::Remote {
+        url: url.to_string(),
+        wake_command: String::new(),
+        key: String::new(),
+        fingerprint: String::new(),
+        status: crate::status::Status::active(),
+        peer: Some(crate::remote::Peer {
+            running: true,
+            load,
+            build_chroots: chroots.iter().map(|c| c.to_string()).collect(),
+            ..Default::default()
+        }),
+        polled: 0,
+    };
+    state.put(url, &r).unwrap();
+}
+
+#[test]
+fn builds_go_to_the_least_loaded_builder_and_fail_at_once_when_none_exists() {
+    let (_d, engine, state, dirs) = home();
+    state.delete::<Chroot>("bookworm-amd64").unwrap();
+    state.delete::<Chroot>("bookworm-i386").unwrap();
+    // Repository only, and the one remote builds i386 only: amd64 has no builder.
+    remote_with(&state, "http://b:1", 0.0, &["bookworm:i386"]);
+    let id = greeter(&dirs);
+    plan_new(&engine, &state, &dirs).unwrap();
+    let builders = Builders {
+        local_url: "http://local",
+        public_url: "http://public:1",
+        local_free: true,
+        local_load: 0.0,
+    };
+    let Some(Next::NoBuilder(job, report)) = start_next(&engine, &state, &dirs, &builders).unwrap()
+    else {
+        panic!("no builder expected")
+    };
+    assert!(
+        report.status.starts_with("no builder for bookworm/amd64"),
+        "{}",
+        report.status
+    );
+    assert!(
+        start_next(&engine, &state, &dirs, &builders)
+            .unwrap()
+            .is_none(),
+        "taken until recorded"
+    );
+    let e = finish(&engine, &state, &dirs, &job, &report).unwrap();
+    assert!(
+        e[0].reason.contains("no builder for bookworm/amd64"),
+        "{e:?}"
+    );
+    assert_eq!(uploads(&state).unwrap()[0].state, UploadState::Failed);
+    // A second remote that has the chroot, and a busier third: the least loaded one gets it,
+    // with our public URL for its extra repository.
+    remote_with(&state, "http://c:1", 0.5, &["bookworm:amd64"]);
+    remote_with(&state, "http://d:1", 0.2, &["bookworm:amd64"]);
+    retry(&state, &dirs, &id).unwrap();
+    let Some(Next::Job(job, events)) = start_next(&engine, &state, &dirs, &builders).unwrap()
+    else {
+        panic!("a job expected")
+    };
+    assert_eq!(job.dispatch.as_deref(), Some("http://d:1"));
+    assert!(job.extra_repositories[0].starts_with("deb http://public:1/repositories/test "));
+    assert!(
+        events[0].reason.ends_with("by http://d:1"),
+        "{}",
+        events[0].reason
+    );
+    let stored = &builds_of(&state, &id).unwrap()[0];
+    assert_eq!(
+        (stored.state, stored.builder.as_str()),
+        (State::Building, "http://d:1")
+    );
+    // Handed out: a restart keeps it with the remote.
+    assert_eq!(recover(&state).unwrap(), 0);
+    assert_eq!(
+        dispatched(&engine, &state, &dirs, &builders).unwrap().len(),
+        1
     );
 }
