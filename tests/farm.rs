@@ -99,6 +99,17 @@ fn put(url: &str, file: &Path) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
+/// How often `source` was installed on `d` (INSTALLED events).
+fn installs(d: &Daemon, source: &str) -> usize {
+    let events = json(&d.api_ok(&["events", "--source", source]));
+    events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "INSTALLED")
+        .count()
+}
+
 /// Waits until A's last poll of each remote lists its chroot.
 fn wait_until_routable(a: &Daemon, urls: &[&str]) {
     let started = Instant::now();
@@ -138,8 +149,9 @@ fn a_repository_only_instance_builds_on_remotes_fails_over_and_survives_restarts
     let mut a = Daemon::start_at(&home_a, &at_a, &env, false);
     let home_b = home_for(dir.path(), "beta", false);
     let home_c = home_for(dir.path(), "gamma", false);
-    let mut b = Daemon::start_at(&home_b, "127.0.0.1:0", &env, false);
-    let mut c = Daemon::start_at(&home_c, "127.0.0.1:0", &env, false);
+    let (at_b, at_c) = (free_endpoint(), free_endpoint());
+    let mut b = Daemon::start_at(&home_b, &at_b, &env, false);
+    let mut c = Daemon::start_at(&home_c, &at_c, &env, false);
     // Builders only: a chroot each, no repository.
     for d in [&b, &c] {
         d.api_ok(&["chroot_prepare", "bookworm", "amd64"]);
@@ -196,46 +208,41 @@ fn a_repository_only_instance_builds_on_remotes_fails_over_and_survives_restarts
     let (ok, out) = apt.get(&["install", "-y", "mbd-hello"]);
     assert!(ok, "apt-get install: {out}");
 
-    // 2. Forgeries: a result signed by a key that is no remote, for a request A waits for
-    // nothing of; a request signed by an unknown key.
+    // 2. A request signed by a key that is no remote's; a result while no build waits.
     let stranger =
         mbd::openpgp::ArchiveKey::generate("stranger", mbd::openpgp::KeyAlgorithm::Ed25519)
             .unwrap();
     let forged = work.join("forged.tar");
     let doc = serde_json::json!({"id": "x_1_amd64_00", "members": []});
     mbd::remote::transport::write_envelope(&forged, &stranger, &doc, &[]).unwrap();
-    let (code, body) = put(&format!("{}/remote/results/x_1_amd64_00", a.url), &forged);
-    assert_eq!(code, 403, "{body}");
-    assert!(body.contains("not signed by a remote we know"), "{body}");
     let (code, body) = put(&format!("{}/remote/requests/x_1_amd64_00", b.url), &forged);
     assert_eq!(code, 403, "{body}");
     assert!(body.contains("not signed by a remote we know"), "{body}");
-    assert!(a.log().contains("a build result was refused"));
     assert!(b.log().contains("a build request was refused"));
+    let (code, body) = put(&format!("{}/remote/results/x_1_amd64_00", a.url), &forged);
+    assert_eq!(code, 409, "{body}");
 
     // 3. The builder is killed mid-build: after A's remote timeout the build goes to the
     // other builder, and it is installed once.
     let one = generated_with(dir.path(), 1, "--source", &[("MBD_GEN_NAME", "mbd-over")]);
     dput(&a, &work, &changes_in(&one[0]));
-    let (victim, _) = wait_for_remote_build(&a, "mbd-over-1");
-    let (survivor, survivor_url) = if victim == b.url {
+    let (victim, lost_request) = wait_for_remote_build(&a, "mbd-over-1");
+    // While it builds: a result signed by a key that is no remote's is refused as forged.
+    let (code, body) = put(&format!("{}/remote/results/{lost_request}", a.url), &forged);
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("not signed by a remote we know"), "{body}");
+    assert!(a.log().contains("a build result was refused"));
+    let (survivor, survivor_url, victim_home, victim_at) = if victim == b.url {
         b.kill9();
-        (&c, c.url.clone())
+        (&c, c.url.clone(), &home_b, &at_b)
     } else {
         c.kill9();
-        (&b, b.url.clone())
+        (&b, b.url.clone(), &home_c, &at_c)
     };
     wait_for(&a, "mbd-over-1", "INSTALLED", LIMIT);
     let moved = build_of(&a, "mbd-over-1");
     assert_eq!(moved["builder"], survivor_url.as_str(), "{moved}");
-    let events = json(&a.api_ok(&["events", "--source", "mbd-over-1"]));
-    let installs = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "INSTALLED")
-        .count();
-    assert_eq!(installs, 1, "{events}");
+    assert_eq!(installs(&a, "mbd-over-1"), 1);
     let (_, _, metrics) = a.get("/metrics", &[]);
     let metrics = String::from_utf8_lossy(&metrics).into_owned();
     assert!(
@@ -317,4 +324,21 @@ fn a_repository_only_instance_builds_on_remotes_fails_over_and_survives_restarts
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+
+    // 6. The killed builder comes back and builds the request it lost again: A refuses the
+    // late result (the build went elsewhere), and it is not installed twice.
+    let back = Daemon::start_at(victim_home, victim_at, &env, false);
+    let waited = Instant::now();
+    loop {
+        let s = remote_state(&back, &lost_request);
+        if s["state"] == "sent" {
+            let why = s["send_error"].as_str().unwrap();
+            // Refused for good (409): no build waits for it (or none waits at all).
+            assert!(why.starts_with("refused: ") && why.contains("409"), "{s}");
+            break;
+        }
+        assert!(waited.elapsed() < LIMIT, "{s}\n{}", back.log());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(installs(&a, "mbd-over-1"), 1);
 }

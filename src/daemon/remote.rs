@@ -71,13 +71,53 @@ fn spool(state: &AppState) -> PathBuf {
     state.ctx.home().join("var/remote")
 }
 
+/// Whether anything may be sent to us at all (checked before a body is read): a request
+/// needs a remote that counts, a result a build handed to a remote; and room on the disk.
+async fn expected(state: &AppState, what: &'static str) -> Option<Response> {
+    let ctx = state.ctx.clone();
+    let why = tokio::task::spawn_blocking(move || {
+        if let Err(e) = crate::files::check_room(&ctx.home()) {
+            return Some((StatusCode::INSUFFICIENT_STORAGE, e.to_string()));
+        }
+        let wanted = match what {
+            "request" => crate::remote::known(ctx.state()).is_ok_and(|k| !k.is_empty()),
+            _ => ctx
+                .state()
+                .all::<crate::build::queue::Build>()
+                .is_ok_and(|all| {
+                    all.iter().any(|(_, b)| {
+                        !b.builder.is_empty() && b.state == crate::build::queue::State::Building
+                    })
+                }),
+        };
+        (!wanted).then(|| match what {
+            "request" => (
+                StatusCode::FORBIDDEN,
+                "build request: this instance has no remotes".to_string(),
+            ),
+            _ => (
+                StatusCode::CONFLICT,
+                "build result: no build here waits for a remote".to_string(),
+            ),
+        })
+    })
+    .await
+    .ok()
+    .flatten();
+    why.map(|(code, why)| simple_problem(code, why))
+}
+
 /// `PUT /remote/requests/<id>`: a build request from a remote.
 pub(super) async fn put_request(
     State(state): State<AppState>,
     UrlPath(id): UrlPath<String>,
     body: axum::body::Body,
 ) -> Response {
-    let max = crate::build::dispatch::MAX_ENVELOPE;
+    if let Some(refused) = expected(&state, "request").await {
+        return refused;
+    }
+    // A request holds a source upload: incoming's limit for a whole upload bounds it.
+    let max = state.ctx.incoming_limits.total;
     let tmp = match receive(body, spool(&state), max).await {
         Ok(t) => t,
         Err(r) => return r,
@@ -140,6 +180,7 @@ pub(super) async fn get_request(
             "started": b.started,
             "finished": b.finished,
             "took_ms": b.took_ms,
+            "send_error": b.send_error,
             "requester": b.request.requester,
         }))
         .into_response(),
@@ -180,6 +221,9 @@ pub(super) async fn put_result(
     body: axum::body::Body,
 ) -> Response {
     use crate::build::dispatch::{self, Refusal};
+    if let Some(refused) = expected(&state, "result").await {
+        return refused;
+    }
     let dir = state.ctx.home().join("var/builds/.results");
     let tmp = match receive(body, dir, dispatch::MAX_ENVELOPE).await {
         Ok(t) => t,
