@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-const ADMIN_PASSWORD: &str = "admin-secret-1";
+pub(crate) const ADMIN_PASSWORD: &str = "admin-secret-1";
 
 /// The real daemon on 127.0.0.1:0, stopped (SIGTERM) when dropped.
 pub(crate) struct Daemon {

@@ -74,6 +74,21 @@ fn instances_peer_in_three_steps_and_shake_hands_only_with_known_keys() {
         .clone();
     assert_eq!(listed["remote"][0]["fingerprint"], fingerprint_b.as_str());
     assert_eq!(listed["remote"][0]["peer"]["identity"], "beta");
+    // The setup page lists it with its status and actions.
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("admin:{}", crate::daemon::ADMIN_PASSWORD)
+        )
+    );
+    let page =
+        String::from_utf8_lossy(&a.get("/ui/setup", &[("Authorization", &basic)]).2).into_owned();
+    let row = page
+        .split("<tr>")
+        .find(|r| r.contains(&b.url.replace('/', "&#x2f;")))
+        .unwrap_or_else(|| panic!("{page}"));
+    assert!(row.contains("Active (C)") && row.contains("beta"), "{row}");
     // C is nobody's remote: its handshake with A is refused, and so is a stranger's.
     let stranger =
         mbd::openpgp::ArchiveKey::generate("stranger", mbd::openpgp::KeyAlgorithm::Ed25519)
