@@ -191,11 +191,12 @@ pub fn all(state: &StateStore) -> Result<Vec<RemoteBuild>, RemoteError> {
     Ok(all)
 }
 
-/// How many builds for remotes are queued or running (they count in our load).
-pub fn alive(state: &StateStore) -> Result<usize, RemoteError> {
+/// How many builds remotes asked of us wait for a slot (they count in our load; running
+/// ones hold a slot already).
+pub fn waiting(state: &StateStore) -> Result<usize, RemoteError> {
     Ok(all(state)?
         .iter()
-        .filter(|b| matches!(b.state, State::Queued | State::Building))
+        .filter(|b| b.state == State::Queued)
         .count())
 }
 

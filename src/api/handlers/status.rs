@@ -64,10 +64,7 @@ fn load(ctx: &Context, running: bool) -> Result<f64, ApiError> {
     if !running {
         return Ok(-1.0);
     }
-    let waiting = crate::remote::builds::all(ctx.state())?
-        .iter()
-        .filter(|b| b.state == crate::remote::builds::State::Queued)
-        .count();
+    let waiting = crate::remote::builds::waiting(ctx.state())?;
     let slots = ctx.builds.slots.load(Ordering::SeqCst).max(1);
     let load = ctx.builds.load(true) + waiting as f64 / slots as f64;
     Ok((load * 100.0).round() / 100.0)
